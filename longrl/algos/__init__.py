@@ -1,0 +1,1 @@
+"""Advantage estimators, policy losses, KL penalties and filters as pure tensor functions."""

@@ -1,0 +1,1 @@
+"""Dataclass schemas of the run configuration, registered with Hydra's ConfigStore."""

@@ -1,0 +1,1 @@
+"""The Ray single controller: resource pools, worker groups, dispatch and collect modes."""

@@ -1,0 +1,1 @@
+"""Video decoding and sampling, datasets, prompt rendering and synthetic long-video tasks."""

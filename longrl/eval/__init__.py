@@ -1,0 +1,1 @@
+"""Benchmark evaluation of trained model directories."""

@@ -1,0 +1,1 @@
+"""One adapter per model family behind a registry, and builders of tiny local model directories."""

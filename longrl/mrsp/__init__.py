@@ -1,0 +1,1 @@
+"""Multi-modal reinforcement sequence parallelism: sharded vision encoding and sequence-parallel prefill."""

@@ -1,0 +1,1 @@
+"""The reward-function API, its loader and the built-in rewards."""

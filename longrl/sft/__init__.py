@@ -1,0 +1,1 @@
+"""The CoT-SFT stage on the same model adapters and MR-SP."""

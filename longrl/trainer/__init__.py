@@ -1,0 +1,1 @@
+"""The Hydra entry point, the RL loop, metrics, loggers and checkpoints."""
