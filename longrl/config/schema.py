@@ -1,0 +1,214 @@
+"""The run configuration as typed dataclasses.
+
+Key names follow EasyR1 / Long-RL (``data.*``, ``algorithm.*``, ``worker.{actor,ref,rollout,reward}.*``,
+``trainer.*``) so their launch scripts port by changing the entry point only. Hydra composes the YAML defaults in
+``configs/`` over these schemas, which is what makes a misspelt key an error instead of a silently ignored value.
+Cross-field rules live in :mod:`longrl.config.validate` and run when the tree is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass
+class DataConfig:
+    """Where the rows come from, how a row's fields are named, and how a video becomes a prompt."""
+
+    train_files: str = "???"
+    val_files: Optional[str] = None
+    prompt_key: str = "problem"
+    answer_key: str = "answer"
+    options_key: str = "options"
+    reasoning_key: str = "reasoning"
+    image_key: str = "images"
+    video_key: str = "videos"
+    video_dir: Optional[str] = None
+    max_prompt_length: int = 8192
+    max_response_length: int = 1024
+    rollout_batch_size: int = 8
+    val_batch_size: int = -1
+    format_prompt: Optional[str] = None
+    shuffle: bool = True
+    seed: int = 1
+    max_pixels: int = 200704
+    min_pixels: int = 3136
+    filter_overlong_prompts: bool = True
+    # "error" stops at the first unreadable row (naming row and file); "skip" drops it and counts it.
+    on_bad_row: str = "error"
+    cache_dir: Optional[str] = None
+
+
+@dataclass
+class AlgorithmConfig:
+    """Advantage estimator, KL handling and the DAPO-style group filter."""
+
+    adv_estimator: str = "grpo"
+    norm_adv_by_std_in_grpo: bool = True
+    gamma: float = 1.0
+    disable_kl: bool = False
+    use_kl_loss: bool = True
+    kl_penalty: str = "low_var_kl"
+    kl_coef: float = 1.0e-2
+    kl_type: str = "fixed"
+    kl_target: float = 0.1
+    kl_horizon: float = 10000.0
+    online_filtering: bool = False
+    filter_key: str = "overall"
+    filter_low: float = 0.01
+    filter_high: float = 0.99
+    max_try_make_batch: int = 20
+    overlong_buffer_len: int = 0
+    overlong_penalty_factor: float = 1.0
+
+
+@dataclass
+class ModelConfig:
+    model_path: str = "???"
+    tokenizer_path: Optional[str] = None
+    enable_gradient_checkpointing: bool = True
+    trust_remote_code: bool = False
+    freeze_vision_tower: bool = False
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1.0e-6
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 1.0e-2
+    strategy: str = "adamw"
+    lr_warmup_ratio: float = 0.0
+    lr_warmup_steps: Optional[int] = None
+    min_lr_ratio: Optional[float] = None
+    lr_scheduler_type: str = "constant"
+
+
+@dataclass
+class FSDPConfig:
+    enable_full_shard: bool = True
+    enable_cpu_offload: bool = False
+    enable_rank0_init: bool = False
+    torch_dtype: Optional[str] = None
+    mp_param_dtype: str = "bf16"
+    mp_reduce_dtype: str = "fp32"
+    mp_buffer_dtype: str = "fp32"
+
+
+@dataclass
+class OffloadConfig:
+    offload_params: bool = False
+    offload_optimizer: bool = False
+
+
+@dataclass
+class ActorConfig:
+    """The trained policy: batch sizes, PPO clipping, FSDP and MR-SP (``ulysses_size``)."""
+
+    global_batch_size: int = 8
+    micro_batch_size_per_device_for_update: int = 1
+    micro_batch_size_per_device_for_experience: int = 2
+    max_grad_norm: float = 1.0
+    clip_ratio_low: float = 0.2
+    clip_ratio_high: float = 0.2
+    clip_ratio_dual: float = 3.0
+    loss_agg_mode: str = "token-mean"
+    ppo_epochs: int = 1
+    entropy_coeff: float = 0.0
+    padding_free: bool = False
+    ulysses_size: int = 1
+    cached_embeds_dir: Optional[str] = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    fsdp: FSDPConfig = field(default_factory=FSDPConfig)
+    offload: OffloadConfig = field(default_factory=OffloadConfig)
+
+
+@dataclass
+class RefConfig:
+    """The frozen reference policy; it shares the actor's model path and batch sizes."""
+
+    fsdp: FSDPConfig = field(default_factory=lambda: FSDPConfig(enable_cpu_offload=True))
+    offload: OffloadConfig = field(default_factory=OffloadConfig)
+
+
+@dataclass
+class RolloutConfig:
+    """Generation engine and sampling, and (as in Long-RL) how many frames a video contributes."""
+
+    name: str = "hf"
+    n: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1
+    seed: int = 1
+    gpu_memory_utilization: float = 0.6
+    tensor_parallel_size: int = 1
+    enforce_eager: bool = False
+    enable_chunked_prefill: bool = False
+    max_num_batched_tokens: int = 8192
+    num_video_frames: Optional[int] = 16
+    fps: Optional[float] = None
+    max_video_frames: int = 768
+    tokens_per_frame: Optional[int] = None
+    num_chunk_seq: int = 1
+    open_ended_reward: bool = False
+    val_override_config: dict[str, Any] = field(default_factory=lambda: {"temperature": 0.0, "n": 1})
+
+
+@dataclass
+class RewardConfig:
+    reward_type: str = "sequential"
+    reward_function: str = "longrl.rewards.r1v:compute_score"
+    reward_function_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WorkerConfig:
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    ref: RefConfig = field(default_factory=RefConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+
+@dataclass
+class TrainerConfig:
+    total_epochs: int = 1
+    max_steps: Optional[int] = None
+    project_name: str = "longrl"
+    experiment_name: str = "default"
+    logger: list[str] = field(default_factory=lambda: ["console", "file"])
+    nnodes: int = 1
+    n_gpus_per_node: int = 1
+    val_freq: int = -1
+    val_before_train: bool = True
+    val_only: bool = False
+    val_generations_to_log: int = 3
+    save_freq: int = -1
+    save_limit: int = -1
+    save_checkpoint_path: Optional[str] = None
+    load_checkpoint_path: Optional[str] = None
+
+
+@dataclass
+class EmbeddedConfig:
+    """The embedded default: a synthetic long-video dataset and a tiny model generated on first use.
+
+    Only artefacts that the rest of the config actually points at are generated, so a run on real data or a real
+    model never pays for them.
+    """
+
+    root: str = "outputs/embedded"
+    model_family: str = "qwen2_5_vl"
+    num_videos: int = 48
+    frames: int = 16
+    seed: int = 0
+
+
+@dataclass
+class RootConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)

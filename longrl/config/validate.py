@@ -1,0 +1,128 @@
+"""Cross-field rules of the run configuration, checked at start so a bad combination fails before any work.
+
+Each rule's message states the rule and the values that broke it, so the fix is obvious from the error alone.
+"""
+
+from __future__ import annotations
+
+from longrl.config.errors import ConfigError
+from longrl.config.schema import RootConfig
+
+ROLLOUT_ENGINES = ("hf", "vllm")
+REWARD_TYPES = ("batch", "sequential")
+BAD_ROW_POLICIES = ("error", "skip")
+KL_CONTROLLERS = ("fixed", "adaptive")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _one_of(value: str, valid: tuple[str, ...] | list[str], key: str) -> None:
+    _require(value in valid, f"{key}={value!r} is not one of {sorted(valid)}")
+
+
+def validate_config(cfg: RootConfig) -> None:
+    """Raise :class:`ConfigError` naming the first rule that ``cfg`` breaks."""
+    _validate_batches(cfg)
+    _validate_video_sampling(cfg)
+    _validate_algorithm(cfg)
+    data, rollout = cfg.data, cfg.worker.rollout
+    _one_of(rollout.name, ROLLOUT_ENGINES, "worker.rollout.name")
+    _one_of(cfg.worker.reward.reward_type, REWARD_TYPES, "worker.reward.reward_type")
+    _one_of(data.on_bad_row, BAD_ROW_POLICIES, "data.on_bad_row")
+    _require(
+        0 < data.min_pixels <= data.max_pixels,
+        f"data.min_pixels ({data.min_pixels}) must be positive and at most data.max_pixels ({data.max_pixels})",
+    )
+    _require(data.max_prompt_length > 0 and data.max_response_length > 0,
+             "data.max_prompt_length and data.max_response_length must be positive")
+    _require(rollout.temperature >= 0, f"worker.rollout.temperature ({rollout.temperature}) must be >= 0")
+    _require(0 < rollout.top_p <= 1, f"worker.rollout.top_p ({rollout.top_p}) must be in (0, 1]")
+    _require(rollout.num_chunk_seq >= 1, f"worker.rollout.num_chunk_seq ({rollout.num_chunk_seq}) must be >= 1")
+
+
+def _validate_batches(cfg: RootConfig) -> None:
+    data, actor, trainer = cfg.data, cfg.worker.actor, cfg.trainer
+    n = cfg.worker.rollout.n
+    world = trainer.nnodes * trainer.n_gpus_per_node
+    _require(n >= 1, f"worker.rollout.n ({n}) must be >= 1")
+    _require(world >= 1, f"trainer.nnodes x trainer.n_gpus_per_node ({world}) must be >= 1")
+    _require(
+        actor.ulysses_size >= 1 and world % actor.ulysses_size == 0,
+        f"the world size trainer.nnodes x trainer.n_gpus_per_node = {world} must be divisible by "
+        f"worker.actor.ulysses_size ({actor.ulysses_size})",
+    )
+    dp = world // actor.ulysses_size
+    _require(
+        data.rollout_batch_size % actor.global_batch_size == 0,
+        f"data.rollout_batch_size ({data.rollout_batch_size}) must be a multiple of worker.actor.global_batch_size "
+        f"({actor.global_batch_size}): each step's prompts are split into whole update batches",
+    )
+    samples_per_update = actor.global_batch_size * n
+    _require(
+        samples_per_update % dp == 0,
+        f"worker.actor.global_batch_size x worker.rollout.n = {samples_per_update} samples per update must be "
+        f"divisible by the {dp} data-parallel ranks (world {world} / ulysses_size {actor.ulysses_size})",
+    )
+    per_rank = samples_per_update // dp
+    micro = actor.micro_batch_size_per_device_for_update
+    _require(
+        micro >= 1 and per_rank % micro == 0,
+        f"the global batch of {samples_per_update} samples (worker.actor.global_batch_size "
+        f"{actor.global_batch_size} x worker.rollout.n {n}) gives {per_rank} per data-parallel rank, which must be "
+        f"divisible by worker.actor.micro_batch_size_per_device_for_update ({micro})",
+    )
+    _require(actor.micro_batch_size_per_device_for_experience >= 1,
+             "worker.actor.micro_batch_size_per_device_for_experience must be >= 1")
+
+
+def _validate_video_sampling(cfg: RootConfig) -> None:
+    rollout = cfg.worker.rollout
+    _require(
+        (rollout.num_video_frames is None) != (rollout.fps is None),
+        "set exactly one of worker.rollout.num_video_frames (a fixed frame count) and worker.rollout.fps "
+        f"(frames per second, capped by worker.rollout.max_video_frames); got num_video_frames="
+        f"{rollout.num_video_frames}, fps={rollout.fps}",
+    )
+    if rollout.num_video_frames is not None:
+        _require(rollout.num_video_frames >= 1, "worker.rollout.num_video_frames must be >= 1")
+    if rollout.fps is not None:
+        _require(rollout.fps > 0, "worker.rollout.fps must be > 0")
+    if rollout.tokens_per_frame is not None:
+        _require(rollout.tokens_per_frame >= 1, "worker.rollout.tokens_per_frame must be >= 1")
+
+
+def _validate_algorithm(cfg: RootConfig) -> None:
+    from longrl.algos.advantages import ADVANTAGE_ESTIMATORS
+    from longrl.algos.kl import KL_ESTIMATORS
+    from longrl.algos.aggregation import LOSS_AGG_MODES
+
+    algo, actor = cfg.algorithm, cfg.worker.actor
+    _one_of(algo.adv_estimator, list(ADVANTAGE_ESTIMATORS), "algorithm.adv_estimator")
+    _one_of(algo.kl_penalty, list(KL_ESTIMATORS), "algorithm.kl_penalty")
+    _one_of(algo.kl_type, KL_CONTROLLERS, "algorithm.kl_type")
+    _one_of(actor.loss_agg_mode, list(LOSS_AGG_MODES), "worker.actor.loss_agg_mode")
+    _require(
+        not (algo.disable_kl and algo.use_kl_loss),
+        "algorithm.disable_kl=true contradicts algorithm.use_kl_loss=true: set use_kl_loss=false to train without "
+        "KL, or disable_kl=false to keep the KL loss",
+    )
+    _require(algo.kl_coef >= 0, f"algorithm.kl_coef ({algo.kl_coef}) must be >= 0")
+    _require(
+        0 <= algo.filter_low < algo.filter_high <= 1,
+        f"algorithm.filter_low ({algo.filter_low}) must be below algorithm.filter_high ({algo.filter_high}), "
+        "both in [0, 1]",
+    )
+    _require(
+        0 < actor.clip_ratio_low < 1 and actor.clip_ratio_high > 0,
+        f"worker.actor.clip_ratio_low ({actor.clip_ratio_low}) must be in (0, 1) and clip_ratio_high "
+        f"({actor.clip_ratio_high}) > 0",
+    )
+    _require(actor.clip_ratio_dual > 1, f"worker.actor.clip_ratio_dual ({actor.clip_ratio_dual}) must be > 1")
+    _require(
+        0 <= algo.overlong_buffer_len < cfg.data.max_response_length,
+        f"algorithm.overlong_buffer_len ({algo.overlong_buffer_len}) must be in [0, data.max_response_length "
+        f"({cfg.data.max_response_length}))",
+    )
