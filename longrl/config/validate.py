@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from longrl.config.errors import ConfigError
 from longrl.config.schema import RootConfig
+from longrl.rewards import REWARD_TYPES
 
 ROLLOUT_ENGINES = ("hf", "vllm")
-REWARD_TYPES = ("batch", "sequential")
 BAD_ROW_POLICIES = ("error", "skip")
 KL_CONTROLLERS = ("fixed", "adaptive")
 
