@@ -1,0 +1,56 @@
+"""Turn a normalised row into chat messages through a jinja format prompt.
+
+Format prompts are EasyR1-style jinja files that receive the question as ``content``; longrl also passes
+``options`` (the option texts) and ``letters`` (``"ABCD…"``) so a multiple-choice prompt lists its options the
+same way everywhere. Without a format prompt the question and its lettered options are used as they are.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import jinja2
+
+from longrl.data.rows import QARow
+
+OPTION_LETTERS = string.ascii_uppercase
+_PLAIN = "{{ content | trim }}{% for option in options %}\n{{ letters[loop.index0] }}. {{ option }}{% endfor %}"
+
+
+class FormatPrompt:
+    """A compiled format prompt; undefined variables raise instead of rendering as empty text."""
+
+    def __init__(self, source: str, name: str = "<inline>"):
+        self.name = name
+        environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+        try:
+            self._template = environment.from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ValueError(f"format prompt {name}: jinja syntax error on line {exc.lineno}: {exc.message}") from exc
+
+    @classmethod
+    def from_file(cls, path: str | Path | None) -> "FormatPrompt":
+        """Load ``path`` (``data.format_prompt``); ``None`` gives the plain question-plus-options prompt."""
+        if path is None:
+            return cls(_PLAIN, "<plain>")
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"data.format_prompt: {path} does not exist")
+        return cls(path.read_text(), str(path))
+
+    def render(self, question: str, options: list[str]) -> str:
+        if len(options) > len(OPTION_LETTERS):
+            raise ValueError(f"at most {len(OPTION_LETTERS)} options are supported, got {len(options)}")
+        try:
+            return self._template.render(content=question, options=options, letters=OPTION_LETTERS).strip()
+        except jinja2.UndefinedError as exc:
+            raise ValueError(f"format prompt {self.name}: {exc.message}; available variables: content, options, "
+                             "letters") from exc
+
+
+def build_messages(row: QARow, prompt: FormatPrompt) -> list[dict]:
+    """One user turn: the video first (when the row has one), then the rendered question text."""
+    content: list[dict] = [{"type": "video"}] if row.video else []
+    content.append({"type": "text", "text": prompt.render(row.question, row.options)})
+    return [{"role": "user", "content": content}]

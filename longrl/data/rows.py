@@ -1,0 +1,168 @@
+"""Read dataset rows from local files and normalise them to one shape.
+
+Sources: ``.jsonl``, ``.json`` (a list of rows, or a mapping with one list under ``data``/``rows``), ``.parquet``,
+and local Hugging Face dataset directories addressed as ``path@split`` (written by ``save_to_disk`` or laid out like
+a hub repository). Several sources may be joined with commas. Field names come from ``data.*_key``; the
+LongVideo-Reason layout (``problem_id, problem, data_type, problem_type, reasoning, videos`` with ``answer`` as
+``<answer>B</answer>``) is read with ``prompt_key=problem, video_key=videos``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from longrl.config.schema import DataConfig
+
+_ANSWER_TAG = re.compile(r"^\s*<answer>\s*(.*?)\s*</answer>\s*$", re.DOTALL)
+_ID_KEYS = ("id", "problem_id", "uid")
+_TASK_KEYS = ("task", "problem_type", "category")
+
+
+class DatasetRowError(ValueError):
+    """A row that cannot become a training sample; the message names the source file, the row and the reason."""
+
+    def __init__(self, source: str, row_index: int, reason: str, video: str | None = None):
+        self.source, self.row_index, self.reason, self.video = source, row_index, reason, video
+        where = f"{source} row {row_index}" + (f" (video {video})" if video else "")
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass
+class QARow:
+    """One question about one video (or none), normalised from whatever layout the file used."""
+
+    source: str
+    row_index: int
+    uid: str
+    question: str
+    answer: str
+    options: list[str] = field(default_factory=list)
+    reasoning: str | None = None
+    video: str | None = None
+    task: str | None = None
+
+
+def _read_json(path: Path) -> list[dict]:
+    payload = json.loads(path.read_text())
+    if isinstance(payload, dict):
+        for key in ("data", "rows"):
+            if isinstance(payload.get(key), list):
+                return payload[key]
+        raise ValueError(f"{path}: a JSON object dataset must hold its rows as a list under 'data' or 'rows'")
+    if not isinstance(payload, list):
+        raise ValueError(f"{path}: a JSON dataset must be a list of rows")
+    return payload
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    with path.open() as handle:
+        for line_number, line in enumerate(handle):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path} line {line_number + 1}: not valid JSON ({exc.msg})") from exc
+    return rows
+
+
+def _read_parquet(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+def _read_hf_dir(path: Path, split: str) -> list[dict]:
+    import datasets
+
+    if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
+        loaded = datasets.load_from_disk(str(path))
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise ValueError(f"{path}: no split {split!r}; it has {sorted(loaded)}")
+            loaded = loaded[split]
+        return loaded.to_list()
+    return datasets.load_dataset(str(path), split=split).to_list()
+
+
+def read_source(spec: str) -> tuple[str, list[dict]]:
+    """Read one source spec into raw rows; returns the display name used in errors and the rows."""
+    path_text, _, split = spec.partition("@")
+    path = Path(path_text).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"dataset {spec!r}: {path} does not exist")
+    if path.is_dir():
+        return spec, _read_hf_dir(path, split or "train")
+    readers = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_parquet}
+    reader = readers.get(path.suffix)
+    if reader is None:
+        raise ValueError(f"dataset {spec!r}: unsupported file type {path.suffix!r}; use one of {sorted(readers)} or a "
+                         "Hugging Face dataset directory with path@split")
+    return str(path), reader(path)
+
+
+def _first_present(row: dict, keys: tuple[str, ...]) -> Any:
+    return next((row[key] for key in keys if row.get(key) not in (None, "")), None)
+
+
+def _video_path(value: Any, root: Path, source: str, index: int) -> str | None:
+    if value in (None, "", []):
+        return None
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise DatasetRowError(source, index, f"expected one video per row, got {len(value)}")
+        value = value[0]
+    if not isinstance(value, str):
+        raise DatasetRowError(source, index, f"the video field must be a path string, got {type(value).__name__}")
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else root / path)
+
+
+def normalise_row(raw: dict, index: int, source: str, cfg: DataConfig, video_root: Path) -> QARow:
+    """Map a raw row onto :class:`QARow` using the configured keys; a missing field names the keys present."""
+
+    def required(key: str) -> Any:
+        value = raw.get(key)
+        if value is None:
+            raise DatasetRowError(source, index, f"missing key {key!r} (row keys: {sorted(raw)}); set data.*_key")
+        return value
+
+    answer = str(required(cfg.answer_key))
+    tagged = _ANSWER_TAG.match(answer)
+    options = raw.get(cfg.options_key) or []
+    if not isinstance(options, list):
+        raise DatasetRowError(source, index, f"{cfg.options_key!r} must be a list of option texts")
+    uid = _first_present(raw, _ID_KEYS)
+    task = _first_present(raw, _TASK_KEYS)
+    return QARow(
+        source=source,
+        row_index=index,
+        uid=str(uid) if uid is not None else f"{source}#{index}",
+        question=str(required(cfg.prompt_key)),
+        answer=tagged.group(1) if tagged else answer.strip(),
+        options=[str(option) for option in options],
+        reasoning=raw.get(cfg.reasoning_key),
+        video=_video_path(raw.get(cfg.video_key), video_root, source, index),
+        task=str(task) if task is not None else None,
+    )
+
+
+def iter_rows(files: str, cfg: DataConfig) -> Iterator[QARow]:
+    """Normalised rows of every comma-separated source in ``files``, in order.
+
+    Relative video paths resolve against ``data.video_dir`` when set, else against the dataset file's directory.
+    """
+    for spec in (part.strip() for part in files.split(",") if part.strip()):
+        source, raw_rows = read_source(spec)
+        default_root = Path(spec.partition("@")[0]).expanduser()
+        root = Path(cfg.video_dir).expanduser() if cfg.video_dir else (
+            default_root if default_root.is_dir() else default_root.parent)
+        for index, raw in enumerate(raw_rows):
+            if not isinstance(raw, dict):
+                raise DatasetRowError(source, index, f"a row must be a mapping, got {type(raw).__name__}")
+            yield normalise_row(raw, index, source, cfg, root)
