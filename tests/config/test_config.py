@@ -125,3 +125,11 @@ def test_valid_multi_rank_batch_passes():
                        "worker.actor.global_batch_size=4", "worker.actor.micro_batch_size_per_device_for_update=2"])
     validate_config(cfg)  # 4 prompts x 4 rollouts = 16 samples over 4 DP ranks = 4 each, 2 micro-batches
     assert cfg.trainer.n_gpus_per_node == 8
+
+
+def test_shipped_example_config_loads():
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_config(config_file=repo / "examples/config.yaml")
+    assert cfg.worker.actor.ulysses_size == 4 and cfg.trainer.n_gpus_per_node == 8
+    assert cfg.worker.rollout.num_video_frames == 512
+    assert cfg.data.prompt_key == "problem" and cfg.data.video_dir is None
