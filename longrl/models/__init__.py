@@ -1,1 +1,11 @@
 """One adapter per model family behind a registry, and builders of tiny local model directories."""
+
+from longrl.models.registry import (
+    ModelAdapter,
+    adapter_for_model_dir,
+    get_adapter,
+    register_adapter,
+    registered_families,
+)
+
+__all__ = ["ModelAdapter", "adapter_for_model_dir", "get_adapter", "register_adapter", "registered_families"]

@@ -1,0 +1,150 @@
+"""What Qwen2-VL and Qwen2.5-VL share: the tiny-directory layout, loading, and video encoding.
+
+A family subclass names its model/processor classes and builds its tiny config; everything else is here.
+
+Video encoding contract with the data layer: frames arrive already sampled (``DecodedVideo``) and already
+resized to multiples of ``patch_size * merge_size`` (28 for Qwen). The processor is therefore called with
+``do_sample_frames=False`` (transformers must not pick frames again) and ``do_resize=False`` (the grid the
+data layer chose is the grid the model sees); frames of any other size are rejected with an error rather
+than silently rescaled. Frame counts that are not a multiple of the temporal patch size are fine: the
+processor repeats the last frame to fill the final temporal patch.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    PreTrainedConfig,
+    PreTrainedModel,
+    ProcessorMixin,
+)
+from transformers.models.qwen2_vl import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+from longrl.models.registry import ModelAdapter
+from longrl.models.tiny import PATCH_SIZE, SPATIAL_MERGE_SIZE, TEMPORAL_PATCH_SIZE, save_random_model
+from longrl.models.tokenizer import CHAT_TEMPLATE, QwenTokenIds, build_tokenizer
+
+if TYPE_CHECKING:
+    from longrl.data.video import DecodedVideo
+
+# Pixel bounds saved in the tiny processors, used only by callers of the processor itself (``encode``
+# never resizes): the smallest frame is one merged token (28x28); the largest is Qwen's default cap.
+_MIN_PIXELS = (PATCH_SIZE * SPATIAL_MERGE_SIZE) ** 2
+_MAX_PIXELS = 12_845_056
+
+
+class QwenVLAdapter(ModelAdapter):
+    """Base of the Qwen vision-language families."""
+
+    supports_video: ClassVar[bool] = True
+    # One merged visual token covers a (patch x merge)^2 square over temporal_patch frames; the data layer
+    # resizes frames to multiples of this side and converts worker.rollout.tokens_per_frame into pixels with it.
+    video_size_factor: ClassVar[int] = PATCH_SIZE * SPATIAL_MERGE_SIZE
+    video_pixels_per_token: ClassVar[int] = (PATCH_SIZE * SPATIAL_MERGE_SIZE) ** 2 * TEMPORAL_PATCH_SIZE
+    model_class: ClassVar[type[PreTrainedModel]]
+    processor_class: ClassVar[type[ProcessorMixin]]
+
+    @abstractmethod
+    def tiny_config(self, token_ids: QwenTokenIds) -> PreTrainedConfig:
+        """The family's tiny config, with special-token ids and vocabulary size taken from the tokenizer."""
+
+    def build_tiny(self, out_dir: str | Path, seed: int = 0) -> Path:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tokenizer = build_tokenizer()
+        token_ids = QwenTokenIds.from_tokenizer(tokenizer)
+        save_random_model(self.model_class, self.tiny_config(token_ids), token_ids, out_dir, seed)
+        pixel_bounds = {"min_pixels": _MIN_PIXELS, "max_pixels": _MAX_PIXELS}
+        patching = {
+            "patch_size": PATCH_SIZE,
+            "temporal_patch_size": TEMPORAL_PATCH_SIZE,
+            "merge_size": SPATIAL_MERGE_SIZE,
+        }
+        processor = self.processor_class(
+            image_processor=Qwen2VLImageProcessor(**pixel_bounds, **patching),
+            video_processor=Qwen2VLVideoProcessor(**pixel_bounds, **patching, cap_pixels_per_frame=False),
+            tokenizer=tokenizer,
+            chat_template=CHAT_TEMPLATE,
+        )
+        processor.save_pretrained(str(out_dir))
+        return out_dir
+
+    def count_video_tokens(self, num_frames: int, height: int, width: int) -> int:
+        """Visual tokens of ``num_frames`` frames of ``height`` x ``width`` (multiples of the size factor).
+
+        The processor repeats the last frame to fill the final temporal patch, hence the ceiling.
+        """
+        grid_t = -(-num_frames // TEMPORAL_PATCH_SIZE)
+        return grid_t * (height // PATCH_SIZE) * (width // PATCH_SIZE) // SPATIAL_MERGE_SIZE**2
+
+    def load_processor(self, model_dir: str | Path) -> ProcessorMixin:
+        return AutoProcessor.from_pretrained(str(model_dir))
+
+    def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+        return AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=dtype)
+
+    def encode(
+        self, processor: ProcessorMixin, messages: list[dict[str, Any]], video: DecodedVideo | None
+    ) -> dict[str, torch.Tensor]:
+        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        num_video_items = _count_content_items(messages, "video")
+        if video is None:
+            if num_video_items:
+                raise ValueError(f"messages hold {num_video_items} video item(s) but no video was given")
+            return dict(processor(text=[text], return_tensors="pt"))
+        if num_video_items != 1:
+            raise ValueError(
+                f"messages must hold exactly one {{'type': 'video'}} item for video {video.path}, "
+                f"found {num_video_items}"
+            )
+        _check_frames_fit_grid(video, processor.video_processor)
+        num_frames, height, width = video.frames.shape[:3]
+        # fps here is the rate of the frames handed over, so the processor's sampled_fps (and Qwen2.5-VL's
+        # second_per_grid_ts) reflect the data layer's sampling, not the source file's frame rate.
+        metadata = {
+            "total_num_frames": num_frames,
+            "fps": float(video.sampled_fps),
+            "frames_indices": list(range(num_frames)),
+            "height": height,
+            "width": width,
+        }
+        batch = processor(
+            text=[text],
+            videos=[video.frames],
+            video_metadata=[metadata],
+            do_sample_frames=False,
+            do_resize=False,
+            cap_pixels_per_frame=False,
+            return_tensors="pt",
+        )
+        return dict(batch)
+
+
+def _count_content_items(messages: list[dict[str, Any]], item_type: str) -> int:
+    return sum(
+        1
+        for message in messages
+        if not isinstance(message["content"], str)
+        for item in message["content"]
+        if item.get("type") == item_type
+    )
+
+
+def _check_frames_fit_grid(video: DecodedVideo, video_processor: Qwen2VLVideoProcessor) -> None:
+    """Reject frames the vision grid cannot tile, instead of letting the processor rescale them."""
+    frames = video.frames
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames of {video.path} must have shape (T, H, W, 3), got {tuple(frames.shape)}")
+    factor = video_processor.patch_size * video_processor.merge_size
+    height, width = frames.shape[1:3]
+    if height % factor or width % factor:
+        raise ValueError(
+            f"frames of {video.path} are {height}x{width}; both sides must be multiples of {factor} "
+            f"(patch_size * merge_size): resize them in the data layer, the adapter does not resize"
+        )

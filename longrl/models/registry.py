@@ -1,0 +1,152 @@
+"""The registry of model-family adapters: the one place the rest of longrl asks "how do I drive this model?".
+
+Each family (Qwen2.5-VL, Qwen2-VL, Qwen2.5 text, ...) is one adapter file in ``longrl/models/`` that defines a
+``ModelAdapter`` subclass and decorates it with ``@register_adapter``. The registry imports every public
+module of the package on its first lookup, so adding a family means adding that file and nothing else: no
+``if family == ...`` chains elsewhere in the tree.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import torch
+
+if TYPE_CHECKING:
+    from longrl.data.video import DecodedVideo
+
+
+class ModelAdapter(ABC):
+    """How to build, load and feed one model family; stateless, so one instance serves every caller.
+
+    ``family`` is the name configs use; ``model_types`` are the Hugging Face ``config.model_type`` values
+    whose checkpoints this adapter drives; ``supports_video`` says whether ``encode`` accepts a video.
+    """
+
+    family: ClassVar[str]
+    model_types: ClassVar[tuple[str, ...]]
+    supports_video: ClassVar[bool]
+
+    @abstractmethod
+    def build_tiny(self, out_dir: str | Path, seed: int = 0) -> Path:
+        """Write a tiny, randomly initialised (seeded) model directory loadable offline; return its path."""
+
+    @abstractmethod
+    def load_processor(self, model_dir: str | Path) -> Any:
+        """Load the processor (the tokenizer for text-only families) saved in ``model_dir``."""
+
+    @abstractmethod
+    def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+        """Load the model in ``model_dir`` with its Auto class, in ``dtype``."""
+
+    @abstractmethod
+    def encode(
+        self, processor: Any, messages: list[dict[str, Any]], video: DecodedVideo | None
+    ) -> dict[str, torch.Tensor]:
+        """Render ``messages`` (HF content lists) with the chat template plus a generation prompt and
+        tokenise them with ``video``, expanding its placeholder to one token per merged patch.
+
+        Returns a batch of one to pass whole to the model's forward: ``input_ids``, ``attention_mask`` and,
+        for vision families, ``mm_token_type_ids`` (marks the vision tokens; Qwen-VL needs it to compute
+        3-D mrope positions) plus, with a video, ``pixel_values_videos`` and ``video_grid_thw``
+        (Qwen2.5-VL adds ``second_per_grid_ts``). ``video.frames`` are used as given: already sampled and
+        already sized for the vision grid by the data layer.
+        """
+
+    def render_prompt_ids(self, processor: Any, messages: list[dict[str, Any]]) -> list[int]:
+        """Token ids of the rendered chat with each media item still a single placeholder token.
+
+        Cheap (no pixels): the dataset adds the media token counts to this to know a prompt's length before
+        decoding its video.
+        """
+        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        tokenizer = getattr(processor, "tokenizer", processor)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+_ADAPTERS: dict[str, ModelAdapter] = {}
+_builtins_loaded = False
+
+AdapterT = TypeVar("AdapterT", bound=type[ModelAdapter])
+
+
+def register_adapter(adapter_cls: AdapterT) -> AdapterT:
+    """Class decorator: register one instance of ``adapter_cls`` under its ``family``.
+
+    A family name or an HF model type may belong to one adapter class only; registering the same class
+    again (a module imported twice) is a no-op.
+    """
+    family = adapter_cls.family
+    existing = _ADAPTERS.get(family)
+    if existing is not None and _same_class(type(existing), adapter_cls):
+        return adapter_cls
+    if existing is not None:
+        raise ValueError(
+            f"model family {family!r} is already registered by {type(existing).__qualname__}; "
+            f"{adapter_cls.__qualname__} needs a different family name"
+        )
+    for other in _ADAPTERS.values():
+        shared = set(other.model_types) & set(adapter_cls.model_types)
+        if shared:
+            raise ValueError(
+                f"model type(s) {sorted(shared)} of {adapter_cls.__qualname__} are already served by "
+                f"family {other.family!r}"
+            )
+    _ADAPTERS[family] = adapter_cls()
+    return adapter_cls
+
+
+def _same_class(a: type, b: type) -> bool:
+    return (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+
+
+def _load_builtin_adapters() -> None:
+    """Import every public module of ``longrl.models`` once, so their ``@register_adapter`` calls run."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    package = importlib.import_module("longrl.models")
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"longrl.models.{module.name}")
+    _builtins_loaded = True
+
+
+def registered_families() -> tuple[str, ...]:
+    """The family names that ``get_adapter`` accepts, sorted."""
+    _load_builtin_adapters()
+    return tuple(sorted(_ADAPTERS))
+
+
+def get_adapter(family: str) -> ModelAdapter:
+    """The adapter registered under ``family``; an unknown name raises ``ValueError`` listing the known ones."""
+    _load_builtin_adapters()
+    try:
+        return _ADAPTERS[family]
+    except KeyError:
+        known = ", ".join(sorted(_ADAPTERS))
+        raise ValueError(f"unknown model family {family!r}; registered families: {known}") from None
+
+
+def adapter_for_model_dir(model_dir: str | Path) -> ModelAdapter:
+    """The adapter serving the checkpoint in ``model_dir``, chosen by ``model_type`` in its config.json."""
+    _load_builtin_adapters()
+    config_path = Path(model_dir) / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: {model_dir} is not a Hugging Face model directory")
+    model_type = json.loads(config_path.read_text()).get("model_type")
+    if model_type is None:
+        raise ValueError(f"{config_path} has no 'model_type' key, so no adapter can be chosen for {model_dir}")
+    for adapter in _ADAPTERS.values():
+        if model_type in adapter.model_types:
+            return adapter
+    supported = sorted(t for adapter in _ADAPTERS.values() for t in adapter.model_types)
+    raise ValueError(
+        f"no adapter for model directory {model_dir}: model_type {model_type!r} is not supported; "
+        f"supported model types: {', '.join(supported)}"
+    )

@@ -1,0 +1,83 @@
+"""The adapter registry: lookups by family and by model directory, and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from longrl.models import ModelAdapter, adapter_for_model_dir, get_adapter, register_adapter, registered_families
+from longrl.models.qwen2_vl import Qwen2VLAdapter
+
+BUILTIN = {"qwen2": ("qwen2",), "qwen2_5_vl": ("qwen2_5_vl",), "qwen2_vl": ("qwen2_vl",)}
+
+
+def test_builtin_families_are_registered_with_their_model_types():
+    assert set(BUILTIN) <= set(registered_families())
+    for family, model_types in BUILTIN.items():
+        adapter = get_adapter(family)
+        assert isinstance(adapter, ModelAdapter)
+        assert (adapter.family, adapter.model_types) == (family, model_types)
+    assert get_adapter("qwen2").supports_video is False
+    assert get_adapter("qwen2_5_vl").supports_video and get_adapter("qwen2_vl").supports_video
+
+
+def test_unknown_family_lists_the_registered_ones():
+    with pytest.raises(ValueError) as err:
+        get_adapter("llava")
+    message = str(err.value)
+    assert "'llava'" in message
+    for family in BUILTIN:
+        assert family in message
+
+
+def _write_config(model_dir, config):
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps(config))
+    return model_dir
+
+
+@pytest.mark.parametrize("family", sorted(BUILTIN))
+def test_model_dir_lookup_uses_the_config_model_type(tmp_path, family):
+    model_dir = _write_config(tmp_path / "ckpt", {"model_type": BUILTIN[family][0]})
+    assert adapter_for_model_dir(model_dir) is get_adapter(family)
+
+
+def test_model_dir_with_unsupported_type_names_dir_type_and_supported_types(tmp_path):
+    model_dir = _write_config(tmp_path / "llama_ckpt", {"model_type": "llama"})
+    with pytest.raises(ValueError) as err:
+        adapter_for_model_dir(model_dir)
+    message = str(err.value)
+    assert str(model_dir) in message and "'llama'" in message
+    for model_types in BUILTIN.values():
+        assert model_types[0] in message
+
+
+def test_model_dir_without_config_or_model_type(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        adapter_for_model_dir(tmp_path)
+    model_dir = _write_config(tmp_path / "typeless", {"hidden_size": 8})
+    with pytest.raises(ValueError, match="no 'model_type' key"):
+        adapter_for_model_dir(model_dir)
+
+
+def test_conflicting_registrations_are_refused():
+    class SameFamily(Qwen2VLAdapter):
+        model_types = ("some_new_type",)
+
+    with pytest.raises(ValueError, match="family 'qwen2_vl' is already registered"):
+        register_adapter(SameFamily)
+
+    class SameModelType(Qwen2VLAdapter):
+        family = "another_family"
+
+    with pytest.raises(ValueError, match=r"\['qwen2_vl'\].*already served by family 'qwen2_vl'"):
+        register_adapter(SameModelType)
+    assert "another_family" not in registered_families()
+    assert type(get_adapter("qwen2_vl")) is Qwen2VLAdapter
+
+
+def test_registering_the_same_class_again_is_a_no_op():
+    before = get_adapter("qwen2_vl")
+    assert register_adapter(Qwen2VLAdapter) is Qwen2VLAdapter
+    assert get_adapter("qwen2_vl") is before
