@@ -1,0 +1,156 @@
+"""Rows rendered into tokenised prompts with their sampled, resized video tensors.
+
+Two checks happen when the dataset is built, before any training time is spent: every row's video must exist and
+be readable by the container probe, and (with ``data.filter_overlong_prompts``) a prompt whose length, computed
+from the probed frame count and size, exceeds ``data.max_prompt_length`` is filtered. A row that fails either check
+raises :class:`DatasetRowError` naming the file and row, or with ``data.on_bad_row=skip`` is dropped and counted in
+:attr:`VideoQADataset.skipped`. Decoding itself happens in ``__getitem__``; a video that probes but fails to decode
+is handled by the same policy, returning a :class:`SkippedRow` that the collate function counts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from longrl.config.schema import DataConfig, RolloutConfig
+from longrl.data.prompts import FormatPrompt, build_messages
+from longrl.data.rows import DatasetRowError, QARow, iter_rows
+from longrl.data.decoders import probe_video
+from longrl.data.video import FrameSampling, VideoDecodeError, fit_under_pixels, load_video, sample_frame_indices
+from longrl.models.registry import ModelAdapter
+
+# Per-token inputs (one value per prompt position): squeezed to 1-D per sample and left-padded together.
+TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    """A row dropped under ``data.on_bad_row=skip``: where it came from and why."""
+
+    source: str
+    row_index: int
+    reason: str
+
+
+def frame_sampling(rollout: RolloutConfig) -> FrameSampling:
+    """Long-RL keeps the frame-sampling knobs under ``worker.rollout``; the data layer reads them from there."""
+    return FrameSampling(num_frames=rollout.num_video_frames, fps=rollout.fps, max_frames=rollout.max_video_frames)
+
+
+def frame_max_pixels(data: DataConfig, rollout: RolloutConfig, adapter: ModelAdapter) -> int:
+    """``data.max_pixels``, tightened by ``worker.rollout.tokens_per_frame`` when that is set."""
+    if rollout.tokens_per_frame is None:
+        return data.max_pixels
+    return min(data.max_pixels, rollout.tokens_per_frame * adapter.video_pixels_per_token)
+
+
+class VideoQADataset(Dataset):
+    """Samples for RL and SFT: ``input_ids`` of the rendered prompt plus the model family's video tensors."""
+
+    def __init__(
+        self,
+        files: str,
+        data: DataConfig,
+        rollout: RolloutConfig,
+        adapter: ModelAdapter,
+        processor: Any,
+    ):
+        self.data, self.adapter, self.processor = data, adapter, processor
+        self.sampling = frame_sampling(rollout)
+        self.max_pixels = frame_max_pixels(data, rollout, adapter)
+        self.format_prompt = FormatPrompt.from_file(data.format_prompt)
+        self.skipped: list[SkippedRow] = []
+        self.rows: list[QARow] = [row for row in iter_rows(files, data) if self._admit(row)]
+        if not self.rows:
+            raise ValueError(f"dataset {files!r} has no usable rows ({len(self.skipped)} skipped: "
+                             f"{dict(self.skip_reasons())})")
+
+    def skip_reasons(self) -> Counter:
+        """How many rows were skipped per kind of reason (the text before the first colon)."""
+        return Counter(skip.reason.split(":")[0] for skip in self.skipped)
+
+    def _fail(self, row: QARow, reason: str, cause: Exception | None = None) -> bool:
+        if self.data.on_bad_row == "skip":
+            self.skipped.append(SkippedRow(row.source, row.row_index, reason))
+            return False
+        raise DatasetRowError(row.source, row.row_index, reason, row.video) from cause
+
+    def _admit(self, row: QARow) -> bool:
+        """Probe the row's video and check the prompt length; False (under the skip policy) drops it."""
+        if row.video is None:
+            return True
+        try:
+            probe = probe_video(row.video)
+        except VideoDecodeError as exc:
+            return self._fail(row, f"unreadable video: {exc}", exc)
+        if not self.data.filter_overlong_prompts:
+            return True
+        num_frames = len(sample_frame_indices(probe.num_frames, probe.fps, self.sampling))
+        height, width = fit_under_pixels(probe.height, probe.width, self.max_pixels, self.data.min_pixels,
+                                         self.adapter.video_size_factor)
+        text_tokens = len(self.adapter.render_prompt_ids(self.processor, build_messages(row, self.format_prompt)))
+        length = text_tokens - 1 + self.adapter.count_video_tokens(num_frames, height, width)
+        if length > self.data.max_prompt_length:
+            self.skipped.append(SkippedRow(row.source, row.row_index, f"overlong prompt: {length} tokens > "
+                                           f"data.max_prompt_length {self.data.max_prompt_length}"))
+            return False
+        return True
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | SkippedRow:
+        row = self.rows[index]
+        video = None
+        if row.video is not None:
+            try:
+                video = load_video(row.video, self.sampling, max_pixels=self.max_pixels,
+                                   min_pixels=self.data.min_pixels, size_factor=self.adapter.video_size_factor)
+            except VideoDecodeError as exc:
+                self._fail(row, f"unreadable video: {exc}", exc)
+                return SkippedRow(row.source, row.row_index, f"unreadable video: {exc}")
+        inputs = self.adapter.encode(self.processor, build_messages(row, self.format_prompt), video)
+        length = int(inputs["input_ids"].shape[-1])
+        if length > self.data.max_prompt_length:
+            reason = (f"prompt of {length} tokens exceeds data.max_prompt_length {self.data.max_prompt_length}; "
+                      "raise the limit, lower the frame count/pixels, or set data.filter_overlong_prompts=true")
+            self._fail(row, reason)
+            return SkippedRow(row.source, row.row_index, reason)
+        return {
+            "uid": row.uid,
+            "inputs": {key: value[0] if key in TOKEN_KEYS else value for key, value in inputs.items()},
+            "question": row.question,
+            "options": row.options,
+            "answer": row.answer,
+            "reasoning": row.reasoning,
+            "task": row.task,
+            "video_path": row.video,
+            "timestamps": None if video is None else video.timestamps,
+            "frame_shape": None if video is None else tuple(video.frames.shape),
+        }
+
+
+def collate_left_padded(samples: list[dict[str, Any] | SkippedRow], pad_token_id: int) -> dict[str, Any]:
+    """Stack prompts left-padded, so every response starts right after its prompt at the same column.
+
+    Vision tensors differ in size per sample and stay a per-sample list; skipped rows are counted, not returned.
+    """
+    kept = [sample for sample in samples if not isinstance(sample, SkippedRow)]
+    skipped = [sample for sample in samples if isinstance(sample, SkippedRow)]
+    width = max((len(sample["inputs"]["input_ids"]) for sample in kept), default=0)
+    token_keys = [key for key in TOKEN_KEYS if kept and key in kept[0]["inputs"]]
+    tokens = {key: torch.full((len(kept), width), pad_token_id if key == "input_ids" else 0, dtype=torch.long)
+              for key in token_keys}
+    for row, sample in enumerate(kept):
+        for key in token_keys:
+            values = sample["inputs"][key]
+            tokens[key][row, width - len(values):] = values
+    vision = [{k: v for k, v in sample["inputs"].items() if k not in TOKEN_KEYS} for sample in kept]
+    fields = {key: [sample[key] for sample in kept] for key in
+              ("uid", "question", "options", "answer", "reasoning", "task", "video_path", "timestamps")}
+    return {**tokens, "vision_inputs": vision, **fields, "skipped": skipped}
