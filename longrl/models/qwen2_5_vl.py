@@ -48,10 +48,7 @@ class Qwen2_5_VLAdapter(QwenVLAdapter):
         return Qwen2_5_VLConfig(
             text_config=tiny_text_config_kwargs(token_ids, mrope=True),
             vision_config=vision,
-            image_token_id=token_ids.image_token_id,
-            video_token_id=token_ids.video_token_id,
-            vision_start_token_id=token_ids.vision_start_token_id,
-            vision_end_token_id=token_ids.vision_end_token_id,
+            **token_ids.vision_token_kwargs(),
             # Tied like Qwen2.5-VL-3B, the benchmark architecture.
             tie_word_embeddings=True,
             dtype="float32",

@@ -40,10 +40,7 @@ class Qwen2VLAdapter(QwenVLAdapter):
         return Qwen2VLConfig(
             text_config=tiny_text_config_kwargs(token_ids, mrope=True),
             vision_config=vision,
-            image_token_id=token_ids.image_token_id,
-            video_token_id=token_ids.video_token_id,
-            vision_start_token_id=token_ids.vision_start_token_id,
-            vision_end_token_id=token_ids.vision_end_token_id,
+            **token_ids.vision_token_kwargs(),
             # Untied like Qwen2-VL-7B, so the untied path is exercised too.
             tie_word_embeddings=False,
             dtype="float32",

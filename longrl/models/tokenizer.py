@@ -153,6 +153,15 @@ class QwenTokenIds:
             video_token_id=ids[VIDEO_PAD],
         )
 
+    def vision_token_kwargs(self) -> dict[str, int]:
+        """The media-token ids every Qwen-VL config takes at its top level."""
+        return {
+            "image_token_id": self.image_token_id,
+            "video_token_id": self.video_token_id,
+            "vision_start_token_id": self.vision_start_token_id,
+            "vision_end_token_id": self.vision_end_token_id,
+        }
+
 
 @functools.lru_cache(maxsize=1)
 def _trained_tokenizer_json() -> str:
