@@ -1,11 +1,12 @@
 """Rows rendered into tokenised prompts with their sampled, resized video tensors.
 
-Two checks happen when the dataset is built, before any training time is spent: every row's video must exist and
-be readable by the container probe, and (with ``data.filter_overlong_prompts``) a prompt whose length, computed
-from the probed frame count and size, exceeds ``data.max_prompt_length`` is filtered. A row that fails either check
-raises :class:`DatasetRowError` naming the file and row, or with ``data.on_bad_row=skip`` is dropped and counted in
-:attr:`VideoQADataset.skipped`. Decoding itself happens in ``__getitem__``; a video that probes but fails to decode
-is handled by the same policy, returning a :class:`SkippedRow` that the collate function counts.
+Two checks happen when the dataset is built, before any training time is spent, from container headers only (no
+packet is read, so this stays cheap for thousands of hour-long videos): every row's video must exist and be a
+video, and (with ``data.filter_overlong_prompts``) a prompt whose length, computed from the stated frame count and
+size, exceeds ``data.max_prompt_length`` is filtered. A row that fails raises :class:`DatasetRowError` naming the
+file and row, or with ``data.on_bad_row=skip`` is dropped and counted in :attr:`VideoQADataset.skipped`. The full
+verification (every packet present: truncated files) happens in ``__getitem__``, where the bytes are read anyway;
+a failure there follows the same policy, returning a :class:`SkippedRow` that the collate function counts.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch.utils.data import Dataset
 from longrl.config.schema import DataConfig, RolloutConfig
 from longrl.data.prompts import FormatPrompt, build_messages
 from longrl.data.rows import DatasetRowError, QARow, iter_rows
-from longrl.data.decoders import probe_video
+from longrl.data.decoders import read_video_header
 from longrl.data.video import FrameSampling, VideoDecodeError, fit_under_pixels, load_video, sample_frame_indices
 from longrl.models.registry import ModelAdapter
 
@@ -81,11 +82,11 @@ class VideoQADataset(Dataset):
         raise DatasetRowError(row.source, row.row_index, reason, row.video) from cause
 
     def _admit(self, row: QARow) -> bool:
-        """Probe the row's video and check the prompt length; False (under the skip policy) drops it."""
+        """Read the row's video header and check the prompt length; False (under the skip policy) drops it."""
         if row.video is None:
             return True
         try:
-            probe = probe_video(row.video)
+            probe = read_video_header(row.video)
         except VideoDecodeError as exc:
             return self._fail(row, f"unreadable video: {exc}", exc)
         if not self.data.filter_overlong_prompts:

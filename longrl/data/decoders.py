@@ -16,7 +16,8 @@ replaced by a neighbour.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -108,9 +109,24 @@ def _check_duration(path: str, stream: av.video.stream.VideoStream, frames_end: 
         )
 
 
-def probe_video(path: str | os.PathLike) -> VideoProbe:
-    """Open ``path`` with PyAV, demux its video packets and check they are complete; raise on any defect."""
-    path = os.fspath(path)
+@dataclass(frozen=True)
+class VideoHeader:
+    """What the container header states, read without touching the packets (cheap even for hour-long files).
+
+    ``num_frames`` is the declared frame count, or duration x fps where the container declares none
+    (Matroska/WebM): an estimate for sizing prompts before training, not the verified count of ``probe_video``.
+    """
+
+    path: str
+    num_frames: int
+    fps: float
+    height: int
+    width: int
+
+
+@contextmanager
+def _open_video_stream(path: str) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+    """Open ``path`` and yield its best video stream, rejecting files that have none or cannot say its size."""
     _check_file(path)
     try:
         container = av.open(path)
@@ -125,6 +141,30 @@ def probe_video(path: str | os.PathLike) -> VideoProbe:
             raise VideoDecodeError(path, "no decoder available for the video stream's codec")
         if stream.codec_context.width < 1 or stream.codec_context.height < 1:
             raise VideoDecodeError(path, "video stream has no frame size (unreadable codec parameters)")
+        yield container, stream
+
+
+def read_video_header(path: str | os.PathLike) -> VideoHeader:
+    """The header facts of ``path``; raises ``VideoDecodeError`` for files that are not a video at all."""
+    path = os.fspath(path)
+    with _open_video_stream(path) as (_, stream):
+        rate = stream.average_rate or stream.guessed_rate
+        if not rate or rate <= 0:
+            raise VideoDecodeError(path, "the container states no frame rate")
+        fps = float(rate)
+        num_frames = stream.frames
+        if num_frames <= 0:
+            end = _stated_end(stream)
+            num_frames = round(end * fps) if end else 0
+        if num_frames <= 0:
+            raise VideoDecodeError(path, "the container states no frames (empty or truncated)")
+        return VideoHeader(path, num_frames, fps, stream.codec_context.height, stream.codec_context.width)
+
+
+def probe_video(path: str | os.PathLike) -> VideoProbe:
+    """Open ``path`` with PyAV, demux its video packets and check they are complete; raise on any defect."""
+    path = os.fspath(path)
+    with _open_video_stream(path) as (container, stream):
         pts, durations, keyframe = [], [], []
         try:
             for packet in container.demux(stream):

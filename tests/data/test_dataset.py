@@ -92,8 +92,8 @@ def test_bad_videos_fail_naming_row_and_file(synthetic_dir, processor, tmp_path)
     assert f"{path} row 1 (video {tmp_path / 'missing.mp4'})" in message and "does not exist" in message
 
 
-@pytest.mark.parametrize("row, reason", [(2, "empty"), (3, "not a readable media container"), (4, "truncated")])
-def test_each_bad_video_kind_has_its_error(synthetic_dir, processor, tmp_path, row, reason):
+@pytest.mark.parametrize("row, reason", [(2, "empty"), (3, "not a readable media container")])
+def test_each_bad_video_kind_has_its_error_at_build_time(synthetic_dir, processor, tmp_path, row, reason):
     path = _with_bad_videos(synthetic_dir, tmp_path)
     lines = path.read_text().splitlines()
     path.write_text(lines[0] + "\n" + lines[row] + "\n")
@@ -102,11 +102,27 @@ def test_each_bad_video_kind_has_its_error(synthetic_dir, processor, tmp_path, r
     assert f"{path} row 1" in str(info.value) and reason in str(info.value)
 
 
+def test_truncated_video_fails_when_loaded_naming_the_row(synthetic_dir, processor, tmp_path):
+    """Its header still states every frame, so only the packet check at load time can tell."""
+    path = _with_bad_videos(synthetic_dir, tmp_path)
+    lines = path.read_text().splitlines()
+    path.write_text(lines[0] + "\n" + lines[4] + "\n")
+    dataset = _dataset(path, processor)
+    assert len(dataset) == 2
+    with pytest.raises(DatasetRowError) as info:
+        dataset[1]
+    assert f"{path} row 1 (video {tmp_path / 'truncated.mp4'})" in str(info.value) and "truncated" in str(info.value)
+
+
 def test_bad_videos_are_skipped_and_counted_when_configured(synthetic_dir, processor, tmp_path):
     path = _with_bad_videos(synthetic_dir, tmp_path)
     dataset = _dataset(path, processor, on_bad_row="skip")
-    assert len(dataset) == 1 and dataset.rows[0].video == str(tmp_path / "good.mp4")
-    assert [(s.row_index, s.reason.split(":")[0]) for s in dataset.skipped] == [(i, "unreadable video") for i in (1, 2, 3, 4)]
+    # missing, empty and garbage files go at build time; the truncated one when it is loaded
+    assert [row.video for row in dataset.rows] == [str(tmp_path / "good.mp4"), str(tmp_path / "truncated.mp4")]
+    assert [(s.row_index, s.reason.split(":")[0]) for s in dataset.skipped] == [(i, "unreadable video") for i in (1, 2, 3)]
+    batch = collate_left_padded([dataset[0], dataset[1]], pad_token_id=0)
+    assert batch["uid"] == [dataset.rows[0].uid] and len(batch["input_ids"]) == 1
+    assert [(s.row_index, "truncated" in s.reason) for s in batch["skipped"]] == [(4, True)]
     assert dataset.skip_reasons() == {"unreadable video": 4}
 
 

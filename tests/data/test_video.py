@@ -277,3 +277,22 @@ def test_truncated_file_is_rejected_by_the_probe(bad_videos):
     """The cut-off faststart file still declares 60 frames; the probe counts the ones really present."""
     with pytest.raises(VideoDecodeError, match=r"declares 60 frames but \d+ are present"):
         probe_video(bad_videos["truncated90_faststart.mp4"])
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_header_states_what_the_full_probe_verifies(indexed_video, suffix):
+    from longrl.data.decoders import probe_video, read_video_header
+
+    path = indexed_video(37, 4.0, suffix)
+    header, probe = read_video_header(path), probe_video(path)
+    assert (header.num_frames, header.fps, header.height, header.width) == (37, 4.0, probe.height, probe.width)
+    assert probe.num_frames == 37
+
+
+@pytest.mark.parametrize("case", ["missing", "empty.mp4", "garbage.mp4", "audio_only.mp4", "unknown_codec.mp4"])
+def test_header_rejects_files_that_are_not_videos(bad_videos, case):
+    from longrl.data.decoders import read_video_header
+
+    with pytest.raises(VideoDecodeError) as info:
+        read_video_header(bad_videos[case])
+    assert str(bad_videos[case]) in str(info.value)
