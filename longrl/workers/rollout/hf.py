@@ -1,0 +1,220 @@
+"""Rollout with Hugging Face ``generate`` from prompt embeddings: the embedded default engine.
+
+The engine holds its own full (unsharded) copy of the model. Each prompt's video goes through the vision
+tower once; its features are spliced into the text embeddings at the video placeholder tokens, and the
+``n`` samples of the prompt all start from those embeddings (``generate(inputs_embeds=...)``).
+
+Positions: Qwen-VL needs 3-D mrope positions computed from the token ids and the video grid. ``generate``
+(transformers 5.x) computes them once before decoding from ``input_ids`` + ``mm_token_type_ids`` + the grid
+tensors (``video_grid_thw``, ``second_per_grid_ts``), even when the prompt itself enters as
+``inputs_embeds``. So those go in alongside the embeddings; the pixels do not, so nothing re-encodes them.
+
+Rollout log-probs are recorded from the raw logits of each step before any sampling processor touches
+them, as ``log_softmax(logits / T)`` (``T = 1`` for greedy): the distribution the actor recomputes, not
+the top-k/top-p truncated one the token was drawn from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, PreTrainedModel
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+from longrl.models import adapter_for_model_dir
+from longrl.protocol import Batch
+from longrl.workers.rollout.base import RolloutEngine
+from longrl.workers.rollout.output import build_rollout_batch
+from longrl.workers.rollout.sampling import SamplingParams
+from longrl.workers.vision_inputs import merge_vision_inputs
+
+__all__ = ["HFRollout", "prompt_embeddings"]
+
+# Vision inputs that feed the vision tower (used once, in prompt_embeddings) -> the modality they encode.
+# Every other vision key (grids, seconds per grid) is position information that generate needs.
+_PIXEL_KEYS = {"pixel_values": "image", "pixel_values_videos": "video"}
+_GRID_KEYS = {"image": "image_grid_thw", "video": "video_grid_thw"}
+
+
+class HFRollout(RolloutEngine):
+    """``generate`` on a full local copy of the model in ``model_dir`` (any family with an adapter)."""
+
+    def __init__(self, model_dir: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.model: PreTrainedModel = adapter_for_model_dir(model_dir).load_model(model_dir, dtype)
+        self.model.to(self.device).eval()
+        # Sampling is described by SamplingParams alone: defaults shipped with a checkpoint (Qwen's set
+        # top_k=1, repetition_penalty=1.05, ...) would otherwise be merged into every call.
+        self.model.generation_config = GenerationConfig()
+
+    @torch.no_grad()
+    def generate(self, prompts: Batch, sampling: SamplingParams) -> Batch:
+        _check_prompts(prompts)
+        n = sampling.n
+        out_device = prompts.tensors["input_ids"].device
+        input_ids = prompts.tensors["input_ids"].to(self.device)
+        vision_rows = list(prompts.non_tensors.get("vision_inputs", [{}] * len(prompts)))
+        vision = {key: value.to(self.device) for key, value in merge_vision_inputs(vision_rows).items()}
+        embeds = prompt_embeddings(self.model, input_ids, vision)  # once per prompt, shared by its n samples
+
+        def per_sample(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.to(self.device).repeat_interleave(n, dim=0)
+
+        # Grids are per video, consumed in row order: repeat each row's grids with the row.
+        position_rows = [
+            {key: value for key, value in row.items() if key not in _PIXEL_KEYS}
+            for row in vision_rows
+            for _ in range(n)
+        ]
+        inputs = {
+            "input_ids": per_sample(input_ids),
+            "inputs_embeds": per_sample(embeds),
+            "attention_mask": per_sample(prompts.tensors["attention_mask"]),
+            **{key: value.to(self.device) for key, value in merge_vision_inputs(position_rows).items()},
+        }
+        if "mm_token_type_ids" in prompts.tensors.keys():
+            inputs["mm_token_type_ids"] = per_sample(prompts.tensors["mm_token_type_ids"])
+
+        recorder = _ChosenTokenLogProbs(temperature=1.0 if sampling.greedy else sampling.temperature)
+        with _seeded(sampling.seed, self.device):
+            sequences = self.model.generate(
+                **inputs,
+                do_sample=not sampling.greedy,
+                max_new_tokens=sampling.max_new_tokens,
+                eos_token_id=list(sampling.eos_token_ids),
+                pad_token_id=sampling.pad_token_id,
+                logits_processor=LogitsProcessorList([recorder, *_sampling_warpers(sampling)]),
+            )
+        generated = sequences[:, input_ids.shape[1] :]
+        log_probs = recorder.chosen(generated)
+        return build_rollout_batch(
+            prompts, n, generated.to(out_device), log_probs.to(out_device),
+            sampling.eos_token_ids, sampling.pad_token_id,
+        )
+
+    @torch.no_grad()
+    def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Copy every tensor of the model's ``state_dict`` from ``state_dict`` (cast to the held dtype/device).
+
+        Strict: a missing or unknown name, or a shape mismatch, raises before anything is copied, so a
+        half-synced model never generates.
+        """
+        own = self.model.state_dict()
+        missing, unknown = sorted(set(own) - set(state_dict)), sorted(set(state_dict) - set(own))
+        if missing or unknown:
+            raise KeyError(
+                f"load_weights: {len(unknown)} unknown name(s) {_preview(unknown)} and {len(missing)} missing "
+                f"name(s) {_preview(missing)}; names must be the HF model's own state_dict names "
+                f"(e.g. {_preview(sorted(own), 2)})"
+            )
+        wrong = [f"{k}: got {tuple(v.shape)}, model has {tuple(own[k].shape)}" for k, v in state_dict.items()
+                 if tuple(v.shape) != tuple(own[k].shape)]
+        if wrong:
+            raise ValueError(f"load_weights: shape mismatch for {len(wrong)} tensor(s): {_preview(wrong)}")
+        for name, tensor in state_dict.items():
+            own[name].copy_(tensor)
+
+
+def prompt_embeddings(
+    model: PreTrainedModel, input_ids: torch.Tensor, vision: Mapping[str, torch.Tensor]
+) -> torch.Tensor:
+    """Text embeddings of ``input_ids`` with each image/video's features written over its placeholder tokens.
+
+    ``vision`` is the merged (all rows) form from :func:`merge_vision_inputs`; features fill placeholders
+    in row-major order, the order the processor laid the videos out in.
+    """
+    embeds = model.get_input_embeddings()(input_ids)
+    for pixel_key, modality in _PIXEL_KEYS.items():
+        if pixel_key not in vision:
+            continue
+        encoder = getattr(model, f"get_{modality}_features")
+        features = encoder(vision[pixel_key], vision[_GRID_KEYS[modality]], return_dict=True).pooler_output
+        features = torch.cat(list(features), dim=0).to(embeds.dtype)
+        placeholders = input_ids == getattr(model.config, f"{modality}_token_id")
+        if int(placeholders.sum()) != features.shape[0]:
+            raise ValueError(
+                f"the prompts hold {int(placeholders.sum())} {modality} placeholder tokens but the vision tower "
+                f"gave {features.shape[0]} {modality} features: input_ids and {_GRID_KEYS[modality]} disagree"
+            )
+        embeds = embeds.masked_scatter(placeholders.unsqueeze(-1), features)
+    return embeds
+
+
+class _ChosenTokenLogProbs(LogitsProcessor):
+    """Records ``log_softmax(raw_logits / T)`` of each step's chosen token; leaves the scores unchanged.
+
+    It must come first in the processor list so it sees raw logits. Only the latest step's distribution is
+    kept (the token drawn from it is read from ``input_ids`` at the next call), so memory stays at one
+    (rows, vocab) tensor instead of one per step.
+    """
+
+    def __init__(self, temperature: float) -> None:
+        self.temperature = temperature
+        self._pending: torch.Tensor | None = None
+        self._chosen: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._pending is not None:
+            self._take(input_ids[:, -1])
+        self._pending = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        return scores
+
+    def _take(self, tokens: torch.Tensor) -> None:
+        assert self._pending is not None
+        self._chosen.append(self._pending.gather(-1, tokens.unsqueeze(-1)).squeeze(-1))
+        self._pending = None
+
+    def chosen(self, generated: torch.Tensor) -> torch.Tensor:
+        """(rows, steps) log-probs of ``generated``, the tokens produced by the run this processor watched."""
+        if self._pending is not None:
+            self._take(generated[:, -1])
+        if len(self._chosen) != generated.shape[1]:
+            raise RuntimeError(f"recorded {len(self._chosen)} steps but generate returned {generated.shape[1]} tokens")
+        if not self._chosen:
+            return generated.new_zeros(generated.shape, dtype=torch.float)
+        return torch.stack(self._chosen, dim=1)
+
+
+def _sampling_warpers(sampling: SamplingParams) -> list[LogitsProcessor]:
+    """Temperature, top-k, top-p in Hugging Face's own order; nothing for greedy."""
+    if sampling.greedy:
+        return []
+    warpers: list[LogitsProcessor] = []
+    if sampling.temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(sampling.temperature))
+    if sampling.top_k != -1:
+        warpers.append(TopKLogitsWarper(sampling.top_k))
+    if sampling.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(sampling.top_p))
+    return warpers
+
+
+@contextmanager
+def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Draw from a RNG seeded with ``seed`` without disturbing the caller's random state."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[device] if device.type != "cpu" else [], device_type=device.type):
+        torch.manual_seed(seed)
+        yield
+
+
+def _check_prompts(prompts: Batch) -> None:
+    keys = list(prompts.tensors.keys())
+    for key in ("input_ids", "attention_mask"):
+        if key not in keys:
+            raise KeyError(f"rollout prompts need tensor {key!r}; got tensors {keys}")
+    mask = prompts.tensors["attention_mask"]
+    right_padded = (mask[:, -1] == 0).nonzero().flatten().tolist()
+    if right_padded:
+        raise ValueError(
+            f"rollout prompts must be left-padded (attention_mask ending in 1), rows {right_padded} end in padding"
+        )
+
+
+def _preview(names: list[str], limit: int = 5) -> str:
+    return str(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")

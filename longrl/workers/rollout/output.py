@@ -1,0 +1,69 @@
+"""Raw generated tokens -> the rollout batch layout shared by every engine and read by the actor.
+
+Layout for ``B`` prompts of width ``P`` and ``n`` samples each (``B * n`` rows, prompt row ``i``'s samples
+at rows ``i*n .. i*n+n-1``), ``R`` = the longest response of the call:
+
+* ``prompts`` (B*n, P): the left-padded prompt ids; ``responses`` (B*n, R): right-padded with the pad id;
+* ``response_mask`` (B*n, R): 1 on response tokens up to and including the EOS token that ended it;
+* ``input_ids`` / ``attention_mask`` (B*n, P+R): prompt and response joined, so positions run on;
+* ``mm_token_type_ids`` (B*n, P+R), when the prompts have it: zeros over the response;
+* ``rollout_log_probs`` (B*n, R): log-prob of each chosen token under ``log_softmax(logits / T)`` (``T = 1``
+  for greedy), zero outside ``response_mask``;
+* every other prompt field (``uid``, ``vision_inputs``, answers, ...) repeated per sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from longrl.protocol import Batch
+
+__all__ = ["build_rollout_batch", "response_mask_from_eos"]
+
+
+def response_mask_from_eos(tokens: torch.Tensor, eos_token_ids: Sequence[int]) -> torch.Tensor:
+    """1 up to and including the first EOS of each row, 0 after it (a row without EOS is all 1).
+
+    Needed because engines pad finished rows with the pad id, which may itself be an EOS id.
+    """
+    is_eos = torch.isin(tokens, torch.tensor(list(eos_token_ids), device=tokens.device))
+    eos_before = torch.cumsum(is_eos.long(), dim=-1) - is_eos.long()
+    return (eos_before == 0).long()
+
+
+def build_rollout_batch(
+    prompts: Batch,
+    n: int,
+    generated: torch.Tensor,
+    log_probs: torch.Tensor,
+    eos_token_ids: Sequence[int],
+    pad_token_id: int,
+) -> Batch:
+    """Assemble the rollout batch from ``generated`` (B*n, L) tokens and their ``log_probs`` (B*n, L)."""
+    total = len(prompts) * n
+    if generated.shape[0] != total or log_probs.shape != generated.shape:
+        raise ValueError(
+            f"expected generated tokens and log-probs of shape ({total}, L) for {len(prompts)} prompts x n={n}, "
+            f"got {tuple(generated.shape)} and {tuple(log_probs.shape)}"
+        )
+    mask = response_mask_from_eos(generated, eos_token_ids)
+    width = int(mask.sum(-1).max()) if total else 0
+    mask = mask[:, :width]
+    responses = torch.where(mask.bool(), generated[:, :width], torch.full_like(generated[:, :width], pad_token_id))
+    repeated = prompts.repeat(n, interleave=True)
+    prompt_ids, prompt_mask = repeated.tensors["input_ids"], repeated.tensors["attention_mask"]
+    outputs = {
+        "prompts": prompt_ids,
+        "responses": responses,
+        "response_mask": mask.to(prompt_mask.dtype),
+        "input_ids": torch.cat([prompt_ids, responses.to(prompt_ids.dtype)], dim=-1),
+        "attention_mask": torch.cat([prompt_mask, mask.to(prompt_mask.dtype)], dim=-1),
+        "rollout_log_probs": torch.where(mask.bool(), log_probs[:, :width].float(), 0.0),
+    }
+    if "mm_token_type_ids" in repeated.tensors.keys():
+        types = repeated.tensors["mm_token_type_ids"]
+        outputs["mm_token_type_ids"] = torch.cat([types, types.new_zeros(total, width)], dim=-1)
+    carried = {key: value for key, value in repeated.tensors.items() if key not in outputs}
+    return Batch.from_dict({**carried, **outputs}, repeated.non_tensors, repeated.meta, batch_size=total)

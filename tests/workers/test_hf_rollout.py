@@ -1,0 +1,239 @@
+"""HF rollout from prompt embeddings on a tiny Qwen2.5-VL: exact tokens, layout, log-probs, weight sync.
+
+The tiny checkpoint's init is so flat that greedy decoding repeats the last prompt token whatever the
+positions or video (tied embeddings dominate), which would make "same tokens" vacuous. Every test therefore
+first loads sharper random weights through ``load_weights``; the negative controls below show that with them
+the tokens do depend on the video and on the 3-D mrope positions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from longrl.data.dataset import collate_left_padded
+from longrl.data.video import DecodedVideo
+from longrl.models import get_adapter
+from longrl.protocol import Batch
+from longrl.workers.rollout.hf import HFRollout
+from longrl.workers.rollout.output import response_mask_from_eos
+from longrl.workers.rollout.sampling import SamplingParams
+from longrl.workers.vision_inputs import merge_vision_inputs
+
+FAMILY = "qwen2_5_vl"
+MAX_NEW = 10
+TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
+
+
+def _sharp_weights(model: torch.nn.Module, seed: int, gain: float = 2.0) -> dict[str, torch.Tensor]:
+    """Random text-model weights with unit-scale embeddings and ``gain / sqrt(fan_in)`` matrices."""
+    generator = torch.Generator().manual_seed(seed)
+    weights = {}
+    for name, value in model.state_dict().items():
+        if value.dim() >= 2 and "visual" not in name:
+            scale = 1.0 if "embed_tokens" in name or "lm_head" in name else gain / value.shape[-1] ** 0.5
+            weights[name] = torch.randn(value.shape, generator=generator) * scale
+        else:
+            weights[name] = value.clone()
+    weights["lm_head.weight"] = weights["model.language_model.embed_tokens.weight"]  # tied
+    return weights
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model_dir):
+    model_dir = tiny_model_dir(FAMILY)
+    adapter = get_adapter(FAMILY)
+    processor = adapter.load_processor(model_dir)
+    rng = np.random.default_rng(0)
+
+    def sample(uid: str, frames: int, height: int, width: int, question: str) -> dict:
+        video = DecodedVideo(f"{uid}.mp4", rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8),
+                             np.arange(frames) / 2.0, 2.0, frames)
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+        inputs = adapter.encode(processor, messages, video)
+        inputs = {key: value[0] if key in TOKEN_KEYS else value for key, value in inputs.items()}
+        return {"uid": uid, "inputs": inputs, "question": question, "options": None, "answer": uid.upper(),
+                "reasoning": None, "task": "t", "video_path": None, "timestamps": None}
+
+    samples = [sample("a", 4, 56, 56, "What happens in the video?"),
+               sample("b", 6, 56, 84, "Which object appears first, and where is it placed? Answer with the letter.")]
+    tokenizer = processor.tokenizer
+    pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    eos = (tokenizer.convert_tokens_to_ids("<|im_end|>"), pad)
+    rollout = HFRollout(model_dir)
+    rollout.load_weights(_sharp_weights(rollout.model, seed=0))
+    return rollout, samples, eos, pad
+
+
+def _batch(samples: list[dict], pad: int) -> Batch:
+    collated = collate_left_padded(samples, pad)
+    return Batch.from_dict({key: collated[key] for key in TOKEN_KEYS},
+                           {key: collated[key] for key in ("uid", "vision_inputs", "answer")})
+
+
+def _params(eos, pad, **overrides) -> SamplingParams:
+    fields = dict(n=1, temperature=0.0, top_p=1.0, top_k=-1, max_new_tokens=MAX_NEW, eos_token_ids=eos,
+                  pad_token_id=pad, seed=7)
+    return SamplingParams(**{**fields, **overrides})
+
+
+def _plain_generate(model, sample: dict, eos, pad, drop: tuple[str, ...] = ()) -> list[int]:
+    """Stock HF generate from token ids + pixels (the model runs its own vision tower and positions)."""
+    inputs = {key: value.unsqueeze(0) if key in TOKEN_KEYS else value for key, value in sample["inputs"].items()
+              if key not in drop}
+    ids = model.generate(**inputs, max_new_tokens=MAX_NEW, do_sample=False, eos_token_id=list(eos), pad_token_id=pad)
+    return ids[0, inputs["input_ids"].shape[1]:].tolist()
+
+
+def _real_tokens(out: Batch, row: int) -> list[int]:
+    return out.tensors["responses"][row][out.tensors["response_mask"][row].bool()].tolist()
+
+
+def test_greedy_from_embeddings_equals_plain_generate_batched_and_alone(setup):
+    rollout, samples, eos, pad = setup
+    batched = rollout.generate(_batch(samples, pad), _params(eos, pad))
+    for row, sample in enumerate(samples):
+        expected = _plain_generate(rollout.model, sample, eos, pad)
+        assert _real_tokens(batched, row) == expected
+        alone = rollout.generate(_batch([sample], pad), _params(eos, pad))
+        assert _real_tokens(alone, 0) == expected
+        # Negative controls: the tokens depend on the video content and on the 3-D positions.
+        assert _plain_generate(rollout.model, sample, eos, pad, drop=("mm_token_type_ids",)) != expected
+        pixels = sample["inputs"]["pixel_values_videos"]
+        zeroed = {**sample, "inputs": {**sample["inputs"], "pixel_values_videos": torch.zeros_like(pixels)}}
+        assert _plain_generate(rollout.model, zeroed, eos, pad) != expected
+
+
+def test_stop_at_eos_masks_and_padding(setup):
+    rollout, samples, eos, pad = setup
+    free = rollout.generate(_batch(samples, pad), _params(eos, pad))
+    assert free.tensors["responses"].shape == (2, MAX_NEW)  # no stop token generated: runs to max_new_tokens
+    # Make row 0's 4th token a stop token: each row must end at its first occurrence (EOS included).
+    stop = int(free.tensors["responses"][0, 3])
+    out = rollout.generate(_batch(samples, pad), _params((stop, *eos), pad))
+    width = out.tensors["responses"].shape[1]
+    prompt_width = out.tensors["prompts"].shape[1]
+    free_tokens = free.tensors["responses"].tolist()
+    lengths = [tokens.index(stop) + 1 if stop in tokens else MAX_NEW for tokens in free_tokens]
+    assert lengths[0] <= 4 and width == max(lengths)
+    for row, (tokens, length) in enumerate(zip(free_tokens, lengths)):
+        assert out.tensors["response_mask"][row].tolist() == [1] * length + [0] * (width - length)
+        assert out.tensors["responses"][row].tolist() == tokens[:length] + [pad] * (width - length)
+        assert torch.all(out.tensors["rollout_log_probs"][row, length:] == 0)
+    prompts = _batch(samples, pad)
+    assert torch.equal(out.tensors["prompts"], prompts.tensors["input_ids"])
+    assert torch.equal(out.tensors["input_ids"], torch.cat([prompts.tensors["input_ids"], out.tensors["responses"]], 1))
+    assert torch.equal(out.tensors["attention_mask"],
+                       torch.cat([prompts.tensors["attention_mask"], out.tensors["response_mask"]], 1))
+    assert torch.equal(out.tensors["mm_token_type_ids"][:, :prompt_width], prompts.tensors["mm_token_type_ids"])
+    assert torch.all(out.tensors["mm_token_type_ids"][:, prompt_width:] == 0)
+
+
+def test_response_mask_from_eos_counts_eos_and_stops_after_it():
+    tokens = torch.tensor([[5, 9, 2, 2], [9, 2, 7, 9], [5, 5, 5, 5]])
+    assert response_mask_from_eos(tokens, (2, 9)).tolist() == [[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]]
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, -1, 1.0), (0.7, 20, 0.9)])
+def test_n_samples_interleaved_with_exact_log_probs_and_one_vision_pass(
+    setup, tiny_model_dir, temperature, top_k, top_p
+):
+    _, samples, eos, pad = setup
+    # float64, so the cached decode and the full forward agree to roundoff far below the tolerance (in
+    # float32 they differ by up to ~1.5e-5 at these logit scales, from summation order alone).
+    rollout = HFRollout(tiny_model_dir(FAMILY), dtype=torch.float64)
+    rollout.load_weights(_sharp_weights(rollout.model, seed=0))
+    n = 4
+    params = _params(eos, pad, n=n, temperature=temperature, top_k=top_k, top_p=top_p)
+    prompts = _batch(samples, pad)
+    calls = []
+    hook = rollout.model.model.visual.register_forward_hook(lambda _m, args, _out: calls.append(args[0].shape[0]))
+    try:
+        out = rollout.generate(prompts, params)
+    finally:
+        hook.remove()
+    # One vision pass for the batch, over each prompt's patches once (not n times).
+    patches = [s["inputs"]["pixel_values_videos"].shape[0] for s in samples]
+    assert calls == [sum(patches)]
+    assert len(out) == 2 * n
+    assert out.non_tensors["uid"].tolist() == ["a"] * n + ["b"] * n
+    assert out.non_tensors["answer"].tolist() == ["A"] * n + ["B"] * n
+    assert out.non_tensors["vision_inputs"][n] is prompts.non_tensors["vision_inputs"][1]  # shared, not copied
+    for row in range(2):
+        samples_of_row = out.tensors["prompts"][row * n:(row + 1) * n]
+        assert torch.equal(samples_of_row, prompts.tensors["input_ids"][row].expand(n, -1))
+        assert len({tuple(_real_tokens(out, row * n + k)) for k in range(n)}) >= 2
+    # Independent recomputation of log_softmax(logits / T) (top-k/top-p must not enter): one full forward
+    # over prompt + response with the raw pixels.
+    vision = merge_vision_inputs(list(out.non_tensors["vision_inputs"]))
+    with torch.no_grad():
+        logits = rollout.model(input_ids=out.tensors["input_ids"], attention_mask=out.tensors["attention_mask"],
+                               mm_token_type_ids=out.tensors["mm_token_type_ids"], **vision).logits
+    prompt_width, width = out.tensors["prompts"].shape[1], out.tensors["responses"].shape[1]
+    step_logits = logits[:, prompt_width - 1:prompt_width - 1 + width].float() / temperature
+    expected = torch.log_softmax(step_logits, -1).gather(-1, out.tensors["responses"].unsqueeze(-1)).squeeze(-1)
+    mask = out.tensors["response_mask"].bool()
+    got = out.tensors["rollout_log_probs"]
+    assert torch.isfinite(got).all() and torch.all(got[~mask] == 0)
+    torch.testing.assert_close(got[mask], expected[mask], atol=1e-9, rtol=0)
+    # Same seed, same samples.
+    again = rollout.generate(prompts, params)
+    assert torch.equal(again.tensors["responses"], out.tensors["responses"])
+
+
+def test_load_weights_changes_output_and_is_strict(setup, tiny_model_dir):
+    rollout, samples, eos, pad = setup
+    original = {name: value.clone() for name, value in rollout.model.state_dict().items()}
+    before = rollout.generate(_batch(samples, pad), _params(eos, pad)).tensors["responses"]
+    try:
+        rollout.load_weights(_sharp_weights(rollout.model, seed=1))
+        after = rollout.generate(_batch(samples, pad), _params(eos, pad)).tensors["responses"]
+        assert not torch.equal(before, after)
+        assert after[0].tolist() == _plain_generate(rollout.model, samples[0], eos, pad)
+    finally:
+        rollout.load_weights(original)
+    bad = dict(original)
+    bad["model.not_a_layer.weight"] = bad.pop("model.language_model.norm.weight")
+    with pytest.raises(KeyError, match=r"unknown name\(s\) \['model.not_a_layer.weight'\].*missing name\(s\) "
+                                       r"\['model.language_model.norm.weight'\]"):
+        rollout.load_weights(bad)
+    wrong_shape = {**original, "model.language_model.norm.weight": torch.ones(3)}
+    with pytest.raises(ValueError, match="model.language_model.norm.weight: got \\(3,\\)"):
+        rollout.load_weights(wrong_shape)
+    assert torch.equal(rollout.generate(_batch(samples, pad), _params(eos, pad)).tensors["responses"], before)
+
+
+def test_right_padded_prompts_are_rejected(setup):
+    rollout, samples, eos, pad = setup
+    prompts = _batch(samples, pad)
+    flipped = Batch.from_dict({key: prompts.tensors[key].flip(-1) for key in TOKEN_KEYS},
+                              dict(prompts.non_tensors))
+    with pytest.raises(ValueError, match=r"left-padded.*rows \[0\]"):
+        rollout.generate(flipped, _params(eos, pad))
+
+
+def test_merge_vision_inputs_concatenates_rows_in_order_and_checks_keys():
+    a = {"pixel_values_videos": torch.ones(4, 3), "video_grid_thw": torch.tensor([[1, 2, 2]])}
+    b = {"pixel_values_videos": torch.zeros(8, 3), "video_grid_thw": torch.tensor([[2, 2, 2]])}
+    merged = merge_vision_inputs([a, {}, b])
+    assert merged["pixel_values_videos"].tolist() == [[1.0] * 3] * 4 + [[0.0] * 3] * 8
+    assert merged["video_grid_thw"].tolist() == [[1, 2, 2], [2, 2, 2]]
+    assert merge_vision_inputs([{}, {}]) == {}
+    with pytest.raises(KeyError, match=r"row 2 have keys .* but row 0 .*misses \['video_grid_thw'\]"):
+        merge_vision_inputs([a, {}, {"pixel_values_videos": torch.zeros(1, 3)}])
+
+
+def test_sampling_params_from_config_and_validation_override():
+    from longrl.config.schema import RolloutConfig
+
+    config = RolloutConfig(n=8, temperature=0.9, top_p=0.95, top_k=40, seed=3)
+    train = SamplingParams.from_config(config, max_new_tokens=64, eos_token_ids=[5, 6], pad_token_id=6)
+    assert (train.n, train.temperature, train.top_p, train.top_k, train.seed) == (8, 0.9, 0.95, 40, 3)
+    assert train.eos_token_ids == (5, 6) and not train.greedy
+    val = SamplingParams.from_config(config, max_new_tokens=64, eos_token_ids=[5], pad_token_id=6, validation=True)
+    assert (val.n, val.temperature, val.greedy, val.top_k) == (1, 0.0, True, 40)
+    with pytest.raises(KeyError, match=r"unknown key\(s\) \['beams'\]"):
+        train.with_overrides({"beams": 2})
+    with pytest.raises(ValueError, match="top_k must be -1"):
+        SamplingParams(n=1, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=4, eos_token_ids=(1,), pad_token_id=0)
