@@ -161,6 +161,9 @@ class RewardConfig:
     reward_type: str = "sequential"
     reward_function: str = "longrl.rewards.r1v:compute_score"
     reward_function_kwargs: dict[str, Any] = field(default_factory=dict)
+    # "fail" stops the run at a failing reward call (the last checkpoint stays intact); "skip_step" logs the failing
+    # sample, skips that step's update and goes on.
+    on_error: str = "fail"
 
 
 @dataclass

@@ -12,6 +12,7 @@ from longrl.rewards import REWARD_TYPES
 ROLLOUT_ENGINES = ("hf", "vllm")
 BAD_ROW_POLICIES = ("error", "skip")
 KL_CONTROLLERS = ("fixed", "adaptive")
+REWARD_ERROR_POLICIES = ("fail", "skip_step")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -32,6 +33,7 @@ def validate_config(cfg: RootConfig) -> None:
     _one_of(rollout.name, ROLLOUT_ENGINES, "worker.rollout.name")
     _one_of(cfg.worker.reward.reward_type, REWARD_TYPES, "worker.reward.reward_type")
     _one_of(data.on_bad_row, BAD_ROW_POLICIES, "data.on_bad_row")
+    _one_of(cfg.worker.reward.on_error, REWARD_ERROR_POLICIES, "worker.reward.on_error")
     _require(
         0 < data.min_pixels <= data.max_pixels,
         f"data.min_pixels ({data.min_pixels}) must be positive and at most data.max_pixels ({data.max_pixels})",

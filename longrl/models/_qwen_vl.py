@@ -83,6 +83,9 @@ class QwenVLAdapter(ModelAdapter):
         grid_t = -(-num_frames // TEMPORAL_PATCH_SIZE)
         return grid_t * (height // PATCH_SIZE) * (width // PATCH_SIZE) // SPATIAL_MERGE_SIZE**2
 
+    def vision_tower(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model.model.visual
+
     def load_processor(self, model_dir: str | Path) -> ProcessorMixin:
         return AutoProcessor.from_pretrained(str(model_dir))
 

@@ -58,6 +58,10 @@ class ModelAdapter(ABC):
         already sized for the vision grid by the data layer.
         """
 
+    def vision_tower(self, model: torch.nn.Module) -> torch.nn.Module | None:
+        """The module that encodes images/video (frozen by ``freeze_vision_tower``); None for text-only families."""
+        return None
+
     def render_prompt_ids(self, processor: Any, messages: list[dict[str, Any]]) -> list[int]:
         """Token ids of the rendered chat with each media item still a single placeholder token.
 

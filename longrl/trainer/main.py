@@ -2,23 +2,19 @@
 
 The arguments are EasyR1's: an optional ``config=FILE`` and Hydra-style overrides; ``--config-name NAME`` picks
 another file of ``configs/``. On the embedded default the synthetic dataset and the tiny model are generated first.
-The entry point now prepares the data and prints one rendered, tokenised training sample; the RL loop grows here.
+It then trains (GRPO / DAPO / REINFORCE per ``algorithm=``), validates before and after, checkpoints, merges the last
+checkpoint into a Hugging Face directory and prints where everything is.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import Sequence
 
 from longrl.config.errors import ConfigError
 from longrl.config.loader import load_config, split_config_file_argument
 from longrl.config.schema import RootConfig
-from longrl.data.dataset import TOKEN_KEYS, VideoQADataset
-from longrl.models.registry import adapter_for_model_dir
 from longrl.trainer.embedded import prepare_embedded_default
-
-_REPEATED_SPECIAL = re.compile(r"(<\|[a-z_]+\|>)\1+")
 
 
 def _config_name(argv: list[str]) -> tuple[str, list[str]]:
@@ -28,32 +24,29 @@ def _config_name(argv: list[str]) -> tuple[str, list[str]]:
     return "config", argv
 
 
-def collapse_repeated_special_tokens(text: str) -> str:
-    """Show a run of one special token (thousands of video pads) as ``<|video_pad|>x1024``."""
-    return _REPEATED_SPECIAL.sub(lambda m: f"{m.group(1)}x{len(m.group(0)) // len(m.group(1))}", text)
+def run(cfg: RootConfig) -> dict[str, dict[str, float]]:
+    """Train, then report where everything went; returns the before/after validation metrics."""
+    from longrl.trainer.merge import merge_actor_checkpoint
+    from longrl.trainer.rl_trainer import RLTrainer
 
-
-def describe_first_sample(cfg: RootConfig) -> str:
-    """Build the training dataset and render its first sample as the text a person checks by eye."""
-    adapter = adapter_for_model_dir(cfg.worker.actor.model.model_path)
-    processor = adapter.load_processor(cfg.worker.actor.model.model_path)
-    dataset = VideoQADataset(cfg.data.train_files, cfg.data, cfg.worker.rollout, adapter, processor)
-    sample = dataset[0]
-    inputs = sample["inputs"]
-    tokenizer = getattr(processor, "tokenizer", processor)
-    lines = [
-        f"training rows: {len(dataset)} from {cfg.data.train_files} (skipped: {len(dataset.skipped)})",
-        f"sample {sample['uid']} (task {sample['task']}), answer {sample['answer']}",
-        f"video: {sample['video_path']}",
-        f"input_ids: {tuple(inputs['input_ids'].shape)}",
-    ]
-    lines += [f"{key}: {tuple(value.shape)}" for key, value in inputs.items() if key not in TOKEN_KEYS]
-    if sample["frame_shape"] is not None:
-        lines.append(f"video frames (T, H, W, C): {sample['frame_shape']}")
-        lines.append(f"frame timestamps (s): {[round(float(t), 2) for t in sample['timestamps']]}")
-    lines.append("rendered prompt (video tokens collapsed):")
-    lines.append(collapse_repeated_special_tokens(tokenizer.decode(inputs["input_ids"])))
-    return "\n".join(lines)
+    trainer = RLTrainer(cfg)
+    try:
+        summary = trainer.fit()
+    finally:
+        trainer.shutdown()
+    for when in ("before", "after"):
+        if when in summary:
+            values = summary[when]
+            tasks = ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in values.items() if k.count("/") == 2)
+            print(f"validation {when} training: reward {values['val/reward']:.3f}, accuracy "
+                  f"{values['val/accuracy']:.3f} ({tasks})")
+    latest = trainer.checkpoints.latest_step()
+    if latest is not None:
+        actor_dir = trainer.checkpoints.step_dir(latest) / "actor"
+        print(f"checkpoint: {actor_dir.parent}")
+        print(f"merged Hugging Face model: {merge_actor_checkpoint(actor_dir, overwrite=True)}")
+    print(f"metrics: {trainer.log_dir / 'metrics.jsonl'}")
+    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for line in prepare_embedded_default(cfg):
         print(f"generated {line}")
-    print(describe_first_sample(cfg))
+    run(cfg)
     return 0
 
 

@@ -92,7 +92,7 @@ class HFRollout(RolloutEngine):
         log_probs = recorder.chosen(generated)
         return build_rollout_batch(
             prompts, n, generated.to(out_device), log_probs.to(out_device),
-            sampling.eos_token_ids, sampling.pad_token_id,
+            sampling.eos_token_ids, sampling.pad_token_id, sampling.max_new_tokens,
         )
 
     @torch.no_grad()

@@ -1,7 +1,8 @@
 """Raw generated tokens -> the rollout batch layout shared by every engine and read by the actor.
 
 Layout for ``B`` prompts of width ``P`` and ``n`` samples each (``B * n`` rows, prompt row ``i``'s samples
-at rows ``i*n .. i*n+n-1``), ``R`` = the longest response of the call:
+at rows ``i*n .. i*n+n-1``), ``R`` = the response budget (``max_new_tokens``), so that the outputs of several
+data-parallel ranks (whose longest responses differ) concatenate without re-padding:
 
 * ``prompts`` (B*n, P): the left-padded prompt ids; ``responses`` (B*n, R): right-padded with the pad id;
 * ``response_mask`` (B*n, R): 1 on response tokens up to and including the EOS token that ended it;
@@ -20,7 +21,10 @@ import torch
 
 from longrl.protocol import Batch
 
-__all__ = ["build_rollout_batch", "response_mask_from_eos"]
+__all__ = ["align_prompt_width", "build_rollout_batch", "response_mask_from_eos"]
+
+# Keys laid out as (prompt | response) columns; the prompt part is left-padded.
+_JOINED_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
 
 
 def response_mask_from_eos(tokens: torch.Tensor, eos_token_ids: Sequence[int]) -> torch.Tensor:
@@ -40,17 +44,22 @@ def build_rollout_batch(
     log_probs: torch.Tensor,
     eos_token_ids: Sequence[int],
     pad_token_id: int,
+    response_width: int,
 ) -> Batch:
-    """Assemble the rollout batch from ``generated`` (B*n, L) tokens and their ``log_probs`` (B*n, L)."""
+    """Assemble the rollout batch from ``generated`` (B*n, L <= response_width) tokens and their ``log_probs``."""
     total = len(prompts) * n
     if generated.shape[0] != total or log_probs.shape != generated.shape:
         raise ValueError(
             f"expected generated tokens and log-probs of shape ({total}, L) for {len(prompts)} prompts x n={n}, "
             f"got {tuple(generated.shape)} and {tuple(log_probs.shape)}"
         )
+    if generated.shape[1] > response_width:
+        raise ValueError(f"generated {generated.shape[1]} tokens, more than the response width {response_width}")
+    fill = response_width - generated.shape[1]
+    generated = torch.nn.functional.pad(generated, (0, fill), value=pad_token_id)
+    log_probs = torch.nn.functional.pad(log_probs, (0, fill))
     mask = response_mask_from_eos(generated, eos_token_ids)
-    width = int(mask.sum(-1).max()) if total else 0
-    mask = mask[:, :width]
+    width = response_width
     responses = torch.where(mask.bool(), generated[:, :width], torch.full_like(generated[:, :width], pad_token_id))
     repeated = prompts.repeat(n, interleave=True)
     prompt_ids, prompt_mask = repeated.tensors["input_ids"], repeated.tensors["attention_mask"]
@@ -67,3 +76,27 @@ def build_rollout_batch(
         outputs["mm_token_type_ids"] = torch.cat([types, types.new_zeros(total, width)], dim=-1)
     carried = {key: value for key, value in repeated.tensors.items() if key not in outputs}
     return Batch.from_dict({**carried, **outputs}, repeated.non_tensors, repeated.meta, batch_size=total)
+
+
+def align_prompt_width(batches: Sequence[Batch], pad_token_id: int) -> list[Batch]:
+    """Left-pad the prompt columns of rollout batches drawn separately (different prompt widths) to one width,
+    so they concatenate; empty batches are dropped. Responses already share the width ``R``."""
+    batches = [batch for batch in batches if len(batch)]
+    width = max(batch.tensors["prompts"].shape[1] for batch in batches)
+    aligned = []
+    for batch in batches:
+        fill = width - batch.tensors["prompts"].shape[1]
+        if fill == 0:
+            aligned.append(batch)
+            continue
+        response_width = batch.tensors["responses"].shape[1]
+        padded = {"prompts": torch.nn.functional.pad(batch.tensors["prompts"], (fill, 0), value=pad_token_id)}
+        for key in _JOINED_KEYS:
+            if key in batch.tensors.keys():
+                value = 0 if key != "input_ids" else pad_token_id
+                prompt_part = batch.tensors[key][:, : batch.tensors[key].shape[1] - response_width]
+                padded[key] = torch.cat([torch.nn.functional.pad(prompt_part, (fill, 0), value=value),
+                                         batch.tensors[key][:, prompt_part.shape[1]:]], dim=-1)
+        rest = {key: value for key, value in batch.tensors.items() if key not in padded}
+        aligned.append(Batch.from_dict({**rest, **padded}, batch.non_tensors, batch.meta, batch_size=len(batch)))
+    return aligned

@@ -1,0 +1,149 @@
+"""Turn an actor checkpoint (sharded DCP weights + ``huggingface/`` metadata) into a Hugging Face model directory.
+
+The actor saves ``actor/model/`` as a torch.distributed.checkpoint directory of the FSDP model state dict (keys are
+the HF model's own ``state_dict`` names) and ``actor/huggingface/`` with config, generation config, tokenizer and
+processor files but no weights. Merging needs no process group: DCP reads into tensors of this process. The model
+is built from the config (random init), its state-dict tensors are filled in place from the checkpoint (so peak
+memory is one copy of the weights), and ``save_pretrained`` writes safetensors next to copies of the tokenizer
+and processor files.
+
+The default target is ``<local_dir>/merged`` (i.e. ``global_step_N/actor/merged``): it sits beside the files it was
+made from and is pruned with them by ``trainer.save_limit``. The target is written to a temp directory and renamed
+into place, so an interrupted merge never leaves a half-written model that looks complete.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+
+import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint import FileSystemReader
+from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    GenerationConfig,
+    PreTrainedModel,
+)
+from transformers.initialization import no_init_weights
+
+from longrl.models.registry import adapter_for_model_dir
+
+MODEL_SUBDIR = "model"
+HF_SUBDIR = "huggingface"
+# Weight files that may sit in huggingface/ from another tool; the merged weights replace them.
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+_WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def default_target_dir(local_dir: str | Path) -> Path:
+    return Path(local_dir) / "merged"
+
+
+def checkpoint_tensor_dtypes(dcp_dir: str | Path) -> dict[str, torch.dtype]:
+    """The tensor keys stored in a DCP directory and their dtypes, read from its metadata only."""
+    metadata = FileSystemReader(str(dcp_dir)).read_metadata()
+    return {key: item.properties.dtype for key, item in metadata.state_dict_metadata.items()
+            if isinstance(item, TensorStorageMetadata)}
+
+
+def _check_actor_dir(local_dir: Path) -> tuple[Path, Path]:
+    model_dir, hf_dir = local_dir / MODEL_SUBDIR, local_dir / HF_SUBDIR
+    for path, what in ((model_dir / ".metadata", "DCP weights"), (hf_dir / "config.json", "model config")):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: --local_dir must be an actor checkpoint directory "
+                f"(checkpoints/<project>/<experiment>/global_step_N/actor) holding {what}"
+            )
+    return model_dir, hf_dir
+
+
+def load_merged_model(local_dir: str | Path, dtype: torch.dtype | None = None) -> PreTrainedModel:
+    """The model of ``huggingface/config.json`` with every weight from ``model/`` (strict: no missing, no extra).
+
+    ``dtype=None`` keeps the checkpoint's floating dtype. Keys the model lists but the checkpoint lacks are
+    accepted only where they share storage with a key that is present (tied weights such as ``lm_head.weight``).
+    """
+    model_dir, hf_dir = _check_actor_dir(Path(local_dir))
+    stored = checkpoint_tensor_dtypes(model_dir)
+    float_dtypes = {d for d in stored.values() if d.is_floating_point}
+    if len(float_dtypes) > 1:
+        raise ValueError(f"{model_dir} mixes floating dtypes {sorted(map(str, float_dtypes))}; "
+                         "the merger expects one parameter dtype")
+    adapter = adapter_for_model_dir(hf_dir)
+    auto_class = AutoModelForImageTextToText if adapter.supports_video else AutoModelForCausalLM
+    config = AutoConfig.from_pretrained(str(hf_dir))
+    # Every parameter and persistent buffer is overwritten below (the key check guarantees it), so random
+    # initialisation would be wasted time on a real-size model.
+    with no_init_weights():
+        model = auto_class.from_config(config, dtype=next(iter(float_dtypes), torch.float32))
+    model.tie_weights()  # skipped with the initialisation; tied keys must share storage before the key check
+    state = model.state_dict()
+    _check_keys(state, stored, model_dir, hf_dir)
+    with warnings.catch_warnings():
+        # Loading without a process group is the point here, not an accident worth a warning.
+        warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single process")
+        dcp.load({key: state[key] for key in state if key in stored}, checkpoint_id=str(model_dir), no_dist=True)
+    if (hf_dir / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(str(hf_dir))
+    return model if dtype is None else model.to(dtype)
+
+
+def _check_keys(state: dict[str, torch.Tensor], stored: dict[str, torch.dtype], model_dir: Path, hf_dir: Path) -> None:
+    unexpected = sorted(set(stored) - set(state))
+    present_storage = {state[key].data_ptr() for key in state if key in stored}
+    missing = sorted(key for key in state if key not in stored and state[key].data_ptr() not in present_storage)
+    if unexpected or missing:
+        raise KeyError(
+            f"checkpoint {model_dir} does not match the model of {hf_dir / 'config.json'}: "
+            f"{len(missing)} missing key(s) {missing[:5]}, {len(unexpected)} unexpected key(s) {unexpected[:5]}"
+        )
+
+
+def merge_actor_checkpoint(
+    local_dir: str | Path,
+    target_dir: str | Path | None = None,
+    dtype: torch.dtype | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the Hugging Face model directory for the actor checkpoint in ``local_dir``; return its path."""
+    local_dir = Path(local_dir)
+    target = Path(target_dir) if target_dir is not None else default_target_dir(local_dir)
+    if target.exists() and any(target.iterdir()) and not overwrite:
+        raise FileExistsError(f"{target} already exists and is not empty; pass --overwrite or another --target_dir")
+    model = load_merged_model(local_dir, dtype)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        _copy_assets(local_dir / HF_SUBDIR, tmp)
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _copy_assets(hf_dir: Path, out_dir: Path) -> None:
+    """Tokenizer, processor and chat-template files; config files are rewritten by ``save_pretrained``."""
+    out_dir.mkdir(parents=True)
+    for path in hf_dir.iterdir():
+        if path.is_file() and not path.name.endswith(_WEIGHT_SUFFIXES) and path.name not in _WEIGHT_INDEXES:
+            shutil.copy2(path, out_dir / path.name)
+
+
+def upload_to_hub(folder: str | Path, repo_id: str, private: bool = True) -> str:
+    """Upload a merged model directory to the Hugging Face Hub (needs network access and a token); returns the
+    repo URL. ``huggingface_hub`` is imported only here, so merging never touches the network."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    url = api.create_repo(repo_id=repo_id, private=private, exist_ok=True)
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model")
+    return str(url)

@@ -1,0 +1,234 @@
+"""The RL loop on the single controller: one method per DESIGN.md step, timed per phase.
+
+``fit`` reads top to bottom like the map: prompts -> rollout n -> reward -> (DAPO) filter and refill -> old and
+ref log-probs -> advantages -> actor update -> weight sync -> log / validate / checkpoint. Every step's randomness
+comes from the config seeds, the step number and the checkpointed data-loader and RNG states, so a run resumed from
+a checkpoint continues exactly as if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from longrl.algos import get_kl_controller, online_filter_mask
+from longrl.config.schema import RootConfig
+from longrl.controller.resource_pool import ResourcePool
+from longrl.controller.worker_group import RayWorkerGroup
+from longrl.data.dataset import VideoQADataset, collate_left_padded
+from longrl.models.registry import adapter_for_model_dir
+from longrl.protocol import Batch
+from longrl.rewards import RewardFunctionError, load_reward_function
+from longrl.trainer.advantage import compute_advantages
+from longrl.trainer.checkpoint import CheckpointManager, default_checkpoint_root, load_trainer_state, save_trainer_state
+from longrl.trainer.dataloader import PromptLoader
+from longrl.trainer.loggers import Generation, Tracker
+from longrl.trainer.metrics import (
+    append_metrics,
+    compute_data_metrics,
+    compute_throughput_metrics,
+    compute_timing_metrics,
+    per_task_mean,
+    reduce_metrics,
+)
+from longrl.trainer.rewarding import reward_inputs, score_batch
+from longrl.trainer.timer import timer
+from longrl.workers.hybrid import HybridWorker, needs_reference
+from longrl.workers.rollout.output import align_prompt_width
+
+logger = logging.getLogger(__name__)
+
+_PROMPT_TENSORS = ("input_ids", "attention_mask", "mm_token_type_ids")
+
+
+def prompts_to_batch(collated: dict[str, Any]) -> Batch:
+    """The data loader's collated prompts as a :class:`Batch` (vision inputs and row fields per sample)."""
+    tensors = {key: collated[key] for key in _PROMPT_TENSORS if key in collated}
+    fields = ("uid", "question", "options", "answer", "reasoning", "task", "video_path", "vision_inputs")
+    return Batch.from_dict(tensors, {key: collated[key] for key in fields})
+
+
+class RLTrainer:
+    """Owns the worker group, the data, the reward function, the tracker and the checkpoints of one run."""
+
+    def __init__(self, cfg: RootConfig):
+        self.cfg = cfg
+        model_path = cfg.worker.actor.model.model_path
+        adapter = adapter_for_model_dir(model_path)
+        self.processor = adapter.load_processor(model_path)
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        train = VideoQADataset(cfg.data.train_files, cfg.data, cfg.worker.rollout, adapter, self.processor)
+        self.val = (VideoQADataset(cfg.data.val_files, cfg.data, cfg.worker.rollout, adapter, self.processor)
+                    if cfg.data.val_files else None)
+
+        self.skipped_rows = 0
+
+        def collate(samples):
+            collated = collate_left_padded(samples, self.tokenizer.pad_token_id)
+            self.skipped_rows += len(collated["skipped"])
+            return prompts_to_batch(collated)
+
+        self.collate = collate
+        self.loader = PromptLoader(train, cfg.data.rollout_batch_size, seed=cfg.data.seed, shuffle=cfg.data.shuffle,
+                                   total_epochs=cfg.trainer.total_epochs, collate_fn=collate)
+        self.total_steps = cfg.trainer.max_steps or self.loader.steps_per_epoch * cfg.trainer.total_epochs
+        self.reward_fn = load_reward_function(cfg.worker.reward.reward_function, cfg.worker.reward.reward_type,
+                                              cfg.worker.reward.reward_function_kwargs)
+        algo = cfg.algorithm
+        self.kl_ctrl = (get_kl_controller(algo.kl_type, algo.kl_coef, algo.kl_target, algo.kl_horizon)
+                        if needs_reference(cfg) and not algo.use_kl_loss else None)
+        self.checkpoints = CheckpointManager(cfg.trainer.save_checkpoint_path or default_checkpoint_root(cfg.trainer),
+                                             cfg.trainer.save_limit)
+        self.log_dir = Path("outputs") / "logs" / cfg.trainer.project_name / cfg.trainer.experiment_name
+        self.tracker = Tracker(cfg.trainer.logger, cfg.trainer.project_name, cfg.trainer.experiment_name,
+                               config=cfg, log_dir=self.log_dir)
+        self._started_ray = not ray.is_initialized()
+        if self._started_ray:  # else: a cluster the launcher (or a test) started and will stop
+            ray.init(num_cpus=max(2, cfg.trainer.nnodes * cfg.trainer.n_gpus_per_node), include_dashboard=False,
+                     log_to_driver=False)
+        self.pool = ResourcePool(cfg.trainer.nnodes, cfg.trainer.n_gpus_per_node)
+        self.workers = RayWorkerGroup(self.pool, HybridWorker, cfg, self.total_steps)
+        self.global_step = 0
+
+    # ----- checkpoints -----------------------------------------------------------------------------------------
+    def resume(self) -> None:
+        path = self.checkpoints.find_resume_path(self.cfg.trainer.load_checkpoint_path)
+        if path is None:
+            return
+        state, loader_state = load_trainer_state(path)
+        self.workers.load_checkpoint(str(path / "actor"))
+        self.loader.load_state_dict(loader_state)
+        if self.kl_ctrl is not None:
+            self.kl_ctrl.value = state["kl_coef"]
+        self.global_step = state["global_step"]
+        logger.info("resumed from %s at step %d", path, self.global_step)
+
+    def save(self) -> Path:
+        staging = self.checkpoints.begin(self.global_step)
+        self.workers.save_checkpoint(str(staging / "actor"))
+        state = {"global_step": self.global_step, "kl_coef": None if self.kl_ctrl is None else self.kl_ctrl.value}
+        save_trainer_state(staging, state, self.loader.state_dict())
+        return self.checkpoints.commit(self.global_step)
+
+    # ----- the phases of one step ------------------------------------------------------------------------------
+    def _rollout_and_score(self, timings: dict[str, float], metrics: dict[str, Any]) -> Batch:
+        """Generate ``n`` responses per prompt and score them; with online filtering, keep drawing prompts until
+        enough groups have informative rewards (DAPO's dynamic sampling)."""
+        cfg, algo = self.cfg, self.cfg.algorithm
+        kept: list[Batch] = []
+        kept_prompts, tries = 0, 0
+        while kept_prompts < cfg.data.rollout_batch_size:
+            tries += 1
+            prompts = self.loader.next_batch()
+            with timer("gen", timings):
+                rollout = self.workers.generate(prompts, step=self.global_step * 1000 + tries)
+            with timer("reward", timings):
+                scores, parts = score_batch(rollout, self.tokenizer, self.reward_fn, cfg)
+            rollout = rollout.union(Batch.from_dict({"scores": scores}, {f"score_{k}": np.asarray(v)
+                                                                          for k, v in parts.items()}))
+            if algo.online_filtering:
+                keep = online_filter_mask({"overall": scores, **parts}, np.asarray(rollout.non_tensors["uid"]),
+                                          algo.filter_key, algo.filter_low, algo.filter_high)
+                append_metrics(metrics, {"filter/kept_ratio": float(keep.mean())})
+                rollout = rollout[keep]
+                if tries >= algo.max_try_make_batch and kept_prompts + len(rollout) // cfg.worker.rollout.n == 0:
+                    raise RuntimeError(f"online filtering kept no group in {tries} batches: every group's "
+                                       f"{algo.filter_key} is outside ({algo.filter_low}, {algo.filter_high})")
+            kept.append(rollout)
+            kept_prompts += len(rollout) // cfg.worker.rollout.n
+            if not algo.online_filtering or tries >= algo.max_try_make_batch:
+                break
+        batch = Batch.concat(align_prompt_width(kept, self.tokenizer.pad_token_id))
+        rows = min(len(batch), cfg.data.rollout_batch_size * cfg.worker.rollout.n)
+        append_metrics(metrics, {"filter/tries": tries})
+        return batch[:rows]
+
+    def step(self) -> dict[str, Any]:
+        """One training step; returns its metrics."""
+        timings: dict[str, float] = {}
+        metrics: dict[str, Any] = {}
+        with timer("step", timings):
+            batch = self._rollout_and_score(timings, metrics)
+            with timer("old_log_prob", timings):
+                batch = batch.union(self.workers.compute_log_prob(batch))
+            if needs_reference(self.cfg):
+                with timer("ref_log_prob", timings):
+                    batch = batch.union(self.workers.compute_ref_log_prob(batch))
+            with timer("adv", timings):
+                batch, kl_metrics = compute_advantages(batch, batch.tensors["scores"], self.cfg, self.kl_ctrl)
+            with timer("update_actor", timings):
+                actor_metrics: dict[str, list[float]] = {}
+                for rank_metrics in self.workers.update_actor(batch):
+                    append_metrics(actor_metrics, rank_metrics)
+            with timer("sync_weights", timings):
+                self.workers.sync_rollout_weights()
+        parts = {key[len("score_"):]: list(values) for key, values in batch.non_tensors.items()
+                 if key.startswith("score_")}
+        entropy = batch.tensors["entropy"][batch.tensors["response_mask"].bool()]
+        return {
+            **compute_data_metrics(batch, batch.tensors["scores"], self.cfg.data.max_response_length, parts),
+            **compute_timing_metrics(timings),
+            **compute_throughput_metrics(int(batch.tensors["attention_mask"].sum()), timings,
+                                         self.cfg.trainer.nnodes * self.cfg.trainer.n_gpus_per_node),
+            **kl_metrics, **reduce_metrics(actor_metrics), **reduce_metrics(metrics),
+            "actor/entropy": float(entropy.mean()) if entropy.numel() else 0.0,
+            "data/skipped_rows": float(self.skipped_rows),
+        }
+
+    def validate(self) -> dict[str, float]:
+        """Greedy (``val_override_config``) answers on the validation split: reward, accuracy overall and per task."""
+        size = len(self.val) if self.cfg.data.val_batch_size <= 0 else self.cfg.data.val_batch_size
+        scores, accuracy, tasks, generations = [], [], [], []
+        for start in range(0, len(self.val), size):
+            prompts = self.collate([self.val[i] for i in range(start, min(start + size, len(self.val)))])
+            rollout = self.workers.generate(prompts, step=self.global_step, validate=True)
+            batch_scores, parts = score_batch(rollout, self.tokenizer, self.reward_fn, self.cfg)
+            scores += batch_scores.tolist()
+            accuracy += parts.get("accuracy", batch_scores.tolist())
+            tasks += list(rollout.non_tensors["task"])
+            inputs = reward_inputs(rollout, self.tokenizer)
+            generations += [Generation(item["problem"], item["response"], item["ground_truth"], float(score))
+                            for item, score in zip(inputs, batch_scores.tolist())]
+        self.tracker.log_generations(generations[: self.cfg.trainer.val_generations_to_log], self.global_step)
+        return {"val/reward": float(np.mean(scores)), "val/accuracy": float(np.mean(accuracy)),
+                **per_task_mean(tasks, torch.tensor(accuracy), prefix="val/accuracy")}
+
+    # ----- the loop --------------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, dict[str, float]]:
+        """Train to ``total_steps``; returns the first and last validation metrics (empty without a val split)."""
+        trainer = self.cfg.trainer
+        self.resume()
+        summary: dict[str, dict[str, float]] = {}
+        if self.val is not None and trainer.val_before_train and self.global_step == 0:
+            summary["before"] = self.validate()
+            self.tracker.log(summary["before"], self.global_step)
+            if trainer.val_only:
+                return summary
+        while self.global_step < self.total_steps:
+            self.global_step += 1
+            try:
+                metrics = self.step()
+            except RewardFunctionError:
+                if self.cfg.worker.reward.on_error != "skip_step":
+                    raise
+                logger.exception("reward function failed at step %d; skipping the step", self.global_step)
+                metrics = {"reward/failed_step": 1.0}
+            last = self.global_step == self.total_steps
+            if self.val is not None and ((trainer.val_freq > 0 and self.global_step % trainer.val_freq == 0) or last):
+                summary["after"] = self.validate()
+                metrics.update(summary["after"])
+            self.tracker.log(metrics, self.global_step)
+            if trainer.save_freq > 0 and (self.global_step % trainer.save_freq == 0 or last):
+                self.save()
+        return summary
+
+    def shutdown(self) -> None:
+        self.workers.shutdown()
+        self.tracker.close()
+        if self._started_ray:
+            ray.shutdown()

@@ -1,0 +1,179 @@
+"""The FSDP policy (actor) and the frozen reference: response log-probs, the PPO update, checkpoints.
+
+One class serves both roles because they share loading, sharding and the log-prob pass; only the actor owns an
+optimizer and a learning-rate schedule. Batches arrive already split by data-parallel rank (the controller's
+``DP_COMPUTE``); here they are cut into mini-batches (one optimizer step each, ``global_batch_size`` prompts x ``n``
+over the data-parallel ranks) and micro-batches (gradient accumulation).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
+from longrl.algos import agg_loss, compute_kl_loss, compute_policy_loss
+from longrl.config.schema import FSDPConfig, OffloadConfig, RootConfig
+from longrl.models.registry import ModelAdapter
+from longrl.protocol import Batch
+from longrl.workers.fsdp import load_sharded_model
+from longrl.workers.logprob import response_log_probs
+from longrl.workers.vision_inputs import merge_vision_inputs
+
+_TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
+
+
+def warmup_then_decay(total_steps: int, warmup_steps: int, scheduler: str, min_lr_ratio: float) -> Callable[[int], float]:
+    """The lr multiplier per step: linear warmup, then constant or cosine down to ``min_lr_ratio``."""
+
+    def multiplier(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if scheduler == "cosine" and total_steps > warmup_steps:
+            progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+            return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return 1.0
+
+    return multiplier
+
+
+class PolicyModel:
+    """An FSDP-sharded policy; ``trainable=False`` makes it the reference (no optimizer, no grads)."""
+
+    def __init__(self, cfg: RootConfig, adapter: ModelAdapter, device: torch.device, fsdp: FSDPConfig,
+                 offload: OffloadConfig, trainable: bool, total_steps: int = 1):
+        self.cfg, self.adapter, self.device = cfg, adapter, device
+        actor = cfg.worker.actor
+        self.model = load_sharded_model(adapter, actor.model.model_path, fsdp, offload, device,
+                                        gradient_checkpointing=trainable and actor.model.enable_gradient_checkpointing)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+        if not trainable:
+            self.model.requires_grad_(False)
+            return
+        if actor.model.freeze_vision_tower:
+            tower = adapter.vision_tower(self.model)
+            if tower is None:
+                raise ValueError("worker.actor.model.freeze_vision_tower=true but the model has no vision tower")
+            tower.requires_grad_(False)
+        optim = actor.optim
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=tuple(optim.betas),
+                                           weight_decay=optim.weight_decay)
+        warmup = optim.lr_warmup_steps if optim.lr_warmup_steps is not None else int(optim.lr_warmup_ratio * total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_then_decay(total_steps, warmup, optim.lr_scheduler_type, optim.min_lr_ratio or 0.0))
+
+    # ----- log-probs -------------------------------------------------------------------------------------------
+    def _inputs(self, batch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        tokens = {key: batch.tensors[key].to(self.device) for key in _TOKEN_KEYS if key in batch.tensors.keys()}
+        vision = {key: value.to(self.device) for key, value in merge_vision_inputs(batch.non_tensors["vision_inputs"]).items()}
+        return tokens, vision
+
+    @torch.no_grad()
+    def compute_log_prob(self, batch: Batch, with_entropy: bool = False) -> Batch:
+        """``log_probs`` (and ``entropy``) of every response token, in micro-batches; no grad."""
+        self.model.eval()
+        temperature = self.cfg.worker.rollout.temperature
+        outputs: dict[str, list[torch.Tensor]] = {"log_probs": [], "entropy": []}
+        for micro in batch.split(self.cfg.worker.actor.micro_batch_size_per_device_for_experience):
+            tokens, vision = self._inputs(micro)
+            scores = response_log_probs(self.model, tokens, vision, micro.tensors["responses"].to(self.device),
+                                        temperature, with_entropy)
+            outputs["log_probs"].append(scores.log_probs.cpu())
+            if with_entropy:
+                outputs["entropy"].append(scores.entropy.cpu())
+        return Batch.from_dict({key: torch.cat(values) for key, values in outputs.items() if values})
+
+    # ----- update ----------------------------------------------------------------------------------------------
+    def update_policy(self, batch: Batch, data_parallel_size: int) -> dict[str, float]:
+        """PPO-clip (+ KL loss, - entropy bonus) over mini-batches; returns metrics averaged over micro-batches."""
+        assert self.optimizer is not None and self.scheduler is not None, "update_policy called on the reference"
+        cfg, actor = self.cfg, self.cfg.worker.actor
+        self.model.train()
+        mini_rows = max(1, actor.global_batch_size * cfg.worker.rollout.n // data_parallel_size)
+        metrics: dict[str, list[float]] = {}
+        for _ in range(actor.ppo_epochs):
+            for mini in batch.split(mini_rows):
+                for micro in mini.split(actor.micro_batch_size_per_device_for_update):
+                    step_metrics = self._accumulate(micro, weight=len(micro) / len(mini))
+                    for key, value in step_metrics.items():
+                        metrics.setdefault(key, []).append(value)
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    [p for p in self.model.parameters() if p.requires_grad], actor.max_grad_norm)
+                grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+                if math.isfinite(grad_norm):
+                    self.optimizer.step()
+                metrics.setdefault("actor/grad_norm", []).append(grad_norm)
+                self.optimizer.zero_grad(set_to_none=True)
+        metrics["actor/lr"] = [self.scheduler.get_last_lr()[0]]
+        self.scheduler.step()
+        return {key: sum(values) / len(values) for key, values in metrics.items()}
+
+    def _accumulate(self, micro: Batch, weight: float) -> dict[str, float]:
+        actor, algo = self.cfg.worker.actor, self.cfg.algorithm
+        tokens, vision = self._inputs(micro)
+        t = {key: micro.tensors[key].to(self.device) for key in
+             ("responses", "response_mask", "old_log_probs", "advantages")}
+        want_entropy = actor.entropy_coeff != 0
+        scores = response_log_probs(self.model, tokens, vision, t["responses"], self.cfg.worker.rollout.temperature,
+                                    with_entropy=want_entropy)
+        pg_loss, pg_metrics = compute_policy_loss(
+            t["old_log_probs"], scores.log_probs, t["advantages"], t["response_mask"], actor.clip_ratio_low,
+            actor.clip_ratio_high, actor.clip_ratio_dual, actor.loss_agg_mode)
+        loss = pg_loss
+        metrics = {"actor/pg_loss": pg_loss.item(), **{f"actor/{k}": float(v) for k, v in pg_metrics.items()}}
+        if want_entropy:
+            entropy = agg_loss(scores.entropy, t["response_mask"], actor.loss_agg_mode)
+            loss = loss - actor.entropy_coeff * entropy
+            metrics["actor/entropy"] = entropy.item()
+        if algo.use_kl_loss and not algo.disable_kl:
+            kl_loss = compute_kl_loss(scores.log_probs, micro.tensors["ref_log_probs"].to(self.device),
+                                      t["response_mask"], algo.kl_penalty, actor.loss_agg_mode)
+            loss = loss + algo.kl_coef * kl_loss
+            metrics["actor/kl_loss"] = kl_loss.item()
+        (loss * weight).backward()
+        return metrics
+
+    # ----- weights and checkpoints -----------------------------------------------------------------------------
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """Every parameter unsharded on every rank (a collective): what the rollout engine loads."""
+        return get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True))
+
+    def save(self, directory: str | Path, processor: Any) -> None:
+        """``model/`` and ``optim/`` as sharded DCP, ``extra.pt`` (lr schedule), ``huggingface/`` (config, tokenizer)."""
+        directory = Path(directory)
+        dcp.save(get_model_state_dict(self.model), checkpoint_id=str(directory / "model"))
+        if self.optimizer is not None:
+            dcp.save(get_optimizer_state_dict(self.model, self.optimizer), checkpoint_id=str(directory / "optim"))
+        if dist.get_rank() == 0:
+            if self.scheduler is not None:
+                torch.save({"lr_scheduler": self.scheduler.state_dict()}, directory / "extra.pt")
+            self.model.config.save_pretrained(directory / "huggingface")
+            generation_config = getattr(self.model, "generation_config", None)
+            if generation_config is not None:
+                generation_config.save_pretrained(directory / "huggingface")
+            processor.save_pretrained(directory / "huggingface")
+        dist.barrier()
+
+    def load(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        model_state = get_model_state_dict(self.model)
+        dcp.load(model_state, checkpoint_id=str(directory / "model"))
+        set_model_state_dict(self.model, model_state)
+        if self.optimizer is not None:
+            optim_state = get_optimizer_state_dict(self.model, self.optimizer)
+            dcp.load(optim_state, checkpoint_id=str(directory / "optim"))
+            set_optimizer_state_dict(self.model, self.optimizer, optim_state)
+            self.scheduler.load_state_dict(torch.load(directory / "extra.pt", weights_only=False)["lr_scheduler"])

@@ -1,0 +1,53 @@
+"""Load a Hugging Face model and shard it with FSDP2 (``fully_shard``), the same way on CPU/gloo and GPU/NCCL.
+
+Each block named in the model's ``_no_split_modules`` (decoder layers, vision blocks) becomes its own FSDP unit so
+only one block's full parameters exist at a time, then the root takes what is left (embeddings, head, norms).
+Mixed precision follows ``worker.*.fsdp.mp_*_dtype`` on GPU; on CPU everything stays float32, since CPU bf16
+matmuls are slow and the CPU runs are the numerical references; CPU offload applies on GPU only.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
+
+from longrl.config.schema import FSDPConfig, OffloadConfig
+from longrl.models.registry import ModelAdapter
+
+_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
+           "fp32": torch.float32, "float32": torch.float32}
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; use one of {sorted(_DTYPES)}") from None
+
+
+def load_sharded_model(
+    adapter: ModelAdapter,
+    model_path: str,
+    fsdp: FSDPConfig,
+    offload: OffloadConfig,
+    device: torch.device,
+    gradient_checkpointing: bool = False,
+) -> torch.nn.Module:
+    """The model at ``model_path`` on ``device``, sharded over the default process group."""
+    on_gpu = device.type == "cuda"
+    load_dtype = parse_dtype(fsdp.torch_dtype) if (fsdp.torch_dtype and on_gpu) else torch.float32
+    model = adapter.load_model(model_path, dtype=load_dtype).to(device)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs: dict = {}
+    if on_gpu:
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=parse_dtype(fsdp.mp_param_dtype),
+                                                   reduce_dtype=parse_dtype(fsdp.mp_reduce_dtype))
+    if on_gpu and (offload.offload_params or fsdp.enable_cpu_offload):  # on a CPU the params already live there
+        kwargs["offload_policy"] = CPUOffloadPolicy()
+    block_names = set(getattr(model, "_no_split_modules", None) or ())
+    for module in model.modules():
+        if type(module).__name__ in block_names:
+            fully_shard(module, reshard_after_forward=fsdp.enable_full_shard, **kwargs)
+    fully_shard(model, reshard_after_forward=fsdp.enable_full_shard, **kwargs)
+    return model

@@ -1,0 +1,147 @@
+"""End to end on the embedded task: every algorithm trains, resume is exact, reward failures keep checkpoints."""
+
+import json
+from pathlib import Path
+
+import pytest
+import ray
+import torch
+from safetensors.torch import load_file
+
+from longrl.config.loader import load_config
+from longrl.data.synthetic import generate_dataset
+from longrl.rewards import RewardFunctionError
+from longrl.trainer.checkpoint import CheckpointManager
+from longrl.trainer.main import run
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+# Rewards that vary within a group on a random tiny model, so advantages (and DAPO's filter) have work to do:
+# whether the response's text has an even number of characters.
+PARITY_REWARD = '''
+def compute_score(reward_input):
+    even = float(len(reward_input["response"]) % 2 == 0)
+    return {"overall": even, "accuracy": even}
+'''
+FAILING_REWARD = '''
+CALLS = []
+
+def compute_score(reward_inputs):
+    CALLS.append(len(reward_inputs))
+    if len(CALLS) == 3:
+        raise ValueError("judge exploded")
+    return [{"overall": 0.0, "accuracy": 0.0} for _ in reward_inputs]
+'''
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("rl")
+    generate_dataset(root / "data", num=10, frames=8, seed=2)
+    (root / "parity.py").write_text(PARITY_REWARD)
+    (root / "failing.py").write_text(FAILING_REWARD)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield root, tiny_model_dir("qwen2_5_vl")
+    ray.shutdown()
+
+
+def _cfg(root: Path, model_dir: Path, name: str, *extra: str):
+    return load_config([
+        f"data.train_files={root / 'data/train.jsonl'}", "data.val_files=null", "data.video_dir=null",
+        f"data.format_prompt={REPO / 'examples/format_prompt/r1v.jinja'}",
+        f"worker.actor.model.model_path={model_dir}", "data.rollout_batch_size=2", "worker.actor.global_batch_size=2",
+        "worker.rollout.n=4", "worker.actor.micro_batch_size_per_device_for_update=4",
+        "worker.rollout.num_video_frames=4", "data.max_response_length=12", "worker.actor.optim.lr=1e-3",
+        f"worker.reward.reward_function={root / 'parity.py'}:compute_score",
+        f"trainer.save_checkpoint_path={root / name}", f"trainer.experiment_name={name}",
+        "trainer.logger=[file]", *extra])
+
+
+def _metrics(name: str) -> list[dict]:
+    path = Path("outputs/logs/longrl") / name / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _deterministic(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not k.startswith(("timing_s/", "perf/"))}
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "dapo", "reinforce"])
+def test_three_steps_of_each_algorithm(setup, algorithm, monkeypatch, tmp_path):
+    root, model_dir = setup
+    monkeypatch.chdir(tmp_path)
+    name = f"algo_{algorithm}"
+    run(_cfg(root, model_dir, name, f"algorithm={algorithm}", "trainer.max_steps=3", "trainer.save_freq=-1",
+             "algorithm.overlong_buffer_len=4"))
+    steps = _metrics(name)
+    assert [m["step"] for m in steps] == [1, 2, 3]
+    for m in steps:
+        for key in ("critic/score/mean", "actor/pg_loss", "actor/grad_norm", "actor/entropy", "response_length/mean"):
+            assert m[key] is not None and abs(m[key]) < 1e6, (key, m)
+    if algorithm == "dapo":
+        assert all(m["filter/kept_ratio"] <= 1.0 for m in steps)
+    if algorithm == "reinforce":
+        assert all("critic/kl" in m for m in steps)
+    else:
+        assert "critic/kl" not in steps[0]
+
+
+def test_resume_continues_exactly(setup, monkeypatch, tmp_path):
+    root, model_dir = setup
+    monkeypatch.chdir(tmp_path)
+    run(_cfg(root, model_dir, "straight", "trainer.max_steps=4", "trainer.save_freq=2"))
+    run(_cfg(root, model_dir, "resumed", "trainer.max_steps=2", "trainer.save_freq=2"))
+    run(_cfg(root, model_dir, "resumed", "trainer.max_steps=4", "trainer.save_freq=2"))  # auto-resumes at step 2
+    straight, resumed = _metrics("straight"), _metrics("resumed")
+    assert [m["step"] for m in resumed] == [1, 2, 3, 4]
+    assert [_deterministic(m) for m in straight] == [_deterministic(m) for m in resumed]
+    weights = [load_file(str(root / name / "global_step_4/actor/merged/model.safetensors"))
+               for name in ("straight", "resumed")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    initial = load_file(str(model_dir / "model.safetensors"))
+    assert initial.keys() == weights[0].keys()
+    assert any(not torch.equal(initial[k], weights[0][k]) for k in weights[0]), "training changed the weights"
+
+
+def test_merged_model_loads_and_generates(setup, monkeypatch, tmp_path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    root, model_dir = setup
+    monkeypatch.chdir(tmp_path)
+    run(_cfg(root, model_dir, "merged", "trainer.max_steps=1", "trainer.save_freq=1"))
+    merged = root / "merged/global_step_1/actor/merged"
+    model = AutoModelForImageTextToText.from_pretrained(str(merged))
+    processor = AutoProcessor.from_pretrained(str(merged))
+    ids = processor.tokenizer("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n", return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=3, do_sample=False)
+    assert out.shape == (1, ids["input_ids"].shape[1] + 3)
+
+
+def test_raising_reward_fails_the_step_and_keeps_the_checkpoint(setup, monkeypatch, tmp_path):
+    root, model_dir = setup
+    monkeypatch.chdir(tmp_path)
+    cfg = _cfg(root, model_dir, "failing", "trainer.max_steps=4", "trainer.save_freq=2",
+               f"worker.reward.reward_function={root / 'failing.py'}:compute_score", "worker.reward.reward_type=batch")
+    with pytest.raises(RewardFunctionError) as info:
+        run(cfg)
+    message = str(info.value)
+    assert "failing.py:compute_score" in message and "judge exploded" in str(info.value.__cause__)
+    assert "batch of 8" in message
+    checkpoints = CheckpointManager(root / "failing")
+    assert checkpoints.committed_steps() == [2] and checkpoints.latest_step() == 2
+    assert (root / "failing/global_step_2/actor/model").is_dir()
+
+
+def test_raising_reward_skips_the_step_when_configured(setup, monkeypatch, tmp_path):
+    root, model_dir = setup
+    monkeypatch.chdir(tmp_path)
+    (root / "failing2.py").write_text(FAILING_REWARD)
+    run(_cfg(root, model_dir, "skipping", "trainer.max_steps=4", "trainer.save_freq=-1",
+             f"worker.reward.reward_function={root / 'failing2.py'}:compute_score", "worker.reward.reward_type=batch",
+             "worker.reward.on_error=skip_step"))
+    steps = _metrics("skipping")
+    assert [m["step"] for m in steps] == [1, 2, 3, 4]
+    assert steps[2] == {"step": 3, "reward/failed_step": 1.0}
+    assert "actor/pg_loss" in steps[3]
