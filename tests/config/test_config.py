@@ -130,6 +130,6 @@ def test_valid_multi_rank_batch_passes():
 def test_shipped_example_config_loads():
     repo = Path(__file__).resolve().parents[2]
     cfg = load_config(config_file=repo / "examples/config.yaml")
-    assert cfg.worker.actor.ulysses_size == 4 and cfg.trainer.n_gpus_per_node == 8
+    assert cfg.worker.actor.ulysses_size == 1 and cfg.trainer.n_gpus_per_node == 8
     assert cfg.worker.rollout.num_video_frames == 512
     assert cfg.data.prompt_key == "problem" and cfg.data.video_dir is None

@@ -237,3 +237,26 @@ def test_sampling_params_from_config_and_validation_override():
         train.with_overrides({"beams": 2})
     with pytest.raises(ValueError, match="top_k must be -1"):
         SamplingParams(n=1, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=4, eos_token_ids=(1,), pad_token_id=0)
+
+
+def test_media_placeholder_tokens_are_never_generated(tiny_model_dir):
+    """Even a model that prefers the video placeholder above all else samples something else (Qwen2-VL: its
+    head is untied, so only the head changes)."""
+    model_dir = tiny_model_dir("qwen2_vl")
+    engine = HFRollout(model_dir)
+    video_token = engine.model.config.video_token_id
+    state = {k: v.clone() for k, v in engine.model.state_dict().items()}
+    state["lm_head.weight"] = torch.zeros_like(state["lm_head.weight"])
+    state["lm_head.weight"][video_token] = 50.0  # the head now votes for <|video_pad|> from every hidden state
+    engine.load_weights(state)
+    adapter = get_adapter("qwen2_vl")
+    processor = adapter.load_processor(model_dir)
+    tokens = adapter.encode(processor, [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], None)
+    prompts = Batch.from_dict({"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]},
+                              {"uid": ["p"], "vision_inputs": [{}]})
+    sampling = SamplingParams(n=2, temperature=1.0, top_p=1.0, top_k=-1, max_new_tokens=5,
+                              eos_token_ids=(processor.tokenizer.eos_token_id,),
+                              pad_token_id=processor.tokenizer.pad_token_id, seed=3)
+    out = engine.generate(prompts, sampling)
+    assert not (out.tensors["responses"] == video_token).any()
+    assert out.tensors["response_mask"].sum() > 0

@@ -22,7 +22,12 @@ from pathlib import Path
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, PreTrainedModel
-from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers.generation.logits_process import (
+    SuppressTokensLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from longrl.models import adapter_for_model_dir
 from longrl.protocol import Batch
@@ -37,6 +42,7 @@ __all__ = ["HFRollout", "prompt_embeddings"]
 # Every other vision key (grids, seconds per grid) is position information that generate needs.
 _PIXEL_KEYS = {"pixel_values": "image", "pixel_values_videos": "video"}
 _GRID_KEYS = {"image": "image_grid_thw", "video": "video_grid_thw"}
+_MEDIA_TOKEN_ATTRIBUTES = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
 
 
 class HFRollout(RolloutEngine):
@@ -49,6 +55,11 @@ class HFRollout(RolloutEngine):
         # Sampling is described by SamplingParams alone: defaults shipped with a checkpoint (Qwen's set
         # top_k=1, repetition_penalty=1.05, ...) would otherwise be merged into every call.
         self.model.generation_config = GenerationConfig()
+        # A sampled media placeholder (a random or young policy can draw one) would make the next forward over
+        # prompt + response expect features for a video that does not exist; they are never generated. The
+        # recorder sits before this, so rollout log-probs stay those of the full distribution the actor scores.
+        media = [getattr(self.model.config, name, None) for name in _MEDIA_TOKEN_ATTRIBUTES]
+        self._no_media_tokens = SuppressTokensLogitsProcessor([i for i in media if i is not None], device=self.device)
 
     @torch.no_grad()
     def generate(self, prompts: Batch, sampling: SamplingParams) -> Batch:
@@ -86,7 +97,7 @@ class HFRollout(RolloutEngine):
                 max_new_tokens=sampling.max_new_tokens,
                 eos_token_id=list(sampling.eos_token_ids),
                 pad_token_id=sampling.pad_token_id,
-                logits_processor=LogitsProcessorList([recorder, *_sampling_warpers(sampling)]),
+                logits_processor=LogitsProcessorList([recorder, self._no_media_tokens, *_sampling_warpers(sampling)]),
             )
         generated = sequences[:, input_ids.shape[1] :]
         log_probs = recorder.chosen(generated)
