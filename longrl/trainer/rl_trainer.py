@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import ray
 import torch
+from omegaconf import OmegaConf
+from tqdm import tqdm
 
 from longrl.algos import get_kl_controller, online_filter_mask
 from longrl.config.schema import RootConfig
@@ -113,6 +115,7 @@ class RLTrainer:
         self.workers.save_checkpoint(str(staging / "actor"))
         state = {"global_step": self.global_step, "kl_coef": None if self.kl_ctrl is None else self.kl_ctrl.value}
         save_trainer_state(staging, state, self.loader.state_dict())
+        (staging / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(self.cfg)))
         return self.checkpoints.commit(self.global_step)
 
     # ----- the phases of one step ------------------------------------------------------------------------------
@@ -209,8 +212,11 @@ class RLTrainer:
             self.tracker.log(summary["before"], self.global_step)
             if trainer.val_only:
                 return summary
+        progress = tqdm(total=self.total_steps, initial=self.global_step, desc="training steps", unit="step",
+                        disable=None)
         while self.global_step < self.total_steps:
             self.global_step += 1
+            progress.update(1)
             try:
                 metrics = self.step()
             except RewardFunctionError:
@@ -225,6 +231,7 @@ class RLTrainer:
             self.tracker.log(metrics, self.global_step)
             if trainer.save_freq > 0 and (self.global_step % trainer.save_freq == 0 or last):
                 self.save()
+        progress.close()
         return summary
 
     def shutdown(self) -> None:

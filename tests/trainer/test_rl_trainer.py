@@ -131,7 +131,10 @@ def test_raising_reward_fails_the_step_and_keeps_the_checkpoint(setup, monkeypat
     assert "batch of 8" in message
     checkpoints = CheckpointManager(root / "failing")
     assert checkpoints.committed_steps() == [2] and checkpoints.latest_step() == 2
-    assert (root / "failing/global_step_2/actor/model").is_dir()
+    step_dir = root / "failing/global_step_2"
+    assert (step_dir / "actor/model").is_dir() and (step_dir / "actor/optim").is_dir()
+    assert "experiment_name: failing" in (step_dir / "config.yaml").read_text()
+    assert {p.name for p in step_dir.iterdir()} >= {"trainer_state.json", "rng.pt", "dataloader.pt", "config.yaml"}
 
 
 def test_raising_reward_skips_the_step_when_configured(setup, monkeypatch, tmp_path):
