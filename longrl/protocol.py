@@ -29,7 +29,11 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
-__all__ = ["Batch"]
+# Per-token inputs of a sequence batch (one value per prompt/response position), as the data layer, the rollout
+# engines and the actor all lay them out: left-padded over the prompt, joined with the response columns.
+TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
+
+__all__ = ["Batch", "TOKEN_KEYS"]
 
 Index = Union[int, slice, Sequence[int], Sequence[bool], np.ndarray, torch.Tensor]
 

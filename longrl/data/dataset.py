@@ -24,9 +24,7 @@ from longrl.data.rows import DatasetRowError, QARow, iter_rows
 from longrl.data.decoders import read_video_header
 from longrl.data.video import FrameSampling, VideoDecodeError, fit_under_pixels, load_video, sample_frame_indices
 from longrl.models.registry import ModelAdapter
-
-# Per-token inputs (one value per prompt position): squeezed to 1-D per sample and left-padded together.
-TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
+from longrl.protocol import TOKEN_KEYS
 
 
 @dataclass(frozen=True)

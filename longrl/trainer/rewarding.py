@@ -30,9 +30,10 @@ def reward_inputs(batch: Batch, tokenizer) -> list[dict]:
     ]
 
 
-def score_batch(batch: Batch, tokenizer, reward_fn: RewardFunction, cfg: RootConfig) -> tuple[torch.Tensor, dict]:
-    """Sequence rewards (N,) and per-part score lists; raises ``RewardFunctionError`` naming the bad sample."""
-    inputs = reward_inputs(batch, tokenizer)
+def score_batch(batch: Batch, inputs: list[dict], reward_fn: RewardFunction,
+                cfg: RootConfig) -> tuple[torch.Tensor, dict]:
+    """Sequence rewards (N,) of ``batch`` given its :func:`reward_inputs`, and per-part score lists; raises
+    ``RewardFunctionError`` naming the bad sample."""
     scores = reward_fn(inputs)
     overall = torch.tensor([score["overall"] for score in scores], dtype=torch.float32)
     parts = {key: [float(score[key]) for score in scores] for key in scores[0] if key != "overall"} if scores else {}

@@ -24,7 +24,7 @@ from longrl.controller.resource_pool import ResourcePool
 from longrl.controller.worker_group import RayWorkerGroup
 from longrl.data.dataset import VideoQADataset, collate_left_padded
 from longrl.models.registry import adapter_for_model_dir
-from longrl.protocol import Batch
+from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.rewards import RewardFunctionError, load_reward_function
 from longrl.trainer.advantage import compute_advantages
 from longrl.trainer.checkpoint import CheckpointManager, default_checkpoint_root, load_trainer_state, save_trainer_state
@@ -45,12 +45,10 @@ from longrl.workers.rollout.output import align_prompt_width
 
 logger = logging.getLogger(__name__)
 
-_PROMPT_TENSORS = ("input_ids", "attention_mask", "mm_token_type_ids")
-
 
 def prompts_to_batch(collated: dict[str, Any]) -> Batch:
     """The data loader's collated prompts as a :class:`Batch` (vision inputs and row fields per sample)."""
-    tensors = {key: collated[key] for key in _PROMPT_TENSORS if key in collated}
+    tensors = {key: collated[key] for key in TOKEN_KEYS if key in collated}
     fields = ("uid", "question", "options", "answer", "reasoning", "task", "video_path", "vision_inputs")
     return Batch.from_dict(tensors, {key: collated[key] for key in fields})
 
@@ -131,7 +129,7 @@ class RLTrainer:
             with timer("gen", timings):
                 rollout = self.workers.generate(prompts, step=self.global_step * 1000 + tries)
             with timer("reward", timings):
-                scores, parts = score_batch(rollout, self.tokenizer, self.reward_fn, cfg)
+                scores, parts = score_batch(rollout, reward_inputs(rollout, self.tokenizer), self.reward_fn, cfg)
             rollout = rollout.union(Batch.from_dict({"scores": scores}, {f"score_{k}": np.asarray(v)
                                                                           for k, v in parts.items()}))
             if algo.online_filtering:
@@ -190,11 +188,11 @@ class RLTrainer:
         for start in range(0, len(self.val), size):
             prompts = self.collate([self.val[i] for i in range(start, min(start + size, len(self.val)))])
             rollout = self.workers.generate(prompts, step=self.global_step, validate=True)
-            batch_scores, parts = score_batch(rollout, self.tokenizer, self.reward_fn, self.cfg)
+            inputs = reward_inputs(rollout, self.tokenizer)
+            batch_scores, parts = score_batch(rollout, inputs, self.reward_fn, self.cfg)
             scores += batch_scores.tolist()
             accuracy += parts.get("accuracy", batch_scores.tolist())
             tasks += list(rollout.non_tensors["task"])
-            inputs = reward_inputs(rollout, self.tokenizer)
             generations += [Generation(item["problem"], item["response"], item["ground_truth"], float(score))
                             for item, score in zip(inputs, batch_scores.tolist())]
         self.tracker.log_generations(generations[: self.cfg.trainer.val_generations_to_log], self.global_step)

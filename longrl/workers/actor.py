@@ -26,12 +26,10 @@ from torch.distributed.checkpoint.state_dict import (
 from longrl.algos import agg_loss, compute_kl_loss, compute_policy_loss
 from longrl.config.schema import FSDPConfig, OffloadConfig, RootConfig
 from longrl.models.registry import ModelAdapter
-from longrl.protocol import Batch
+from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.workers.fsdp import load_sharded_model
 from longrl.workers.logprob import response_log_probs
 from longrl.workers.vision_inputs import merge_vision_inputs
-
-_TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
 
 
 def warmup_then_decay(total_steps: int, warmup_steps: int, scheduler: str, min_lr_ratio: float) -> Callable[[int], float]:
@@ -77,7 +75,7 @@ class PolicyModel:
 
     # ----- log-probs -------------------------------------------------------------------------------------------
     def _inputs(self, batch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        tokens = {key: batch.tensors[key].to(self.device) for key in _TOKEN_KEYS if key in batch.tensors.keys()}
+        tokens = {key: batch.tensors[key].to(self.device) for key in TOKEN_KEYS if key in batch.tensors.keys()}
         vision = {key: value.to(self.device) for key, value in merge_vision_inputs(batch.non_tensors["vision_inputs"]).items()}
         return tokens, vision
 

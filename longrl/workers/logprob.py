@@ -15,9 +15,7 @@ from typing import Any
 import torch
 
 from longrl.algos.entropy import entropy_from_logits
-
-# Keys of a sequence batch that the backbone takes as they are (per-token tensors).
-_TOKEN_INPUTS = ("input_ids", "attention_mask", "mm_token_type_ids")
+from longrl.protocol import TOKEN_KEYS
 
 
 @dataclass
@@ -40,7 +38,7 @@ def response_log_probs(
     are divided by the rollout ``temperature`` so the scores are those of the distribution the rollout sampled from.
     """
     response_width = responses.shape[1]
-    inputs: dict[str, Any] = {key: tokens[key] for key in _TOKEN_INPUTS if key in tokens}
+    inputs: dict[str, Any] = {key: tokens[key] for key in TOKEN_KEYS if key in tokens}
     output = model(**inputs, **vision, use_cache=False, logits_to_keep=response_width + 1)
     logits = output.logits[:, :-1].float()
     if temperature > 0:

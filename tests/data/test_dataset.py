@@ -12,6 +12,7 @@ from longrl.data.dataset import VideoQADataset, collate_left_padded, frame_max_p
 from longrl.data.rows import DatasetRowError
 from longrl.data.synthetic import generate_dataset
 from longrl.models import get_adapter
+from longrl.protocol import TOKEN_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 FAMILY = "qwen2_5_vl"
@@ -161,7 +162,7 @@ def test_tiny_model_forward_on_a_rendered_video_sample(synthetic_dir, processor,
 
     sample = _dataset(synthetic_dir / "train.jsonl", processor)[0]
     model = AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir(FAMILY))).eval()
-    inputs = {key: value.unsqueeze(0) if key in ("input_ids", "attention_mask", "mm_token_type_ids") else value
+    inputs = {key: value.unsqueeze(0) if key in TOKEN_KEYS else value
               for key, value in sample["inputs"].items()}
     with torch.no_grad():
         logits = model(**inputs).logits

@@ -11,7 +11,7 @@ from longrl.config.loader import load_config
 from longrl.data.dataset import VideoQADataset, collate_left_padded
 from longrl.data.synthetic import generate_dataset
 from longrl.models import get_adapter
-from longrl.protocol import Batch
+from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.rollout.sampling import SamplingParams
 from longrl.workers.vision_inputs import merge_vision_inputs
@@ -43,7 +43,7 @@ def rollout_batch(tiny_model_dir, tmp_path_factory):
     processor = adapter.load_processor(model_dir)
     dataset = VideoQADataset(cfg.data.train_files, cfg.data, cfg.worker.rollout, adapter, processor)
     collated = collate_left_padded([dataset[0], dataset[1]], processor.tokenizer.pad_token_id)
-    prompts = Batch.from_dict({k: collated[k] for k in ("input_ids", "attention_mask", "mm_token_type_ids")},
+    prompts = Batch.from_dict({k: collated[k] for k in TOKEN_KEYS},
                               {"uid": collated["uid"], "vision_inputs": collated["vision_inputs"]})
     engine = HFRollout(model_dir)
     sampling = SamplingParams(n=2, temperature=1.0, top_p=1.0, top_k=-1, max_new_tokens=6,

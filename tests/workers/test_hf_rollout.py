@@ -15,7 +15,7 @@ import torch
 from longrl.data.dataset import collate_left_padded
 from longrl.data.video import DecodedVideo
 from longrl.models import get_adapter
-from longrl.protocol import Batch
+from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.rollout.output import response_mask_from_eos
 from longrl.workers.rollout.sampling import SamplingParams
@@ -23,7 +23,6 @@ from longrl.workers.vision_inputs import merge_vision_inputs
 
 FAMILY = "qwen2_5_vl"
 MAX_NEW = 10
-TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
 
 
 def _sharp_weights(model: torch.nn.Module, seed: int, gain: float = 2.0) -> dict[str, torch.Tensor]:

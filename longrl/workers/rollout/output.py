@@ -19,12 +19,9 @@ from collections.abc import Sequence
 
 import torch
 
-from longrl.protocol import Batch
+from longrl.protocol import TOKEN_KEYS, Batch
 
 __all__ = ["align_prompt_width", "build_rollout_batch", "response_mask_from_eos"]
-
-# Keys laid out as (prompt | response) columns; the prompt part is left-padded.
-_JOINED_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
 
 
 def response_mask_from_eos(tokens: torch.Tensor, eos_token_ids: Sequence[int]) -> torch.Tensor:
@@ -91,7 +88,7 @@ def align_prompt_width(batches: Sequence[Batch], pad_token_id: int) -> list[Batc
             continue
         response_width = batch.tensors["responses"].shape[1]
         padded = {"prompts": torch.nn.functional.pad(batch.tensors["prompts"], (fill, 0), value=pad_token_id)}
-        for key in _JOINED_KEYS:
+        for key in TOKEN_KEYS:
             if key in batch.tensors.keys():
                 value = 0 if key != "input_ids" else pad_token_id
                 prompt_part = batch.tensors[key][:, : batch.tensors[key].shape[1] - response_width]
