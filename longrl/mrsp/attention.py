@@ -1,0 +1,97 @@
+"""Ulysses sequence-parallel attention, plugged into transformers' attention interface as ``longrl_mrsp``.
+
+Each rank of an SP group holds a contiguous shard of the sequence for all heads. An all-to-all trades that for
+the whole sequence on ``1 / sp`` of the heads, attention runs locally, and a second all-to-all trades back. Only
+the attention kernel changes; projections, rotary embeddings (computed from the full-sequence position ids the
+caller sharded) and MLPs run unchanged on the local shard.
+
+Masking is by segments, not by a dense mask: every row of the layout is a list of contiguous causal segments (a
+left-padded prompt followed by its right-padded response is one segment; a packed row holds one segment per
+sample). Each segment is one causal SDPA call, so no ``S x S`` mask is ever built (a long video prompt has tens of
+thousands of positions) and positions outside every segment (padding) get a zero output that nothing reads.
+
+GQA with fewer key/value heads than SP ranks: key/value heads are repeated just enough to split evenly (each
+query head still reads the key/value head it reads without SP).
+
+The layout travels as the ``mrsp_layout`` keyword of the model's forward, which transformers hands down to the
+attention function; gradient checkpointing stores it with the layer's inputs, so recomputation sees it too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from transformers import AttentionInterface, PreTrainedModel
+
+from longrl.mrsp.collectives import all_to_all
+
+__all__ = ["ATTENTION_NAME", "AttentionLayout", "kv_head_repeat", "use_mrsp_attention"]
+
+ATTENTION_NAME = "longrl_mrsp"
+
+
+@dataclass(frozen=True)
+class AttentionLayout:
+    """Causal segments ``(row, start, end)`` in full-sequence coordinates, and the SP group (``None``: no SP)."""
+
+    segments: tuple[tuple[int, int, int], ...]
+    group: dist.ProcessGroup | None = field(default=None, compare=False)
+
+
+def kv_head_repeat(query_heads: int, kv_heads: int, sp_size: int) -> int:
+    """How many times to repeat each key/value head so both head counts split over ``sp_size`` ranks."""
+    if query_heads % sp_size:
+        raise ValueError(f"{query_heads} attention heads do not split over ulysses_size={sp_size}; "
+                         f"use a ulysses_size that divides the head count")
+    repeat = sp_size // math.gcd(kv_heads, sp_size)
+    if (query_heads // kv_heads) % repeat:
+        raise ValueError(f"{kv_heads} key/value heads ({query_heads} query heads) cannot be spread over "
+                         f"ulysses_size={sp_size} ranks")
+    return repeat
+
+
+def _mrsp_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    mrsp_layout: AttentionLayout | None = None,
+    **_: Any,
+) -> tuple[torch.Tensor, None]:
+    """``(b, heads, s_local, d)`` query/key/value -> ``(b, s_local, heads, d)`` output (transformers' contract)."""
+    if mrsp_layout is None:
+        raise RuntimeError(f"attention implementation {ATTENTION_NAME!r} needs the forward's mrsp_layout keyword; "
+                           "call the model through longrl.mrsp.prefill")
+    group = mrsp_layout.group
+    sp_size = dist.get_world_size(group) if group is not None else 1
+    repeat = kv_head_repeat(query.shape[1], key.shape[1], sp_size)
+    if repeat > 1:
+        key, value = key.repeat_interleave(repeat, dim=1), value.repeat_interleave(repeat, dim=1)
+    query, key, value = (all_to_all(x, group, scatter_dim=1, gather_dim=2) for x in (query, key, value))
+    per_kv = query.shape[1] // key.shape[1]
+    if per_kv > 1:
+        key, value = key.repeat_interleave(per_kv, dim=1), value.repeat_interleave(per_kv, dim=1)
+    out = query.new_zeros(query.shape)
+    for row, start, end in mrsp_layout.segments:
+        out[row, :, start:end] = F.scaled_dot_product_attention(
+            query[row : row + 1, :, start:end], key[row : row + 1, :, start:end], value[row : row + 1, :, start:end],
+            is_causal=True, scale=scaling, dropout_p=dropout if module.training else 0.0)[0]
+    out = all_to_all(out, group, scatter_dim=2, gather_dim=1)
+    return out.transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(ATTENTION_NAME, _mrsp_attention)
+
+
+def use_mrsp_attention(model: PreTrainedModel) -> None:
+    """Route the language model's attention (not the vision tower's) through MR-SP; every later forward of ``model``
+    must then pass ``mrsp_layout``. Set once at load, since gradient checkpointing re-runs attention in backward."""
+    model.config.get_text_config()._attn_implementation = ATTENTION_NAME

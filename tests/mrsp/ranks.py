@@ -1,0 +1,55 @@
+"""What each gloo rank runs in the MR-SP equivalence tests (importable by the spawned processes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from longrl.models import get_adapter
+from longrl.mrsp import PrefillInputs, build_sp_groups, encode_row_videos, sharded_response_scores, use_mrsp_attention
+from longrl.protocol import TOKEN_KEYS
+from longrl.workers.vision_inputs import merge_vision_inputs
+
+
+def score_with_sp(family: str, model_dir: str, case_path: str, padding_free: bool, num_chunks: int,
+                  with_grad: bool) -> dict[str, Any]:
+    """Stage 1 + stage 2 over the whole world as one SP group, on a plain (replicated) model.
+
+    Gradients are averaged over the ranks, as FSDP does: that is where ``combine_shards``' factor is undone.
+    """
+    case = torch.load(case_path, weights_only=False)
+    adapter = get_adapter(family)
+    model = adapter.load_model(Path(model_dir)).eval()
+    use_mrsp_attention(model)
+    groups = build_sp_groups(dist.get_world_size())
+    tower = adapter.vision_tower(model)
+    encoded_slices: list[int] = []
+
+    def count_slices(module, args, kwargs, out) -> None:
+        encoded_slices.append(int(kwargs["grid_thw"][:, 0].sum()))
+
+    tower.register_forward_hook(count_slices, with_kwargs=True)
+    with torch.set_grad_enabled(with_grad):
+        per_row = encode_row_videos(adapter.video_encoder(model), case["vision_rows"], groups, torch.device("cpu"),
+                                    num_chunks)
+        features = torch.cat([f for f in per_row if f is not None])
+        tokens = {key: case[key] for key in TOKEN_KEYS}
+        grids = {k: v for k, v in merge_vision_inputs(case["vision_rows"]).items() if "pixel" not in k}
+        inputs = PrefillInputs(case["input_ids"], case["attention_mask"], adapter.position_ids(model, tokens, grids),
+                               case["responses"], features, adapter.video_placeholder_id(model), case["pad_token_id"])
+        log_probs, entropy = sharded_response_scores(model, inputs, groups, adapter.encoder_kwargs, with_entropy=True,
+                                                     padding_free=padding_free)
+    result = {"log_probs": log_probs.detach(), "entropy": entropy.detach(), "features": features.detach(),
+              "encoded_slices": encoded_slices}
+    if with_grad:
+        (log_probs * case["weights"]).sum().backward()
+        grads = {}
+        for name, param in model.named_parameters():
+            grad = param.grad if param.grad is not None else torch.zeros_like(param)
+            dist.all_reduce(grad)
+            grads[name] = grad / dist.get_world_size()
+        result["grads"] = grads
+    return result
