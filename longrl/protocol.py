@@ -211,6 +211,15 @@ class Batch:
         rows = np.arange(len(self))
         return self[np.repeat(rows, n) if interleave else np.tile(rows, n)]
 
+    def with_non_tensors(self, **entries: Any) -> Batch:
+        """The same rows with the non-tensor ``entries`` added or replaced (lists become object arrays)."""
+        arrays = {key: _as_sample_array(key, value) for key, value in entries.items()}
+        return Batch(self.tensors, {**self.non_tensors, **arrays}, self.meta)
+
+    def without_non_tensors(self, *keys: str) -> Batch:
+        """The same rows without the non-tensor ``keys`` (absent keys are ignored)."""
+        return Batch(self.tensors, {k: v for k, v in self.non_tensors.items() if k not in keys}, self.meta)
+
     def union(self, other: Batch) -> Batch:
         """Merge the keys of two batches over the same rows, e.g. a worker's outputs into its inputs.
 

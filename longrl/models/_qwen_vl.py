@@ -24,6 +24,7 @@ from transformers import (
     PreTrainedModel,
     ProcessorMixin,
 )
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.qwen2_vl import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
 from longrl.models.registry import ModelAdapter
@@ -85,6 +86,25 @@ class QwenVLAdapter(ModelAdapter):
 
     def vision_tower(self, model: torch.nn.Module) -> torch.nn.Module:
         return model.model.visual
+
+    def video_encoder(self, model: torch.nn.Module) -> QwenVideoEncoder:
+        return QwenVideoEncoder(model)
+
+    def video_placeholder_id(self, model: torch.nn.Module) -> int:
+        return model.config.video_token_id
+
+    def encoder_kwargs(self, features: torch.Tensor) -> dict[str, Any]:
+        return {"mm_encoder_outputs": {"video": BaseModelOutputWithPooling(pooler_output=(features,))}}
+
+    def position_ids(self, model: torch.nn.Module, tokens: dict[str, torch.Tensor],
+                     vision: dict[str, torch.Tensor]) -> torch.Tensor:
+        """3-D mrope ids ``(3, b, S)`` from the video grids, exactly as the model's forward computes them."""
+        if "video_grid_thw" not in vision:
+            return super().position_ids(model, tokens, vision).unsqueeze(0).expand(3, -1, -1)
+        positions, _ = model.model.get_rope_index(
+            tokens["input_ids"], tokens["mm_token_type_ids"], video_grid_thw=vision["video_grid_thw"],
+            second_per_grid_ts=vision.get("second_per_grid_ts"), attention_mask=tokens["attention_mask"])
+        return positions
 
     def load_processor(self, model_dir: str | Path) -> ProcessorMixin:
         return AutoProcessor.from_pretrained(str(model_dir))
@@ -151,3 +171,26 @@ def _check_frames_fit_grid(video: DecodedVideo, video_processor: Qwen2VLVideoPro
             f"frames of {video.path} are {height}x{width}; both sides must be multiples of {factor} "
             f"(patch_size * merge_size): resize them in the data layer, the adapter does not resize"
         )
+
+
+class QwenVideoEncoder:
+    """A Qwen-VL vision tower as MR-SP's :class:`~longrl.mrsp.encode.VideoEncoder`.
+
+    Goes through the model's ``get_video_features`` (registered with FSDP as a forward method, so a sharded tower
+    gathers its parameters for the call).
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        vision = model.config.vision_config
+        self.patches_per_token = vision.spatial_merge_size**2
+        self._merge = vision.spatial_merge_size
+        self._patch_dim = vision.in_channels * vision.temporal_patch_size * vision.patch_size**2
+
+    def __call__(self, pixels: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
+        return torch.cat(list(self.model.get_video_features(pixels, grid_thw, return_dict=True).pooler_output))
+
+    def dummy_inputs(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        side = self._merge
+        return (torch.zeros(side * side, self._patch_dim, device=device),
+                torch.tensor([[1, side, side]], device=device))

@@ -19,6 +19,7 @@ import torch
 
 if TYPE_CHECKING:
     from longrl.data.video import DecodedVideo
+    from longrl.mrsp.encode import VideoEncoder
 
 
 class ModelAdapter(ABC):
@@ -61,6 +62,29 @@ class ModelAdapter(ABC):
     def vision_tower(self, model: torch.nn.Module) -> torch.nn.Module | None:
         """The module that encodes images/video (frozen by ``freeze_vision_tower``); None for text-only families."""
         return None
+
+    # ----- MR-SP: how the family takes precomputed vision features and full-sequence positions --------------------
+    def video_encoder(self, model: torch.nn.Module) -> VideoEncoder | None:
+        """The vision tower as MR-SP stage 1 drives it; None for families without video."""
+        return None
+
+    def video_placeholder_id(self, model: torch.nn.Module) -> int | None:
+        """The token id whose positions receive video features; None for families without video."""
+        return None
+
+    def encoder_kwargs(self, features: torch.Tensor) -> dict[str, Any]:
+        """Forward keywords that splice precomputed video ``features`` (rows in placeholder order) into the prompt."""
+        raise NotImplementedError(f"model family {self.family!r} takes no video features")
+
+    def position_ids(self, model: torch.nn.Module, tokens: dict[str, torch.Tensor],
+                     vision: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The position ids the model's own forward would use for ``tokens``, computed on the full sequence.
+
+        Text families count columns from 0 (what their forward does without ``position_ids``; rotary attention only
+        sees differences, so left padding does not matter).
+        """
+        input_ids = tokens["input_ids"]
+        return torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
 
     def render_prompt_ids(self, processor: Any, messages: list[dict[str, Any]]) -> list[int]:
         """Token ids of the rendered chat with each media item still a single placeholder token.

@@ -4,6 +4,11 @@ One class serves both roles because they share loading, sharding and the log-pro
 optimizer and a learning-rate schedule. Batches arrive already split by data-parallel rank (the controller's
 ``DP_COMPUTE``); here they are cut into mini-batches (one optimizer step each, ``global_batch_size`` prompts x ``n``
 over the data-parallel ranks) and micro-batches (gradient accumulation).
+
+Video features: rows may carry ``video_embeds`` (MR-SP stage 1, computed once per prompt when the step's rollout
+was prepared); passes that may reuse them splice them instead of running the vision tower. Otherwise the tower runs
+once per distinct prompt (rows sharing a ``uid``) of the batch, under the same frame sharding. The update re-runs it
+only when the tower is trained, through stage 1 with gradients, once per prompt of each micro-batch.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from torch.distributed.checkpoint.state_dict import (
 from longrl.algos import agg_loss, compute_kl_loss, compute_policy_loss
 from longrl.config.schema import FSDPConfig, OffloadConfig, RootConfig
 from longrl.models.registry import ModelAdapter
+from longrl.mrsp import PrefillInputs, SequenceParallelGroups, encode_row_videos, sharded_response_scores, use_mrsp_attention
 from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.workers.fsdp import load_sharded_model
-from longrl.workers.logprob import response_log_probs
-from longrl.workers.vision_inputs import merge_vision_inputs
+from longrl.workers.logprob import ResponseScores, response_log_probs
+from longrl.workers.vision_inputs import VIDEO_EMBEDS, position_inputs
 
 
 def warmup_then_decay(total_steps: int, warmup_steps: int, scheduler: str, min_lr_ratio: float) -> Callable[[int], float]:
@@ -50,11 +56,21 @@ class PolicyModel:
     """An FSDP-sharded policy; ``trainable=False`` makes it the reference (no optimizer, no grads)."""
 
     def __init__(self, cfg: RootConfig, adapter: ModelAdapter, device: torch.device, fsdp: FSDPConfig,
-                 offload: OffloadConfig, trainable: bool, total_steps: int = 1):
+                 offload: OffloadConfig, trainable: bool, groups: SequenceParallelGroups, pad_token_id: int,
+                 total_steps: int = 1):
         self.cfg, self.adapter, self.device = cfg, adapter, device
+        self.groups, self.pad_token_id = groups, pad_token_id
         actor = cfg.worker.actor
+        self.sharded_prefill = groups.enabled or actor.padding_free
         self.model = load_sharded_model(adapter, actor.model.model_path, fsdp, offload, device,
                                         gradient_checkpointing=trainable and actor.model.enable_gradient_checkpointing)
+        if self.sharded_prefill:
+            use_mrsp_attention(self.model)
+        self.tower_trained = trainable and not actor.model.freeze_vision_tower
+        self.encoded_slices: list[int] = []  # temporal slices per vision-tower call on this rank, since last read
+        tower = adapter.vision_tower(self.model)
+        if tower is not None:
+            tower.register_forward_hook(self._count_encoded_slices, with_kwargs=True)
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         if not trainable:
@@ -73,22 +89,67 @@ class PolicyModel:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_then_decay(total_steps, warmup, optim.lr_scheduler_type, optim.min_lr_ratio or 0.0))
 
-    # ----- log-probs -------------------------------------------------------------------------------------------
-    def _inputs(self, batch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        tokens = {key: batch.tensors[key].to(self.device) for key in TOKEN_KEYS if key in batch.tensors.keys()}
-        vision = {key: value.to(self.device) for key, value in merge_vision_inputs(batch.non_tensors["vision_inputs"]).items()}
-        return tokens, vision
+    # ----- video features and log-probs ------------------------------------------------------------------------
+    def _count_encoded_slices(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
+        self.encoded_slices.append(int(grid[:, 0].sum()) if grid is not None else 0)
+
+    def encode_videos(self, batch: Batch) -> list[torch.Tensor | None]:
+        """MR-SP stage 1 for ``batch``: per row, its video features; once per distinct ``uid`` (rows of one prompt)."""
+        encoder = self.adapter.video_encoder(self.model)
+        rows = list(batch.non_tensors["vision_inputs"])
+        if encoder is None:
+            return [None] * len(rows)
+        keys = list(batch.non_tensors["uid"]) if "uid" in batch.non_tensors else list(range(len(rows)))
+        first: dict[Any, int] = {}
+        for index, key in enumerate(keys):
+            first.setdefault(key, index)
+        features = encode_row_videos(encoder, [rows[i] for i in first.values()], self.groups, self.device,
+                                     self.cfg.worker.rollout.num_chunk_seq)
+        by_key = dict(zip(first, features))
+        return [by_key[key] for key in keys]
+
+    def with_video_features(self, batch: Batch) -> Batch:
+        """``batch`` with ``video_embeds`` (kept if present, otherwise encoded here, without gradients)."""
+        if VIDEO_EMBEDS in batch.non_tensors:
+            return batch
+        with torch.no_grad():
+            features = [f.cpu() if f is not None else None for f in self.encode_videos(batch)]
+        return batch.with_non_tensors(**{VIDEO_EMBEDS: features})
+
+    def _scores(self, micro: Batch, features: list[torch.Tensor | None], with_entropy: bool) -> ResponseScores:
+        """Log-probs of ``micro``'s responses with its rows' video ``features`` spliced in (no tower run here)."""
+        tokens = {key: micro.tensors[key].to(self.device) for key in TOKEN_KEYS if key in micro.tensors.keys()}
+        responses = micro.tensors["responses"].to(self.device)
+        temperature = self.cfg.worker.rollout.temperature
+        grids = {key: value.to(self.device) for key, value in position_inputs(micro.non_tensors["vision_inputs"]).items()}
+        present = [f for f in features if f is not None]
+        joined = torch.cat(present).to(self.device) if present else None
+        if not self.sharded_prefill:
+            kwargs = {**grids, **(self.adapter.encoder_kwargs(joined) if joined is not None else {})}
+            return response_log_probs(self.model, tokens, kwargs, responses, temperature, with_entropy)
+        inputs = PrefillInputs(tokens["input_ids"], tokens["attention_mask"],
+                               self.adapter.position_ids(self.model, tokens, grids), responses, joined,
+                               self.adapter.video_placeholder_id(self.model), self.pad_token_id)
+        log_probs, entropy = sharded_response_scores(
+            self.model, inputs, self.groups, self.adapter.encoder_kwargs, temperature, with_entropy,
+            self.cfg.worker.actor.padding_free)
+        return ResponseScores(log_probs, entropy)
 
     @torch.no_grad()
-    def compute_log_prob(self, batch: Batch, with_entropy: bool = False) -> Batch:
-        """``log_probs`` (and ``entropy``) of every response token, in micro-batches; no grad."""
+    def compute_log_prob(self, batch: Batch, with_entropy: bool = False, reuse_features: bool = True) -> Batch:
+        """``log_probs`` (and ``entropy``) of every response token, in micro-batches; no grad.
+
+        ``reuse_features=False`` ignores the batch's ``video_embeds`` and encodes with this model's own tower (the
+        reference, when the actor's tower is trained and so no longer equals the reference's).
+        """
         self.model.eval()
-        temperature = self.cfg.worker.rollout.temperature
+        if not reuse_features:
+            batch = batch.without_non_tensors(VIDEO_EMBEDS)
+        batch = self.with_video_features(batch)
         outputs: dict[str, list[torch.Tensor]] = {"log_probs": [], "entropy": []}
         for micro in batch.split(self.cfg.worker.actor.micro_batch_size_per_device_for_experience):
-            tokens, vision = self._inputs(micro)
-            scores = response_log_probs(self.model, tokens, vision, micro.tensors["responses"].to(self.device),
-                                        temperature, with_entropy)
+            scores = self._scores(micro, list(micro.non_tensors[VIDEO_EMBEDS]), with_entropy)
             outputs["log_probs"].append(scores.log_probs.cpu())
             if with_entropy:
                 outputs["entropy"].append(scores.entropy.cpu())
@@ -100,6 +161,8 @@ class PolicyModel:
         assert self.optimizer is not None and self.scheduler is not None, "update_policy called on the reference"
         cfg, actor = self.cfg, self.cfg.worker.actor
         self.model.train()
+        if not self.tower_trained:
+            batch = self.with_video_features(batch)
         mini_rows = max(1, actor.global_batch_size * cfg.worker.rollout.n // data_parallel_size)
         metrics: dict[str, list[float]] = {}
         for _ in range(actor.ppo_epochs):
@@ -121,12 +184,10 @@ class PolicyModel:
 
     def _accumulate(self, micro: Batch, weight: float) -> dict[str, float]:
         actor, algo = self.cfg.worker.actor, self.cfg.algorithm
-        tokens, vision = self._inputs(micro)
         t = {key: micro.tensors[key].to(self.device) for key in
              ("responses", "response_mask", "old_log_probs", "advantages")}
         want_entropy = actor.entropy_coeff != 0
-        scores = response_log_probs(self.model, tokens, vision, t["responses"], self.cfg.worker.rollout.temperature,
-                                    with_entropy=want_entropy)
+        scores = self._scores(micro, self._update_features(micro), with_entropy=want_entropy)
         pg_loss, pg_metrics = compute_policy_loss(
             t["old_log_probs"], scores.log_probs, t["advantages"], t["response_mask"], actor.clip_ratio_low,
             actor.clip_ratio_high, actor.clip_ratio_dual, actor.loss_agg_mode)
@@ -143,6 +204,18 @@ class PolicyModel:
             metrics["actor/kl_loss"] = kl_loss.item()
         (loss * weight).backward()
         return metrics
+
+    def _update_features(self, micro: Batch) -> list[torch.Tensor | None]:
+        """Frozen tower: the step's features. Trained tower: stage 1 again with gradients, under the same frame
+        sharding, once per prompt of the micro-batch."""
+        if not self.tower_trained:
+            return list(micro.non_tensors[VIDEO_EMBEDS])
+        return self.encode_videos(micro)
+
+    def read_encoded_slices(self) -> list[int]:
+        """Temporal slices this rank's tower encoded per call since the last read (then forgets them)."""
+        slices, self.encoded_slices = self.encoded_slices, []
+        return slices
 
     # ----- weights and checkpoints -----------------------------------------------------------------------------
     def full_state_dict(self) -> dict[str, torch.Tensor]:
@@ -175,3 +248,4 @@ class PolicyModel:
             dcp.load(optim_state, checkpoint_id=str(directory / "optim"))
             set_optimizer_state_dict(self.model, self.optimizer, optim_state)
             self.scheduler.load_state_dict(torch.load(directory / "extra.pt", weights_only=False)["lr_scheduler"])
+

@@ -9,7 +9,7 @@ matmuls are slow and the CPU runs are the numerical references; CPU offload appl
 from __future__ import annotations
 
 import torch
-from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
 from longrl.config.schema import FSDPConfig, OffloadConfig
 from longrl.models.registry import ModelAdapter
@@ -50,4 +50,8 @@ def load_sharded_model(
         if type(module).__name__ in block_names:
             fully_shard(module, reshard_after_forward=fsdp.enable_full_shard, **kwargs)
     fully_shard(model, reshard_after_forward=fsdp.enable_full_shard, **kwargs)
+    # MR-SP stage 1 calls the tower through this method, outside forward: FSDP must gather the root's parameters
+    # (patch embedding, merger) for it as it does for forward.
+    if hasattr(model, "get_video_features"):
+        register_fsdp_forward_method(model, "get_video_features")
     return model

@@ -4,6 +4,12 @@ The trainer calls it through a worker group: data-parallel methods receive their
 return their part of the result; the controller pads, splits and concatenates. Rollout sampling is seeded from
 (``worker.rollout.seed``, step, data-parallel rank), so a resumed run draws the same samples without having to
 checkpoint each worker's random state.
+
+MR-SP: ``worker.actor.ulysses_size`` ranks form one sequence-parallel group that shares a data-parallel share of
+every batch (the controller sends it to all of them and keeps rank 0's result). ``generate`` runs stage 1 once per
+prompt on the actor's tower (frames split over the group) and the features travel with the rollout rows; with a
+frozen tower the pixels are then dropped from the rows, since no later pass needs them. The ranks of a group
+generate the same samples (same seed, same features) from their own rollout copies.
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ from transformers import GenerationConfig
 from longrl.config.schema import RootConfig
 from longrl.controller import Dispatch, Worker, register
 from longrl.models.registry import adapter_for_model_dir
+from longrl.mrsp import build_sp_groups
 from longrl.protocol import Batch
 from longrl.workers.actor import PolicyModel
 from longrl.workers.rollout.sampling import SamplingParams
 from longrl.workers.rollout.hf import HFRollout
+from longrl.workers.vision_inputs import without_pixels
 
 
 def needs_reference(cfg: RootConfig) -> bool:
@@ -30,39 +38,50 @@ def needs_reference(cfg: RootConfig) -> bool:
 class HybridWorker(Worker):
     def __init__(self, cfg: RootConfig, total_steps: int):
         super().__init__()
-        if cfg.worker.actor.ulysses_size != 1:
-            raise NotImplementedError("worker.actor.ulysses_size > 1 (MR-SP) is not available yet; use 1")
         if cfg.worker.rollout.name != "hf":
             raise NotImplementedError(f"worker.rollout.name={cfg.worker.rollout.name!r} is not available yet; use hf")
         self.cfg = cfg
+        actor = cfg.worker.actor
+        self.sp_size = actor.ulysses_size
         self.init_distributed()
+        self.groups = build_sp_groups(actor.ulysses_size)
         device = self.device()
-        model_path = cfg.worker.actor.model.model_path
+        model_path = actor.model.model_path
         self.adapter = adapter_for_model_dir(model_path)
         self.processor = self.adapter.load_processor(model_path)
-        actor = cfg.worker.actor
-        self.actor = PolicyModel(cfg, self.adapter, device, actor.fsdp, actor.offload, trainable=True,
-                                 total_steps=total_steps)
-        self.ref = (PolicyModel(cfg, self.adapter, device, cfg.worker.ref.fsdp, cfg.worker.ref.offload,
-                                trainable=False) if needs_reference(cfg) else None)
-        self.rollout = HFRollout(model_path, dtype=torch.float32 if device.type == "cpu" else torch.bfloat16,
-                                 device=device)
-        self.dp_size = self.world_size // actor.ulysses_size
         tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.pad_token_id = tokenizer.pad_token_id
         stop = GenerationConfig.from_pretrained(model_path).eos_token_id or tokenizer.eos_token_id
         self.eos_token_ids = [stop] if isinstance(stop, int) else list(stop)
+        self.actor = PolicyModel(cfg, self.adapter, device, actor.fsdp, actor.offload, trainable=True,
+                                 groups=self.groups, pad_token_id=self.pad_token_id, total_steps=total_steps)
+        self.ref = (PolicyModel(cfg, self.adapter, device, cfg.worker.ref.fsdp, cfg.worker.ref.offload,
+                                trainable=False, groups=self.groups, pad_token_id=self.pad_token_id)
+                    if needs_reference(cfg) else None)
+        self.rollout = HFRollout(model_path, dtype=torch.float32 if device.type == "cpu" else torch.bfloat16,
+                                 device=device)
+        self.dp_size = self.groups.dp_size
 
     def _sampling(self, step: int, validate: bool) -> SamplingParams:
         rollout = self.cfg.worker.rollout
         params = SamplingParams.from_config(rollout, max_new_tokens=self.cfg.data.max_response_length,
                                             eos_token_ids=self.eos_token_ids, pad_token_id=self.pad_token_id,
                                             validation=validate)
-        dp_rank = self.rank // self.cfg.worker.actor.ulysses_size
-        return params.with_overrides({"seed": rollout.seed * 1_000_003 + step * 1_009 + dp_rank})
+        return params.with_overrides({"seed": rollout.seed * 1_000_003 + step * 1_009 + self.groups.dp_rank})
 
     @register(Dispatch.DP_COMPUTE)
     def generate(self, prompts: Batch, step: int, validate: bool = False) -> Batch:
+        """``n`` responses per prompt; the rows carry the prompt's video features (``video_embeds``) onwards."""
+        counted = self.actor.read_encoded_slices()
+        prompts = self.actor.with_video_features(prompts)
+        if validate:  # validation's encoding is not part of any training step's count
+            self.actor.read_encoded_slices()
+            self.actor.encoded_slices = counted
+        else:
+            self.actor.encoded_slices = counted + self.actor.encoded_slices
+        if self.cfg.worker.actor.model.freeze_vision_tower:
+            rows = [without_pixels(row) for row in prompts.non_tensors["vision_inputs"]]
+            prompts = prompts.with_non_tensors(vision_inputs=rows)
         return self.rollout.generate(prompts, self._sampling(step, validate))
 
     @register(Dispatch.DP_COMPUTE)
@@ -72,12 +91,16 @@ class HybridWorker(Worker):
 
     @register(Dispatch.DP_COMPUTE)
     def compute_ref_log_prob(self, batch: Batch) -> Batch:
-        scores = self.ref.compute_log_prob(batch)
+        # The rollout's features came from the actor's tower: the reference's equals it only while it is frozen.
+        scores = self.ref.compute_log_prob(batch, reuse_features=self.cfg.worker.actor.model.freeze_vision_tower)
         return Batch.from_dict({"ref_log_probs": scores.tensors["log_probs"]})
 
     @register(Dispatch.DP_COMPUTE)
     def update_actor(self, batch: Batch) -> dict[str, float]:
-        return self.actor.update_policy(batch, self.dp_size)
+        """The PPO update, plus this rank's vision-tower work over the step (``mrsp/*``: calls, temporal slices)."""
+        metrics = self.actor.update_policy(batch, self.dp_size)
+        slices = self.actor.read_encoded_slices() + (self.ref.read_encoded_slices() if self.ref is not None else [])
+        return {**metrics, "mrsp/vision_tower_calls": float(len(slices)), "mrsp/encoded_slices": float(sum(slices))}
 
     @register(Dispatch.ONE_TO_ALL)
     def sync_rollout_weights(self) -> None:
@@ -93,3 +116,4 @@ class HybridWorker(Worker):
     def load_checkpoint(self, directory: str) -> None:
         self.actor.load(directory)
         self.rollout.load_weights(self.actor.full_state_dict())
+

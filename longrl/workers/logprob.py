@@ -27,19 +27,22 @@ class ResponseScores:
 def response_log_probs(
     model: torch.nn.Module,
     tokens: dict[str, torch.Tensor],
-    vision: dict[str, torch.Tensor],
+    forward_kwargs: dict[str, Any],
     responses: torch.Tensor,
     temperature: float = 1.0,
     with_entropy: bool = False,
 ) -> ResponseScores:
-    """Score ``responses`` (b, R) under ``model`` given prompt+response ``tokens`` (b, P + R) and vision inputs.
+    """Score ``responses`` (b, R) under ``model`` given prompt+response ``tokens`` (b, P + R).
+
+    ``forward_kwargs`` carry the vision side: pixel values (the forward runs the tower) or precomputed features
+    (the family's ``encoder_kwargs``) plus the grids the mrope positions are computed from.
 
     ``model`` is a Hugging Face ``*ForCausalLM`` / ``*ForConditionalGeneration`` (or an FSDP-sharded one). Logits
     are divided by the rollout ``temperature`` so the scores are those of the distribution the rollout sampled from.
     """
     response_width = responses.shape[1]
     inputs: dict[str, Any] = {key: tokens[key] for key in TOKEN_KEYS if key in tokens}
-    output = model(**inputs, **vision, use_cache=False, logits_to_keep=response_width + 1)
+    output = model(**inputs, **forward_kwargs, use_cache=False, logits_to_keep=response_width + 1)
     logits = output.logits[:, :-1].float()
     if temperature > 0:
         logits = logits / temperature

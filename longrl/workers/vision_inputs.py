@@ -11,7 +11,15 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-__all__ = ["merge_vision_inputs"]
+__all__ = ["PIXEL_KEYS", "VIDEO_EMBEDS", "merge_vision_inputs", "position_inputs", "without_pixels"]
+
+# Per-row non-tensor holding the row's video features (MR-SP stage 1 output; None for a row without video). It
+# travels with the row for the whole step so no later pass runs the vision tower again.
+VIDEO_EMBEDS = "video_embeds"
+
+# The inputs that feed the vision tower. Every other vision key (grids, seconds per grid) is position information
+# the language model needs even when the features are precomputed.
+PIXEL_KEYS = ("pixel_values", "pixel_values_videos")
 
 
 def merge_vision_inputs(rows: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -41,3 +49,13 @@ def merge_vision_inputs(rows: Sequence[Mapping[str, torch.Tensor]]) -> dict[str,
                 raise TypeError(f"vision input {key!r} of row {index} must be a tensor with a first dimension")
             parts[key].append(value)
     return {key: torch.cat(values, dim=0) for key, values in parts.items()}
+
+
+def position_inputs(rows: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """:func:`merge_vision_inputs` without the pixels: what a forward over precomputed features still needs."""
+    return merge_vision_inputs([without_pixels(row) for row in rows])
+
+
+def without_pixels(row: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One row's vision inputs minus the pixels, once its features are computed and the tower will not rerun."""
+    return {key: value for key, value in row.items() if key not in PIXEL_KEYS}

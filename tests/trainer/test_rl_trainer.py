@@ -148,3 +148,38 @@ def test_raising_reward_skips_the_step_when_configured(setup, monkeypatch, tmp_p
     assert [m["step"] for m in steps] == [1, 2, 3, 4]
     assert steps[2] == {"step": 3, "reward/failed_step": 1.0}
     assert "actor/pg_loss" in steps[3]
+
+
+def _first_step(root: Path, model_dir: Path, name: str, *extra: str) -> dict:
+    run(_cfg(root, model_dir, name, "trainer.max_steps=1", "trainer.save_freq=-1", *extra))
+    return _metrics(name)[0]
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_ulysses_2_on_2_ranks_matches_sp_1(setup, monkeypatch, tmp_path, freeze):
+    """GRPO's first step with MR-SP over 2 CPU ranks (one data-parallel group) equals the single-rank step.
+
+    Frozen tower: the vision tower runs once per step on each rank (stage 1 at rollout), each rank encoding half of
+    the step's temporal slices; nothing re-encodes afterwards. Trained tower: the update re-encodes under the same
+    sharding, with gradients.
+    """
+    root, model_dir = setup
+    monkeypatch.chdir(tmp_path)
+    common = (f"worker.actor.model.freeze_vision_tower={str(freeze).lower()}", "algorithm.use_kl_loss=true",
+              "worker.actor.micro_batch_size_per_device_for_update=2")
+    single = _first_step(root, model_dir, f"sp1_{freeze}", *common)
+    sharded = _first_step(root, model_dir, f"sp2_{freeze}", "worker.actor.ulysses_size=2",
+                          "trainer.n_gpus_per_node=2", *common)
+    compared = [k for k in _deterministic(single) if not k.startswith("mrsp/")]
+    assert {"actor/pg_loss", "actor/kl_loss", "actor/grad_norm", "actor/entropy", "critic/score/mean"} <= set(compared)
+    for key in compared:
+        assert sharded[key] == pytest.approx(single[key], rel=1e-4, abs=1e-5), key
+    # 2 prompts x 4 frames = 2 x 2 temporal slices per encoding of the step's prompts; rank 0 reports its half.
+    # Rows of one prompt (same uid) share one encoding, in the update's micro-batches too.
+    assert sharded["mrsp/encoded_slices"] * 2 == single["mrsp/encoded_slices"]
+    if freeze:
+        assert single["mrsp/encoded_slices"] == 4
+        assert single["mrsp/vision_tower_calls"] == 1 and sharded["mrsp/vision_tower_calls"] == 1
+    else:  # + the reference's own pass (4 slices) + one per update micro-batch (4 of 2 rows, 2 slices each)
+        assert single["mrsp/encoded_slices"] == 4 + 4 + 8
+        assert single["mrsp/vision_tower_calls"] == 1 + 1 + 4 and sharded["mrsp/vision_tower_calls"] == 1 + 1 + 4

@@ -1,8 +1,9 @@
 """Rollout with Hugging Face ``generate`` from prompt embeddings: the embedded default engine.
 
-The engine holds its own full (unsharded) copy of the model. Each prompt's video goes through the vision
-tower once; its features are spliced into the text embeddings at the video placeholder tokens, and the
-``n`` samples of the prompt all start from those embeddings (``generate(inputs_embeds=...)``).
+The engine holds its own full (unsharded) copy of the model. Each prompt's video features are spliced into the
+text embeddings at the video placeholder tokens, and the ``n`` samples of the prompt all start from those
+embeddings (``generate(inputs_embeds=...)``). The features come with the prompts (``video_embeds``, MR-SP stage 1
+run by the worker on the actor's tower) or, for prompts without them, from one pass of this copy's tower.
 
 Positions: Qwen-VL needs 3-D mrope positions computed from the token ids and the video grid. ``generate``
 (transformers 5.x) computes them once before decoding from ``input_ids`` + ``mm_token_type_ids`` + the grid
@@ -34,13 +35,12 @@ from longrl.protocol import Batch
 from longrl.workers.rollout.base import RolloutEngine
 from longrl.workers.rollout.output import build_rollout_batch
 from longrl.workers.rollout.sampling import SamplingParams
-from longrl.workers.vision_inputs import merge_vision_inputs
+from longrl.workers.vision_inputs import VIDEO_EMBEDS, merge_vision_inputs, without_pixels
 
 __all__ = ["HFRollout", "prompt_embeddings"]
 
 # Vision inputs that feed the vision tower (used once, in prompt_embeddings) -> the modality they encode.
-# Every other vision key (grids, seconds per grid) is position information that generate needs.
-_PIXEL_KEYS = {"pixel_values": "image", "pixel_values_videos": "video"}
+_MODALITY_OF_PIXELS = {"pixel_values": "image", "pixel_values_videos": "video"}
 _GRID_KEYS = {"image": "image_grid_thw", "video": "video_grid_thw"}
 _MEDIA_TOKEN_ATTRIBUTES = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
 
@@ -68,18 +68,17 @@ class HFRollout(RolloutEngine):
         out_device = prompts.tensors["input_ids"].device
         input_ids = prompts.tensors["input_ids"].to(self.device)
         vision_rows = list(prompts.non_tensors.get("vision_inputs", [{}] * len(prompts)))
-        vision = {key: value.to(self.device) for key, value in merge_vision_inputs(vision_rows).items()}
-        embeds = prompt_embeddings(self.model, input_ids, vision)  # once per prompt, shared by its n samples
+        features = _joined_features(prompts, self.device)
+        tower_rows = vision_rows if features is None else [without_pixels(row) for row in vision_rows]
+        vision = {key: value.to(self.device) for key, value in merge_vision_inputs(tower_rows).items()}
+        # Once per prompt, shared by its n samples; from the rows' precomputed features when they carry them.
+        embeds = prompt_embeddings(self.model, input_ids, vision, features)
 
         def per_sample(tensor: torch.Tensor) -> torch.Tensor:
             return tensor.to(self.device).repeat_interleave(n, dim=0)
 
         # Grids are per video, consumed in row order: repeat each row's grids with the row.
-        position_rows = [
-            {key: value for key, value in row.items() if key not in _PIXEL_KEYS}
-            for row in vision_rows
-            for _ in range(n)
-        ]
+        position_rows = [without_pixels(row) for row in vision_rows for _ in range(n)]
         inputs = {
             "input_ids": per_sample(input_ids),
             "inputs_embeds": per_sample(embeds),
@@ -130,20 +129,27 @@ class HFRollout(RolloutEngine):
 
 
 def prompt_embeddings(
-    model: PreTrainedModel, input_ids: torch.Tensor, vision: Mapping[str, torch.Tensor]
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    vision: Mapping[str, torch.Tensor],
+    video_features: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Text embeddings of ``input_ids`` with each image/video's features written over its placeholder tokens.
 
     ``vision`` is the merged (all rows) form from :func:`merge_vision_inputs`; features fill placeholders
-    in row-major order, the order the processor laid the videos out in.
+    in row-major order, the order the processor laid the videos out in. ``video_features`` (that order too), when
+    given, are used instead of running the vision tower on the video pixels.
     """
     embeds = model.get_input_embeddings()(input_ids)
-    for pixel_key, modality in _PIXEL_KEYS.items():
-        if pixel_key not in vision:
+    for pixel_key, modality in _MODALITY_OF_PIXELS.items():
+        if modality == "video" and video_features is not None:
+            features = video_features.to(embeds.dtype)
+        elif pixel_key in vision:
+            encoder = getattr(model, f"get_{modality}_features")
+            features = encoder(vision[pixel_key], vision[_GRID_KEYS[modality]], return_dict=True).pooler_output
+            features = torch.cat(list(features), dim=0).to(embeds.dtype)
+        else:
             continue
-        encoder = getattr(model, f"get_{modality}_features")
-        features = encoder(vision[pixel_key], vision[_GRID_KEYS[modality]], return_dict=True).pooler_output
-        features = torch.cat(list(features), dim=0).to(embeds.dtype)
         placeholders = input_ids == getattr(model.config, f"{modality}_token_id")
         if int(placeholders.sum()) != features.shape[0]:
             raise ValueError(
@@ -152,6 +158,14 @@ def prompt_embeddings(
             )
         embeds = embeds.masked_scatter(placeholders.unsqueeze(-1), features)
     return embeds
+
+
+def _joined_features(prompts: Batch, device: torch.device) -> torch.Tensor | None:
+    """The prompts' precomputed video features (``video_embeds``) in row order, or None if they carry none."""
+    if VIDEO_EMBEDS not in prompts.non_tensors:
+        return None
+    present = [features for features in prompts.non_tensors[VIDEO_EMBEDS] if features is not None]
+    return torch.cat(present).to(device) if present else None
 
 
 class _ChosenTokenLogProbs(LogitsProcessor):
