@@ -1,0 +1,36 @@
+"""The MR-SP benchmark's two variants on a tiny model (CPU): the baseline really re-encodes, encode-once does not."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import mrsp as bench  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def test_variants_differ_only_in_vision_tower_work(tiny_model_dir, monkeypatch, tmp_path):
+    from longrl.workers.hybrid import HybridWorker
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29613")
+    model_dir = tiny_model_dir("qwen2_5_vl")
+    cfg = bench.worker_config(model_dir, 1, 1, "data.max_response_length=4", "worker.rollout.n=3")
+    worker = HybridWorker(cfg, total_steps=10)
+    try:
+        prompts = bench.make_prompts(model_dir, 6)  # 6 frames of 448x448: 3 temporal slices of 256 tokens
+        baseline = bench.grpo_step(worker, prompts, encode_once=False)
+        once = bench.grpo_step(worker, prompts, encode_once=True)
+    finally:
+        import torch.distributed as dist
+        dist.destroy_process_group()
+    assert baseline["prompt_tokens"] == once["prompt_tokens"] > 3 * 256
+    # Re-encode: the old, reference and update passes each encode the 3 rows (the rollout copy's tower is not
+    # counted: it belongs to the rollout engine). Encode-once: one actor-tower call at rollout, then none.
+    assert baseline["vision_tower_calls"] == 3 and once["vision_tower_calls"] == 1
+    assert set(bench.PHASES) <= {key[:-2] for key in once if key.endswith("_s")}
