@@ -153,7 +153,9 @@ def _rank_main(rank: int, world: int, port: int, model_dir: str, ulysses: int, f
     from longrl.workers.hybrid import HybridWorker
 
     worker = HybridWorker(worker_config(Path(model_dir), world, ulysses), total_steps=1000)
-    grpo_step(worker, make_prompts(Path(model_dir), 8), encode_once=True)  # warm-up: kernels, allocator
+    # Warm-up at the first measured size, so kernel selection and allocator growth for these shapes are not billed
+    # to whichever variant happens to run first.
+    grpo_step(worker, make_prompts(Path(model_dir), frames[0]), encode_once=True)
     rows = []
     for count in frames:
         prompts = make_prompts(Path(model_dir), count)
