@@ -31,7 +31,14 @@ from torch.distributed.checkpoint.state_dict import (
 from longrl.algos import agg_loss, compute_kl_loss, compute_policy_loss
 from longrl.config.schema import FSDPConfig, OffloadConfig, RootConfig
 from longrl.models.registry import ModelAdapter
-from longrl.mrsp import PrefillInputs, SequenceParallelGroups, encode_row_videos, sharded_response_scores, use_mrsp_attention
+from longrl.mrsp import (
+    PrefillInputs,
+    SequenceParallelGroups,
+    encode_row_videos,
+    kv_head_repeat,
+    sharded_response_scores,
+    use_mrsp_attention,
+)
 from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.workers.fsdp import load_sharded_model
 from longrl.workers.logprob import ResponseScores, response_log_probs
@@ -65,6 +72,8 @@ class PolicyModel:
         self.model = load_sharded_model(adapter, actor.model.model_path, fsdp, offload, device,
                                         gradient_checkpointing=trainable and actor.model.enable_gradient_checkpointing)
         if self.sharded_prefill:
+            text = self.model.config.get_text_config()
+            kv_head_repeat(text.num_attention_heads, text.num_key_value_heads, groups.sp_size)  # fail at start
             use_mrsp_attention(self.model)
         self.tower_trained = trainable and not actor.model.freeze_vision_tower
         self.encoded_slices: list[int] = []  # temporal slices per vision-tower call on this rank, since last read

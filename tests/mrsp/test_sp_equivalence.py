@@ -103,9 +103,9 @@ def test_sp_log_probs_features_and_gradients_equal_single_rank(family_case, sp):
         ent = _max_diff(result["entropy"], reference["entropy"], mask)
         feat = (result["features"] - reference["features"]).abs().max().item()
         print(f"{family} sp={sp} rank={rank}: max|dlogp|={lp:.2e} max|dentropy|={ent:.2e} max|dfeature|={feat:.2e}")
-        assert lp < 1e-5 and ent < 1e-5 and feat < 1e-5
+        assert lp < 1e-5 and ent < 1e-5
+        assert feat < 1e-6  # each temporal slice is encoded on its own (0.0 here; kernels may block rows differently)
     # Each temporal slice encoded exactly once over the group: 4 + 7 slices, one tower call per rank.
-    assert sorted(s for r in results for s in r["encoded_slices"]) == sorted(s for r in results for s in r["encoded_slices"])
     assert sum(sum(r["encoded_slices"]) for r in results) == sum(-(-f // 2) for f in FRAMES)
     assert all(len(r["encoded_slices"]) == 1 for r in results)
     worst = max((results[0]["grads"][n] - g).abs().max().item() / (g.abs().max().item() + 1e-8)
@@ -118,9 +118,13 @@ def test_sp_log_probs_features_and_gradients_equal_single_rank(family_case, sp):
 
 @pytest.mark.parametrize("sp", [1, 2])
 def test_padding_free_packing_equals_padded(family_case, sp):
+    """Packed rows score like the padded ones; the feature all-gather done in 3 rounds (num_chunk_seq=3) rebuilds
+    the single-process tower's features (chunked and one-round gathers are compared bit for bit in
+    test_collectives)."""
     family, model_dir, case, path, reference = family_case
-    results = run_on_ranks(sp, score_with_sp, family, str(model_dir), path, True, 1, False)
+    results = run_on_ranks(sp, score_with_sp, family, str(model_dir), path, True, 3, False)
     lp = _max_diff(results[0]["log_probs"], reference["log_probs"], case["response_mask"])
     print(f"{family} padding_free sp={sp}: max|dlogp|={lp:.2e}")
     assert lp < 1e-5
+    assert (results[0]["features"] - reference["features"]).abs().max().item() < 1e-6
     assert torch.all(results[0]["log_probs"][~case["response_mask"].bool()] == 0)
