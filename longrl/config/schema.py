@@ -157,6 +157,30 @@ class RolloutConfig:
 
 
 @dataclass
+class JudgeConfig:
+    """The open-ended judge (``worker.rollout.open_ended_reward=true``): a chat model behind an OpenAI-compatible API.
+
+    The API key is read from the environment variable named by ``api_key_env`` when a request is made; it is never a
+    config value, so it is never saved with a run.
+    """
+
+    model: str = "gpt-4o-mini"
+    base_url: Optional[str] = None  # default: $OPENAI_BASE_URL, else https://api.openai.com/v1
+    api_key_env: str = "OPENAI_API_KEY"
+    prompt_template: str = "examples/judge/open_ended.jinja"  # jinja over question, reference, response
+    score_pattern: str = r"(?i)score\s*[:=]?\s*([01](?:\.\d+)?)"  # first group: a score in [0, 1]
+    temperature: float = 0.0
+    max_tokens: int = 32
+    extra_body: dict[str, Any] = field(default_factory=dict)  # merged into every request (server-specific options)
+    max_concurrency: int = 8
+    timeout_s: float = 30.0
+    max_retries: int = 3
+    backoff_s: float = 1.0
+    on_outage: str = "zero"  # after the retries: "zero" scores 0 and counts it, "fail" fails the step
+    cache: bool = True
+
+
+@dataclass
 class RewardConfig:
     reward_type: str = "sequential"
     reward_function: str = "longrl.rewards.r1v:compute_score"
@@ -164,6 +188,10 @@ class RewardConfig:
     # "fail" stops the run at a failing reward call (the last checkpoint stays intact); "skip_step" logs the failing
     # sample, skips that step's update and goes on.
     on_error: str = "fail"
+    # Processes that share a batch's reward calls (0: in the trainer process). Either way the rewards of a step are
+    # computed while the old/reference log-probs are (unless online filtering needs them first).
+    num_workers: int = 0
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
 
 
 @dataclass

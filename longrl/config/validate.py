@@ -13,6 +13,7 @@ ROLLOUT_ENGINES = ("hf", "vllm")
 BAD_ROW_POLICIES = ("error", "skip")
 KL_CONTROLLERS = ("fixed", "adaptive")
 REWARD_ERROR_POLICIES = ("fail", "skip_step")
+JUDGE_OUTAGE_POLICIES = ("zero", "fail")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -34,6 +35,12 @@ def validate_config(cfg: RootConfig) -> None:
     _one_of(cfg.worker.reward.reward_type, REWARD_TYPES, "worker.reward.reward_type")
     _one_of(data.on_bad_row, BAD_ROW_POLICIES, "data.on_bad_row")
     _one_of(cfg.worker.reward.on_error, REWARD_ERROR_POLICIES, "worker.reward.on_error")
+    judge = cfg.worker.reward.judge
+    _one_of(judge.on_outage, JUDGE_OUTAGE_POLICIES, "worker.reward.judge.on_outage")
+    _require(judge.max_concurrency >= 1 and judge.max_retries >= 0 and judge.timeout_s > 0,
+             "worker.reward.judge needs max_concurrency >= 1, max_retries >= 0 and timeout_s > 0")
+    _require(cfg.worker.reward.num_workers >= 0,
+             f"worker.reward.num_workers ({cfg.worker.reward.num_workers}) must be >= 0")
     _require(
         0 < data.min_pixels <= data.max_pixels,
         f"data.min_pixels ({data.min_pixels}) must be positive and at most data.max_pixels ({data.max_pixels})",

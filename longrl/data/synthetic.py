@@ -239,8 +239,12 @@ def _temporal_order(rng: np.random.Generator, frames: int, fps: float) -> _TaskD
 _TASK_DRAWERS = {"shell_game": _shell_game, "counting": _counting, "temporal_order": _temporal_order}
 
 
-def make_sample(index: int, frames: int, seed: int = 0, fps: float = 2.0, task: str | None = None) -> Sample:
-    """Sample ``index`` of the dataset for ``seed`` (task ``TASKS[index % 3]`` unless ``task`` is given)."""
+def make_sample(index: int, frames: int, seed: int = 0, fps: float = 2.0, task: str | None = None,
+                open_ended: bool = False) -> Sample:
+    """Sample ``index`` of the dataset for ``seed`` (task ``TASKS[index % 3]`` unless ``task`` is given).
+
+    ``open_ended`` drops the options: the answer is then the correct option's text (graded by a judge, not a rule).
+    """
     if frames < MIN_FRAMES:
         raise ValueError(f"synthetic videos need at least {MIN_FRAMES} frames, got {frames}")
     if not fps > 0:
@@ -257,8 +261,8 @@ def make_sample(index: int, frames: int, seed: int = 0, fps: float = 2.0, task: 
         "id": sample_id,
         "video": f"videos/{sample_id}.mp4",
         "question": draw.question,
-        "options": [options[i] for i in order],
-        "answer": LETTERS[int(np.flatnonzero(order == 0)[0])],
+        "options": None if open_ended else [options[i] for i in order],
+        "answer": draw.correct if open_ended else LETTERS[int(np.flatnonzero(order == 0)[0])],
         "reasoning": draw.reasoning,
         "task": task,
         "meta": {"fps": fps, "num_frames": frames, "answer_text": draw.correct, **draw.meta},
@@ -280,7 +284,8 @@ def split_indices(num: int, seed: int = 0) -> dict[str, list[int]]:
 
 
 def generate_dataset(
-    out_dir: str | os.PathLike, num: int, frames: int, seed: int = 0, size: int = 112, fps: float = 2.0
+    out_dir: str | os.PathLike, num: int, frames: int, seed: int = 0, size: int = 112, fps: float = 2.0,
+    open_ended: bool = False,
 ) -> dict[str, Path]:
     """Write ``num`` videos under ``out_dir/videos`` and ``train/val/test.jsonl``; return split -> jsonl path."""
     if size < 16 or size % 2:
@@ -292,7 +297,7 @@ def generate_dataset(
         paths[split] = out / f"{split}.jsonl"
         with open(paths[split], "w", encoding="utf-8") as handle:
             for index in indices:
-                sample = make_sample(index, frames, seed, fps)
+                sample = make_sample(index, frames, seed, fps, open_ended=open_ended)
                 write_mp4(out / sample.row["video"], render_scene(sample.scene, size), fps)
                 handle.write(json.dumps(sample.row) + "\n")
     return {split: paths[split] for split in SPLITS}
@@ -306,8 +311,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=112, help="frame side in pixels")
     parser.add_argument("--fps", type=float, default=2.0, help="frame rate of the written videos")
+    parser.add_argument("--open-ended", action="store_true", help="no options; the answer is the correct text")
     args = parser.parse_args(argv)
-    paths = generate_dataset(args.out, args.num, args.frames, args.seed, args.size, args.fps)
+    paths = generate_dataset(args.out, args.num, args.frames, args.seed, args.size, args.fps, args.open_ended)
     for split, path in paths.items():
         with open(path, encoding="utf-8") as handle:
             print(f"{split}: {sum(1 for _ in handle)} rows -> {path}")

@@ -20,13 +20,15 @@ class RewardInput(_RequiredRewardInput, total=False):
     """One decoded rollout response and what it is graded against.
 
     ``response`` is the detokenised response, ``response_length`` its number of valid tokens (for length
-    shaping), ``ground_truth`` the row's answer as a string. ``problem``, ``data_type`` and ``problem_type`` are
-    passed through only when the dataset row has them, so a reward function must read them with ``.get``.
+    shaping), ``ground_truth`` the row's answer as a string. ``problem``, ``data_type``, ``problem_type`` and
+    ``options`` (the choices of a multiple-choice row, None for an open-ended one) are passed through only when the
+    dataset row has them, so a reward function must read them with ``.get``.
     """
 
     problem: str
     data_type: str
     problem_type: str
+    options: list[str] | None
 
 
 class _RequiredRewardScore(TypedDict):

@@ -1,19 +1,35 @@
-"""Turn generated responses into per-sample rewards (step 4 of DESIGN.md) on the driver.
+"""Turn generated responses into per-sample rewards (step 4 of DESIGN.md), off the trainer's critical path.
 
 The reward function sees EasyR1's input dicts (``response``, ``response_length``, ``ground_truth`` plus the row's
-``problem`` and ``problem_type``) and returns a score dict per sample; ``overall`` becomes the sequence reward and
-every other key a metric. DAPO's soft overlong punishment is added to ``overall`` here, so the advantage estimators
-see one scalar per sample.
+``problem``, ``problem_type`` and ``options``) and returns a score dict per sample; ``overall`` becomes the sequence
+reward and every other key a metric. DAPO's soft overlong punishment is added to ``overall`` here, so the advantage
+estimators see one scalar per sample.
+
+:func:`build_reward` assembles what the trainer calls: the configured function, spread over ``num_workers``
+processes when asked, wrapped by the open-ended judge when ``worker.rollout.open_ended_reward``. A
+:class:`RewardScorer` runs it in a background thread, so a slow reward (a judge, code execution) overlaps the
+workers' log-prob passes instead of stalling them.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import Any
+
+import numpy as np
 import torch
 
 from longrl.algos import overlong_penalty
 from longrl.config.schema import RootConfig
 from longrl.protocol import Batch
-from longrl.rewards import RewardFunction
+from longrl.rewards import RewardFunction, RewardInput, RewardScore, load_reward_function
+from longrl.rewards.judge import OpenAIJudge
+from longrl.rewards.open_ended import OpenEndedReward
 
 
 def reward_inputs(batch: Batch, tokenizer) -> list[dict]:
@@ -25,12 +41,16 @@ def reward_inputs(batch: Batch, tokenizer) -> list[dict]:
     fields = batch.non_tensors
     return [
         {"response": text, "response_length": int(length), "ground_truth": str(fields["answer"][i]),
-         "problem": str(fields["question"][i]), "problem_type": fields["task"][i]}
+         "problem": str(fields["question"][i]), "problem_type": fields["task"][i],
+         "options": list(fields["options"][i]) if "options" in fields and fields["options"][i] is not None else None}
         for i, (text, length) in enumerate(zip(texts, lengths))
     ]
 
 
-def score_batch(batch: Batch, inputs: list[dict], reward_fn: RewardFunction,
+Reward = Callable[[Sequence[RewardInput]], list[RewardScore]]
+
+
+def score_batch(batch: Batch, inputs: list[dict], reward_fn: Reward,
                 cfg: RootConfig) -> tuple[torch.Tensor, dict]:
     """Sequence rewards (N,) of ``batch`` given its :func:`reward_inputs`, and per-part score lists; raises
     ``RewardFunctionError`` naming the bad sample."""
@@ -45,3 +65,72 @@ def score_batch(batch: Batch, inputs: list[dict], reward_fn: RewardFunction,
         overall = overall + penalty
         parts["overlong_penalty"] = penalty.tolist()
     return overall, parts
+
+
+class ParallelReward:
+    """A reward function spread over ``num_workers`` spawned processes, for CPU-heavy graders.
+
+    Each process rebuilds the function from its spec (a :class:`RewardFunction` pickles as its spec), so module
+    state is per process; scores come back in input order, and an error names its sample as it would in-process.
+    """
+
+    def __init__(self, fn: RewardFunction, num_workers: int):
+        self.fn, self.num_workers = fn, num_workers
+        self.pool = ProcessPoolExecutor(num_workers, mp_context=get_context("spawn"))
+
+    def __call__(self, reward_inputs: Sequence[RewardInput]) -> list[RewardScore]:
+        size = max(1, math.ceil(len(reward_inputs) / self.num_workers))
+        chunks = [list(reward_inputs[i : i + size]) for i in range(0, len(reward_inputs), size)]
+        return [score for part in self.pool.map(self.fn, chunks) for score in part]
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
+def build_reward(cfg: RootConfig) -> Reward:
+    """The trainer's reward: ``worker.reward.*`` (+ processes) (+ the open-ended judge)."""
+    reward = cfg.worker.reward
+    fn: Reward = load_reward_function(reward.reward_function, reward.reward_type, reward.reward_function_kwargs)
+    if reward.num_workers > 0:
+        fn = ParallelReward(fn, reward.num_workers)
+    if cfg.worker.rollout.open_ended_reward:
+        fn = OpenEndedReward(fn, OpenAIJudge(reward.judge))
+    return fn
+
+
+@dataclass
+class ScoredBatch:
+    inputs: list[dict]
+    scores: torch.Tensor  # (N,) sequence rewards
+    parts: dict[str, list[float]]  # named score parts
+    metrics: dict[str, float]  # timing_s/reward_compute and the judge's counters
+
+    def attach(self, batch: Batch) -> Batch:
+        """``batch`` with ``scores`` and a ``score_<part>`` array per part."""
+        return batch.union(Batch.from_dict({"scores": self.scores},
+                                           {f"score_{k}": np.asarray(v) for k, v in self.parts.items()}))
+
+
+class RewardScorer:
+    """Scores batches now (:meth:`score`) or in a background thread (:meth:`submit`, joined with ``.result()``)."""
+
+    def __init__(self, reward_fn: Reward, cfg: RootConfig, tokenizer: Any):
+        self.reward_fn, self.cfg, self.tokenizer = reward_fn, cfg, tokenizer
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="reward")
+
+    def score(self, batch: Batch) -> ScoredBatch:
+        start = time.perf_counter()
+        inputs = reward_inputs(batch, self.tokenizer)
+        scores, parts = score_batch(batch, inputs, self.reward_fn, self.cfg)
+        drain = getattr(self.reward_fn, "drain_metrics", None)
+        metrics = {"timing_s/reward_compute": time.perf_counter() - start, **(drain() if drain else {})}
+        return ScoredBatch(inputs, scores, parts, metrics)
+
+    def submit(self, batch: Batch) -> Future[ScoredBatch]:
+        return self._thread.submit(self.score, batch)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+        close = getattr(self.reward_fn, "close", None)
+        if close is not None:
+            close()

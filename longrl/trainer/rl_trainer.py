@@ -9,6 +9,7 @@ a checkpoint continues exactly as if it had not stopped.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from longrl.controller.worker_group import RayWorkerGroup
 from longrl.data.dataset import VideoQADataset, collate_left_padded
 from longrl.models.registry import adapter_for_model_dir
 from longrl.protocol import TOKEN_KEYS, Batch
-from longrl.rewards import RewardFunctionError, load_reward_function
+from longrl.rewards import RewardFunctionError
 from longrl.trainer.advantage import compute_advantages
 from longrl.trainer.checkpoint import CheckpointManager, default_checkpoint_root, load_trainer_state, save_trainer_state
 from longrl.trainer.dataloader import PromptLoader
@@ -38,7 +39,7 @@ from longrl.trainer.metrics import (
     per_task_mean,
     reduce_metrics,
 )
-from longrl.trainer.rewarding import reward_inputs, score_batch
+from longrl.trainer.rewarding import RewardScorer, build_reward
 from longrl.trainer.timer import timer
 from longrl.workers.hybrid import HybridWorker, needs_reference
 from longrl.workers.rollout.output import align_prompt_width
@@ -77,8 +78,7 @@ class RLTrainer:
         self.loader = PromptLoader(train, cfg.data.rollout_batch_size, seed=cfg.data.seed, shuffle=cfg.data.shuffle,
                                    total_epochs=cfg.trainer.total_epochs, collate_fn=collate)
         self.total_steps = cfg.trainer.max_steps or self.loader.steps_per_epoch * cfg.trainer.total_epochs
-        self.reward_fn = load_reward_function(cfg.worker.reward.reward_function, cfg.worker.reward.reward_type,
-                                              cfg.worker.reward.reward_function_kwargs)
+        self.rewards = RewardScorer(build_reward(cfg), cfg, self.tokenizer)
         algo = cfg.algorithm
         self.kl_ctrl = (get_kl_controller(algo.kl_type, algo.kl_coef, algo.kl_target, algo.kl_horizon)
                         if needs_reference(cfg) and not algo.use_kl_loss else None)
@@ -117,10 +117,20 @@ class RLTrainer:
         return self.checkpoints.commit(self.global_step)
 
     # ----- the phases of one step ------------------------------------------------------------------------------
-    def _rollout_and_score(self, timings: dict[str, float], metrics: dict[str, Any]) -> Batch:
+    def _rollout_and_score(self, timings: dict[str, float], metrics: dict[str, Any]) -> tuple[Batch, Future | None]:
         """Generate ``n`` responses per prompt and score them; with online filtering, keep drawing prompts until
-        enough groups have informative rewards (DAPO's dynamic sampling)."""
+        enough groups have informative rewards (DAPO's dynamic sampling).
+
+        Without online filtering nothing waits for the rewards: they are computed in the background and the pending
+        result is returned with the unscored batch (joined by :meth:`step` after the log-prob passes).
+        """
         cfg, algo = self.cfg, self.cfg.algorithm
+        if not algo.online_filtering:
+            prompts = self.loader.next_batch()
+            with timer("gen", timings):
+                rollout = self.workers.generate(prompts, step=self.global_step * 1000 + 1)
+            append_metrics(metrics, {"filter/tries": 1})
+            return rollout, self.rewards.submit(rollout)
         kept: list[Batch] = []
         kept_prompts, tries = 0, 0
         while kept_prompts < cfg.data.rollout_batch_size:
@@ -129,37 +139,42 @@ class RLTrainer:
             with timer("gen", timings):
                 rollout = self.workers.generate(prompts, step=self.global_step * 1000 + tries)
             with timer("reward", timings):
-                scores, parts = score_batch(rollout, reward_inputs(rollout, self.tokenizer), self.reward_fn, cfg)
-            rollout = rollout.union(Batch.from_dict({"scores": scores}, {f"score_{k}": np.asarray(v)
-                                                                          for k, v in parts.items()}))
-            if algo.online_filtering:
-                keep = online_filter_mask({"overall": scores, **parts}, np.asarray(rollout.non_tensors["uid"]),
-                                          algo.filter_key, algo.filter_low, algo.filter_high)
-                append_metrics(metrics, {"filter/kept_ratio": float(keep.mean())})
-                rollout = rollout[keep]
-                if tries >= algo.max_try_make_batch and kept_prompts + len(rollout) // cfg.worker.rollout.n == 0:
-                    raise RuntimeError(f"online filtering kept no group in {tries} batches: every group's "
-                                       f"{algo.filter_key} is outside ({algo.filter_low}, {algo.filter_high})")
+                scored = self.rewards.score(rollout)
+            append_metrics(metrics, scored.metrics)
+            rollout = scored.attach(rollout)
+            keep = online_filter_mask({"overall": scored.scores, **scored.parts},
+                                      np.asarray(rollout.non_tensors["uid"]), algo.filter_key, algo.filter_low,
+                                      algo.filter_high)
+            append_metrics(metrics, {"filter/kept_ratio": float(keep.mean())})
+            rollout = rollout[keep]
+            if tries >= algo.max_try_make_batch and kept_prompts + len(rollout) // cfg.worker.rollout.n == 0:
+                raise RuntimeError(f"online filtering kept no group in {tries} batches: every group's "
+                                   f"{algo.filter_key} is outside ({algo.filter_low}, {algo.filter_high})")
             kept.append(rollout)
             kept_prompts += len(rollout) // cfg.worker.rollout.n
-            if not algo.online_filtering or tries >= algo.max_try_make_batch:
+            if tries >= algo.max_try_make_batch:
                 break
         batch = Batch.concat(align_prompt_width(kept, self.tokenizer.pad_token_id))
         rows = min(len(batch), cfg.data.rollout_batch_size * cfg.worker.rollout.n)
         append_metrics(metrics, {"filter/tries": tries})
-        return batch[:rows]
+        return batch[:rows], None
 
     def step(self) -> dict[str, Any]:
         """One training step; returns its metrics."""
         timings: dict[str, float] = {}
         metrics: dict[str, Any] = {}
         with timer("step", timings):
-            batch = self._rollout_and_score(timings, metrics)
+            batch, pending_scores = self._rollout_and_score(timings, metrics)
             with timer("old_log_prob", timings):
                 batch = batch.union(self.workers.compute_log_prob(batch))
             if needs_reference(self.cfg):
                 with timer("ref_log_prob", timings):
                     batch = batch.union(self.workers.compute_ref_log_prob(batch))
+            if pending_scores is not None:
+                with timer("reward", timings):  # only the wait left after the log-prob passes
+                    scored = pending_scores.result()
+                append_metrics(metrics, scored.metrics)
+                batch = scored.attach(batch)
             with timer("adv", timings):
                 batch, kl_metrics = compute_advantages(batch, batch.tensors["scores"], self.cfg, self.kl_ctrl)
             with timer("update_actor", timings):
@@ -185,11 +200,14 @@ class RLTrainer:
         """Greedy (``val_override_config``) answers on the validation split: reward, accuracy overall and per task."""
         size = len(self.val) if self.cfg.data.val_batch_size <= 0 else self.cfg.data.val_batch_size
         scores, accuracy, tasks, generations = [], [], [], []
+        reward_metrics: dict[str, float] = {}
         for start in range(0, len(self.val), size):
             prompts = self.collate([self.val[i] for i in range(start, min(start + size, len(self.val)))])
             rollout = self.workers.generate(prompts, step=self.global_step, validate=True)
-            inputs = reward_inputs(rollout, self.tokenizer)
-            batch_scores, parts = score_batch(rollout, inputs, self.reward_fn, self.cfg)
+            scored = self.rewards.score(rollout)
+            inputs, batch_scores, parts = scored.inputs, scored.scores, scored.parts
+            for key, value in scored.metrics.items():  # summed over the split: seconds, judge requests, ...
+                reward_metrics[f"val/{key}"] = reward_metrics.get(f"val/{key}", 0.0) + value
             scores += batch_scores.tolist()
             accuracy += parts.get("accuracy", batch_scores.tolist())
             tasks += list(rollout.non_tensors["task"])
@@ -197,7 +215,7 @@ class RLTrainer:
                             for item, score in zip(inputs, batch_scores.tolist())]
         self.tracker.log_generations(generations[: self.cfg.trainer.val_generations_to_log], self.global_step)
         return {"val/reward": float(np.mean(scores)), "val/accuracy": float(np.mean(accuracy)),
-                **per_task_mean(tasks, torch.tensor(accuracy), prefix="val/accuracy")}
+                **per_task_mean(tasks, torch.tensor(accuracy), prefix="val/accuracy"), **reward_metrics}
 
     # ----- the loop --------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, dict[str, float]]:
@@ -233,6 +251,7 @@ class RLTrainer:
         return summary
 
     def shutdown(self) -> None:
+        self.rewards.close()
         self.workers.shutdown()
         self.tracker.close()
         if self._started_ray:

@@ -112,6 +112,9 @@ def test_wrong_value_type_is_a_config_error():
         (["worker.rollout.name=sglang"], "worker.rollout.name='sglang' is not one of ['hf', 'vllm']"),
         (["algorithm.filter_low=0.9", "algorithm.filter_high=0.5"], "algorithm.filter_low (0.9) must be below"),
         (["data.on_bad_row=ignore"], "data.on_bad_row='ignore' is not one of ['error', 'skip']"),
+        (["worker.reward.judge.on_outage=retry"], "worker.reward.judge.on_outage='retry' is not one of ['fail', 'zero']"),
+        (["worker.reward.judge.timeout_s=0"], "worker.reward.judge needs max_concurrency >= 1"),
+        (["worker.reward.num_workers=-1"], "worker.reward.num_workers (-1) must be >= 0"),
     ],
 )
 def test_inconsistent_values_fail_with_the_rule(overrides, expected):
