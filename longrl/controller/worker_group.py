@@ -7,8 +7,10 @@ collected result. Every ``@register``ed method of the worker class becomes such 
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -33,12 +35,35 @@ class PendingResult:
         return collect(self._plan, ray.get(self._refs, timeout=timeout_s))
 
 
+def _free_port_below_ephemeral_range(attempts: int = 64) -> int:
+    """A port free right now, chosen *below* the kernel's ephemeral range.
+
+    A port from ``bind(0)`` comes from the range the kernel also hands to outgoing connections, and Ray opens many:
+    between this probe and rank 0's listen one of them can take it (EADDRINUSE). Below the range only explicit binds
+    compete. Falls back to ``bind(0)`` when nothing below is free.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    for _ in range(attempts if low > 11000 else 0):
+        port = rng.randrange(10000, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
 @ray.remote
 def _node_address() -> tuple[str, int]:
     """This node's IP and a port free on it right now (for rank 0's rendezvous)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("", 0))
-        return ray.util.get_node_ip_address(), sock.getsockname()[1]
+    return ray.util.get_node_ip_address(), _free_port_below_ephemeral_range()
 
 
 class RayWorkerGroup:
