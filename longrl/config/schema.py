@@ -188,9 +188,10 @@ class RewardConfig:
     # "fail" stops the run at a failing reward call (the last checkpoint stays intact); "skip_step" logs the failing
     # sample, skips that step's update and goes on.
     on_error: str = "fail"
-    # Processes that share a batch's reward calls (0: in the trainer process). Either way the rewards of a step are
-    # computed while the old/reference log-probs are (unless online filtering needs them first).
-    num_workers: int = 0
+    # Processes that run the reward calls (0: a thread of the trainer process). Either way a step's rewards are
+    # computed while the old/reference log-probs are (unless online filtering needs them first). In a process the
+    # grader runs on its main thread, where math_verify's time-out (SIGALRM) works; in a thread it cannot.
+    num_workers: int = 1
     judge: JudgeConfig = field(default_factory=JudgeConfig)
 
 

@@ -67,21 +67,33 @@ def score_batch(batch: Batch, inputs: list[dict], reward_fn: Reward,
     return overall, parts
 
 
-class ParallelReward:
-    """A reward function spread over ``num_workers`` spawned processes, for CPU-heavy graders.
+_PROCESS_REWARD: RewardFunction | None = None  # the reward function of a ParallelReward worker process
 
-    Each process rebuilds the function from its spec (a :class:`RewardFunction` pickles as its spec), so module
-    state is per process; scores come back in input order, and an error names its sample as it would in-process.
-    """
+
+def _load_process_reward(spec: str, reward_type: str, kwargs: dict) -> None:
+    global _PROCESS_REWARD
+    _PROCESS_REWARD = load_reward_function(spec, reward_type, kwargs)
+
+
+def _score_in_process(chunk: list[RewardInput]) -> list[RewardScore]:
+    assert _PROCESS_REWARD is not None, "reward worker process started without its reward function"
+    return _PROCESS_REWARD(chunk)
+
+
+class ParallelReward:
+    """A reward function run by ``num_workers`` spawned processes, each loading it once (module state persists
+    across calls, as in one process); a batch is split over them and the scores come back in input order. An error
+    names its sample as it would in-process."""
 
     def __init__(self, fn: RewardFunction, num_workers: int):
-        self.fn, self.num_workers = fn, num_workers
-        self.pool = ProcessPoolExecutor(num_workers, mp_context=get_context("spawn"))
+        self.num_workers = num_workers
+        self.pool = ProcessPoolExecutor(num_workers, mp_context=get_context("spawn"), initializer=_load_process_reward,
+                                        initargs=(fn.spec, fn.reward_type, fn.kwargs))
 
     def __call__(self, reward_inputs: Sequence[RewardInput]) -> list[RewardScore]:
         size = max(1, math.ceil(len(reward_inputs) / self.num_workers))
         chunks = [list(reward_inputs[i : i + size]) for i in range(0, len(reward_inputs), size)]
-        return [score for part in self.pool.map(self.fn, chunks) for score in part]
+        return [score for part in self.pool.map(_score_in_process, chunks) for score in part]
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
