@@ -75,7 +75,7 @@ class SD3Family(FlowFamily):
     model_class = SD3Transformer2DModel
 
     def tiny_config(self) -> dict:
-        return {"sample_size": 8, "patch_size": 2, "in_channels": 4, "out_channels": 4, "num_layers": 2,
+        return {"sample_size": 8, "patch_size": 2, "in_channels": 3, "out_channels": 3, "num_layers": 2,
                 "attention_head_dim": 8, "num_attention_heads": 2, "joint_attention_dim": 16,
                 "caption_projection_dim": 16, "pooled_projection_dim": 8, "pos_embed_max_size": 16}
 
@@ -98,8 +98,8 @@ class WanFamily(FlowFamily):
     model_class = WanTransformer3DModel
 
     def tiny_config(self) -> dict:
-        return {"patch_size": (1, 2, 2), "num_attention_heads": 2, "attention_head_dim": 8, "in_channels": 4,
-                "out_channels": 4, "text_dim": 16, "freq_dim": 16, "ffn_dim": 32, "num_layers": 2,
+        return {"patch_size": (1, 2, 2), "num_attention_heads": 2, "attention_head_dim": 8, "in_channels": 3,
+                "out_channels": 3, "text_dim": 16, "freq_dim": 16, "ffn_dim": 32, "num_layers": 2,
                 "rope_max_seq_len": 32}
 
     def latent_shape(self, model: torch.nn.Module, batch: int, frames: int, height: int, width: int) -> tuple[int, ...]:
