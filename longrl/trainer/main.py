@@ -37,7 +37,8 @@ def run(cfg: RootConfig) -> dict[str, dict[str, float]]:
     for when in ("before", "after"):
         if when in summary:
             values = summary[when]
-            tasks = ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in values.items() if k.count("/") == 2)
+            tasks = ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in values.items()
+                              if k.startswith("val/accuracy/"))
             print(f"validation {when} training: reward {values['val/reward']:.3f}, accuracy "
                   f"{values['val/accuracy']:.3f} ({tasks})")
     latest = trainer.checkpoints.latest_step()
