@@ -11,6 +11,11 @@ Comparisons (``--compare``):
   once, then every later forward runs the vision tower on its own row (n rows in the old, reference and update
   passes) — against **encode-once**, MR-SP stage 1: one encoding at rollout, its features reused by every pass.
 * ``sp`` (2+ GPUs): encode-once with ``ulysses_size = 1`` on one GPU against ``ulysses_size = G`` on ``G`` GPUs.
+* ``packing`` (1 GPU): encode-once with padded rows against ``worker.actor.padding_free=true`` (packed rows through
+  MR-SP's segment attention, the code path SP uses, with no SP group).
+
+Every row also reports the largest difference of its old log-probs (over response tokens) from its baseline's:
+variants run the same seeds, so the rollouts match and the log-prob passes are compared directly.
 
 Run on the GPU machine from the repo root::
 
@@ -104,7 +109,10 @@ def worker_config(model_dir: Path, gpus: int, ulysses: int, *extra: str):
         "worker.actor.global_batch_size=1", "worker.actor.micro_batch_size_per_device_for_update=1",
         "worker.actor.micro_batch_size_per_device_for_experience=1", "worker.actor.model.freeze_vision_tower=true",
         "worker.actor.model.enable_gradient_checkpointing=true", "worker.ref.fsdp.torch_dtype=bf16",
-        "worker.rollout.temperature=1.0", "algorithm.use_kl_loss=true", "data.val_files=null", *extra])
+        "worker.rollout.temperature=1.0", "algorithm.use_kl_loss=true", "data.val_files=null",
+        # lr 0: the update costs the same, and the weights stay put, so every step of every variant scores the
+        # same model and their log-probs can be compared.
+        "worker.actor.optim.lr=0", *extra])
 
 
 @contextmanager
@@ -123,8 +131,9 @@ def phase(name: str, record: dict[str, Any]) -> Iterator[None]:
     record["peak_gib"] = max(record.get("peak_gib", 0.0), peak)
 
 
-def grpo_step(worker: Any, prompts: Batch, encode_once: bool) -> dict[str, Any]:
-    """One step's phases; advantages are random (their values do not change the cost)."""
+def grpo_step(worker: Any, prompts: Batch, encode_once: bool) -> tuple[dict[str, Any], torch.Tensor]:
+    """One step's phases and the old log-probs (0 off the response); advantages are random (their values do not
+    change the cost)."""
     record: dict[str, Any] = {}
     with phase("rollout", record):
         if encode_once:
@@ -143,16 +152,16 @@ def grpo_step(worker: Any, prompts: Batch, encode_once: bool) -> dict[str, Any]:
     record["total_s"] = sum(record[f"{p}_s"] for p in PHASES)
     record["vision_tower_calls"] = metrics["mrsp/vision_tower_calls"]
     record["prompt_tokens"] = int(prompts.tensors["attention_mask"].sum())
-    return record
+    return record, batch.tensors["old_log_probs"] * mask
 
 
 def _rank_main(rank: int, world: int, port: int, model_dir: str, ulysses: int, frames: list[int], encode_once: list[bool],
-               result_file: str) -> None:
+               result_file: str, extra: tuple[str, ...]) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), CUDA_VISIBLE_DEVICES=str(rank))
     from longrl.workers.hybrid import HybridWorker
 
-    worker = HybridWorker(worker_config(Path(model_dir), world, ulysses), total_steps=1000)
+    worker = HybridWorker(worker_config(Path(model_dir), world, ulysses, *extra), total_steps=1000)
     # Warm-up at the first measured size, so kernel selection and allocator growth for these shapes are not billed
     # to whichever variant happens to run first.
     grpo_step(worker, make_prompts(Path(model_dir), frames[0]), encode_once=True)
@@ -160,28 +169,35 @@ def _rank_main(rank: int, world: int, port: int, model_dir: str, ulysses: int, f
     for count in frames:
         prompts = make_prompts(Path(model_dir), count)
         for once in encode_once:
-            record = {"frames": count, "gpus": world, "ulysses_size": ulysses,
-                      "variant": "encode-once" if once else "re-encode", **grpo_step(worker, prompts, once)}
+            measured, log_probs = grpo_step(worker, prompts, once)
+            variant = ("encode-once" if once else "re-encode") + ("+packed" if extra else "")
+            record = {"frames": count, "gpus": world, "ulysses_size": ulysses, "variant": variant, **measured}
             rows.append(record)
             if rank == 0:
                 print(json.dumps(record), flush=True)
                 Path(result_file).write_text(json.dumps(rows))
+                torch.save(log_probs.cpu(), f"{result_file}.{variant}.{count}.pt")
 
 
-def run_variant(model_dir: Path, gpus: int, ulysses: int, frames: list[int], encode_once: list[bool]) -> list[dict]:
+def run_variant(model_dir: Path, gpus: int, ulysses: int, frames: list[int], encode_once: list[bool],
+                *extra: str) -> list[dict]:
+    """The rows of one worker configuration, each with its old log-probs attached (``_log_probs``)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         result_file = handle.name
-    mp.start_processes(_rank_main, args=(gpus, port, str(model_dir), ulysses, frames, encode_once, result_file),
+    mp.start_processes(_rank_main, args=(gpus, port, str(model_dir), ulysses, frames, encode_once, result_file, extra),
                        nprocs=gpus, join=True, start_method="spawn")
-    return json.loads(Path(result_file).read_text())
+    rows = json.loads(Path(result_file).read_text())
+    for row in rows:
+        row["_log_probs"] = torch.load(f"{result_file}.{row['variant']}.{row['frames']}.pt")
+    return rows
 
 
 def table(rows: list[dict], baseline_of: Any) -> str:
     head = (f"{'variant':<22}{'frames':>7}{'tokens':>8}" + "".join(f"{p + ' s':>15}" for p in PHASES)
-            + f"{'step s':>9}{'peak GiB':>10}{'tower calls':>12}{'speedup':>9}")
+            + f"{'step s':>9}{'peak GiB':>10}{'tower calls':>12}{'speedup':>9}{'max|dlogp|':>12}")
     lines = [head, "-" * len(head)]
     for row in rows:
         base = baseline_of(row)
@@ -189,13 +205,14 @@ def table(rows: list[dict], baseline_of: Any) -> str:
         lines.append(f"{label:<22}{row['frames']:>7}{row['prompt_tokens']:>8}"
                      + "".join(f"{row[p + '_s']:>15.2f}" for p in PHASES)
                      + f"{row['total_s']:>9.2f}{row['peak_gib']:>10.1f}{row['vision_tower_calls']:>12.0f}"
-                     + f"{base['total_s'] / row['total_s']:>8.2f}x")
+                     + f"{base['total_s'] / row['total_s']:>8.2f}x"
+                     + f"{(row['_log_probs'] - base['_log_probs']).abs().max().item():>12.2e}")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--compare", choices=("reuse", "sp"), default="reuse")
+    parser.add_argument("--compare", choices=("reuse", "sp", "packing"), default="reuse")
     parser.add_argument("--frames", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--gpus", type=int, default=2, help="GPUs of the SP variant (--compare sp)")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
@@ -207,6 +224,11 @@ def main() -> None:
             rows = run_variant(model_dir, 1, 1, args.frames, [False, True])
             report = table(rows, lambda r: next(b for b in rows if b["frames"] == r["frames"]
                                                 and b["variant"] == "re-encode"))
+        elif args.compare == "packing":
+            rows = (run_variant(model_dir, 1, 1, args.frames, [True])
+                    + run_variant(model_dir, 1, 1, args.frames, [True], "worker.actor.padding_free=true"))
+            report = table(rows, lambda r: next(b for b in rows if b["frames"] == r["frames"]
+                                                and b["variant"] == "encode-once"))
         else:
             rows = (run_variant(model_dir, 1, 1, args.frames, [True])
                     + run_variant(model_dir, args.gpus, args.gpus, args.frames, [True]))
@@ -216,7 +238,8 @@ def main() -> None:
     print(report)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"rows": rows, "table": report}, indent=1))
+        plain = [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows]
+        args.out.write_text(json.dumps({"rows": plain, "table": report}, indent=1))
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ def test_variants_differ_only_in_vision_tower_work(tiny_model_dir, monkeypatch, 
     worker = HybridWorker(cfg, total_steps=10)
     try:
         prompts = bench.make_prompts(model_dir, 6)  # 6 frames of 448x448: 3 temporal slices of 256 tokens
-        baseline = bench.grpo_step(worker, prompts, encode_once=False)
-        once = bench.grpo_step(worker, prompts, encode_once=True)
+        baseline, baseline_log_probs = bench.grpo_step(worker, prompts, encode_once=False)
+        once, once_log_probs = bench.grpo_step(worker, prompts, encode_once=True)
     finally:
         import torch.distributed as dist
         dist.destroy_process_group()
@@ -34,3 +34,6 @@ def test_variants_differ_only_in_vision_tower_work(tiny_model_dir, monkeypatch, 
     # counted: it belongs to the rollout engine). Encode-once: one actor-tower call at rollout, then none.
     assert baseline["vision_tower_calls"] == 3 and once["vision_tower_calls"] == 1
     assert set(bench.PHASES) <= {key[:-2] for key in once if key.endswith("_s")}
+    # Same seeds: the same responses, scored alike by both variants (the features come from two towers with the
+    # same weights, the rollout copy's and the actor's).
+    assert (baseline_log_probs - once_log_probs).abs().max() < 1e-5
