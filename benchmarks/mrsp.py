@@ -11,8 +11,9 @@ Comparisons (``--compare``):
   once, then every later forward runs the vision tower on its own row (n rows in the old, reference and update
   passes) — against **encode-once**, MR-SP stage 1: one encoding at rollout, its features reused by every pass.
 * ``sp`` (2+ GPUs): encode-once with ``ulysses_size = 1`` on one GPU against ``ulysses_size = G`` on ``G`` GPUs.
-* ``packing`` (1 GPU): encode-once with padded rows against ``worker.actor.padding_free=true`` (packed rows through
-  MR-SP's segment attention, the code path SP uses, with no SP group).
+* ``packing`` (1 GPU): encode-once with padded rows (twice, in two processes: the run-to-run noise floor) against
+  ``worker.actor.padding_free=true`` (packed rows through MR-SP's segment attention, the code path SP uses, with
+  no SP group).
 
 Every row also reports the largest difference of its old log-probs (over response tokens) from its baseline's:
 variants run the same seeds, so the rollouts match and the log-prob passes are compared directly.
@@ -170,7 +171,8 @@ def _rank_main(rank: int, world: int, port: int, model_dir: str, ulysses: int, f
         prompts = make_prompts(Path(model_dir), count)
         for once in encode_once:
             measured, log_probs = grpo_step(worker, prompts, once)
-            variant = ("encode-once" if once else "re-encode") + ("+packed" if extra else "")
+            variant = ("encode-once" if once else "re-encode") + "".join(
+                f"+{override.split('.')[-1]}" for override in extra)
             record = {"frames": count, "gpus": world, "ulysses_size": ulysses, "variant": variant, **measured}
             rows.append(record)
             if rank == 0:
@@ -195,18 +197,24 @@ def run_variant(model_dir: Path, gpus: int, ulysses: int, frames: list[int], enc
     return rows
 
 
+def _mean_response_diff(row: dict, base: dict) -> float:
+    on_response = (row["_log_probs"] != 0) | (base["_log_probs"] != 0)
+    return (row["_log_probs"] - base["_log_probs"]).abs()[on_response].mean().item()
+
+
 def table(rows: list[dict], baseline_of: Any) -> str:
-    head = (f"{'variant':<22}{'frames':>7}{'tokens':>8}" + "".join(f"{p + ' s':>15}" for p in PHASES)
-            + f"{'step s':>9}{'peak GiB':>10}{'tower calls':>12}{'speedup':>9}{'max|dlogp|':>12}")
+    head = (f"{'variant':<34}{'frames':>7}{'tokens':>8}" + "".join(f"{p + ' s':>15}" for p in PHASES)
+            + f"{'step s':>9}{'peak GiB':>10}{'tower calls':>12}{'speedup':>9}{'max|dlogp|':>12}{'mean|dlogp|':>12}")
     lines = [head, "-" * len(head)]
     for row in rows:
         base = baseline_of(row)
         label = f"{row['variant']} sp={row['ulysses_size']} g={row['gpus']}"
-        lines.append(f"{label:<22}{row['frames']:>7}{row['prompt_tokens']:>8}"
+        lines.append(f"{label:<34}{row['frames']:>7}{row['prompt_tokens']:>8}"
                      + "".join(f"{row[p + '_s']:>15.2f}" for p in PHASES)
                      + f"{row['total_s']:>9.2f}{row['peak_gib']:>10.1f}{row['vision_tower_calls']:>12.0f}"
                      + f"{base['total_s'] / row['total_s']:>8.2f}x"
-                     + f"{(row['_log_probs'] - base['_log_probs']).abs().max().item():>12.2e}")
+                     + f"{(row['_log_probs'] - base['_log_probs']).abs().max().item():>12.2e}"
+                     + f"{_mean_response_diff(row, base):>12.2e}")
     return "\n".join(lines)
 
 
@@ -225,7 +233,9 @@ def main() -> None:
             report = table(rows, lambda r: next(b for b in rows if b["frames"] == r["frames"]
                                                 and b["variant"] == "re-encode"))
         elif args.compare == "packing":
+            # The padded configuration twice (two processes): the run-to-run noise floor of the log-prob columns.
             rows = (run_variant(model_dir, 1, 1, args.frames, [True])
+                    + run_variant(model_dir, 1, 1, args.frames, [True], "worker.actor.padding_free=false")
                     + run_variant(model_dir, 1, 1, args.frames, [True], "worker.actor.padding_free=true"))
             report = table(rows, lambda r: next(b for b in rows if b["frames"] == r["frames"]
                                                 and b["variant"] == "encode-once"))
