@@ -42,7 +42,7 @@ from longrl.mrsp import (
 from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.workers.fsdp import load_sharded_model
 from longrl.workers.logprob import ResponseScores, response_log_probs
-from longrl.workers.vision_inputs import VIDEO_EMBEDS, position_inputs
+from longrl.workers.vision_inputs import VIDEO_EMBEDS, joined_features, position_inputs
 
 
 def warmup_then_decay(total_steps: int, warmup_steps: int, scheduler: str, min_lr_ratio: float) -> Callable[[int], float]:
@@ -132,8 +132,7 @@ class PolicyModel:
         responses = micro.tensors["responses"].to(self.device)
         temperature = self.cfg.worker.rollout.temperature
         grids = {key: value.to(self.device) for key, value in position_inputs(micro.non_tensors["vision_inputs"]).items()}
-        present = [f for f in features if f is not None]
-        joined = torch.cat(present).to(self.device) if present else None
+        joined = joined_features(features, self.device)
         if not self.sharded_prefill:
             kwargs = {**grids, **(self.adapter.encoder_kwargs(joined) if joined is not None else {})}
             return response_log_probs(self.model, tokens, kwargs, responses, temperature, with_entropy)
@@ -257,4 +256,3 @@ class PolicyModel:
             dcp.load(optim_state, checkpoint_id=str(directory / "optim"))
             set_optimizer_state_dict(self.model, self.optimizer, optim_state)
             self.scheduler.load_state_dict(torch.load(directory / "extra.pt", weights_only=False)["lr_scheduler"])
-

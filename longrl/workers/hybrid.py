@@ -72,13 +72,10 @@ class HybridWorker(Worker):
     @register(Dispatch.DP_COMPUTE)
     def generate(self, prompts: Batch, step: int, validate: bool = False) -> Batch:
         """``n`` responses per prompt; the rows carry the prompt's video features (``video_embeds``) onwards."""
-        counted = self.actor.read_encoded_slices()
+        counted = len(self.actor.encoded_slices)
         prompts = self.actor.with_video_features(prompts)
         if validate:  # validation's encoding is not part of any training step's count
-            self.actor.read_encoded_slices()
-            self.actor.encoded_slices = counted
-        else:
-            self.actor.encoded_slices = counted + self.actor.encoded_slices
+            del self.actor.encoded_slices[counted:]
         if self.cfg.worker.actor.model.freeze_vision_tower:
             rows = [without_pixels(row) for row in prompts.non_tensors["vision_inputs"]]
             prompts = prompts.with_non_tensors(vision_inputs=rows)
@@ -116,4 +113,3 @@ class HybridWorker(Worker):
     def load_checkpoint(self, directory: str) -> None:
         self.actor.load(directory)
         self.rollout.load_weights(self.actor.full_state_dict())
-

@@ -11,15 +11,16 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-__all__ = ["PIXEL_KEYS", "VIDEO_EMBEDS", "merge_vision_inputs", "position_inputs", "without_pixels"]
+__all__ = ["MODALITY_OF_PIXELS", "VIDEO_EMBEDS", "joined_features", "merge_vision_inputs", "position_inputs",
+           "without_pixels"]
 
 # Per-row non-tensor holding the row's video features (MR-SP stage 1 output; None for a row without video). It
 # travels with the row for the whole step so no later pass runs the vision tower again.
 VIDEO_EMBEDS = "video_embeds"
 
-# The inputs that feed the vision tower. Every other vision key (grids, seconds per grid) is position information
-# the language model needs even when the features are precomputed.
-PIXEL_KEYS = ("pixel_values", "pixel_values_videos")
+# The inputs that feed the vision tower -> the modality they encode. Every other vision key (grids, seconds per
+# grid) is position information the language model needs even when the features are precomputed.
+MODALITY_OF_PIXELS = {"pixel_values": "image", "pixel_values_videos": "video"}
 
 
 def merge_vision_inputs(rows: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -58,4 +59,10 @@ def position_inputs(rows: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, tor
 
 def without_pixels(row: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """One row's vision inputs minus the pixels, once its features are computed and the tower will not rerun."""
-    return {key: value for key, value in row.items() if key not in PIXEL_KEYS}
+    return {key: value for key, value in row.items() if key not in MODALITY_OF_PIXELS}
+
+
+def joined_features(per_row: Sequence[torch.Tensor | None], device: torch.device) -> torch.Tensor | None:
+    """Rows' video features (``VIDEO_EMBEDS`` entries) concatenated in row order on ``device``; None if no row has any."""
+    present = [features for features in per_row if features is not None]
+    return torch.cat(present).to(device) if present else None

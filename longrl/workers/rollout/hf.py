@@ -35,12 +35,16 @@ from longrl.protocol import Batch
 from longrl.workers.rollout.base import RolloutEngine
 from longrl.workers.rollout.output import build_rollout_batch
 from longrl.workers.rollout.sampling import SamplingParams
-from longrl.workers.vision_inputs import VIDEO_EMBEDS, merge_vision_inputs, without_pixels
+from longrl.workers.vision_inputs import (
+    MODALITY_OF_PIXELS,
+    VIDEO_EMBEDS,
+    joined_features,
+    merge_vision_inputs,
+    without_pixels,
+)
 
 __all__ = ["HFRollout", "prompt_embeddings"]
 
-# Vision inputs that feed the vision tower (used once, in prompt_embeddings) -> the modality they encode.
-_MODALITY_OF_PIXELS = {"pixel_values": "image", "pixel_values_videos": "video"}
 _GRID_KEYS = {"image": "image_grid_thw", "video": "video_grid_thw"}
 _MEDIA_TOKEN_ATTRIBUTES = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
 
@@ -68,7 +72,8 @@ class HFRollout(RolloutEngine):
         out_device = prompts.tensors["input_ids"].device
         input_ids = prompts.tensors["input_ids"].to(self.device)
         vision_rows = list(prompts.non_tensors.get("vision_inputs", [{}] * len(prompts)))
-        features = _joined_features(prompts, self.device)
+        features = (joined_features(prompts.non_tensors[VIDEO_EMBEDS], self.device)
+                    if VIDEO_EMBEDS in prompts.non_tensors else None)
         tower_rows = vision_rows if features is None else [without_pixels(row) for row in vision_rows]
         vision = {key: value.to(self.device) for key, value in merge_vision_inputs(tower_rows).items()}
         # Once per prompt, shared by its n samples; from the rows' precomputed features when they carry them.
@@ -141,7 +146,7 @@ def prompt_embeddings(
     given, are used instead of running the vision tower on the video pixels.
     """
     embeds = model.get_input_embeddings()(input_ids)
-    for pixel_key, modality in _MODALITY_OF_PIXELS.items():
+    for pixel_key, modality in MODALITY_OF_PIXELS.items():
         if modality == "video" and video_features is not None:
             features = video_features.to(embeds.dtype)
         elif pixel_key in vision:
@@ -158,14 +163,6 @@ def prompt_embeddings(
             )
         embeds = embeds.masked_scatter(placeholders.unsqueeze(-1), features)
     return embeds
-
-
-def _joined_features(prompts: Batch, device: torch.device) -> torch.Tensor | None:
-    """The prompts' precomputed video features (``video_embeds``) in row order, or None if they carry none."""
-    if VIDEO_EMBEDS not in prompts.non_tensors:
-        return None
-    present = [features for features in prompts.non_tensors[VIDEO_EMBEDS] if features is not None]
-    return torch.cat(present).to(device) if present else None
 
 
 class _ChosenTokenLogProbs(LogitsProcessor):
