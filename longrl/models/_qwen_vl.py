@@ -27,6 +27,7 @@ from transformers import (
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.qwen2_vl import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
+from longrl.models._qwen_vl_positions import use_published_positions
 from longrl.models.registry import ModelAdapter
 from longrl.models.tiny import PATCH_SIZE, SPATIAL_MERGE_SIZE, TEMPORAL_PATCH_SIZE, save_random_model
 from longrl.models.tokenizer import CHAT_TEMPLATE, QwenTokenIds, build_tokenizer
@@ -44,6 +45,7 @@ class QwenVLAdapter(ModelAdapter):
     """Base of the Qwen vision-language families."""
 
     supports_video: ClassVar[bool] = True
+    positions_3d: ClassVar[bool] = True
     # One merged visual token covers a (patch x merge)^2 square over temporal_patch frames; the data layer
     # resizes frames to multiples of this side and converts worker.rollout.tokens_per_frame into pixels with it.
     video_size_factor: ClassVar[int] = PATCH_SIZE * SPATIAL_MERGE_SIZE
@@ -98,7 +100,8 @@ class QwenVLAdapter(ModelAdapter):
 
     def position_ids(self, model: torch.nn.Module, tokens: dict[str, torch.Tensor],
                      vision: dict[str, torch.Tensor]) -> torch.Tensor:
-        """3-D mrope ids ``(3, b, S)`` from the video grids, exactly as the model's forward computes them."""
+        """3-D mrope ids ``(3, b, S)`` from the video grids, exactly as the model's forward computes them (the
+        published rule, installed by :meth:`load_model`)."""
         if "video_grid_thw" not in vision:
             return super().position_ids(model, tokens, vision).unsqueeze(0).expand(3, -1, -1)
         positions, _ = model.model.get_rope_index(
@@ -110,7 +113,8 @@ class QwenVLAdapter(ModelAdapter):
         return AutoProcessor.from_pretrained(str(model_dir))
 
     def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
-        return AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=dtype)
+        # Text after a video positioned as the checkpoints were trained (and as vLLM does): see _qwen_vl_positions.
+        return use_published_positions(AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=dtype))
 
     def encode(
         self, processor: ProcessorMixin, messages: list[dict[str, Any]], video: DecodedVideo | None

@@ -14,10 +14,11 @@ from transformers import GenerationConfig, PreTrainedConfig, PreTrainedModel
 
 from longrl.models.tokenizer import QwenTokenIds
 
-# head_dim = 64 / 4 = 16; two query heads share each KV head (GQA) as in the real Qwen models.
+# head_dim = 128 / 4 = 32, the smallest head size vLLM's CPU attention kernels take (so the same tiny models run
+# under both rollout engines); two query heads share each KV head (GQA) as in the real Qwen models.
 TINY_TEXT_SIZES: dict[str, Any] = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
+    "hidden_size": 128,
+    "intermediate_size": 256,
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
@@ -26,8 +27,8 @@ TINY_TEXT_SIZES: dict[str, Any] = {
     "hidden_act": "silu",
 }
 # Qwen's mrope gives the (t, h, w) axes 16/24/24 of the 64 rotary frequency pairs of a 128-wide head;
-# the same proportions of the 8 pairs of a 16-wide head.
-TINY_MROPE_SECTION = [2, 3, 3]
+# the same proportions of the 16 pairs of a 32-wide head.
+TINY_MROPE_SECTION = [4, 6, 6]
 ROPE_THETA = 1_000_000.0
 
 # Vision towers: patch 14, 2x2 spatial merge and 2-frame temporal patches, as in the real checkpoints.
