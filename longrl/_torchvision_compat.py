@@ -33,13 +33,23 @@ def _extension_loads(package_dir: str) -> bool:
     return True
 
 
+_declared = False
+
+
+def declared_schemas() -> bool:
+    """Whether this process needed the shim: a fresh interpreter that imports torchvision first would fail."""
+    return _declared
+
+
 def make_torchvision_importable() -> None:
     """Declare torchvision's detection-op schemas when its compiled extension cannot load."""
+    global _declared
     spec = importlib.util.find_spec("torchvision")
     if spec is None or spec.origin is None:
         return
     if _extension_loads(os.path.dirname(spec.origin)):
         return
+    _declared = True
     for name, schema in _DETECTION_OP_SCHEMAS.items():
         try:
             torch.library.define(f"torchvision::{name}", schema)

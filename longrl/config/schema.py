@@ -145,8 +145,15 @@ class RolloutConfig:
     gpu_memory_utilization: float = 0.6
     tensor_parallel_size: int = 1
     enforce_eager: bool = False
-    enable_chunked_prefill: bool = False
+    enable_chunked_prefill: bool = True  # vLLM V1's own default; it warns that turning it off may give wrong output
     max_num_batched_tokens: int = 8192
+    # vLLM only. How prompts enter the engine: "multi_modal" (token ids + the MR-SP video features as vLLM's
+    # video_embeds; exact 3-D positions) or "embeds" (prompt_embeds; 1-D positions, so only for text prompts or
+    # families without mrope). Either way vLLM never runs the vision tower.
+    prompt_input: str = "multi_modal"
+    # vLLM only: put the engine to sleep (KV cache freed, weights offloaded) while the actor trains, where the
+    # platform supports it (GPUs; not vLLM's CPU backend).
+    free_cache_engine: bool = True
     num_video_frames: Optional[int] = 16
     fps: Optional[float] = None
     max_video_frames: int = 768

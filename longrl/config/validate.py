@@ -10,6 +10,7 @@ from longrl.config.schema import RootConfig
 from longrl.rewards import REWARD_TYPES
 
 ROLLOUT_ENGINES = ("hf", "vllm")
+ROLLOUT_PROMPT_INPUTS = ("multi_modal", "embeds")
 BAD_ROW_POLICIES = ("error", "skip")
 KL_CONTROLLERS = ("fixed", "adaptive")
 REWARD_ERROR_POLICIES = ("fail", "skip_step")
@@ -50,6 +51,12 @@ def validate_config(cfg: RootConfig) -> None:
     _require(rollout.temperature >= 0, f"worker.rollout.temperature ({rollout.temperature}) must be >= 0")
     _require(0 < rollout.top_p <= 1, f"worker.rollout.top_p ({rollout.top_p}) must be in (0, 1]")
     _require(rollout.num_chunk_seq >= 1, f"worker.rollout.num_chunk_seq ({rollout.num_chunk_seq}) must be >= 1")
+    _one_of(rollout.prompt_input, ROLLOUT_PROMPT_INPUTS, "worker.rollout.prompt_input")
+    tp, sp = rollout.tensor_parallel_size, cfg.worker.actor.ulysses_size
+    # A tensor-parallel engine's ranks must generate from the same prompts; only the ranks of one sequence-parallel
+    # group are sent the same share of the batch.
+    _require(tp >= 1 and sp % tp == 0,
+             f"worker.rollout.tensor_parallel_size ({tp}) must be >= 1 and divide worker.actor.ulysses_size ({sp})")
 
 
 def _validate_batches(cfg: RootConfig) -> None:

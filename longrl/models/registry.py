@@ -26,12 +26,16 @@ class ModelAdapter(ABC):
     """How to build, load and feed one model family; stateless, so one instance serves every caller.
 
     ``family`` is the name configs use; ``model_types`` are the Hugging Face ``config.model_type`` values
-    whose checkpoints this adapter drives; ``supports_video`` says whether ``encode`` accepts a video.
+    whose checkpoints this adapter drives; ``supports_video`` says whether ``encode`` accepts a video;
+    ``positions_3d`` whether its vision tokens are positioned in 3-D.
     """
 
     family: ClassVar[str]
     model_types: ClassVar[tuple[str, ...]]
     supports_video: ClassVar[bool]
+    # Whether vision tokens get 3-D (mrope) positions from their grid; then a prompt must reach an engine as token
+    # ids + grid, never as bare embeddings (which engines position as text).
+    positions_3d: ClassVar[bool] = False
 
     @abstractmethod
     def build_tiny(self, out_dir: str | Path, seed: int = 0) -> Path:

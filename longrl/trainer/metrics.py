@@ -60,7 +60,7 @@ def compute_data_metrics(
     """Statistics of one rollout batch.
 
     Reads ``response_mask`` (N, T) and ``attention_mask`` (N, P + T, prompt and response) from the tensors,
-    ``advantages`` (N, T) when present, and ``task`` from the non-tensors when present. ``scores`` (N,) is each
+    ``advantages`` and ``rollout_log_probs`` / ``old_log_probs`` (N, T) when present, and ``task`` from the non-tensors when present. ``scores`` (N,) is each
     response's sequence reward and ``reward_parts`` the reward function's other keys (``accuracy``, ``format``,
     ...) per response. Per-task accuracy uses the ``accuracy`` part when there is one, else the score.
     """
@@ -79,6 +79,12 @@ def compute_data_metrics(
     if "advantages" in batch.tensors.keys():
         valid = batch.tensors["advantages"].float()[response_mask.bool()]
         metrics.update(_stats("critic/advantages", valid, ("mean", "max", "min")))
+    if {"rollout_log_probs", "old_log_probs"} <= set(batch.tensors.keys()):
+        # verl's rollout-vs-trainer probability gap: how far the engine that sampled (after the last weight sync)
+        # is from the actor that scores; a broken sync or a position/precision mismatch shows up here first.
+        tokens = response_mask.bool()
+        gap = (batch.tensors["rollout_log_probs"].float().exp() - batch.tensors["old_log_probs"].float().exp()).abs()
+        metrics.update(_stats("training/rollout_probs_diff", gap[tokens], ("mean", "max", "std")))
     parts = {key: torch.tensor(list(values), dtype=torch.float32) for key, values in (reward_parts or {}).items()}
     for key, values in parts.items():
         if values.numel() != len(batch):

@@ -14,14 +14,15 @@ only when the tower is trained, through stage 1 with gradients, once per prompt 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+from torch.distributed.tensor import DTensor
 from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
     get_model_state_dict,
     get_optimizer_state_dict,
     set_model_state_dict,
@@ -226,9 +227,16 @@ class PolicyModel:
         return slices
 
     # ----- weights and checkpoints -----------------------------------------------------------------------------
-    def full_state_dict(self) -> dict[str, torch.Tensor]:
-        """Every parameter unsharded on every rank (a collective): what the rollout engine loads."""
-        return get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True))
+    def full_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Every tensor of the model's state dict unsharded, one at a time: what the rollout engine loads.
+
+        Each tensor is a collective (an all-gather of its shards), so every rank must consume the whole stream in
+        the same order; the rollout engine then never holds more than one unsharded tensor besides its own copy.
+        """
+        for name, tensor in self.model.state_dict().items():
+            if isinstance(tensor, DTensor):
+                tensor = tensor.to(self.device).full_tensor()
+            yield name, tensor.detach()
 
     def save(self, directory: str | Path, processor: Any) -> None:
         """``model/`` and ``optim/`` as sharded DCP, ``extra.pt`` (lr schedule), ``huggingface/`` (config, tokenizer)."""

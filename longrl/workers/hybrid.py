@@ -25,8 +25,9 @@ from longrl.models.registry import adapter_for_model_dir
 from longrl.mrsp import build_sp_groups
 from longrl.protocol import Batch
 from longrl.workers.actor import PolicyModel
-from longrl.workers.rollout.sampling import SamplingParams
+from longrl.workers.rollout.base import RolloutEngine
 from longrl.workers.rollout.hf import HFRollout
+from longrl.workers.rollout.sampling import SamplingParams
 from longrl.workers.vision_inputs import without_pixels
 
 
@@ -38,8 +39,6 @@ def needs_reference(cfg: RootConfig) -> bool:
 class HybridWorker(Worker):
     def __init__(self, cfg: RootConfig, total_steps: int):
         super().__init__()
-        if cfg.worker.rollout.name != "hf":
-            raise NotImplementedError(f"worker.rollout.name={cfg.worker.rollout.name!r} is not available yet; use hf")
         self.cfg = cfg
         actor = cfg.worker.actor
         self.sp_size = actor.ulysses_size
@@ -58,9 +57,20 @@ class HybridWorker(Worker):
         self.ref = (PolicyModel(cfg, self.adapter, device, cfg.worker.ref.fsdp, cfg.worker.ref.offload,
                                 trainable=False, groups=self.groups, pad_token_id=self.pad_token_id)
                     if needs_reference(cfg) else None)
-        self.rollout = HFRollout(model_path, dtype=torch.float32 if device.type == "cpu" else torch.bfloat16,
-                                 device=device)
+        self.rollout = self._rollout_engine(model_path, device)
         self.dp_size = self.groups.dp_size
+
+    def _rollout_engine(self, model_path: str, device: torch.device) -> RolloutEngine:
+        """``worker.rollout.name``: ``hf`` (the embedded default) or ``vllm`` (imported only when chosen)."""
+        dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+        rollout = self.cfg.worker.rollout
+        if rollout.name == "hf":
+            return HFRollout(model_path, dtype=dtype, device=device)
+        from longrl.workers.rollout.vllm import VLLMRollout
+
+        max_model_len = self.cfg.data.max_prompt_length + self.cfg.data.max_response_length
+        return VLLMRollout(model_path, rollout, max_model_len, self.adapter.positions_3d, dtype=dtype,
+                           seed=rollout.seed)
 
     def _sampling(self, step: int, validate: bool) -> SamplingParams:
         rollout = self.cfg.worker.rollout
@@ -79,7 +89,9 @@ class HybridWorker(Worker):
         if self.cfg.worker.actor.model.freeze_vision_tower:
             rows = [without_pixels(row) for row in prompts.non_tensors["vision_inputs"]]
             prompts = prompts.with_non_tensors(vision_inputs=rows)
-        return self.rollout.generate(prompts, self._sampling(step, validate))
+        output = self.rollout.generate(prompts, self._sampling(step, validate))
+        self.rollout.release()  # the log-prob passes and the update get the memory
+        return output
 
     @register(Dispatch.DP_COMPUTE)
     def compute_log_prob(self, batch: Batch) -> Batch:
@@ -101,8 +113,9 @@ class HybridWorker(Worker):
 
     @register(Dispatch.ONE_TO_ALL)
     def sync_rollout_weights(self) -> None:
-        """Push the updated actor weights into the rollout engine (no disk round trip)."""
-        self.rollout.load_weights(self.actor.full_state_dict())
+        """Push the updated actor weights into the rollout engine, tensor by tensor (no disk round trip)."""
+        self.rollout.resume()
+        self.rollout.load_weights(self.actor.full_tensors())
 
     @register(Dispatch.ONE_TO_ALL)
     def save_checkpoint(self, directory: str) -> None:
@@ -112,4 +125,4 @@ class HybridWorker(Worker):
     @register(Dispatch.ONE_TO_ALL)
     def load_checkpoint(self, directory: str) -> None:
         self.actor.load(directory)
-        self.rollout.load_weights(self.actor.full_state_dict())
+        self.sync_rollout_weights()

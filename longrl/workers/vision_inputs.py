@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 __all__ = ["MODALITY_OF_PIXELS", "VIDEO_EMBEDS", "joined_features", "merge_vision_inputs", "position_inputs",
-           "without_pixels"]
+           "splice_features", "without_pixels"]
 
 # Per-row non-tensor holding the row's video features (MR-SP stage 1 output; None for a row without video). It
 # travels with the row for the whole step so no later pass runs the vision tower again.
@@ -66,3 +66,16 @@ def joined_features(per_row: Sequence[torch.Tensor | None], device: torch.device
     """Rows' video features (``VIDEO_EMBEDS`` entries) concatenated in row order on ``device``; None if no row has any."""
     present = [features for features in per_row if features is not None]
     return torch.cat(present).to(device) if present else None
+
+
+def splice_features(embeds: torch.Tensor, input_ids: torch.Tensor, placeholder_id: int, features: torch.Tensor,
+                    modality: str = "video") -> torch.Tensor:
+    """``embeds`` (text embeddings of ``input_ids``) with ``features`` written over the ``placeholder_id`` tokens,
+    in row-major order; the counts must agree (a mismatch means the token ids and the vision grids disagree)."""
+    placeholders = input_ids == placeholder_id
+    if int(placeholders.sum()) != features.shape[0]:
+        raise ValueError(
+            f"the prompts hold {int(placeholders.sum())} {modality} placeholder tokens but there are "
+            f"{features.shape[0]} {modality} features: input_ids and the {modality} grids disagree"
+        )
+    return embeds.masked_scatter(placeholders.unsqueeze(-1), features.to(embeds.dtype))

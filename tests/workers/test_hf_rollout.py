@@ -1,9 +1,7 @@
 """HF rollout from prompt embeddings on a tiny Qwen2.5-VL: exact tokens, layout, log-probs, weight sync.
 
-The tiny checkpoint's init is so flat that greedy decoding repeats the last prompt token whatever the
-positions or video (tied embeddings dominate), which would make "same tokens" vacuous. Every test therefore
-first loads sharper random weights through ``load_weights``; the negative controls below show that with them
-the tokens do depend on the video and on the 3-D mrope positions.
+Every test first loads sharper random weights (``tests/sharp_weights.py``) through ``load_weights``; the negative
+controls below show that with them the tokens do depend on the video and on the 3-D mrope positions.
 """
 
 from __future__ import annotations
@@ -20,23 +18,10 @@ from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.rollout.output import response_mask_from_eos
 from longrl.workers.rollout.sampling import SamplingParams
 from longrl.workers.vision_inputs import merge_vision_inputs
+from sharp_weights import sharp_weights
 
 FAMILY = "qwen2_5_vl"
 MAX_NEW = 10
-
-
-def _sharp_weights(model: torch.nn.Module, seed: int, gain: float = 2.0) -> dict[str, torch.Tensor]:
-    """Random text-model weights with unit-scale embeddings and ``gain / sqrt(fan_in)`` matrices."""
-    generator = torch.Generator().manual_seed(seed)
-    weights = {}
-    for name, value in model.state_dict().items():
-        if value.dim() >= 2 and "visual" not in name:
-            scale = 1.0 if "embed_tokens" in name or "lm_head" in name else gain / value.shape[-1] ** 0.5
-            weights[name] = torch.randn(value.shape, generator=generator) * scale
-        else:
-            weights[name] = value.clone()
-    weights["lm_head.weight"] = weights["model.language_model.embed_tokens.weight"]  # tied
-    return weights
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +46,7 @@ def setup(tiny_model_dir):
     pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     eos = (tokenizer.convert_tokens_to_ids("<|im_end|>"), pad)
     rollout = HFRollout(model_dir)
-    rollout.load_weights(_sharp_weights(rollout.model, seed=0))
+    rollout.load_weights(sharp_weights(rollout.model, seed=0))
     return rollout, samples, eos, pad
 
 
@@ -142,7 +127,7 @@ def test_n_samples_interleaved_with_exact_log_probs_and_one_vision_pass(
     # float64, so the cached decode and the full forward agree to roundoff far below the tolerance (in
     # float32 they differ by up to ~1.5e-5 at these logit scales, from summation order alone).
     rollout = HFRollout(tiny_model_dir(FAMILY), dtype=torch.float64)
-    rollout.load_weights(_sharp_weights(rollout.model, seed=0))
+    rollout.load_weights(sharp_weights(rollout.model, seed=0))
     n = 4
     params = _params(eos, pad, n=n, temperature=temperature, top_k=top_k, top_p=top_p)
     prompts = _batch(samples, pad)
@@ -186,7 +171,7 @@ def test_load_weights_changes_output_and_is_strict(setup, tiny_model_dir):
     original = {name: value.clone() for name, value in rollout.model.state_dict().items()}
     before = rollout.generate(_batch(samples, pad), _params(eos, pad)).tensors["responses"]
     try:
-        rollout.load_weights(_sharp_weights(rollout.model, seed=1))
+        rollout.load_weights(sharp_weights(rollout.model, seed=1))
         after = rollout.generate(_batch(samples, pad), _params(eos, pad)).tensors["responses"]
         assert not torch.equal(before, after)
         assert after[0].tolist() == _plain_generate(rollout.model, samples[0], eos, pad)

@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, Union
 
 import torch
 
 from longrl.protocol import Batch
 from longrl.workers.rollout.sampling import SamplingParams
 
-__all__ = ["RolloutEngine", "SamplingParams"]
+__all__ = ["RolloutEngine", "SamplingParams", "WeightsLike", "media_token_ids"]
+
+# Weights as the actor hands them over: a state dict, or a stream of (name, tensor) pairs so that an engine that
+# loads tensor by tensor never needs the whole unsharded model in memory at once. Names are the HF model's own.
+WeightsLike = Union[Mapping[str, torch.Tensor], Iterable[tuple[str, torch.Tensor]]]
+
+_MEDIA_TOKEN_ATTRIBUTES = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+
+
+def media_token_ids(config: Any) -> list[int]:
+    """The model's image/video placeholder and delimiter ids: never to be generated.
+
+    A sampled media placeholder (a random or young policy can draw one) would make the next forward over
+    prompt + response expect features for a video that does not exist.
+    """
+    ids = (getattr(config, name, None) for name in _MEDIA_TOKEN_ATTRIBUTES)
+    return [int(i) for i in ids if i is not None]
 
 
 class RolloutEngine(ABC):
@@ -28,5 +45,12 @@ class RolloutEngine(ABC):
         ``i*n .. i*n+n-1``)."""
 
     @abstractmethod
-    def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+    def load_weights(self, weights: WeightsLike) -> None:
         """Replace the engine's weights; names are the Hugging Face model's own ``state_dict`` names."""
+
+    def release(self) -> None:
+        """Give the engine's accelerator memory (KV cache, weights) back while the actor trains; a no-op where the
+        engine or the platform cannot. The next :meth:`resume` restores it."""
+
+    def resume(self) -> None:
+        """Undo :meth:`release` (a no-op when the engine is not released)."""

@@ -32,7 +32,7 @@ from transformers.generation.logits_process import (
 
 from longrl.models import adapter_for_model_dir
 from longrl.protocol import Batch
-from longrl.workers.rollout.base import RolloutEngine
+from longrl.workers.rollout.base import RolloutEngine, WeightsLike, media_token_ids
 from longrl.workers.rollout.output import build_rollout_batch
 from longrl.workers.rollout.sampling import SamplingParams
 from longrl.workers.vision_inputs import (
@@ -40,13 +40,13 @@ from longrl.workers.vision_inputs import (
     VIDEO_EMBEDS,
     joined_features,
     merge_vision_inputs,
+    splice_features,
     without_pixels,
 )
 
 __all__ = ["HFRollout", "prompt_embeddings"]
 
 _GRID_KEYS = {"image": "image_grid_thw", "video": "video_grid_thw"}
-_MEDIA_TOKEN_ATTRIBUTES = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
 
 
 class HFRollout(RolloutEngine):
@@ -59,11 +59,9 @@ class HFRollout(RolloutEngine):
         # Sampling is described by SamplingParams alone: defaults shipped with a checkpoint (Qwen's set
         # top_k=1, repetition_penalty=1.05, ...) would otherwise be merged into every call.
         self.model.generation_config = GenerationConfig()
-        # A sampled media placeholder (a random or young policy can draw one) would make the next forward over
-        # prompt + response expect features for a video that does not exist; they are never generated. The
-        # recorder sits before this, so rollout log-probs stay those of the full distribution the actor scores.
-        media = [getattr(self.model.config, name, None) for name in _MEDIA_TOKEN_ATTRIBUTES]
-        self._no_media_tokens = SuppressTokensLogitsProcessor([i for i in media if i is not None], device=self.device)
+        # Media tokens are never generated (see media_token_ids). The recorder sits before this, so rollout
+        # log-probs stay those of the full distribution the actor scores.
+        self._no_media_tokens = SuppressTokensLogitsProcessor(media_token_ids(self.model.config), device=self.device)
 
     @torch.no_grad()
     def generate(self, prompts: Batch, sampling: SamplingParams) -> Batch:
@@ -111,12 +109,13 @@ class HFRollout(RolloutEngine):
         )
 
     @torch.no_grad()
-    def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
-        """Copy every tensor of the model's ``state_dict`` from ``state_dict`` (cast to the held dtype/device).
+    def load_weights(self, weights: WeightsLike) -> None:
+        """Copy every tensor of the model's ``state_dict`` from ``weights`` (cast to the held dtype/device).
 
         Strict: a missing or unknown name, or a shape mismatch, raises before anything is copied, so a
-        half-synced model never generates.
+        half-synced model never generates. (The stream is collected first: this engine holds a full copy anyway.)
         """
+        state_dict = dict(weights)
         own = self.model.state_dict()
         missing, unknown = sorted(set(own) - set(state_dict)), sorted(set(state_dict) - set(own))
         if missing or unknown:
@@ -148,20 +147,14 @@ def prompt_embeddings(
     embeds = model.get_input_embeddings()(input_ids)
     for pixel_key, modality in MODALITY_OF_PIXELS.items():
         if modality == "video" and video_features is not None:
-            features = video_features.to(embeds.dtype)
+            features = video_features
         elif pixel_key in vision:
             encoder = getattr(model, f"get_{modality}_features")
             features = encoder(vision[pixel_key], vision[_GRID_KEYS[modality]], return_dict=True).pooler_output
-            features = torch.cat(list(features), dim=0).to(embeds.dtype)
+            features = torch.cat(list(features), dim=0)
         else:
             continue
-        placeholders = input_ids == getattr(model.config, f"{modality}_token_id")
-        if int(placeholders.sum()) != features.shape[0]:
-            raise ValueError(
-                f"the prompts hold {int(placeholders.sum())} {modality} placeholder tokens but the vision tower "
-                f"gave {features.shape[0]} {modality} features: input_ids and {_GRID_KEYS[modality]} disagree"
-            )
-        embeds = embeds.masked_scatter(placeholders.unsqueeze(-1), features)
+        embeds = splice_features(embeds, input_ids, getattr(model.config, f"{modality}_token_id"), features, modality)
     return embeds
 
 
