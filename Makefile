@@ -36,4 +36,4 @@ test-main: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-vllm: $(VLLM_VENV)/.installed
-	$(VLLM_VENV)/bin/python -m pytest $(PYTEST_ARGS) tests/vllm
+	$(VLLM_VENV)/bin/python -m pytest $(PYTEST_ARGS) tests/rollout_vllm

@@ -13,16 +13,18 @@ import numpy as np
 import pytest
 import torch
 
-from longrl.config.schema import RolloutConfig
-from longrl.data.dataset import collate_left_padded
-from longrl.data.video import DecodedVideo
-from longrl.models import get_adapter
-from longrl.protocol import TOKEN_KEYS, Batch
-from longrl.workers.rollout.hf import HFRollout
-from longrl.workers.rollout.sampling import SamplingParams
-from longrl.workers.rollout.vllm import VLLMRollout
-from longrl.workers.vision_inputs import VIDEO_EMBEDS, merge_vision_inputs
-from sharp_weights import sharp_weights
+pytest.importorskip("vllm", reason="vLLM is not installed here; `make test` runs these in .venv-vllm")
+
+from longrl.config.schema import RolloutConfig  # noqa: E402
+from longrl.data.dataset import collate_left_padded  # noqa: E402
+from longrl.data.video import DecodedVideo  # noqa: E402
+from longrl.models import get_adapter  # noqa: E402
+from longrl.protocol import TOKEN_KEYS, Batch  # noqa: E402
+from longrl.workers.rollout.hf import HFRollout  # noqa: E402
+from longrl.workers.rollout.sampling import SamplingParams  # noqa: E402
+from longrl.workers.rollout.vllm import VLLMRollout  # noqa: E402
+from longrl.workers.vision_inputs import VIDEO_EMBEDS, merge_vision_inputs  # noqa: E402
+from sharp_weights import sharp_weights  # noqa: E402
 
 FAMILY = "qwen2_5_vl"
 MAX_NEW = 12
