@@ -52,6 +52,13 @@ def validate_config(cfg: RootConfig) -> None:
     _require(0 < rollout.top_p <= 1, f"worker.rollout.top_p ({rollout.top_p}) must be in (0, 1]")
     _require(rollout.num_chunk_seq >= 1, f"worker.rollout.num_chunk_seq ({rollout.num_chunk_seq}) must be >= 1")
     _one_of(rollout.prompt_input, ROLLOUT_PROMPT_INPUTS, "worker.rollout.prompt_input")
+    cached = cfg.worker.actor.cached_embeds_dir
+    _require(not (data.cache_dir and cached) or data.cache_dir == cached,
+             f"data.cache_dir ({data.cache_dir}) and worker.actor.cached_embeds_dir ({cached}) name the same cache; "
+             "set one, or both to the same directory")
+    _require(not (data.cache_dir or cached) or cfg.worker.actor.model.freeze_vision_tower,
+             "the embedding cache (data.cache_dir / worker.actor.cached_embeds_dir) holds a frozen vision tower's "
+             "features; it cannot serve worker.actor.model.freeze_vision_tower=false")
     tp, sp = rollout.tensor_parallel_size, cfg.worker.actor.ulysses_size
     # A tensor-parallel engine's ranks must generate from the same prompts; only the ranks of one sequence-parallel
     # group are sent the same share of the batch.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import Dataset
@@ -25,6 +25,9 @@ from longrl.data.decoders import read_video_header
 from longrl.data.video import FrameSampling, VideoDecodeError, fit_under_pixels, load_video, sample_frame_indices
 from longrl.models.registry import ModelAdapter
 from longrl.protocol import TOKEN_KEYS
+
+if TYPE_CHECKING:
+    from longrl.embeds.cache import EmbeddingCache
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,9 @@ class VideoQADataset(Dataset):
         rollout: RolloutConfig,
         adapter: ModelAdapter,
         processor: Any,
+        cache: EmbeddingCache | None = None,
     ):
-        self.data, self.adapter, self.processor = data, adapter, processor
+        self.data, self.adapter, self.processor, self.cache = data, adapter, processor, cache
         self.sampling = frame_sampling(rollout)
         self.max_pixels = frame_max_pixels(data, rollout, adapter)
         self.format_prompt = FormatPrompt.from_file(data.format_prompt)
@@ -104,16 +108,28 @@ class VideoQADataset(Dataset):
         return len(self.rows)
 
     def __getitem__(self, index: int) -> dict[str, Any] | SkippedRow:
+        """The row's prompt and video tensors; with an embedding cache, a cached video is not decoded at all: the row
+        carries its features and grid instead of pixels (``video_embeds``, ``embed_entry`` for the workers)."""
         row = self.rows[index]
-        video = None
-        if row.video is not None:
-            try:
-                video = load_video(row.video, self.sampling, max_pixels=self.max_pixels,
-                                   min_pixels=self.data.min_pixels, size_factor=self.adapter.video_size_factor)
-            except VideoDecodeError as exc:
-                self._fail(row, f"unreadable video: {exc}", exc)
-                return SkippedRow(row.source, row.row_index, f"unreadable video: {exc}")
-        inputs = self.adapter.encode(self.processor, build_messages(row, self.format_prompt), video)
+        messages = build_messages(row, self.format_prompt)
+        entry = self.cache.entry(row.video) if self.cache is not None and row.video is not None else None
+        cached = self.cache.load(entry) if entry is not None else None
+        timestamps = None
+        if cached is not None:
+            inputs = self.adapter.encode_from_grid(self.processor, messages, cached.video_grid_thw[0],
+                                                   cached.second_per_grid_ts)
+            timestamps = None if cached.timestamps is None else cached.timestamps.numpy()
+        else:
+            video = None
+            if row.video is not None:
+                try:
+                    video = load_video(row.video, self.sampling, max_pixels=self.max_pixels,
+                                       min_pixels=self.data.min_pixels, size_factor=self.adapter.video_size_factor)
+                except VideoDecodeError as exc:
+                    self._fail(row, f"unreadable video: {exc}", exc)
+                    return SkippedRow(row.source, row.row_index, f"unreadable video: {exc}")
+                timestamps = video.timestamps
+            inputs = self.adapter.encode(self.processor, messages, video)
         length = int(inputs["input_ids"].shape[-1])
         if length > self.data.max_prompt_length:
             reason = (f"prompt of {length} tokens exceeds data.max_prompt_length {self.data.max_prompt_length}; "
@@ -129,8 +145,9 @@ class VideoQADataset(Dataset):
             "reasoning": row.reasoning,
             "task": row.task,
             "video_path": row.video,
-            "timestamps": None if video is None else video.timestamps,
-            "frame_shape": None if video is None else tuple(video.frames.shape),
+            "timestamps": timestamps,
+            "video_embeds": None if cached is None else cached.features,
+            "embed_entry": entry,
         }
 
 
@@ -152,4 +169,5 @@ def collate_left_padded(samples: list[dict[str, Any] | SkippedRow], pad_token_id
     vision = [{k: v for k, v in sample["inputs"].items() if k not in TOKEN_KEYS} for sample in kept]
     fields = {key: [sample[key] for sample in kept] for key in
               ("uid", "question", "options", "answer", "reasoning", "task", "video_path", "timestamps")}
+    fields.update({key: [sample.get(key) for sample in kept] for key in ("video_embeds", "embed_entry")})
     return {**tokens, "vision_inputs": vision, **fields, "skipped": skipped}

@@ -46,6 +46,7 @@ class QwenVLAdapter(ModelAdapter):
 
     supports_video: ClassVar[bool] = True
     positions_3d: ClassVar[bool] = True
+    vision_weight_marker: ClassVar[str] = "visual."
     # One merged visual token covers a (patch x merge)^2 square over temporal_patch frames; the data layer
     # resizes frames to multiples of this side and converts worker.rollout.tokens_per_frame into pixels with it.
     video_size_factor: ClassVar[int] = PATCH_SIZE * SPATIAL_MERGE_SIZE
@@ -151,6 +152,26 @@ class QwenVLAdapter(ModelAdapter):
             return_tensors="pt",
         )
         return dict(batch)
+
+    def encode_from_grid(self, processor: ProcessorMixin, messages: list[dict[str, Any]],
+                         video_grid_thw: torch.Tensor, second_per_grid_ts: torch.Tensor | None = None
+                         ) -> dict[str, torch.Tensor]:
+        """:meth:`encode` for a video whose features are already computed (the embedding cache): the same token ids,
+        mask, token types and grid the processor gives for the decoded video, and no pixels (nothing is decoded)."""
+        if _count_content_items(messages, "video") != 1:
+            raise ValueError("encode_from_grid needs messages with exactly one {'type': 'video'} item")
+        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        merged = int(video_grid_thw.prod()) // processor.video_processor.merge_size**2
+        text = text.replace(processor.video_token, processor.video_token * merged, 1)
+        tokens = processor.tokenizer([text], return_tensors="pt")
+        input_ids = tokens["input_ids"]
+        video_types = torch.full_like(input_ids, 2)  # the processor's modality id of video tokens
+        out = {"input_ids": input_ids, "attention_mask": tokens["attention_mask"],
+               "mm_token_type_ids": torch.where(input_ids == processor.video_token_id, video_types, 0),
+               "video_grid_thw": video_grid_thw.reshape(1, 3)}
+        if second_per_grid_ts is not None:
+            out["second_per_grid_ts"] = second_per_grid_ts.reshape(1)
+        return out
 
 
 def _count_content_items(messages: list[dict[str, Any]], item_type: str) -> int:

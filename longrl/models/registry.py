@@ -36,6 +36,8 @@ class ModelAdapter(ABC):
     # Whether vision tokens get 3-D (mrope) positions from their grid; then a prompt must reach an engine as token
     # ids + grid, never as bare embeddings (which engines position as text).
     positions_3d: ClassVar[bool] = False
+    # A substring of the checkpoint names of the vision tower's tensors (the embedding cache fingerprints them).
+    vision_weight_marker: ClassVar[str | None] = None
 
     @abstractmethod
     def build_tiny(self, out_dir: str | Path, seed: int = 0) -> Path:
@@ -62,6 +64,11 @@ class ModelAdapter(ABC):
         (Qwen2.5-VL adds ``second_per_grid_ts``). ``video.frames`` are used as given: already sampled and
         already sized for the vision grid by the data layer.
         """
+
+    def encode_from_grid(self, processor: Any, messages: list[dict[str, Any]], video_grid_thw: torch.Tensor,
+                         second_per_grid_ts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """:meth:`encode` for a video known only by its grid (its features come from the embedding cache)."""
+        raise NotImplementedError(f"model family {self.family!r} takes no cached video features")
 
     def vision_tower(self, model: torch.nn.Module) -> torch.nn.Module | None:
         """The module that encodes images/video (frozen by ``freeze_vision_tower``); None for text-only families."""

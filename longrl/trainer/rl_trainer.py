@@ -27,6 +27,7 @@ from longrl.data.dataset import VideoQADataset, collate_left_padded
 from longrl.models.registry import adapter_for_model_dir
 from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.rewards import RewardFunctionError
+from longrl.embeds.cache import EMBED_ENTRY, EmbeddingCache
 from longrl.trainer.advantage import compute_advantages
 from longrl.trainer.checkpoint import CheckpointManager, default_checkpoint_root, load_trainer_state, save_trainer_state
 from longrl.trainer.dataloader import PromptLoader
@@ -43,14 +44,23 @@ from longrl.trainer.rewarding import RewardScorer, build_reward
 from longrl.trainer.timer import timer
 from longrl.workers.hybrid import HybridWorker, needs_reference
 from longrl.workers.rollout.output import align_prompt_width
+from longrl.workers.vision_inputs import VIDEO_EMBEDS
 
 logger = logging.getLogger(__name__)
 
 
 def prompts_to_batch(collated: dict[str, Any]) -> Batch:
-    """The data loader's collated prompts as a :class:`Batch` (vision inputs and row fields per sample)."""
+    """The data loader's collated prompts as a :class:`Batch` (vision inputs and row fields per sample).
+
+    With the embedding cache the rows also carry their entries (and timestamps, stored with a written-back entry), and
+    cached rows their features (``video_embeds``), which the workers then use instead of encoding.
+    """
     tensors = {key: collated[key] for key in TOKEN_KEYS if key in collated}
-    fields = ("uid", "question", "options", "answer", "reasoning", "task", "video_path", "vision_inputs")
+    fields = ["uid", "question", "options", "answer", "reasoning", "task", "video_path", "vision_inputs"]
+    if any(entry is not None for entry in collated.get(EMBED_ENTRY, [])):
+        fields += [EMBED_ENTRY, "timestamps"]
+    if any(features is not None for features in collated.get(VIDEO_EMBEDS, [])):
+        fields.append(VIDEO_EMBEDS)
     return Batch.from_dict(tensors, {key: collated[key] for key in fields})
 
 
@@ -63,8 +73,9 @@ class RLTrainer:
         adapter = adapter_for_model_dir(model_path)
         self.processor = adapter.load_processor(model_path)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        train = VideoQADataset(cfg.data.train_files, cfg.data, cfg.worker.rollout, adapter, self.processor)
-        self.val = (VideoQADataset(cfg.data.val_files, cfg.data, cfg.worker.rollout, adapter, self.processor)
+        cache = EmbeddingCache.from_config(cfg, adapter)
+        train = VideoQADataset(cfg.data.train_files, cfg.data, cfg.worker.rollout, adapter, self.processor, cache)
+        self.val = (VideoQADataset(cfg.data.val_files, cfg.data, cfg.worker.rollout, adapter, self.processor, cache)
                     if cfg.data.val_files else None)
 
         self.skipped_rows = 0

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
@@ -43,7 +44,7 @@ from longrl.mrsp import (
 from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.workers.fsdp import load_sharded_model
 from longrl.workers.logprob import ResponseScores, response_log_probs
-from longrl.workers.vision_inputs import VIDEO_EMBEDS, joined_features, position_inputs
+from longrl.workers.vision_inputs import VIDEO_EMBEDS, VIDEO_PIXELS, joined_features, position_inputs
 
 
 def warmup_then_decay(total_steps: int, warmup_steps: int, scheduler: str, min_lr_ratio: float) -> Callable[[int], float]:
@@ -120,12 +121,18 @@ class PolicyModel:
         return [by_key[key] for key in keys]
 
     def with_video_features(self, batch: Batch) -> Batch:
-        """``batch`` with ``video_embeds`` (kept if present, otherwise encoded here, without gradients)."""
-        if VIDEO_EMBEDS in batch.non_tensors:
-            return batch
+        """``batch`` with ``video_embeds`` for every row with a video: rows that carry theirs (rollout rows, rows the
+        embedding cache filled) keep them; the others are encoded here, without gradients.
+
+        Every rank calls the (collective) encoding, with or without rows of its own to encode.
+        """
+        known = list(batch.non_tensors[VIDEO_EMBEDS]) if VIDEO_EMBEDS in batch.non_tensors else [None] * len(batch)
+        rows = batch.non_tensors["vision_inputs"]
+        todo = np.array([i for i, f in enumerate(known) if f is None and VIDEO_PIXELS in rows[i]], dtype=np.int64)
         with torch.no_grad():
-            features = [f.cpu() if f is not None else None for f in self.encode_videos(batch)]
-        return batch.with_non_tensors(**{VIDEO_EMBEDS: features})
+            for index, features in zip(todo.tolist(), self.encode_videos(batch[todo])):
+                known[index] = features.cpu() if features is not None else None
+        return batch.with_non_tensors(**{VIDEO_EMBEDS: known})
 
     def _scores(self, micro: Batch, features: list[torch.Tensor | None], with_entropy: bool) -> ResponseScores:
         """Log-probs of ``micro``'s responses with its rows' video ``features`` spliced in (no tower run here)."""

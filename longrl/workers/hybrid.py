@@ -22,13 +22,15 @@ from transformers import GenerationConfig
 from longrl.config.schema import RootConfig
 from longrl.controller import Dispatch, Worker, register
 from longrl.models.registry import adapter_for_model_dir
+from longrl.embeds.cache import EMBED_ENTRY, cache_root, write_back
+from longrl.embeds.store import EmbeddingStore
 from longrl.mrsp import build_sp_groups
 from longrl.protocol import Batch
 from longrl.workers.actor import PolicyModel
 from longrl.workers.rollout.base import RolloutEngine
 from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.rollout.sampling import SamplingParams
-from longrl.workers.vision_inputs import without_pixels
+from longrl.workers.vision_inputs import VIDEO_EMBEDS, without_pixels
 
 
 def needs_reference(cfg: RootConfig) -> bool:
@@ -58,6 +60,9 @@ class HybridWorker(Worker):
                                 trainable=False, groups=self.groups, pad_token_id=self.pad_token_id)
                     if needs_reference(cfg) else None)
         self.rollout = self._rollout_engine(model_path, device)
+        # Videos encoded live because the embedding cache lacked them are written to it (once per SP group).
+        root = cache_root(cfg)
+        self.cache = EmbeddingStore(root) if root is not None else None
         self.dp_size = self.groups.dp_size
 
     def _rollout_engine(self, model_path: str, device: torch.device) -> RolloutEngine:
@@ -83,7 +88,13 @@ class HybridWorker(Worker):
     def generate(self, prompts: Batch, step: int, validate: bool = False) -> Batch:
         """``n`` responses per prompt; the rows carry the prompt's video features (``video_embeds``) onwards."""
         counted = len(self.actor.encoded_slices)
+        known = prompts.non_tensors.get(VIDEO_EMBEDS, [None] * len(prompts))
+        missing = [index for index, features in enumerate(known) if features is None]
         prompts = self.actor.with_video_features(prompts)
+        if self.cache is not None and EMBED_ENTRY in prompts.non_tensors and self.groups.sp_rank == 0:
+            write_back(
+                self.cache, prompts.non_tensors[EMBED_ENTRY], prompts.non_tensors["vision_inputs"],
+                prompts.non_tensors[VIDEO_EMBEDS], prompts.non_tensors["timestamps"], missing)
         if validate:  # validation's encoding is not part of any training step's count
             del self.actor.encoded_slices[counted:]
         if self.cfg.worker.actor.model.freeze_vision_tower:
