@@ -11,6 +11,8 @@ Comparisons (``--compare``):
   once, then every later forward runs the vision tower on its own row (n rows in the old, reference and update
   passes) — against **encode-once**, MR-SP stage 1: one encoding at rollout, its features reused by every pass.
 * ``sp`` (2+ GPUs): encode-once with ``ulysses_size = 1`` on one GPU against ``ulysses_size = G`` on ``G`` GPUs.
+* ``cache`` (1 GPU): encode-once against **cached**: the video's features read from the embedding store (what the
+  data layer does on a cache hit), so the step runs no vision tower at all.
 * ``packing`` (1 GPU): encode-once with padded rows (twice, in two processes: the run-to-run noise floor) against
   ``worker.actor.padding_free=true`` (packed rows through MR-SP's segment attention, the code path SP uses, with
   no SP group).
@@ -48,13 +50,16 @@ from longrl.data.dataset import collate_left_padded
 from longrl.data.video import DecodedVideo
 from longrl.models import get_adapter
 from longrl.models.tokenizer import QwenTokenIds, build_tokenizer
+from longrl.embeds.store import CachedVideo, EmbeddingStore
 from longrl.protocol import TOKEN_KEYS, Batch
+from longrl.workers.vision_inputs import VIDEO_EMBEDS, without_pixels
 
 FAMILY = "qwen2_5_vl"
 FRAME_SIDE = 448
 N_ROLLOUTS = 8
 RESPONSE_LENGTH = 512
 PHASES = ("rollout", "old_log_prob", "ref_log_prob", "update")
+CACHE_KEY = "bench"
 
 # Qwen2.5-VL-3B-Instruct's architecture.
 TEXT_3B = {"hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36, "num_attention_heads": 16,
@@ -132,16 +137,34 @@ def phase(name: str, record: dict[str, Any]) -> Iterator[None]:
     record["peak_gib"] = max(record.get("peak_gib", 0.0), peak)
 
 
-def grpo_step(worker: Any, prompts: Batch, encode_once: bool) -> tuple[dict[str, Any], torch.Tensor]:
+def fill_cache(worker: Any, prompts: Batch, store: EmbeddingStore) -> None:
+    """Encode ``prompts``' video once (outside any timing) into ``store``, as scripts/cache_video_embeds.py does."""
+    features = worker.actor.with_video_features(prompts).non_tensors[VIDEO_EMBEDS][0]
+    row = prompts.non_tensors["vision_inputs"][0]
+    store.put(CACHE_KEY, {"frames": row["video_grid_thw"].tolist()},
+              CachedVideo(features, row["video_grid_thw"], row.get("second_per_grid_ts")))
+    worker.actor.read_encoded_slices()  # not part of any measured step
+
+
+def from_cache(prompts: Batch, store: EmbeddingStore) -> Batch:
+    """The prompts as the data layer hands them over on a cache hit: features read from disk, no pixels."""
+    row = prompts.non_tensors["vision_inputs"][0]
+    cached = store.get(CACHE_KEY, {"frames": row["video_grid_thw"].tolist()})
+    return prompts.with_non_tensors(vision_inputs=[without_pixels(row)], **{VIDEO_EMBEDS: [cached.features]})
+
+
+def grpo_step(worker: Any, prompts: Batch, variant: str, store: EmbeddingStore | None = None
+              ) -> tuple[dict[str, Any], torch.Tensor]:
     """One step's phases and the old log-probs (0 off the response); advantages are random (their values do not
-    change the cost)."""
+    change the cost). ``variant``: ``re-encode``, ``encode-once`` or ``cached`` (features read from ``store``, whose
+    disk read is billed to the rollout phase)."""
     record: dict[str, Any] = {}
     with phase("rollout", record):
-        if encode_once:
-            rollout = worker.generate(prompts, step=0)
-        else:
+        if variant == "re-encode":
             rollout = worker.rollout.generate(prompts, worker._sampling(0, validate=False))
             rollout = rollout.without_non_tensors("uid")  # no key to share an encoding by: one per row
+        else:
+            rollout = worker.generate(from_cache(prompts, store) if variant == "cached" else prompts, step=0)
     with phase("old_log_prob", record):
         batch = rollout.union(worker.compute_log_prob(rollout))
     with phase("ref_log_prob", record):
@@ -156,23 +179,26 @@ def grpo_step(worker: Any, prompts: Batch, encode_once: bool) -> tuple[dict[str,
     return record, batch.tensors["old_log_probs"] * mask
 
 
-def _rank_main(rank: int, world: int, port: int, model_dir: str, ulysses: int, frames: list[int], encode_once: list[bool],
+def _rank_main(rank: int, world: int, port: int, model_dir: str, ulysses: int, frames: list[int], variants: list[str],
                result_file: str, extra: tuple[str, ...]) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), CUDA_VISIBLE_DEVICES=str(rank))
     from longrl.workers.hybrid import HybridWorker
 
     worker = HybridWorker(worker_config(Path(model_dir), world, ulysses, *extra), total_steps=1000)
-    # Warm-up at the first measured size, so kernel selection and allocator growth for these shapes are not billed
-    # to whichever variant happens to run first.
-    grpo_step(worker, make_prompts(Path(model_dir), frames[0]), encode_once=True)
+    # Warm-up at every measured size (an untimed step), so kernel selection and allocator growth for these shapes are
+    # not billed to whichever variant happens to run first: measured, that first run at 256 frames costs ~20 s more.
+    for count in frames:
+        grpo_step(worker, make_prompts(Path(model_dir), count), "encode-once")
+    store = EmbeddingStore(tempfile.mkdtemp(prefix="mrsp_bench_cache_"))
     rows = []
     for count in frames:
         prompts = make_prompts(Path(model_dir), count)
-        for once in encode_once:
-            measured, log_probs = grpo_step(worker, prompts, once)
-            variant = ("encode-once" if once else "re-encode") + "".join(
-                f"+{override.split('.')[-1]}" for override in extra)
+        if "cached" in variants:
+            fill_cache(worker, prompts, store)
+        for name in variants:
+            measured, log_probs = grpo_step(worker, prompts, name, store)
+            variant = name + "".join(f"+{override.split('.')[-1]}" for override in extra)
             record = {"frames": count, "gpus": world, "ulysses_size": ulysses, "variant": variant, **measured}
             rows.append(record)
             if rank == 0:
@@ -181,7 +207,7 @@ def _rank_main(rank: int, world: int, port: int, model_dir: str, ulysses: int, f
                 torch.save(log_probs.cpu(), f"{result_file}.{variant}.{count}.pt")
 
 
-def run_variant(model_dir: Path, gpus: int, ulysses: int, frames: list[int], encode_once: list[bool],
+def run_variant(model_dir: Path, gpus: int, ulysses: int, frames: list[int], variants: list[str],
                 *extra: str) -> list[dict]:
     """The rows of one worker configuration, each with its old log-probs attached (``_log_probs``)."""
     with socket.socket() as sock:
@@ -189,7 +215,7 @@ def run_variant(model_dir: Path, gpus: int, ulysses: int, frames: list[int], enc
         port = sock.getsockname()[1]
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         result_file = handle.name
-    mp.start_processes(_rank_main, args=(gpus, port, str(model_dir), ulysses, frames, encode_once, result_file, extra),
+    mp.start_processes(_rank_main, args=(gpus, port, str(model_dir), ulysses, frames, variants, result_file, extra),
                        nprocs=gpus, join=True, start_method="spawn")
     rows = json.loads(Path(result_file).read_text())
     for row in rows:
@@ -220,7 +246,7 @@ def table(rows: list[dict], baseline_of: Any) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--compare", choices=("reuse", "sp", "packing"), default="reuse")
+    parser.add_argument("--compare", choices=("reuse", "sp", "packing", "cache"), default="reuse")
     parser.add_argument("--frames", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--gpus", type=int, default=2, help="GPUs of the SP variant (--compare sp)")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
@@ -229,19 +255,23 @@ def main() -> None:
     try:
         build_model(model_dir)
         if args.compare == "reuse":
-            rows = run_variant(model_dir, 1, 1, args.frames, [False, True])
+            rows = run_variant(model_dir, 1, 1, args.frames, ["re-encode", "encode-once"])
             report = table(rows, lambda r: next(b for b in rows if b["frames"] == r["frames"]
                                                 and b["variant"] == "re-encode"))
+        elif args.compare == "cache":
+            rows = run_variant(model_dir, 1, 1, args.frames, ["encode-once", "cached"])
+            report = table(rows, lambda r: next(b for b in rows if b["frames"] == r["frames"]
+                                                and b["variant"] == "encode-once"))
         elif args.compare == "packing":
             # The padded configuration twice (two processes): the run-to-run noise floor of the log-prob columns.
-            rows = (run_variant(model_dir, 1, 1, args.frames, [True])
-                    + run_variant(model_dir, 1, 1, args.frames, [True], "worker.actor.padding_free=false")
-                    + run_variant(model_dir, 1, 1, args.frames, [True], "worker.actor.padding_free=true"))
+            rows = (run_variant(model_dir, 1, 1, args.frames, ["encode-once"])
+                    + run_variant(model_dir, 1, 1, args.frames, ["encode-once"], "worker.actor.padding_free=false")
+                    + run_variant(model_dir, 1, 1, args.frames, ["encode-once"], "worker.actor.padding_free=true"))
             report = table(rows, lambda r: next(b for b in rows if b["frames"] == r["frames"]
                                                 and b["variant"] == "encode-once"))
         else:
-            rows = (run_variant(model_dir, 1, 1, args.frames, [True])
-                    + run_variant(model_dir, args.gpus, args.gpus, args.frames, [True]))
+            rows = (run_variant(model_dir, 1, 1, args.frames, ["encode-once"])
+                    + run_variant(model_dir, args.gpus, args.gpus, args.frames, ["encode-once"]))
             report = table(rows, lambda r: next(b for b in rows if b["frames"] == r["frames"] and b["gpus"] == 1))
     finally:
         shutil.rmtree(model_dir.parent, ignore_errors=True)

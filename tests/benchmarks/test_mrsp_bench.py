@@ -24,16 +24,20 @@ def test_variants_differ_only_in_vision_tower_work(tiny_model_dir, monkeypatch, 
     worker = HybridWorker(cfg, total_steps=10)
     try:
         prompts = bench.make_prompts(model_dir, 6)  # 6 frames of 448x448: 3 temporal slices of 256 tokens
-        baseline, baseline_log_probs = bench.grpo_step(worker, prompts, encode_once=False)
-        once, once_log_probs = bench.grpo_step(worker, prompts, encode_once=True)
+        baseline, baseline_log_probs = bench.grpo_step(worker, prompts, "re-encode")
+        once, once_log_probs = bench.grpo_step(worker, prompts, "encode-once")
+        store = bench.EmbeddingStore(tmp_path / "cache")
+        bench.fill_cache(worker, prompts, store)
+        cached, cached_log_probs = bench.grpo_step(worker, prompts, "cached", store)
     finally:
         import torch.distributed as dist
         dist.destroy_process_group()
     assert baseline["prompt_tokens"] == once["prompt_tokens"] > 3 * 256
     # Re-encode: the old, reference and update passes each encode the 3 rows (the rollout copy's tower is not
     # counted: it belongs to the rollout engine). Encode-once: one actor-tower call at rollout, then none.
-    assert baseline["vision_tower_calls"] == 3 and once["vision_tower_calls"] == 1
+    assert baseline["vision_tower_calls"] == 3 and once["vision_tower_calls"] == 1 and cached["vision_tower_calls"] == 0
     assert set(bench.PHASES) <= {key[:-2] for key in once if key.endswith("_s")}
     # Same seeds: the same responses, scored alike by both variants (the features come from two towers with the
     # same weights, the rollout copy's and the actor's).
     assert (baseline_log_probs - once_log_probs).abs().max() < 1e-5
+    assert (cached_log_probs - once_log_probs).abs().max() < 1e-5
