@@ -7,12 +7,15 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from longrl.config.loader import load_config
 from longrl.data.synthetic import generate_dataset
@@ -59,6 +62,33 @@ def test_killed_run_resumes_and_leaves_only_whole_entries(tiny_model_dir, tmp_pa
     assert (int(match[1]), int(match[2])) == (len(videos) - len(done_before), len(done_before))
     for path in videos:  # every entry whole and verified
         assert cache.load(cache.entry(tmp_path / "data" / path)) is not None
+
+
+def test_two_ranks_split_each_videos_frames_and_write_the_single_process_entries(tiny_model_dir, tmp_path: Path):
+    """torchrun, 2 CPU ranks in one SP group (each video's temporal slices split over them): the same entries,
+    feature for feature, as one process."""
+    generate_dataset(tmp_path / "data", num=6, frames=8, seed=5)
+    base = [f"data.train_files={tmp_path / 'data/train.jsonl'}", f"data.val_files={tmp_path / 'data/val.jsonl'}",
+            "data.video_dir=null", f"worker.actor.model.model_path={tiny_model_dir('qwen2_5_vl')}",
+            "worker.actor.model.freeze_vision_tower=true", "worker.rollout.num_video_frames=8",
+            f"data.format_prompt={REPO / 'examples/format_prompt/r1v.jinja'}"]
+    single = _run_script([*base, f"data.cache_dir={tmp_path / 'one'}"], tmp_path)
+    assert single.wait(timeout=600) == 0, single.stdout.read()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ranks = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                            "--master_port", str(port), str(SCRIPT), *base, f"data.cache_dir={tmp_path / 'two'}",
+                            "worker.actor.ulysses_size=2", "trainer.n_gpus_per_node=2"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert ranks.returncode == 0, ranks.stdout + ranks.stderr
+    assert re.search(r"cached 5 videos \(0 already cached\)", ranks.stdout), ranks.stdout
+    one = sorted((tmp_path / "one").glob("*/*.safetensors"))
+    assert len(one) == 5
+    for entry in one:
+        twin = tmp_path / "two" / entry.relative_to(tmp_path / "one")
+        assert torch.equal(load_file(str(entry))["features"], load_file(str(twin))["features"])
 
 
 def _first_step(tmp_path: Path, experiment: str) -> dict:
