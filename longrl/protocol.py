@@ -33,7 +33,14 @@ from tensordict import TensorDict
 # engines and the actor all lay them out: left-padded over the prompt, joined with the response columns.
 TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
 
-__all__ = ["Batch", "TOKEN_KEYS"]
+# Per-row fields that several rooms write and read. VIDEO_EMBEDS: the row's video features (MR-SP stage 1's output,
+# or the embedding cache's entry), None for a row without them; once set it travels with the row for the whole step,
+# so no later pass runs the vision tower again. EMBED_ENTRY: (key, description JSON) of the row's embedding-cache
+# entry, None for a row without video or without a cache.
+VIDEO_EMBEDS = "video_embeds"
+EMBED_ENTRY = "embed_entry"
+
+__all__ = ["Batch", "EMBED_ENTRY", "TOKEN_KEYS", "VIDEO_EMBEDS"]
 
 Index = Union[int, slice, Sequence[int], Sequence[bool], np.ndarray, torch.Tensor]
 

@@ -22,7 +22,7 @@ from longrl.controller.resource_pool import ResourcePool
 from longrl.controller.worker import Worker
 from longrl.protocol import Batch
 
-__all__ = ["PendingResult", "RayWorkerGroup"]
+__all__ = ["PendingResult", "RayWorkerGroup", "free_rendezvous_port"]
 
 
 class PendingResult:
@@ -35,7 +35,7 @@ class PendingResult:
         return collect(self._plan, ray.get(self._refs, timeout=timeout_s))
 
 
-def _free_port_below_ephemeral_range(attempts: int = 64) -> int:
+def free_rendezvous_port(attempts: int = 64) -> int:
     """A port free right now, chosen *below* the kernel's ephemeral range.
 
     A port from ``bind(0)`` comes from the range the kernel also hands to outgoing connections, and Ray opens many:
@@ -63,7 +63,7 @@ def _free_port_below_ephemeral_range(attempts: int = 64) -> int:
 @ray.remote
 def _node_address() -> tuple[str, int]:
     """This node's IP and a port free on it right now (for rank 0's rendezvous)."""
-    return ray.util.get_node_ip_address(), _free_port_below_ephemeral_range()
+    return ray.util.get_node_ip_address(), free_rendezvous_port()
 
 
 class RayWorkerGroup:

@@ -24,7 +24,7 @@ from longrl.data.rows import DatasetRowError, QARow, iter_rows
 from longrl.data.decoders import read_video_header
 from longrl.data.video import FrameSampling, VideoDecodeError, fit_under_pixels, load_video, sample_frame_indices
 from longrl.models.registry import ModelAdapter
-from longrl.protocol import TOKEN_KEYS
+from longrl.protocol import EMBED_ENTRY, TOKEN_KEYS, VIDEO_EMBEDS
 
 if TYPE_CHECKING:
     from longrl.embeds.cache import EmbeddingCache
@@ -146,8 +146,8 @@ class VideoQADataset(Dataset):
             "task": row.task,
             "video_path": row.video,
             "timestamps": timestamps,
-            "video_embeds": None if cached is None else cached.features,
-            "embed_entry": entry,
+            VIDEO_EMBEDS: None if cached is None else cached.features,
+            EMBED_ENTRY: entry,
         }
 
 
@@ -169,5 +169,5 @@ def collate_left_padded(samples: list[dict[str, Any] | SkippedRow], pad_token_id
     vision = [{k: v for k, v in sample["inputs"].items() if k not in TOKEN_KEYS} for sample in kept]
     fields = {key: [sample[key] for sample in kept] for key in
               ("uid", "question", "options", "answer", "reasoning", "task", "video_path", "timestamps")}
-    fields.update({key: [sample.get(key) for sample in kept] for key in ("video_embeds", "embed_entry")})
+    fields.update({key: [sample.get(key) for sample in kept] for key in (VIDEO_EMBEDS, EMBED_ENTRY)})
     return {**tokens, "vision_inputs": vision, **fields, "skipped": skipped}

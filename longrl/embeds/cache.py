@@ -21,10 +21,7 @@ from longrl.embeds.key import EmbeddingKeyer, tower_fingerprint
 from longrl.embeds.store import CachedVideo, EmbeddingStore
 from longrl.models.registry import ModelAdapter
 
-__all__ = ["EMBED_ENTRY", "EmbeddingCache", "cache_root", "write_back"]
-
-# Per-row non-tensor: (key, description JSON) of the row's cache entry; None for a row without video or cache.
-EMBED_ENTRY = "embed_entry"
+__all__ = ["EmbeddingCache", "cache_root", "write_back"]
 
 
 def cache_root(cfg: RootConfig) -> str | None:

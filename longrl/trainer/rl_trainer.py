@@ -25,9 +25,9 @@ from longrl.controller.resource_pool import ResourcePool
 from longrl.controller.worker_group import RayWorkerGroup
 from longrl.data.dataset import VideoQADataset, collate_left_padded
 from longrl.models.registry import adapter_for_model_dir
-from longrl.protocol import TOKEN_KEYS, Batch
+from longrl.protocol import EMBED_ENTRY, TOKEN_KEYS, VIDEO_EMBEDS, Batch
 from longrl.rewards import RewardFunctionError
-from longrl.embeds.cache import EMBED_ENTRY, EmbeddingCache
+from longrl.embeds.cache import EmbeddingCache
 from longrl.trainer.advantage import compute_advantages
 from longrl.trainer.checkpoint import CheckpointManager, default_checkpoint_root, load_trainer_state, save_trainer_state
 from longrl.trainer.dataloader import PromptLoader
@@ -44,7 +44,6 @@ from longrl.trainer.rewarding import RewardScorer, build_reward
 from longrl.trainer.timer import timer
 from longrl.workers.hybrid import HybridWorker, needs_reference
 from longrl.workers.rollout.output import align_prompt_width
-from longrl.workers.vision_inputs import VIDEO_EMBEDS
 
 logger = logging.getLogger(__name__)
 

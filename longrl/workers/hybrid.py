@@ -22,10 +22,10 @@ from transformers import GenerationConfig
 from longrl.config.schema import RootConfig
 from longrl.controller import Dispatch, Worker, register
 from longrl.models.registry import adapter_for_model_dir
-from longrl.embeds.cache import EMBED_ENTRY, cache_root, write_back
+from longrl.embeds.cache import cache_root, write_back
 from longrl.embeds.store import EmbeddingStore
 from longrl.mrsp import build_sp_groups
-from longrl.protocol import Batch
+from longrl.protocol import EMBED_ENTRY, Batch
 from longrl.workers.actor import PolicyModel
 from longrl.workers.rollout.base import RolloutEngine
 from longrl.workers.rollout.hf import HFRollout

@@ -11,12 +11,11 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from longrl.protocol import VIDEO_EMBEDS
+
 __all__ = ["MODALITY_OF_PIXELS", "VIDEO_EMBEDS", "VIDEO_PIXELS", "joined_features", "merge_vision_inputs",
            "position_inputs", "splice_features", "without_pixels"]
 
-# Per-row non-tensor holding the row's video features (MR-SP stage 1 output; None for a row without video). It
-# travels with the row for the whole step so no later pass runs the vision tower again.
-VIDEO_EMBEDS = "video_embeds"
 
 # The inputs that feed the vision tower -> the modality they encode. Every other vision key (grids, seconds per
 # grid) is position information the language model needs even when the features are precomputed.

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from longrl.controller.worker_group import free_rendezvous_port
+
 # Loaded by path under its own name: benchmarks/ is not a package, and "mrsp" is taken by tests/mrsp.
 _SPEC = importlib.util.spec_from_file_location("benchmark_mrsp", Path(__file__).resolve().parents[2] / "benchmarks/mrsp.py")
 bench = importlib.util.module_from_spec(_SPEC)
@@ -18,7 +20,7 @@ def test_variants_differ_only_in_vision_tower_work(tiny_model_dir, monkeypatch, 
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", "29613")
+    monkeypatch.setenv("MASTER_PORT", str(free_rendezvous_port()))
     model_dir = tiny_model_dir("qwen2_5_vl")
     cfg = bench.worker_config(model_dir, 1, 1, "data.max_response_length=4", "worker.rollout.n=3")
     worker = HybridWorker(cfg, total_steps=10)

@@ -7,7 +7,6 @@ import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from longrl.config.loader import load_config
+from longrl.controller.worker_group import free_rendezvous_port
 from longrl.data.synthetic import generate_dataset
 from longrl.embeds.cache import EmbeddingCache
 from longrl.models import get_adapter
@@ -74,9 +74,7 @@ def test_two_ranks_split_each_videos_frames_and_write_the_single_process_entries
             f"data.format_prompt={REPO / 'examples/format_prompt/r1v.jinja'}"]
     single = _run_script([*base, f"data.cache_dir={tmp_path / 'one'}"], tmp_path)
     assert single.wait(timeout=600) == 0, single.stdout.read()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_rendezvous_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     ranks = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                             "--master_port", str(port), str(SCRIPT), *base, f"data.cache_dir={tmp_path / 'two'}",

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from longrl.config.loader import load_config
+from longrl.controller.worker_group import free_rendezvous_port
 from longrl.data.dataset import VideoQADataset, collate_left_padded
 from longrl.data.synthetic import generate_dataset
 from longrl.embeds.cache import EmbeddingCache
@@ -49,7 +50,7 @@ def test_cached_features_give_the_live_log_probs_without_the_tower(tiny_model_di
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", "29617")
+    monkeypatch.setenv("MASTER_PORT", str(free_rendezvous_port()))
     model_dir = tiny_model_dir("qwen2_5_vl")
     generate_dataset(tmp_path / "data", num=6, frames=8, seed=3)
     assert cache_script.main(_overrides(tmp_path, model_dir, cache=True)) == 0
