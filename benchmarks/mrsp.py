@@ -141,8 +141,7 @@ def fill_cache(worker: Any, prompts: Batch, store: EmbeddingStore) -> None:
     """Encode ``prompts``' video once (outside any timing) into ``store``, as scripts/cache_video_embeds.py does."""
     features = worker.actor.with_video_features(prompts).non_tensors[VIDEO_EMBEDS][0]
     row = prompts.non_tensors["vision_inputs"][0]
-    store.put(CACHE_KEY, {"frames": row["video_grid_thw"].tolist()},
-              CachedVideo(features, row["video_grid_thw"], row.get("second_per_grid_ts")))
+    store.put(CACHE_KEY, {"frames": row["video_grid_thw"].tolist()}, CachedVideo.from_row(features, row))
     worker.actor.read_encoded_slices()  # not part of any measured step
 
 

@@ -35,7 +35,7 @@ TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
 
 # Per-row fields that several rooms write and read. VIDEO_EMBEDS: the row's video features (MR-SP stage 1's output,
 # or the embedding cache's entry), None for a row without them; once set it travels with the row for the whole step,
-# so no later pass runs the vision tower again. EMBED_ENTRY: (key, description JSON) of the row's embedding-cache
+# so no later pass runs the vision tower again. EMBED_ENTRY: (key, description) of the row's embedding-cache
 # entry, None for a row without video or without a cache.
 VIDEO_EMBEDS = "video_embeds"
 EMBED_ENTRY = "embed_entry"

@@ -90,11 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         encoded += 1
         if groups.sp_rank == 0:
-            key, description = cache.entry(path)
-            stamps = sample["timestamps"]
-            written += cache.store.put(key, cache.keyer.describe(path), CachedVideo(
-                features[0].cpu(), vision["video_grid_thw"], vision.get("second_per_grid_ts"),
-                None if stamps is None else torch.as_tensor(stamps, dtype=torch.float64)))
+            written += cache.store.put(*cache.entry(path),
+                                       CachedVideo.from_row(features[0], vision, sample["timestamps"]))
     totals = torch.tensor([encoded if groups.sp_rank == 0 else 0, written], dtype=torch.float64)
     if dist.is_initialized():
         dist.all_reduce(totals)

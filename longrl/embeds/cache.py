@@ -7,7 +7,6 @@ directory). It holds features of the frozen vision tower, so a run that trains t
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,17 +48,16 @@ class EmbeddingCache:
                                tower_fingerprint(cfg.worker.actor.model.model_path, adapter.vision_weight_marker))
         return cls(EmbeddingStore(root), keyer)
 
-    def entry(self, video_path: str | os.PathLike) -> tuple[str, str]:
-        """``(key, description JSON)`` of ``video_path``'s entry."""
+    def entry(self, video_path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+        """``(key, description)`` of ``video_path``'s entry."""
         description = self.keyer.describe(video_path)
-        return self.keyer.digest(description), json.dumps(description, sort_keys=True)
+        return self.keyer.digest(description), description
 
-    def load(self, entry: tuple[str, str]) -> CachedVideo | None:
-        key, description = entry
-        return self.store.get(key, json.loads(description))
+    def load(self, entry: tuple[str, dict[str, Any]]) -> CachedVideo | None:
+        return self.store.get(*entry)
 
 
-def write_back(store: EmbeddingStore, entries: Sequence[tuple[str, str] | None],
+def write_back(store: EmbeddingStore, entries: Sequence[tuple[str, dict[str, Any]] | None],
                vision_rows: Sequence[dict[str, torch.Tensor]], features: Sequence[torch.Tensor | None],
                timestamps: Sequence[Any], encoded: Sequence[int]) -> int:
     """Store the rows in ``encoded`` (indices of rows just encoded live) that have an entry; returns bytes written.
@@ -71,10 +69,6 @@ def write_back(store: EmbeddingStore, entries: Sequence[tuple[str, str] | None],
         entry, feature = entries[index], features[index]
         if entry is None or feature is None or entry[0] in done:
             continue
-        row = vision_rows[index]
-        stamps = timestamps[index]
-        video = CachedVideo(feature, row["video_grid_thw"], row.get("second_per_grid_ts"),
-                            None if stamps is None else torch.as_tensor(stamps, dtype=torch.float64))
-        written += store.put(entry[0], json.loads(entry[1]), video)
+        written += store.put(*entry, CachedVideo.from_row(feature, vision_rows[index], timestamps[index]))
         done.add(entry[0])
     return written

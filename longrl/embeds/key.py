@@ -22,11 +22,18 @@ from safetensors import safe_open
 
 from longrl.data.video import FrameSampling
 
-__all__ = ["EmbeddingKeyer", "tower_fingerprint", "video_source"]
+__all__ = ["EmbeddingKeyer", "hash_tensor", "tower_fingerprint", "video_source"]
 
 # Config fields a re-save adds or changes without changing what the tower computes (the weights' dtype is hashed
 # with the weights).
 _BOOKKEEPING = {"dtype", "torch_dtype", "transformers_version", "_name_or_path"}
+
+
+def hash_tensor(digest: Any, name: str, tensor: torch.Tensor) -> None:
+    """Feed ``name``, dtype, shape and the raw bytes of ``tensor`` into ``digest`` (a hashlib object)."""
+    tensor = tensor.detach().cpu().contiguous()
+    digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+    digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
 
 
 def video_source(path: str | os.PathLike) -> dict[str, Any]:
@@ -58,9 +65,7 @@ def _fingerprint(directory: str, weight_marker: str, stamp: tuple) -> str:
     for name, _, _ in stamp:
         with safe_open(str(Path(directory) / name), framework="pt") as handle:
             for key in sorted(k for k in handle.keys() if weight_marker in k):
-                tensor = handle.get_tensor(key).contiguous()
-                digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
-                digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+                hash_tensor(digest, key, handle.get_tensor(key))
                 found += 1
     if not found:
         raise ValueError(f"no tensor named like '*{weight_marker}*' in the checkpoint of {directory}: "

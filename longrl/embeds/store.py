@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+
+from longrl.embeds.key import hash_tensor
 
 __all__ = ["CachedVideo", "EmbeddingStore"]
 
@@ -42,6 +45,12 @@ class CachedVideo:
     second_per_grid_ts: torch.Tensor | None = None
     timestamps: torch.Tensor | None = None
 
+    @classmethod
+    def from_row(cls, features: torch.Tensor, vision: Mapping[str, torch.Tensor], timestamps: Any = None) -> CachedVideo:
+        """The entry of a row just encoded live: its features, the grid keys of its vision inputs, its timestamps."""
+        return cls(features.detach().cpu(), vision["video_grid_thw"], vision.get("second_per_grid_ts"),
+                   None if timestamps is None else torch.as_tensor(timestamps, dtype=torch.float64))
+
     def tensors(self) -> dict[str, torch.Tensor]:
         named = {"features": self.features, "video_grid_thw": self.video_grid_thw,
                  "second_per_grid_ts": self.second_per_grid_ts, "timestamps": self.timestamps}
@@ -51,9 +60,7 @@ class CachedVideo:
 def _checksum(tensors: dict[str, torch.Tensor]) -> str:
     digest = hashlib.sha256()
     for name in sorted(tensors):
-        tensor = tensors[name].contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
-        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+        hash_tensor(digest, name, tensors[name])
     return digest.hexdigest()
 
 

@@ -117,10 +117,11 @@ class VLLMRollout(RolloutEngine):
         tokens: list[list[int]] = []
         log_probs: list[list[float]] = []
         # num_chunk_seq rounds: only one round's vLLM outputs (per-token log-prob objects) are alive at a time.
-        chunk = -(-len(requests) // max(1, self.rollout.num_chunk_seq))
-        for start in range(0, len(requests), max(1, chunk)):
-            params = [self._params(sampling, start + i) for i in range(len(requests[start:start + chunk]))]
-            for result in self.llm.generate(requests[start:start + chunk], params, use_tqdm=False):
+        chunk = max(1, -(-len(requests) // self.rollout.num_chunk_seq))
+        for start in range(0, len(requests), chunk):
+            round_requests = requests[start:start + chunk]
+            params = [self._params(sampling, start + i) for i in range(len(round_requests))]
+            for result in self.llm.generate(round_requests, params, use_tqdm=False):
                 for completion in sorted(result.outputs, key=lambda c: c.index):
                     ids = list(completion.token_ids)
                     tokens.append(ids)
@@ -235,8 +236,12 @@ def _hf_state_dict_names(config: Any) -> set[str]:
         return set(model_cls._from_config(config).state_dict())
 
 
+def _is_text_embedding(name: str) -> bool:
+    return name.endswith("embed_tokens.weight") and "visual" not in name
+
+
 def _input_embedding_name(names: set[str], model_dir: str | Path) -> str:
-    candidates = sorted(name for name in names if name.endswith("embed_tokens.weight") and "visual" not in name)
+    candidates = sorted(name for name in names if _is_text_embedding(name))
     if len(candidates) != 1:
         raise ValueError(f"worker.rollout.prompt_input=embeds: expected one text 'embed_tokens.weight' in the model of "
                          f"{model_dir}, found {candidates}")
@@ -248,6 +253,6 @@ def _read_embedding(model_dir: Path) -> torch.Tensor:
     for path in sorted(model_dir.glob("*.safetensors")):
         with safe_open(str(path), framework="pt") as handle:
             for name in handle.keys():
-                if name.endswith("embed_tokens.weight") and "visual" not in name:
+                if _is_text_embedding(name):
                     return handle.get_tensor(name)
     raise FileNotFoundError(f"no text 'embed_tokens.weight' in the safetensors files of {model_dir}")
