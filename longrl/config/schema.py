@@ -18,6 +18,8 @@ class DataConfig:
 
     train_files: str = "???"
     val_files: Optional[str] = None
+    # The held-out split the two-stage pipeline (longrl.trainer.pipeline) evaluates on after each stage.
+    test_files: Optional[str] = None
     prompt_key: str = "problem"
     answer_key: str = "answer"
     options_key: str = "options"
@@ -230,6 +232,16 @@ class TrainerConfig:
 
 
 @dataclass
+class SFTConfig:
+    """The CoT-SFT stage (``python -m longrl.sft.main``). Everything else is read from the same keys as the RL stage:
+    ``data.*`` (rows, ``data.rollout_batch_size`` rows per step, ``data.max_response_length`` bounds a target),
+    ``worker.actor.*`` (model, optimizer, FSDP, ``ulysses_size``, mini/micro batches) and ``trainer.*``."""
+
+    # A jinja file over reasoning, answer, question, options; None: <think>reasoning</think><answer>answer</answer>.
+    target_template: Optional[str] = None
+
+
+@dataclass
 class EmbeddedConfig:
     """The embedded default: a synthetic long-video dataset and a tiny model generated on first use.
 
@@ -239,9 +251,11 @@ class EmbeddedConfig:
 
     root: str = "outputs/embedded"
     model_family: str = "qwen2_5_vl"
-    num_videos: int = 48
+    num_videos: int = 400
     frames: int = 16
     seed: int = 0
+    # Synthetic tasks (longrl.data.synthetic.ALL_TASKS); majority_colour is the one a tiny model learns on a CPU.
+    tasks: list[str] = field(default_factory=lambda: ["majority_colour"])
 
 
 @dataclass
@@ -250,4 +264,5 @@ class RootConfig:
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
     embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)

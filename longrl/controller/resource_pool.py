@@ -13,7 +13,20 @@ import ray
 from ray.exceptions import GetTimeoutError
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 
-__all__ = ["ResourcePool"]
+__all__ = ["ResourcePool", "start_local_ray", "stop_ray"]
+
+
+def start_local_ray(num_cpus: int) -> bool:
+    """Start Ray on this machine unless a cluster is already joined (a launcher's or a test's); True when started
+    here, so the caller knows to stop it."""
+    if ray.is_initialized():
+        return False
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def stop_ray() -> None:
+    ray.shutdown()
 
 
 class ResourcePool:

@@ -24,10 +24,11 @@ from longrl.data.rows import DatasetRowError, QARow, iter_rows
 from longrl.data.decoders import read_video_header
 from longrl.data.video import FrameSampling, VideoDecodeError, fit_under_pixels, load_video, sample_frame_indices
 from longrl.models.registry import ModelAdapter
-from longrl.protocol import EMBED_ENTRY, TOKEN_KEYS, VIDEO_EMBEDS
+from longrl.protocol import EMBED_ENTRY, TOKEN_KEYS, VIDEO_EMBEDS, Batch
 
 if TYPE_CHECKING:
     from longrl.embeds.cache import EmbeddingCache
+    from longrl.sft.targets import TargetTemplate
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,13 @@ def frame_max_pixels(data: DataConfig, rollout: RolloutConfig, adapter: ModelAda
 
 
 class VideoQADataset(Dataset):
-    """Samples for RL and SFT: ``input_ids`` of the rendered prompt plus the model family's video tensors."""
+    """Samples for RL and SFT: ``input_ids`` of the rendered prompt plus the model family's video tensors.
+
+    With ``targets`` (the CoT-SFT stage) each sample also carries ``target_ids``: the row's rendered target, then
+    the tokenizer's end-of-turn token, so the fine-tuned model learns to stop where generation stops. A target longer
+    than ``data.max_response_length`` is a bad row (named, or skipped under ``data.on_bad_row=skip``), never
+    silently truncated.
+    """
 
     def __init__(
         self,
@@ -62,8 +69,11 @@ class VideoQADataset(Dataset):
         adapter: ModelAdapter,
         processor: Any,
         cache: EmbeddingCache | None = None,
+        targets: TargetTemplate | None = None,
     ):
         self.data, self.adapter, self.processor, self.cache = data, adapter, processor, cache
+        self.targets = targets
+        self.tokenizer = getattr(processor, "tokenizer", processor)
         self.sampling = frame_sampling(rollout)
         self.max_pixels = frame_max_pixels(data, rollout, adapter)
         self.format_prompt = FormatPrompt.from_file(data.format_prompt)
@@ -83,8 +93,18 @@ class VideoQADataset(Dataset):
             return False
         raise DatasetRowError(row.source, row.row_index, reason, row.video) from cause
 
+    def _target_ids(self, row: QARow) -> list[int]:
+        text = self.targets.render(row)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+
     def _admit(self, row: QARow) -> bool:
-        """Read the row's video header and check the prompt length; False (under the skip policy) drops it."""
+        """Read the row's video header and check the prompt (and target) length; False (under the skip policy)
+        drops it."""
+        if self.targets is not None:
+            length = len(self._target_ids(row))
+            if length > self.data.max_response_length:
+                return self._fail(row, f"overlong target: {length} tokens > data.max_response_length "
+                                       f"{self.data.max_response_length} (raise the limit or shorten the reasoning)")
         if row.video is None:
             return True
         try:
@@ -148,6 +168,7 @@ class VideoQADataset(Dataset):
             "timestamps": timestamps,
             VIDEO_EMBEDS: None if cached is None else cached.features,
             EMBED_ENTRY: entry,
+            **({"target_ids": self._target_ids(row)} if self.targets is not None else {}),
         }
 
 
@@ -169,5 +190,20 @@ def collate_left_padded(samples: list[dict[str, Any] | SkippedRow], pad_token_id
     vision = [{k: v for k, v in sample["inputs"].items() if k not in TOKEN_KEYS} for sample in kept]
     fields = {key: [sample[key] for sample in kept] for key in
               ("uid", "question", "options", "answer", "reasoning", "task", "video_path", "timestamps")}
-    fields.update({key: [sample.get(key) for sample in kept] for key in (VIDEO_EMBEDS, EMBED_ENTRY)})
+    fields.update({key: [sample.get(key) for sample in kept] for key in (VIDEO_EMBEDS, EMBED_ENTRY, "target_ids")})
     return {**tokens, "vision_inputs": vision, **fields, "skipped": skipped}
+
+
+def prompts_to_batch(collated: dict[str, Any]) -> Batch:
+    """The collated prompts as a :class:`Batch` (vision inputs and row fields per sample).
+
+    With the embedding cache the rows also carry their entries (and timestamps, stored with a written-back entry), and
+    cached rows their features (``video_embeds``), which the workers then use instead of encoding.
+    """
+    tensors = {key: collated[key] for key in TOKEN_KEYS if key in collated}
+    fields = ["uid", "question", "options", "answer", "reasoning", "task", "video_path", "vision_inputs"]
+    if any(entry is not None for entry in collated.get(EMBED_ENTRY, [])):
+        fields += [EMBED_ENTRY, "timestamps"]
+    if any(features is not None for features in collated.get(VIDEO_EMBEDS, [])):
+        fields.append(VIDEO_EMBEDS)
+    return Batch.from_dict(tensors, {key: collated[key] for key in fields})

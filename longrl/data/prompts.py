@@ -18,26 +18,37 @@ OPTION_LETTERS = string.ascii_uppercase
 _PLAIN = "{{ content | trim }}{% for option in options %}\n{{ letters[loop.index0] }}. {{ option }}{% endfor %}"
 
 
+def compile_template(source: str, what: str) -> jinja2.Template:
+    """A jinja template whose undefined variables raise instead of rendering as empty text; ``what`` names it in
+    errors (e.g. ``"format prompt examples/format_prompt/r1v.jinja"``)."""
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+    try:
+        return environment.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValueError(f"{what}: jinja syntax error on line {exc.lineno}: {exc.message}") from exc
+
+
+def read_template_file(path: str | Path, key: str) -> str:
+    """The text of a template file named by config ``key``; a missing file names the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{key}: {path} does not exist")
+    return path.read_text()
+
+
 class FormatPrompt:
     """A compiled format prompt; undefined variables raise instead of rendering as empty text."""
 
     def __init__(self, source: str, name: str = "<inline>"):
         self.name = name
-        environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
-        try:
-            self._template = environment.from_string(source)
-        except jinja2.TemplateSyntaxError as exc:
-            raise ValueError(f"format prompt {name}: jinja syntax error on line {exc.lineno}: {exc.message}") from exc
+        self._template = compile_template(source, f"format prompt {name}")
 
     @classmethod
     def from_file(cls, path: str | Path | None) -> "FormatPrompt":
         """Load ``path`` (``data.format_prompt``); ``None`` gives the plain question-plus-options prompt."""
         if path is None:
             return cls(_PLAIN, "<plain>")
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"data.format_prompt: {path} does not exist")
-        return cls(path.read_text(), str(path))
+        return cls(read_template_file(path, "data.format_prompt"), str(path))
 
     def render(self, question: str, options: list[str]) -> str:
         if len(options) > len(OPTION_LETTERS):

@@ -17,6 +17,7 @@ manager starts.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from longrl.config.schema import TrainerConfig
 
@@ -35,6 +37,8 @@ STEP_PREFIX = "global_step_"
 TRAINER_STATE_FILE = "trainer_state.json"
 RNG_FILE = "rng.pt"
 DATALOADER_FILE = "dataloader.pt"
+
+logger = logging.getLogger(__name__)
 
 _STEP_DIR = re.compile(rf"^{STEP_PREFIX}(\d+)$")
 _STALE = re.compile(rf"^\.({STEP_PREFIX}\d+\.(tmp|old)|{re.escape(LATEST_FILE)}\.tmp)-[0-9a-f]+$")
@@ -171,6 +175,34 @@ def step_of(step_dir: str | Path) -> int:
     if match is None:
         raise ValueError(f"{step_dir} is not a {STEP_PREFIX}N directory")
     return int(match.group(1))
+
+
+# ---------------------------------------------------------------------- one run's save and resume
+
+
+def save_run(manager: CheckpointManager, step: int, workers: Any, loader: Any, cfg: Any,
+             state: dict[str, Any]) -> Path:
+    """Checkpoint a run at ``step``: the workers' ``actor/``, the loop ``state`` (plus ``global_step``), the data
+    loader's position and RNG states, and the config; committed atomically. Shared by the RL and SFT stages."""
+    staging = manager.begin(step)
+    workers.save_checkpoint(str(staging / "actor"))
+    save_trainer_state(staging, {"global_step": step, **state}, loader.state_dict())
+    (staging / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    return manager.commit(step)
+
+
+def resume_run(manager: CheckpointManager, load_checkpoint_path: str | None, workers: Any,
+               loader: Any) -> dict[str, Any] | None:
+    """Restore the workers, the loader's position and the RNG states from the checkpoint to resume from (see
+    :meth:`CheckpointManager.find_resume_path`); returns the saved loop state, or None when starting fresh."""
+    path = manager.find_resume_path(load_checkpoint_path)
+    if path is None:
+        return None
+    state, loader_state = load_trainer_state(path)
+    workers.load_checkpoint(str(path / "actor"))
+    loader.load_state_dict(loader_state)
+    logger.info("resumed from %s at step %d", path, state["global_step"])
+    return state
 
 
 # ---------------------------------------------------------------------- the trainer's own files

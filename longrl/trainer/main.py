@@ -9,24 +9,44 @@ checkpoint into a Hugging Face directory and prints where everything is.
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from longrl.config.errors import ConfigError
 from longrl.config.loader import load_config, split_config_file_argument
 from longrl.config.schema import RootConfig
 from longrl.trainer.embedded import prepare_embedded_default
 
+if TYPE_CHECKING:
+    from longrl.trainer.run import TrainingRun
 
-def _config_name(argv: list[str]) -> tuple[str, list[str]]:
+
+def _config_name(argv: list[str], default: str) -> tuple[str, list[str]]:
     if "--config-name" in argv:
         at = argv.index("--config-name")
         return argv[at + 1], argv[:at] + argv[at + 2:]
-    return "config", argv
+    return default, argv
 
 
-def run(cfg: RootConfig) -> dict[str, dict[str, float]]:
-    """Train, then report where everything went; returns the before/after validation metrics."""
+def report_checkpoint(trainer: "TrainingRun") -> Path | None:
+    """Print the run's last checkpoint, merge it into a Hugging Face directory and print that; returns the merged
+    directory (None when nothing was saved)."""
     from longrl.trainer.merge import merge_actor_checkpoint
+
+    latest = trainer.checkpoints.latest_step()
+    merged = None
+    if latest is not None:
+        actor_dir = trainer.checkpoints.step_dir(latest) / "actor"
+        print(f"checkpoint: {actor_dir.parent}")
+        merged = merge_actor_checkpoint(actor_dir, overwrite=True)
+        print(f"merged Hugging Face model: {merged}")
+    print(f"metrics: {trainer.log_dir / 'metrics.jsonl'}")
+    return merged
+
+
+def run(cfg: RootConfig) -> tuple[dict[str, dict[str, float]], Path | None]:
+    """Train, then report where everything went; returns the before/after validation metrics and the merged model
+    directory of the last checkpoint (None when none was saved)."""
     from longrl.trainer.rl_trainer import RLTrainer
 
     trainer = RLTrainer(cfg)
@@ -41,26 +61,29 @@ def run(cfg: RootConfig) -> dict[str, dict[str, float]]:
                               if k.startswith("val/accuracy/"))
             print(f"validation {when} training: reward {values['val/reward']:.3f}, accuracy "
                   f"{values['val/accuracy']:.3f} ({tasks})")
-    latest = trainer.checkpoints.latest_step()
-    if latest is not None:
-        actor_dir = trainer.checkpoints.step_dir(latest) / "actor"
-        print(f"checkpoint: {actor_dir.parent}")
-        print(f"merged Hugging Face model: {merge_actor_checkpoint(actor_dir, overwrite=True)}")
-    print(f"metrics: {trainer.log_dir / 'metrics.jsonl'}")
-    return summary
+    return summary, report_checkpoint(trainer)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def config_from_argv(argv: Sequence[str] | None, default_config_name: str = "config") -> RootConfig | None:
+    """EasyR1-style arguments -> the validated config, with the embedded default's artefacts generated; None (after
+    printing why) on a config error."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    config_name, argv = _config_name(argv)
+    config_name, argv = _config_name(argv, default_config_name)
     config_file, overrides = split_config_file_argument(argv)
     try:
         cfg = load_config(overrides, config_file=config_file, config_name=config_name)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
-        return 2
+        return None
     for line in prepare_embedded_default(cfg):
         print(f"generated {line}")
+    return cfg
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg = config_from_argv(argv)
+    if cfg is None:
+        return 2
     run(cfg)
     return 0
 

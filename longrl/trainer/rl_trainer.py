@@ -14,24 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import ray
 import torch
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from longrl.algos import get_kl_controller, online_filter_mask
 from longrl.config.schema import RootConfig
-from longrl.controller.resource_pool import ResourcePool
-from longrl.controller.worker_group import RayWorkerGroup
-from longrl.data.dataset import VideoQADataset, collate_left_padded
-from longrl.models.registry import adapter_for_model_dir
-from longrl.protocol import EMBED_ENTRY, TOKEN_KEYS, VIDEO_EMBEDS, Batch
+from longrl.protocol import Batch
 from longrl.rewards import RewardFunctionError
-from longrl.embeds.cache import EmbeddingCache
 from longrl.trainer.advantage import compute_advantages
-from longrl.trainer.checkpoint import CheckpointManager, default_checkpoint_root, load_trainer_state, save_trainer_state
-from longrl.trainer.dataloader import PromptLoader
-from longrl.trainer.loggers import Generation, Tracker
+from longrl.trainer.loggers import Generation
 from longrl.trainer.metrics import (
     append_metrics,
     compute_data_metrics,
@@ -41,6 +32,7 @@ from longrl.trainer.metrics import (
     reduce_metrics,
 )
 from longrl.trainer.rewarding import RewardScorer, build_reward
+from longrl.trainer.run import TrainingRun
 from longrl.trainer.timer import timer
 from longrl.workers.hybrid import HybridWorker, needs_reference
 from longrl.workers.rollout.output import align_prompt_width
@@ -48,83 +40,24 @@ from longrl.workers.rollout.output import align_prompt_width
 logger = logging.getLogger(__name__)
 
 
-def prompts_to_batch(collated: dict[str, Any]) -> Batch:
-    """The data loader's collated prompts as a :class:`Batch` (vision inputs and row fields per sample).
-
-    With the embedding cache the rows also carry their entries (and timestamps, stored with a written-back entry), and
-    cached rows their features (``video_embeds``), which the workers then use instead of encoding.
-    """
-    tensors = {key: collated[key] for key in TOKEN_KEYS if key in collated}
-    fields = ["uid", "question", "options", "answer", "reasoning", "task", "video_path", "vision_inputs"]
-    if any(entry is not None for entry in collated.get(EMBED_ENTRY, [])):
-        fields += [EMBED_ENTRY, "timestamps"]
-    if any(features is not None for features in collated.get(VIDEO_EMBEDS, [])):
-        fields.append(VIDEO_EMBEDS)
-    return Batch.from_dict(tensors, {key: collated[key] for key in fields})
-
-
-class RLTrainer:
-    """Owns the worker group, the data, the reward function, the tracker and the checkpoints of one run."""
+class RLTrainer(TrainingRun):
+    """One RL run: the hybrid worker group, the data, the reward function, the tracker and the checkpoints."""
 
     def __init__(self, cfg: RootConfig):
-        self.cfg = cfg
-        model_path = cfg.worker.actor.model.model_path
-        adapter = adapter_for_model_dir(model_path)
-        self.processor = adapter.load_processor(model_path)
-        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        cache = EmbeddingCache.from_config(cfg, adapter)
-        train = VideoQADataset(cfg.data.train_files, cfg.data, cfg.worker.rollout, adapter, self.processor, cache)
-        self.val = (VideoQADataset(cfg.data.val_files, cfg.data, cfg.worker.rollout, adapter, self.processor, cache)
-                    if cfg.data.val_files else None)
-
-        self.skipped_rows = 0
-
-        def collate(samples):
-            collated = collate_left_padded(samples, self.tokenizer.pad_token_id)
-            self.skipped_rows += len(collated["skipped"])
-            return prompts_to_batch(collated)
-
-        self.collate = collate
-        self.loader = PromptLoader(train, cfg.data.rollout_batch_size, seed=cfg.data.seed, shuffle=cfg.data.shuffle,
-                                   total_epochs=cfg.trainer.total_epochs, collate_fn=collate)
-        self.total_steps = cfg.trainer.max_steps or self.loader.steps_per_epoch * cfg.trainer.total_epochs
+        super().__init__(cfg, HybridWorker)
         self.rewards = RewardScorer(build_reward(cfg), cfg, self.tokenizer)
         algo = cfg.algorithm
         self.kl_ctrl = (get_kl_controller(algo.kl_type, algo.kl_coef, algo.kl_target, algo.kl_horizon)
                         if needs_reference(cfg) and not algo.use_kl_loss else None)
-        self.checkpoints = CheckpointManager(cfg.trainer.save_checkpoint_path or default_checkpoint_root(cfg.trainer),
-                                             cfg.trainer.save_limit)
-        self.log_dir = Path("outputs") / "logs" / cfg.trainer.project_name / cfg.trainer.experiment_name
-        self.tracker = Tracker(cfg.trainer.logger, cfg.trainer.project_name, cfg.trainer.experiment_name,
-                               config=cfg, log_dir=self.log_dir)
-        self._started_ray = not ray.is_initialized()
-        if self._started_ray:  # else: a cluster the launcher (or a test) started and will stop
-            ray.init(num_cpus=max(2, cfg.trainer.nnodes * cfg.trainer.n_gpus_per_node), include_dashboard=False,
-                     log_to_driver=False)
-        self.pool = ResourcePool(cfg.trainer.nnodes, cfg.trainer.n_gpus_per_node)
-        self.workers = RayWorkerGroup(self.pool, HybridWorker, cfg, self.total_steps)
-        self.global_step = 0
 
     # ----- checkpoints -----------------------------------------------------------------------------------------
     def resume(self) -> None:
-        path = self.checkpoints.find_resume_path(self.cfg.trainer.load_checkpoint_path)
-        if path is None:
-            return
-        state, loader_state = load_trainer_state(path)
-        self.workers.load_checkpoint(str(path / "actor"))
-        self.loader.load_state_dict(loader_state)
-        if self.kl_ctrl is not None:
+        state = self.resume_state()
+        if state is not None and self.kl_ctrl is not None:
             self.kl_ctrl.value = state["kl_coef"]
-        self.global_step = state["global_step"]
-        logger.info("resumed from %s at step %d", path, self.global_step)
 
-    def save(self) -> Path:
-        staging = self.checkpoints.begin(self.global_step)
-        self.workers.save_checkpoint(str(staging / "actor"))
-        state = {"global_step": self.global_step, "kl_coef": None if self.kl_ctrl is None else self.kl_ctrl.value}
-        save_trainer_state(staging, state, self.loader.state_dict())
-        (staging / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(self.cfg)))
-        return self.checkpoints.commit(self.global_step)
+    def save_step(self) -> Path:
+        return self.save({"kl_coef": None if self.kl_ctrl is None else self.kl_ctrl.value})
 
     # ----- the phases of one step ------------------------------------------------------------------------------
     def _rollout_and_score(self, timings: dict[str, float], metrics: dict[str, Any]) -> tuple[Batch, Future | None]:
@@ -208,11 +141,9 @@ class RLTrainer:
 
     def validate(self) -> dict[str, float]:
         """Greedy (``val_override_config``) answers on the validation split: reward, accuracy overall and per task."""
-        size = len(self.val) if self.cfg.data.val_batch_size <= 0 else self.cfg.data.val_batch_size
         scores, accuracy, tasks, generations = [], [], [], []
         reward_metrics: dict[str, float] = {}
-        for start in range(0, len(self.val), size):
-            prompts = self.collate([self.val[i] for i in range(start, min(start + size, len(self.val)))])
+        for prompts in self.val_batches():
             rollout = self.workers.generate(prompts, step=self.global_step, validate=True)
             scored = self.rewards.score(rollout)
             inputs, batch_scores, parts = scored.inputs, scored.scores, scored.parts
@@ -256,13 +187,10 @@ class RLTrainer:
                 metrics.update(summary["after"])
             self.tracker.log(metrics, self.global_step)
             if trainer.save_freq > 0 and (self.global_step % trainer.save_freq == 0 or last):
-                self.save()
+                self.save_step()
         progress.close()
         return summary
 
     def shutdown(self) -> None:
         self.rewards.close()
-        self.workers.shutdown()
-        self.tracker.close()
-        if self._started_ray:
-            ray.shutdown()
+        super().shutdown()

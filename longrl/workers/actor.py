@@ -47,6 +47,10 @@ from longrl.workers.logprob import ResponseScores, response_log_probs
 from longrl.workers.vision_inputs import VIDEO_EMBEDS, VIDEO_PIXELS, joined_features, position_inputs
 
 
+# A micro-batch's loss (scalar, before the micro/mini weighting) and its metrics.
+LossFn = Callable[[Batch], "tuple[torch.Tensor, dict[str, float]]"]
+
+
 def warmup_then_decay(total_steps: int, warmup_steps: int, scheduler: str, min_lr_ratio: float) -> Callable[[int], float]:
     """The lr multiplier per step: linear warmup, then constant or cosine down to ``min_lr_ratio``."""
 
@@ -134,11 +138,15 @@ class PolicyModel:
                 known[index] = features.cpu() if features is not None else None
         return batch.with_non_tensors(**{VIDEO_EMBEDS: known})
 
-    def _scores(self, micro: Batch, features: list[torch.Tensor | None], with_entropy: bool) -> ResponseScores:
-        """Log-probs of ``micro``'s responses with its rows' video ``features`` spliced in (no tower run here)."""
+    def _scores(self, micro: Batch, features: list[torch.Tensor | None], with_entropy: bool,
+                temperature: float | None = None) -> ResponseScores:
+        """Log-probs of ``micro``'s responses with its rows' video ``features`` spliced in (no tower run here).
+
+        ``temperature`` defaults to the rollout's, so RL scores the distribution the rollout sampled from.
+        """
         tokens = {key: micro.tensors[key].to(self.device) for key in TOKEN_KEYS if key in micro.tensors.keys()}
         responses = micro.tensors["responses"].to(self.device)
-        temperature = self.cfg.worker.rollout.temperature
+        temperature = self.cfg.worker.rollout.temperature if temperature is None else temperature
         grids = {key: value.to(self.device) for key, value in position_inputs(micro.non_tensors["vision_inputs"]).items()}
         joined = joined_features(features, self.device)
         if not self.sharded_prefill:
@@ -174,31 +182,72 @@ class PolicyModel:
     # ----- update ----------------------------------------------------------------------------------------------
     def update_policy(self, batch: Batch, data_parallel_size: int) -> dict[str, float]:
         """PPO-clip (+ KL loss, - entropy bonus) over mini-batches; returns metrics averaged over micro-batches."""
-        assert self.optimizer is not None and self.scheduler is not None, "update_policy called on the reference"
+        metrics: dict[str, list[float]] = {}
+        for _ in range(self.cfg.worker.actor.ppo_epochs):
+            self._optimize(batch, data_parallel_size, self._ppo_loss, metrics)
+        return self._finish_update(metrics)
+
+    def update_supervised(self, batch: Batch, data_parallel_size: int) -> dict[str, float]:
+        """One pass of supervised fine-tuning (CoT-SFT): the negative log-likelihood of the response tokens.
+
+        The same mini-/micro-batching, feature reuse and MR-SP prefill as the PPO update, so an SFT stage trains
+        exactly what the RL stage will later score.
+        """
+        metrics: dict[str, list[float]] = {}
+        self._optimize(batch, data_parallel_size, self._sft_loss, metrics)
+        return self._finish_update(metrics)
+
+    @torch.no_grad()
+    def supervised_loss(self, batch: Batch) -> dict[str, float]:
+        """The SFT loss of ``batch`` without training (validation): mean over micro-batches, and the token count."""
+        self.model.eval()
+        batch = self.with_video_features(batch)
+        losses, tokens = [], 0.0
+        for micro in batch.split(self.cfg.worker.actor.micro_batch_size_per_device_for_experience):
+            loss, _ = self._sft_loss(micro)
+            losses.append(loss.item() * len(micro))
+            tokens += float(micro.tensors["response_mask"].sum())
+        return {"loss": sum(losses) / len(batch), "tokens": tokens}
+
+    def _optimize(self, batch: Batch, data_parallel_size: int, loss_fn: LossFn,
+                  metrics: dict[str, list[float]]) -> None:
+        """One pass over ``batch``: an optimizer step per mini-batch (``global_batch_size`` prompts x ``n`` over the
+        data-parallel ranks), gradients accumulated over its micro-batches, grad-norm clipped; appends to
+        ``metrics``."""
+        assert self.optimizer is not None and self.scheduler is not None, "an update was called on the reference"
         cfg, actor = self.cfg, self.cfg.worker.actor
         self.model.train()
         if not self.tower_trained:
             batch = self.with_video_features(batch)
         mini_rows = max(1, actor.global_batch_size * cfg.worker.rollout.n // data_parallel_size)
-        metrics: dict[str, list[float]] = {}
-        for _ in range(actor.ppo_epochs):
-            for mini in batch.split(mini_rows):
-                for micro in mini.split(actor.micro_batch_size_per_device_for_update):
-                    step_metrics = self._accumulate(micro, weight=len(micro) / len(mini))
-                    for key, value in step_metrics.items():
-                        metrics.setdefault(key, []).append(value)
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    [p for p in self.model.parameters() if p.requires_grad], actor.max_grad_norm)
-                grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
-                if math.isfinite(grad_norm):
-                    self.optimizer.step()
-                metrics.setdefault("actor/grad_norm", []).append(grad_norm)
-                self.optimizer.zero_grad(set_to_none=True)
+        for mini in batch.split(mini_rows):
+            for micro in mini.split(actor.micro_batch_size_per_device_for_update):
+                loss, step_metrics = loss_fn(micro)
+                (loss * (len(micro) / len(mini))).backward()
+                for key, value in step_metrics.items():
+                    metrics.setdefault(key, []).append(value)
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.requires_grad], actor.max_grad_norm)
+            grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+            if math.isfinite(grad_norm):
+                self.optimizer.step()
+            metrics.setdefault("actor/grad_norm", []).append(grad_norm)
+            self.optimizer.zero_grad(set_to_none=True)
+
+    def _finish_update(self, metrics: dict[str, list[float]]) -> dict[str, float]:
+        """Advance the lr schedule (once per trainer step) and average the metrics over micro-batches."""
         metrics["actor/lr"] = [self.scheduler.get_last_lr()[0]]
         self.scheduler.step()
         return {key: sum(values) / len(values) for key, values in metrics.items()}
 
-    def _accumulate(self, micro: Batch, weight: float) -> dict[str, float]:
+    def _sft_loss(self, micro: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Token-level negative log-likelihood of the targets at temperature 1 (no rollout distribution here)."""
+        mask = micro.tensors["response_mask"].to(self.device)
+        scores = self._scores(micro, self._update_features(micro), with_entropy=False, temperature=1.0)
+        loss = agg_loss(-scores.log_probs, mask, self.cfg.worker.actor.loss_agg_mode)
+        return loss, {"sft/loss": loss.item()}
+
+    def _ppo_loss(self, micro: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         actor, algo = self.cfg.worker.actor, self.cfg.algorithm
         t = {key: micro.tensors[key].to(self.device) for key in
              ("responses", "response_mask", "old_log_probs", "advantages")}
@@ -218,8 +267,7 @@ class PolicyModel:
                                       t["response_mask"], algo.kl_penalty, actor.loss_agg_mode)
             loss = loss + algo.kl_coef * kl_loss
             metrics["actor/kl_loss"] = kl_loss.item()
-        (loss * weight).backward()
-        return metrics
+        return loss, metrics
 
     def _update_features(self, micro: Batch) -> list[torch.Tensor | None]:
         """Frozen tower: the step's features. Trained tower: stage 1 again with gradients, under the same frame

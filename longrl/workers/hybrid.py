@@ -14,19 +14,16 @@ generate the same samples (same seed, same features) from their own rollout copi
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from transformers import GenerationConfig
 
 from longrl.config.schema import RootConfig
-from longrl.controller import Dispatch, Worker, register
-from longrl.models.registry import adapter_for_model_dir
+from longrl.controller import Dispatch, register
 from longrl.embeds.cache import cache_root, write_back
 from longrl.embeds.store import EmbeddingStore
-from longrl.mrsp import build_sp_groups
 from longrl.protocol import EMBED_ENTRY, Batch
 from longrl.workers.actor import PolicyModel
+from longrl.workers.policy_worker import PolicyWorker
 from longrl.workers.rollout.base import RolloutEngine
 from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.rollout.sampling import SamplingParams
@@ -38,32 +35,19 @@ def needs_reference(cfg: RootConfig) -> bool:
     return not cfg.algorithm.disable_kl and (cfg.algorithm.use_kl_loss or cfg.algorithm.kl_coef > 0)
 
 
-class HybridWorker(Worker):
+class HybridWorker(PolicyWorker):
     def __init__(self, cfg: RootConfig, total_steps: int):
-        super().__init__()
-        self.cfg = cfg
-        actor = cfg.worker.actor
-        self.sp_size = actor.ulysses_size
-        self.init_distributed()
-        self.groups = build_sp_groups(actor.ulysses_size)
-        device = self.device()
-        model_path = actor.model.model_path
-        self.adapter = adapter_for_model_dir(model_path)
-        self.processor = self.adapter.load_processor(model_path)
-        tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        self.pad_token_id = tokenizer.pad_token_id
-        stop = GenerationConfig.from_pretrained(model_path).eos_token_id or tokenizer.eos_token_id
+        super().__init__(cfg, total_steps)
+        stop = GenerationConfig.from_pretrained(self.model_path).eos_token_id or self.tokenizer.eos_token_id
         self.eos_token_ids = [stop] if isinstance(stop, int) else list(stop)
-        self.actor = PolicyModel(cfg, self.adapter, device, actor.fsdp, actor.offload, trainable=True,
-                                 groups=self.groups, pad_token_id=self.pad_token_id, total_steps=total_steps)
+        device = self.device()
         self.ref = (PolicyModel(cfg, self.adapter, device, cfg.worker.ref.fsdp, cfg.worker.ref.offload,
                                 trainable=False, groups=self.groups, pad_token_id=self.pad_token_id)
                     if needs_reference(cfg) else None)
-        self.rollout = self._rollout_engine(model_path, device)
+        self.rollout = self._rollout_engine(self.model_path, device)
         # Videos encoded live because the embedding cache lacked them are written to it (once per SP group).
         root = cache_root(cfg)
         self.cache = EmbeddingStore(root) if root is not None else None
-        self.dp_size = self.groups.dp_size
 
     def _rollout_engine(self, model_path: str, device: torch.device) -> RolloutEngine:
         """``worker.rollout.name``: ``hf`` (the embedded default) or ``vllm`` (imported only when chosen)."""
@@ -118,9 +102,7 @@ class HybridWorker(Worker):
     @register(Dispatch.DP_COMPUTE)
     def update_actor(self, batch: Batch) -> dict[str, float]:
         """The PPO update, plus this rank's vision-tower work over the step (``mrsp/*``: calls, temporal slices)."""
-        metrics = self.actor.update_policy(batch, self.dp_size)
-        slices = self.actor.read_encoded_slices() + (self.ref.read_encoded_slices() if self.ref is not None else [])
-        return {**metrics, "mrsp/vision_tower_calls": float(len(slices)), "mrsp/encoded_slices": float(sum(slices))}
+        return {**self.actor.update_policy(batch, self.dp_size), **self.tower_metrics(self.actor, self.ref)}
 
     @register(Dispatch.ONE_TO_ALL)
     def sync_rollout_weights(self) -> None:
@@ -129,11 +111,6 @@ class HybridWorker(Worker):
         self.rollout.load_weights(self.actor.full_tensors())
 
     @register(Dispatch.ONE_TO_ALL)
-    def save_checkpoint(self, directory: str) -> None:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        self.actor.save(directory, self.processor)
-
-    @register(Dispatch.ONE_TO_ALL)
     def load_checkpoint(self, directory: str) -> None:
-        self.actor.load(directory)
+        super().load_checkpoint(directory)
         self.sync_rollout_weights()

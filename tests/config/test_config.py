@@ -58,7 +58,7 @@ def test_misspelt_nested_key_lists_that_section():
 def test_misspelt_top_level_section():
     with pytest.raises(ConfigError) as info:
         load_config(["trainr.max_steps=3"])
-    assert "Valid keys under the top level: data, algorithm, worker, trainer, embedded" in str(info.value)
+    assert "Valid keys under the top level: data, algorithm, worker, trainer, sft, embedded" in str(info.value)
 
 
 def test_easyr1_config_file_applies_below_cli(tmp_path: Path):

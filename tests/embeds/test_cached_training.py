@@ -16,12 +16,11 @@ import torch.distributed as dist
 
 from longrl.config.loader import load_config
 from longrl.controller.worker_group import free_rendezvous_port
-from longrl.data.dataset import VideoQADataset, collate_left_padded
+from longrl.data.dataset import VideoQADataset, collate_left_padded, prompts_to_batch
 from longrl.data.synthetic import generate_dataset
 from longrl.embeds.cache import EmbeddingCache
 from longrl.models import get_adapter
 from longrl.protocol import TOKEN_KEYS
-from longrl.trainer.rl_trainer import prompts_to_batch
 
 REPO = Path(__file__).resolve().parents[2]
 _SPEC = importlib.util.spec_from_file_location("cache_video_embeds", REPO / "scripts/cache_video_embeds.py")

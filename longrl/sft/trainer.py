@@ -1,0 +1,88 @@
+"""The CoT-SFT loop on the single controller: rows with reasoning traces -> prompt + target batches -> the SFT
+worker group's update, with validation loss, logging and atomic, resumable checkpoints as in the RL stage.
+
+A resumed run continues exactly where it stopped: the loader's position, the RNG states, the model, optimizer and
+learning-rate schedule are all in the checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tqdm import tqdm
+
+from longrl.config.schema import RootConfig
+from longrl.protocol import Batch
+from longrl.sft.batch import sft_batch
+from longrl.sft.targets import TargetTemplate
+from longrl.trainer.metrics import (
+    append_metrics,
+    compute_throughput_metrics,
+    compute_timing_metrics,
+    reduce_metrics,
+)
+from longrl.trainer.run import TrainingRun
+from longrl.trainer.timer import timer
+from longrl.workers.sft import SFTWorker
+
+
+class SFTTrainer(TrainingRun):
+    """One SFT run over ``data.train_files`` (and the validation loss on ``data.val_files``)."""
+
+    def __init__(self, cfg: RootConfig):
+        super().__init__(cfg, SFTWorker, targets=TargetTemplate.from_file(cfg.sft.target_template))
+
+    def to_batch(self, collated: dict[str, Any]) -> Batch:
+        return sft_batch(collated, self.tokenizer.pad_token_id, self.tokenizer.eos_token_id)
+
+    def step(self) -> dict[str, float]:
+        timings: dict[str, float] = {}
+        with timer("step", timings):
+            batch = self.loader.next_batch()
+            with timer("update_actor", timings):
+                per_rank = self.workers.train_step(batch)
+        collected: dict[str, list[float]] = {}
+        for rank_metrics in per_rank:
+            append_metrics(collected, rank_metrics)
+        tokens = int(batch.tensors["attention_mask"].sum())
+        world = self.cfg.trainer.nnodes * self.cfg.trainer.n_gpus_per_node
+        return {**reduce_metrics(collected), **compute_timing_metrics(timings),
+                **compute_throughput_metrics(tokens, timings, world),
+                "sft/target_tokens": float(batch.tensors["response_mask"].sum()),
+                "data/skipped_rows": float(self.skipped_rows)}
+
+    def validate(self) -> dict[str, float]:
+        """The SFT loss over the validation split (teacher-forced, no generation): the mean over its rows.
+
+        Data-parallel shares are equal in size (the controller pads the last one by repeating rows), so a batch's
+        loss is the mean of its shares' losses.
+        """
+        total, rows = 0.0, 0
+        for batch in self.val_batches():
+            shares = self.workers.validation_loss(batch)
+            total += sum(share["loss"] for share in shares) / len(shares) * len(batch)
+            rows += len(batch)
+        return {"val/sft_loss": total / rows}
+
+    def fit(self) -> dict[str, dict[str, float]]:
+        """Train to ``total_steps``; returns the validation loss before and after (empty without a val split)."""
+        trainer = self.cfg.trainer
+        self.resume_state()
+        summary: dict[str, dict[str, float]] = {}
+        if self.val is not None and trainer.val_before_train and self.global_step == 0:
+            summary["before"] = self.validate()
+            self.tracker.log(summary["before"], self.global_step)
+        progress = tqdm(total=self.total_steps, initial=self.global_step, desc="SFT steps", unit="step", disable=None)
+        while self.global_step < self.total_steps:
+            self.global_step += 1
+            progress.update(1)
+            metrics = self.step()
+            last = self.global_step == self.total_steps
+            if self.val is not None and ((trainer.val_freq > 0 and self.global_step % trainer.val_freq == 0) or last):
+                summary["after"] = self.validate()
+                metrics.update(summary["after"])
+            self.tracker.log(metrics, self.global_step)
+            if (trainer.save_freq > 0 and self.global_step % trainer.save_freq == 0) or last:
+                self.save()
+        progress.close()
+        return summary
