@@ -1,0 +1,207 @@
+"""Answer questions about videos with a trained (merged Hugging Face) model directory, in a few lines.
+
+>>> model = VideoModel.from_pretrained("path/to/model", backend="hf", num_video_frames=16)
+>>> model.generate_content([{"path": "clip.mp4"}, "What happens first?"], thinking=True)
+
+Every step is training's own code path, so a model is asked exactly what it was trained on: the video is decoded,
+sampled and resized by :mod:`longrl.data.video` (``num_video_frames`` or ``fps`` capped by ``max_video_frames``,
+frames under ``max_pixels``), the prompt is rendered and tokenised by the family's adapter as ``VideoQADataset``
+does, prompts are left-padded and batched by ``collate_left_padded`` / ``prompts_to_batch``, and the tokens come from
+a rollout engine (``HFRollout`` or ``VLLMRollout``) with :class:`SamplingParams`. The vLLM engine is fed each video's
+features from the model's own vision tower (:class:`~longrl.inference.features.TowerFeatures`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import GenerationConfig
+
+from longrl.config.schema import DataConfig, RolloutConfig
+from longrl.data.dataset import collate_left_padded, prompts_to_batch
+from longrl.data.video import FrameSampling, load_video
+from longrl.inference.contents import Contents, Request, parse_contents
+from longrl.inference.features import TowerFeatures
+from longrl.inference.prompts import PromptSet
+from longrl.models.registry import ModelAdapter, adapter_for_model_dir
+from longrl.protocol import TOKEN_KEYS
+from longrl.workers.rollout.base import RolloutEngine
+from longrl.workers.rollout.hf import HFRollout
+from longrl.workers.rollout.sampling import SamplingParams
+
+__all__ = ["BACKENDS", "VideoModel"]
+
+BACKENDS = ("hf", "vllm")
+
+
+class VideoModel:
+    """A model directory behind a rollout engine, with the frame sampling and prompts its questions go through.
+
+    Build it with :meth:`from_pretrained`. ``generate_content`` answers one request, ``generate_batch`` several in one
+    engine call; ``messages`` and ``prompt_inputs`` show what a request becomes before generation.
+    """
+
+    def __init__(self, adapter: ModelAdapter, processor: Any, engine: RolloutEngine, sampling: FrameSampling,
+                 max_pixels: int, min_pixels: int, prompts: PromptSet, stop_token_ids: Sequence[int],
+                 tower: TowerFeatures | None = None):
+        self.adapter, self.processor, self.engine, self.tower = adapter, processor, engine, tower
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.sampling, self.max_pixels, self.min_pixels = sampling, max_pixels, min_pixels
+        self.prompts = prompts
+        self.stop_token_ids = tuple(stop_token_ids)
+        pad = self.tokenizer.pad_token_id
+        self.pad_token_id = int(pad) if pad is not None else self.stop_token_ids[0]
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_dir: str | Path,
+        backend: str = "hf",
+        *,
+        num_video_frames: int | None = None,
+        fps: float | None = None,
+        max_video_frames: int = RolloutConfig.max_video_frames,
+        max_pixels: int = DataConfig.max_pixels,
+        min_pixels: int = DataConfig.min_pixels,
+        dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        thinking_prompt: str | Path | None = None,
+        direct_prompt: str | Path | None = None,
+        max_model_len: int | None = None,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> VideoModel:
+        """Load ``model_dir`` (any family with an adapter) behind the ``backend`` engine.
+
+        Frames: ``num_video_frames`` spread evenly, or ``fps`` frames per second of video capped at
+        ``max_video_frames``; with neither, ``worker.rollout``'s default of 16 frames. ``dtype`` / ``device`` default
+        to float32 on the CPU and bfloat16 on a GPU, as in training. ``thinking_prompt`` / ``direct_prompt`` replace
+        the built-in format prompts (:mod:`longrl.inference.prompts`) with jinja files. vLLM only: ``max_model_len``
+        (default: the model's own limit) and ``engine_options``, ``worker.rollout`` fields such as
+        ``gpu_memory_utilization`` or ``enforce_eager``.
+        """
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if num_video_frames is None and fps is None:
+            num_video_frames = RolloutConfig.num_video_frames
+        sampling = FrameSampling(num_frames=num_video_frames, fps=fps, max_frames=max_video_frames)
+        device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = dtype or (torch.float32 if device.type == "cpu" else torch.bfloat16)
+        adapter = adapter_for_model_dir(model_dir)
+        processor = adapter.load_processor(model_dir)
+        tower = None
+        if backend == "hf":
+            if engine_options or max_model_len is not None:
+                raise ValueError("max_model_len and engine_options configure the vLLM engine; backend='hf' takes "
+                                 "neither")
+            engine: RolloutEngine = HFRollout(model_dir, dtype=dtype, device=device)
+        else:
+            engine = _vllm_engine(model_dir, adapter, dtype, max_model_len, engine_options or {})
+            if adapter.supports_video:
+                tower = TowerFeatures(adapter, model_dir, dtype, device)
+        return cls(adapter, processor, engine, sampling, max_pixels, min_pixels,
+                   PromptSet.load(thinking_prompt, direct_prompt), _stop_token_ids(model_dir, processor), tower)
+
+    # ----- what a request becomes --------------------------------------------------------------------------------
+    def messages(self, contents: Contents, *, thinking: bool = True,
+                 options: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """The chat messages ``contents`` is rendered into (the question through the thinking or direct prompt)."""
+        return self._messages(parse_contents(contents), thinking, options)
+
+    def prompt_inputs(self, contents: Contents, *, thinking: bool = True,
+                      options: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """The model inputs of ``contents`` (a batch of one): token ids, mask and, with a video, its pixels and grid."""
+        request = parse_contents(contents)
+        messages = self._messages(request, thinking, options)
+        if request.video is None:
+            return self.adapter.encode(self.processor, messages, None)
+        if not self.adapter.supports_video:
+            raise ValueError(f"model family {self.adapter.family!r} is text-only; the contents hold video "
+                             f"{request.video}")
+        video = load_video(request.video, self.sampling, max_pixels=self.max_pixels, min_pixels=self.min_pixels,
+                           size_factor=self.adapter.video_size_factor)
+        return self.adapter.encode(self.processor, messages, video)
+
+    def _messages(self, request: Request, thinking: bool, options: Sequence[str] | None) -> list[dict[str, Any]]:
+        return request.messages(self.prompts.select(thinking, request.video is not None), options or ())
+
+    # ----- generation ----------------------------------------------------------------------------------------------
+    def generate_content(self, contents: Contents, *, thinking: bool = True, options: Sequence[str] | None = None,
+                         max_new_tokens: int = 1024, temperature: float = 0.0, top_p: float = 1.0, top_k: int = -1,
+                         n: int = 1, seed: int | None = None) -> str | list[str]:
+        """The reply to one request: a string, or ``n`` strings when ``n > 1``. ``temperature=0`` is greedy."""
+        replies = self.generate_batch([contents], thinking=thinking, options=None if options is None else [options],
+                                      max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                      top_k=top_k, n=n, seed=seed)[0]
+        return replies if n > 1 else replies[0]
+
+    @torch.no_grad()
+    def generate_batch(self, batch: Sequence[Contents], *, thinking: bool = True,
+                       options: Sequence[Sequence[str] | None] | None = None, max_new_tokens: int = 1024,
+                       temperature: float = 0.0, top_p: float = 1.0, top_k: int = -1, n: int = 1,
+                       seed: int | None = None) -> list[list[str]]:
+        """Replies to several requests in one engine call: per request, a list of its ``n`` replies.
+
+        ``options[i]`` are request ``i``'s multiple-choice options (rendered with letters), ``None`` for none.
+        Replies are decoded without special tokens.
+        """
+        if options is not None and len(options) != len(batch):
+            raise ValueError(f"options has {len(options)} entries for {len(batch)} requests")
+        if not batch:
+            return []
+        params = SamplingParams(n=n, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
+                                eos_token_ids=self.stop_token_ids, pad_token_id=self.pad_token_id, seed=seed)
+        samples = [self._sample(index, contents, thinking, None if options is None else options[index])
+                   for index, contents in enumerate(batch)]
+        prompts = prompts_to_batch(collate_left_padded(samples, self.pad_token_id))
+        if self.tower is not None:
+            prompts = self.tower.attach(prompts)
+        out = self.engine.generate(prompts, params)
+        responses, mask = out.tensors["responses"], out.tensors["response_mask"].bool()
+        texts = [self.tokenizer.decode(row[keep].tolist(), skip_special_tokens=True)
+                 for row, keep in zip(responses, mask)]
+        return [texts[index * n:(index + 1) * n] for index in range(len(batch))]
+
+    def _sample(self, index: int, contents: Contents, thinking: bool, options: Sequence[str] | None) -> dict[str, Any]:
+        """One request in the data layer's sample layout (what ``collate_left_padded`` takes)."""
+        inputs = self.prompt_inputs(contents, thinking=thinking, options=options)
+        return {
+            "uid": str(index),
+            "inputs": {key: value[0] if key in TOKEN_KEYS else value for key, value in inputs.items()},
+            **{key: None for key in ("question", "options", "answer", "reasoning", "task", "video_path", "timestamps")},
+        }
+
+    def close(self) -> None:
+        """Shut the engine down (vLLM keeps process-wide state; another engine can start in this process after it)."""
+        close = getattr(self.engine, "close", None)
+        if close is not None:
+            close()
+
+
+def _vllm_engine(model_dir: str | Path, adapter: ModelAdapter, dtype: torch.dtype, max_model_len: int | None,
+                 engine_options: Mapping[str, Any]) -> RolloutEngine:
+    from longrl.workers.rollout.vllm import VLLMRollout
+
+    fields = {field.name for field in dataclasses.fields(RolloutConfig)}
+    unknown = sorted(set(engine_options) - fields)
+    if unknown:
+        raise ValueError(f"engine_options has unknown key(s) {unknown}; they are worker.rollout fields: "
+                         f"{sorted(fields)}")
+    rollout = RolloutConfig(**{**engine_options, "name": "vllm"})
+    return VLLMRollout(model_dir, rollout, max_model_len, adapter.positions_3d, dtype=dtype, seed=rollout.seed)
+
+
+def _stop_token_ids(model_dir: str | Path, processor: Any) -> list[int]:
+    """End-of-turn ids: the checkpoint's generation config (Qwen: ``<|im_end|>``, ``<|endoftext|>``), else the
+    tokenizer's end-of-sequence token."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    stop = None
+    if (Path(model_dir) / "generation_config.json").is_file():
+        stop = GenerationConfig.from_pretrained(str(model_dir)).eos_token_id
+    stop = stop if stop is not None else tokenizer.eos_token_id
+    if stop is None:
+        raise ValueError(f"{model_dir} names no end-of-sequence token (generation_config.json or tokenizer)")
+    return [stop] if isinstance(stop, int) else list(stop)
