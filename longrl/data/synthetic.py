@@ -8,6 +8,9 @@ answer letter, a step-by-step reasoning trace (for CoT-SFT) and the ground truth
 * ``counting``: a coloured shape flashes k times among flashes of other colours; how many times?
 * ``temporal_order``: several distinct coloured shapes flash once each; which came first / last, or in
   what order?
+* ``majority_colour``: shapes of a few colours flash; which colour flashes most often? The answer is spread over
+  the whole video but needs no exact count or order, so it is the task a tiny model learns within a CPU-minutes
+  SFT stage (the embedded quickstart's two-stage pipeline uses it); it is not in the default mix.
 
 Each flash lasts one frame, so frame sampling must keep every frame of these videos for the answer to stay
 visible to the model. Sample ``i`` of a dataset depends only on ``(seed, i)``: the same seed gives the same
@@ -27,7 +30,8 @@ import numpy as np
 
 from longrl.data.synthetic_scenes import SHAPES, Frame, Sprite, render_scene, write_mp4
 
-TASKS = ("shell_game", "counting", "temporal_order")
+TASKS = ("shell_game", "counting", "temporal_order")  # the default mix
+ALL_TASKS = (*TASKS, "majority_colour")
 SPLITS = ("train", "val", "test")
 LETTERS = "ABCDEFGH"
 MIN_FRAMES = 8
@@ -236,7 +240,32 @@ def _temporal_order(rng: np.random.Generator, frames: int, fps: float) -> _TaskD
     )
 
 
-_TASK_DRAWERS = {"shell_game": _shell_game, "counting": _counting, "temporal_order": _temporal_order}
+def _majority_colour(rng: np.random.Generator, frames: int, fps: float) -> _TaskDraw:
+    room = (frames + 1) // 2  # flashes that fit with a blank frame between any two
+    top = int(rng.integers(3, min(5, room) + 1))
+    second = int(rng.integers(0, min(top - 1, room - top) + 1))
+    third = int(rng.integers(0, min(top - 1, room - top - second) + 1))
+    target, *others = [str(c) for c in rng.choice(EVENT_COLOURS, size=4, replace=False)]
+    counts = {target: top, others[0]: second, others[1]: third}
+    colours = rng.permutation([colour for colour, n in counts.items() for _ in range(n)])
+    events, sprites = [], []
+    for frame, colour in zip(_spaced_frames(rng, frames, len(colours)), colours):
+        shape = str(rng.choice(SHAPES))
+        events.append({"frame": frame, "colour": str(colour), "shape": shape})
+        sprites.append(_flash(rng, str(colour), shape))
+    tally = ", ".join(f"{colour} {n}" for colour, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n)
+    return _TaskDraw(
+        question="Shapes of several colours flash briefly during the video. Which colour flashes most often?",
+        correct=target,
+        distractors=others,
+        reasoning=f"I tally the flashes by colour: {tally}. So {target} flashes most often.",
+        meta={"counts": counts, "events": events},
+        scene=_event_scene(frames, events, sprites),
+    )
+
+
+_TASK_DRAWERS = {"shell_game": _shell_game, "counting": _counting, "temporal_order": _temporal_order,
+                 "majority_colour": _majority_colour}
 
 
 def make_sample(index: int, frames: int, seed: int = 0, fps: float = 2.0, task: str | None = None,
@@ -251,7 +280,7 @@ def make_sample(index: int, frames: int, seed: int = 0, fps: float = 2.0, task: 
         raise ValueError(f"fps must be > 0, got {fps}")
     task = TASKS[index % len(TASKS)] if task is None else task
     if task not in _TASK_DRAWERS:
-        raise ValueError(f"unknown synthetic task {task!r}; expected one of {TASKS}")
+        raise ValueError(f"unknown synthetic task {task!r}; expected one of {ALL_TASKS}")
     rng = np.random.default_rng([seed, index])
     draw = _TASK_DRAWERS[task](rng, frames, fps)
     options = [draw.correct, *draw.distractors]
@@ -285,9 +314,13 @@ def split_indices(num: int, seed: int = 0) -> dict[str, list[int]]:
 
 def generate_dataset(
     out_dir: str | os.PathLike, num: int, frames: int, seed: int = 0, size: int = 112, fps: float = 2.0,
-    open_ended: bool = False,
+    open_ended: bool = False, tasks: Sequence[str] = TASKS,
 ) -> dict[str, Path]:
-    """Write ``num`` videos under ``out_dir/videos`` and ``train/val/test.jsonl``; return split -> jsonl path."""
+    """Write ``num`` videos under ``out_dir/videos`` and ``train/val/test.jsonl``; return split -> jsonl path.
+
+    Sample ``i`` is of task ``tasks[i % len(tasks)]``."""
+    if not tasks:
+        raise ValueError(f"tasks must name at least one of {ALL_TASKS}")
     if size < 16 or size % 2:
         raise ValueError(f"size must be an even number of pixels >= 16 (yuv420p), got {size}")
     out = Path(out_dir)
@@ -297,7 +330,7 @@ def generate_dataset(
         paths[split] = out / f"{split}.jsonl"
         with open(paths[split], "w", encoding="utf-8") as handle:
             for index in indices:
-                sample = make_sample(index, frames, seed, fps, open_ended=open_ended)
+                sample = make_sample(index, frames, seed, fps, task=tasks[index % len(tasks)], open_ended=open_ended)
                 write_mp4(out / sample.row["video"], render_scene(sample.scene, size), fps)
                 handle.write(json.dumps(sample.row) + "\n")
     return {split: paths[split] for split in SPLITS}
@@ -312,8 +345,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=112, help="frame side in pixels")
     parser.add_argument("--fps", type=float, default=2.0, help="frame rate of the written videos")
     parser.add_argument("--open-ended", action="store_true", help="no options; the answer is the correct text")
+    parser.add_argument("--tasks", default=",".join(TASKS),
+                        help=f"comma-separated tasks, sample i of tasks[i % len] (any of {', '.join(ALL_TASKS)})")
     args = parser.parse_args(argv)
-    paths = generate_dataset(args.out, args.num, args.frames, args.seed, args.size, args.fps, args.open_ended)
+    paths = generate_dataset(args.out, args.num, args.frames, args.seed, args.size, args.fps, args.open_ended,
+                             tasks=tuple(args.tasks.split(",")))
     for split, path in paths.items():
         with open(path, encoding="utf-8") as handle:
             print(f"{split}: {sum(1 for _ in handle)} rows -> {path}")

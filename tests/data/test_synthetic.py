@@ -278,3 +278,30 @@ def test_cli_writes_the_three_splits(tmp_path):
         assert f"{split}: 1 rows" in result.stdout
         decoded = load_video(out / rows[0]["video"], FrameSampling(fps=1.0))
         assert decoded.frames.shape == (8, 56, 56, 3) and decoded.source_fps == 1.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_majority_colour_answer_recovered_from_pixels(tmp_path, backend):
+    paths = generate_dataset(tmp_path, num=6, frames=9, seed=4, tasks=("majority_colour",))
+    rows = all_rows(paths)
+    assert {row["task"] for row in rows} == {"majority_colour"}
+    for row in rows:
+        counts = Counter(colour for _, colour, _ in read_flashes(decode_all(tmp_path, row, backend)))
+        assert dict(counts) == {colour: n for colour, n in row["meta"]["counts"].items() if n}
+        (top, top_count), *rest = counts.most_common()
+        assert all(n < top_count for _, n in rest), counts
+        assert answer_text(row) == top
+        assert row["reasoning"].endswith(f"So {top} flashes most often.")
+        assert len(set(row["options"])) == 4 and set(counts) <= set(row["options"])
+
+
+@pytest.mark.parametrize("frames", [8, 16, 64])
+def test_majority_colour_has_a_strict_majority(frames):
+    letters = Counter()
+    for index in range(60):
+        row = make_sample(index, frames, seed=5, task="majority_colour").row
+        counts = sorted(row["meta"]["counts"].values(), reverse=True)
+        assert counts[0] >= 3 and counts[0] > counts[1] >= counts[2] >= 0
+        assert sum(counts) <= (frames + 1) // 2
+        letters[row["answer"]] += 1
+    assert all(letters[letter] >= 6 for letter in "ABCD"), letters
