@@ -1,0 +1,6 @@
+"""Step: generate. `python longvideo-reason/generate.py --config FILE [--force] [key=value ...]` (see README.md)."""
+
+from lvreason.cli import main
+
+if __name__ == "__main__":
+    main("generate")
