@@ -8,9 +8,10 @@ answer letter, a step-by-step reasoning trace (for CoT-SFT) and the ground truth
 * ``counting``: a coloured shape flashes k times among flashes of other colours; how many times?
 * ``temporal_order``: several distinct coloured shapes flash once each; which came first / last, or in
   what order?
-* ``majority_colour``: shapes of a few colours flash; which colour flashes most often? The answer is spread over
-  the whole video but needs no exact count or order, so it is the task a tiny model learns within a CPU-minutes
-  SFT stage (the embedded quickstart's two-stage pipeline uses it); it is not in the default mix.
+* ``majority_colour``: large shapes of up to three of four colours flash; which colour flashes most often (options
+  always red, green, blue, yellow)? The answer is spread over the whole video but needs no exact count or order, so
+  it is the task a tiny model learns within a CPU-minutes SFT stage (the embedded quickstart's two-stage pipeline
+  uses it); it is not in the default mix.
 
 Each flash lasts one frame, so frame sampling must keep every frame of these videos for the answer to stay
 visible to the model. Sample ``i`` of a dataset depends only on ``(seed, i)``: the same seed gives the same
@@ -48,6 +49,9 @@ REVEAL_FRAMES = 2
 EVENT_COLOURS = ("red", "green", "magenta", "cyan", "white", "blue", "yellow")
 EVENT_HALF = 0.2
 MAX_COUNT = 8
+# The majority-colour task: four colours, always offered in this order, flashed as large centred shapes.
+MAJORITY_COLOURS = ("red", "green", "blue", "yellow")
+MAJORITY_HALF = 0.4
 
 
 @dataclass
@@ -66,6 +70,8 @@ class _TaskDraw:
     reasoning: str
     meta: dict
     scene: list[Frame]
+    # Options in this fixed order instead of shuffled (a task whose options are a fixed set).
+    option_order: list[str] | None = None
 
 
 def _seconds(frame: int, fps: float) -> str:
@@ -245,22 +251,23 @@ def _majority_colour(rng: np.random.Generator, frames: int, fps: float) -> _Task
     top = int(rng.integers(3, min(5, room) + 1))
     second = int(rng.integers(0, min(top - 1, room - top) + 1))
     third = int(rng.integers(0, min(top - 1, room - top - second) + 1))
-    target, *others = [str(c) for c in rng.choice(EVENT_COLOURS, size=4, replace=False)]
-    counts = {target: top, others[0]: second, others[1]: third}
-    colours = rng.permutation([colour for colour, n in counts.items() for _ in range(n)])
+    ranked = [str(c) for c in rng.permutation(MAJORITY_COLOURS)]
+    counts = {colour: n for colour, n in zip(ranked, (top, second, third, 0))}
+    flashes = rng.permutation([colour for colour, n in counts.items() for _ in range(n)])
     events, sprites = [], []
-    for frame, colour in zip(_spaced_frames(rng, frames, len(colours)), colours):
+    for frame, colour in zip(_spaced_frames(rng, frames, len(flashes)), flashes):
         shape = str(rng.choice(SHAPES))
         events.append({"frame": frame, "colour": str(colour), "shape": shape})
-        sprites.append(_flash(rng, str(colour), shape))
-    tally = ", ".join(f"{colour} {n}" for colour, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n)
+        sprites.append(Sprite(shape, str(colour), 0.5, 0.5, MAJORITY_HALF, MAJORITY_HALF))
+    tally = ", ".join(f"{colour} {n}" for colour, n in counts.items() if n)
     return _TaskDraw(
         question="Shapes of several colours flash briefly during the video. Which colour flashes most often?",
-        correct=target,
-        distractors=others,
-        reasoning=f"I tally the flashes by colour: {tally}. So {target} flashes most often.",
+        correct=ranked[0],
+        distractors=ranked[1:],
+        reasoning=f"I tally the flashes by colour: {tally}. So {ranked[0]} flashes most often.",
         meta={"counts": counts, "events": events},
         scene=_event_scene(frames, events, sprites),
+        option_order=list(MAJORITY_COLOURS),
     )
 
 
@@ -284,7 +291,8 @@ def make_sample(index: int, frames: int, seed: int = 0, fps: float = 2.0, task: 
     rng = np.random.default_rng([seed, index])
     draw = _TASK_DRAWERS[task](rng, frames, fps)
     options = [draw.correct, *draw.distractors]
-    order = rng.permutation(len(options))
+    order = (rng.permutation(len(options)) if draw.option_order is None
+             else np.array([options.index(option) for option in draw.option_order]))
     sample_id = f"{task}_{index:06d}"
     row = {
         "id": sample_id,
