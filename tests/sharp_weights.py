@@ -6,7 +6,11 @@ video (tied embeddings dominate), which would make "same tokens" comparisons vac
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+
+from longrl.models import get_adapter
 
 
 def sharp_weights(model: torch.nn.Module, seed: int, gain: float = 2.0) -> dict[str, torch.Tensor]:
@@ -24,3 +28,13 @@ def sharp_weights(model: torch.nn.Module, seed: int, gain: float = 2.0) -> dict[
             model.config, "tie_word_embeddings", False):
         weights["lm_head.weight"] = weights[embedding]
     return weights
+
+
+def save_sharp_model(family: str, directory: Path, seed: int = 0) -> Path:
+    """A tiny ``family`` model directory whose saved weights are the sharp ones (engines like vLLM load from disk)."""
+    adapter = get_adapter(family)
+    adapter.build_tiny(directory, seed=seed)
+    model = adapter.load_model(directory)
+    model.load_state_dict(sharp_weights(model, seed=seed))
+    model.save_pretrained(str(directory), safe_serialization=True)
+    return directory

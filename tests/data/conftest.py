@@ -11,19 +11,7 @@ import pytest
 
 from longrl.data.synthetic import generate_dataset
 from longrl.data.synthetic_scenes import write_mp4
-
-INDEX_BITS = 8  # frame numbers up to 255
-
-
-def index_frame(index: int, size: int = 112) -> np.ndarray:
-    """A frame showing ``index`` in binary: INDEX_BITS vertical bars, white for 1, black for 0 (MSB left)."""
-    bar = size // INDEX_BITS
-    image = np.zeros((size, size, 3), dtype=np.uint8)
-    for bit in range(INDEX_BITS):
-        if index >> (INDEX_BITS - 1 - bit) & 1:
-            image[:, bit * bar : (bit + 1) * bar] = 255
-    return image
-
+from index_frames import index_frame
 
 def write_indexed_video(path: Path, num_frames: int, fps: float, faststart: bool = True) -> Path:
     """An mp4 (or, for a ``.mkv`` path, a Matroska file, which states no frame count) of index frames."""

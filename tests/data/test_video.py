@@ -1,6 +1,6 @@
 """Frame sampling, pixel budgets and decoding (decord and PyAV) of generated videos, and bad-input errors.
 
-The decoding tests use videos whose frame i shows i in binary (conftest.index_frame), so which frames came
+The decoding tests use videos whose frame i shows i in binary (tests/index_frames.py), so which frames came
 back is read from the decoded pixels, independently of the decoder's own bookkeeping.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from index_frames import read_index
 
 from longrl.data import decoders, video
 from longrl.data.video import (
@@ -21,18 +22,11 @@ from longrl.data.video import (
 )
 
 BACKENDS = ["decord", "pyav"]
-BITS = 8
 
 
 def read_indices(frames: np.ndarray) -> list[int]:
-    """Frame numbers shown by decoded index frames (8 bars, MSB left, bright = 1), at any frame width."""
-    bar = frames.shape[2] / BITS
-    numbers = []
-    for frame in frames:
-        gray = frame.astype(np.float64).mean(axis=2)
-        bits = [gray[:, int(b * bar + bar / 4) : int(b * bar + 3 * bar / 4)].mean() > 128 for b in range(BITS)]
-        numbers.append(int("".join("1" if bit else "0" for bit in bits), 2))
-    return numbers
+    """Frame numbers shown by decoded index frames (``index_frames``), at any frame width."""
+    return [read_index(frame) for frame in frames]
 
 
 # ---------------------------------------------------------------- sampling (hand-computed indices)

@@ -21,24 +21,15 @@ from longrl.data.video import FrameSampling, load_video
 from longrl.inference import VideoModel
 from longrl.models import get_adapter
 from longrl.workers.rollout.base import media_token_ids
-from sharp_weights import sharp_weights
+from sharp_weights import save_sharp_model
 
 R1V_PROMPT = Path(__file__).resolve().parents[2] / "examples" / "format_prompt" / "r1v.jinja"
 MAX_NEW = 12
 
 
-def _sharp_model_dir(family: str, directory: Path) -> Path:
-    adapter = get_adapter(family)
-    adapter.build_tiny(directory, seed=0)
-    model = adapter.load_model(directory)
-    model.load_state_dict(sharp_weights(model, seed=0))
-    model.save_pretrained(str(directory), safe_serialization=True)
-    return directory
-
-
 @pytest.fixture(scope="module")
 def vl_dir(tmp_path_factory) -> Path:
-    return _sharp_model_dir("qwen2_5_vl", tmp_path_factory.mktemp("sharp_qwen2_5_vl"))
+    return save_sharp_model("qwen2_5_vl", tmp_path_factory.mktemp("sharp_qwen2_5_vl"))
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +129,7 @@ def test_n_samples_are_seeded_strings(model, rows):
 
 
 def test_text_only_family_answers_text_contents(tmp_path, rows):
-    model_dir = _sharp_model_dir("qwen2", tmp_path / "qwen2")
+    model_dir = save_sharp_model("qwen2", tmp_path / "qwen2")
     model = VideoModel.from_pretrained(model_dir)
     got = model.generate_content(["What is two plus two?"], thinking=False, max_new_tokens=MAX_NEW)
     messages = [{"role": "user", "content": [

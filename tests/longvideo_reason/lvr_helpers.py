@@ -15,36 +15,18 @@ from pathlib import Path
 from typing import Any, Union
 
 import longrl  # noqa: F401  (before anything imports torchvision)
-import numpy as np
 
 from longrl.data.synthetic_scenes import write_mp4
+from index_frames import index_frame
 
 REPO = Path(__file__).resolve().parents[2]
 
-INDEX_BITS = 8
 FRAME_SIDE = 64
-
-
-def index_frame(index: int) -> np.ndarray:
-    """A frame showing ``index`` in binary: INDEX_BITS vertical bars, white for 1 (most significant bit left)."""
-    bar = FRAME_SIDE // INDEX_BITS
-    image = np.zeros((FRAME_SIDE, FRAME_SIDE, 3), dtype=np.uint8)
-    for bit in range(INDEX_BITS):
-        if index >> (INDEX_BITS - 1 - bit) & 1:
-            image[:, bit * bar:(bit + 1) * bar] = 255
-    return image
-
-
-def read_index(frame: np.ndarray) -> int:
-    """The index an :func:`index_frame` shows, read back from decoded pixels."""
-    bar = frame.shape[1] // INDEX_BITS
-    bits = [frame[:, bit * bar + bar // 2].mean() > 127 for bit in range(INDEX_BITS)]
-    return sum(1 << (INDEX_BITS - 1 - bit) for bit, on in enumerate(bits) if on)
 
 
 def write_index_video(path: Path, num_frames: int, fps: float) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_mp4(path, (index_frame(i) for i in range(num_frames)), fps)
+    write_mp4(path, (index_frame(i, FRAME_SIDE) for i in range(num_frames)), fps)
     return path
 
 

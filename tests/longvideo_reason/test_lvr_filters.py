@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lvr_helpers import prompt_text, read_index
+from index_frames import read_index
+from lvr_helpers import prompt_text
 from lvreason.backends import ModelPool
 from lvreason.config import load_config
 from lvreason.pipeline import run_step

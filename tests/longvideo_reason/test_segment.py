@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from longrl.data.video import probe_video
-from lvr_helpers import read_index, write_index_video
+from index_frames import read_index
+from lvr_helpers import write_index_video
 from lvreason.backends import ModelPool
 from lvreason.config import load_config
 from lvreason.pipeline import run_step

@@ -14,20 +14,14 @@ pytest.importorskip("vllm", reason="vLLM is not installed here; `make test` runs
 
 from longrl.data.synthetic import generate_dataset  # noqa: E402
 from longrl.inference import VideoModel  # noqa: E402
-from longrl.models import get_adapter  # noqa: E402
-from sharp_weights import sharp_weights  # noqa: E402
+from sharp_weights import save_sharp_model  # noqa: E402
 
 MAX_NEW = 12
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    adapter = get_adapter("qwen2_5_vl")
-    directory = adapter.build_tiny(tmp_path_factory.mktemp("vllm_inference_tiny"), seed=0)
-    model = adapter.load_model(directory)
-    model.load_state_dict(sharp_weights(model, seed=0))
-    model.save_pretrained(str(directory), safe_serialization=True)
-    return directory
+    return save_sharp_model("qwen2_5_vl", tmp_path_factory.mktemp("vllm_inference_tiny"))
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from longrl.workers.rollout.hf import HFRollout  # noqa: E402
 from longrl.workers.rollout.sampling import SamplingParams  # noqa: E402
 from longrl.workers.rollout.vllm import VLLMRollout  # noqa: E402
 from longrl.workers.vision_inputs import VIDEO_EMBEDS, merge_vision_inputs  # noqa: E402
-from sharp_weights import sharp_weights  # noqa: E402
+from sharp_weights import save_sharp_model  # noqa: E402
 
 FAMILY = "qwen2_5_vl"
 MAX_NEW = 12
@@ -34,12 +34,7 @@ LOGPROB_ATOL = 2e-4
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A tiny Qwen2.5-VL whose saved weights are the sharp ones (vLLM loads from disk)."""
-    adapter = get_adapter(FAMILY)
-    directory = adapter.build_tiny(tmp_path_factory.mktemp("vllm_tiny"), seed=0)
-    model = adapter.load_model(directory)
-    model.load_state_dict(sharp_weights(model, seed=0))
-    model.save_pretrained(str(directory), safe_serialization=True)
-    return directory
+    return save_sharp_model(FAMILY, tmp_path_factory.mktemp("vllm_tiny"))
 
 
 @pytest.fixture(scope="module")
