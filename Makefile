@@ -1,5 +1,5 @@
 # The two quickstart commands, each installing into .venv on first use (the install is redone when pyproject.toml changes).
-#   make quickstart [ARGS="key=value ..."]   run the main job on the embedded default
+#   make quickstart [ARGS="key=value ..."]   run the main job on the embedded default: CoT-SFT, then GRPO, evaluated
 #   make test                                run the test suite (what CI runs): the main suite in .venv, then the
 #                                            vLLM rollout tests in .venv-vllm (vLLM pins its own transformers)
 # TORCH picks the torch build: the default is the CPU wheel; on a GPU machine use e.g. TORCH="torch torchvision".
@@ -28,7 +28,7 @@ $(VLLM_VENV)/.installed: pyproject.toml
 
 .PHONY: quickstart test test-main test-vllm
 quickstart: $(VENV)/.installed
-	$(VENV)/bin/python -m longrl.trainer.main $(ARGS)
+	$(VENV)/bin/python -m longrl.trainer.pipeline $(ARGS)
 
 test: test-main test-vllm
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from longrl.config.schema import RootConfig
-from longrl.trainer.main import config_from_argv, report_checkpoint
+from longrl.trainer.main import cli, report_checkpoint
 
 
 def run(cfg: RootConfig) -> tuple[dict[str, dict[str, float]], Path | None]:
@@ -31,11 +31,7 @@ def run(cfg: RootConfig) -> tuple[dict[str, dict[str, float]], Path | None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg = config_from_argv(argv, default_config_name="sft")
-    if cfg is None:
-        return 2
-    run(cfg)
-    return 0
+    return cli(argv, run, "sft")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,17 @@ def _build_atomically(target: Path, build: Callable[[Path], object]) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def embedded_test_split_mismatch(cfg: RootConfig) -> str | None:
+    """Why ``data.test_files`` cannot be used as it is: it still names the embedded synthetic test split while the
+    training rows are the user's own (a pipeline would then evaluate on the wrong task). None when consistent."""
+    root = Path(cfg.embedded.root).resolve()
+    train = cfg.data.train_files.split(",")[0].partition("@")[0]
+    if _under(cfg.data.test_files, root) and not _under(train, root):
+        return (f"data.test_files ({cfg.data.test_files}) is the embedded synthetic test split but data.train_files "
+                f"({cfg.data.train_files}) is not embedded data; set data.test_files to your held-out split")
+    return None
+
+
 def prepare_embedded_default(cfg: RootConfig) -> list[str]:
     """Create the missing embedded artefacts referenced by ``cfg``; returns a line per thing generated."""
     root = Path(cfg.embedded.root).resolve()
@@ -41,9 +52,9 @@ def prepare_embedded_default(cfg: RootConfig) -> list[str]:
         from longrl.data.synthetic import generate_dataset
 
         _build_atomically(data_dir, lambda out: generate_dataset(out, num=embedded.num_videos, frames=embedded.frames,
-                                                                 seed=embedded.seed))
-        generated.append(f"synthetic long-video dataset ({embedded.num_videos} videos x {embedded.frames} frames): "
-                         f"{data_dir}")
+                                                                 seed=embedded.seed, tasks=embedded.tasks))
+        generated.append(f"synthetic long-video dataset ({embedded.num_videos} videos x {embedded.frames} frames, "
+                         f"{', '.join(embedded.tasks)}): {data_dir}")
     model_dir = Path(cfg.worker.actor.model.model_path)
     if _under(str(model_dir), root) and not model_dir.exists():
         from longrl.models.registry import get_adapter

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from longrl.config.errors import ConfigError
 from longrl.config.loader import load_config, split_config_file_argument
@@ -80,12 +80,17 @@ def config_from_argv(argv: Sequence[str] | None, default_config_name: str = "con
     return cfg
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    cfg = config_from_argv(argv)
+def cli(argv: Sequence[str] | None, run_stage: Callable[[RootConfig], object], default_config_name: str) -> int:
+    """A stage's command line: the config from ``argv``, then ``run_stage``; exit status 2 on a config error."""
+    cfg = config_from_argv(argv, default_config_name)
     if cfg is None:
         return 2
-    run(cfg)
+    run_stage(cfg)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli(argv, run, "config")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ loop; everything here is shared so that both read the same config keys the same 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from longrl.sft.targets import TargetTemplate
 from longrl.trainer.checkpoint import CheckpointManager, default_checkpoint_root, resume_run, save_run
 from longrl.trainer.dataloader import PromptLoader
 from longrl.trainer.loggers import Tracker
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingRun:
@@ -43,7 +46,12 @@ class TrainingRun:
         self.skipped_rows = 0
         self.loader = PromptLoader(train, cfg.data.rollout_batch_size, seed=cfg.data.seed, shuffle=cfg.data.shuffle,
                                    total_epochs=cfg.trainer.total_epochs, collate_fn=self.collate)
-        self.total_steps = cfg.trainer.max_steps or self.loader.steps_per_epoch * cfg.trainer.total_epochs
+        self.total_steps = self.loader.total_steps
+        if cfg.trainer.max_steps:  # a cap, as in EasyR1: the data of trainer.total_epochs is all there is
+            if cfg.trainer.max_steps > self.total_steps:
+                logger.warning("trainer.max_steps=%d exceeds the %d steps of trainer.total_epochs=%d; stopping at %d",
+                               cfg.trainer.max_steps, self.total_steps, cfg.trainer.total_epochs, self.total_steps)
+            self.total_steps = min(cfg.trainer.max_steps, self.total_steps)
         self.checkpoints = CheckpointManager(cfg.trainer.save_checkpoint_path or default_checkpoint_root(cfg.trainer),
                                              cfg.trainer.save_limit)
         self.log_dir = Path("outputs") / "logs" / cfg.trainer.project_name / cfg.trainer.experiment_name

@@ -22,7 +22,7 @@ TARGET_FORMAT = re.compile(r"^<think>[^<]+</think><answer>[A-H]</answer>$")
 @pytest.fixture(scope="module")
 def setup(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("sft")
-    generate_dataset(root / "data", num=12, frames=8, seed=3)
+    generate_dataset(root / "data", num=12, frames=8, seed=3, tasks=("majority_colour",))  # short targets
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield root, tiny_model_dir("qwen2_5_vl")
     ray.shutdown()
@@ -48,19 +48,17 @@ def _deterministic(metrics: dict) -> dict:
 
 
 def test_loss_falls_and_greedy_generation_has_the_target_format(setup, monkeypatch, tmp_path):
-    """Overfit 4 rows: the training and validation losses fall, and greedy generation from the merged model
-    writes <think>...</think><answer>X</answer> for the training prompts."""
-    from transformers import AutoModelForImageTextToText
-
+    """Overfit the 8 training rows (two batches, 40 epochs): the training and validation losses fall, and greedy
+    generation from the merged model writes <think>...</think><answer>X</answer> for the training prompts."""
     from longrl.data.dataset import VideoQADataset
     from longrl.models import get_adapter
 
     root, model_dir = setup
     monkeypatch.chdir(tmp_path)
-    summary, merged = run(_cfg(root, model_dir, "overfit", "trainer.max_steps=40", "data.shuffle=false",
+    summary, merged = run(_cfg(root, model_dir, "overfit", "trainer.total_epochs=40", "data.shuffle=false",
                                "worker.actor.optim.lr=3e-3", "worker.actor.optim.lr_warmup_steps=2"))
     losses = [m["sft/loss"] for m in _metrics("overfit") if "sft/loss" in m]
-    assert len(losses) == 40
+    assert len(losses) == 80
     assert sum(losses[-5:]) / 5 < 0.3 * sum(losses[:5]) / 5, losses
     assert summary["after"]["val/sft_loss"] < summary["before"]["val/sft_loss"]
 
@@ -68,8 +66,8 @@ def test_loss_falls_and_greedy_generation_has_the_target_format(setup, monkeypat
     adapter = get_adapter("qwen2_5_vl")
     processor = adapter.load_processor(merged)
     dataset = VideoQADataset(cfg.data.train_files, cfg.data, cfg.worker.rollout, adapter, processor)
-    model = AutoModelForImageTextToText.from_pretrained(str(merged)).eval()
-    seen = [dataset[i] for i in range(4)]  # the first batch (no shuffling), seen ten times
+    model = adapter.load_model(merged).eval()  # with the published Qwen-VL position rule, as in training
+    seen = [dataset[i] for i in range(8)]  # the two full batches (no shuffling); the incomplete third is dropped
     for sample in seen:
         inputs = {key: value.unsqueeze(0) if key in ("input_ids", "attention_mask", "mm_token_type_ids") else value
                   for key, value in sample["inputs"].items()}

@@ -20,7 +20,7 @@ def test_main_generates_the_embedded_default_trains_and_reports(tmp_path: Path, 
     root = tmp_path / "embedded"
     assert main([f"embedded.root={root}", *SMALL]) == 0
     out = capsys.readouterr().out
-    assert f"generated synthetic long-video dataset (8 videos x 8 frames): {root / 'data'}" in out
+    assert f"generated synthetic long-video dataset (8 videos x 8 frames, majority_colour): {root / 'data'}" in out
     assert "generated tiny random qwen2_5_vl model" in out
     assert sorted(p.name for p in (root / "data").glob("*.jsonl")) == ["test.jsonl", "train.jsonl", "val.jsonl"]
     assert not list(root.glob(".*")), "no staging directory is left behind"
