@@ -118,6 +118,9 @@ class ActorConfig:
     ppo_epochs: int = 1
     entropy_coeff: float = 0.0
     padding_free: bool = False
+    # Score the n rows of one prompt (uid) as that prompt once plus n response branches (implies the packed,
+    # sharded prefill even at ulysses_size=1); exact, and the prompt's cost is paid once per group.
+    shared_prefix: bool = False
     ulysses_size: int = 1
     cached_embeds_dir: Optional[str] = None
     model: ModelConfig = field(default_factory=ModelConfig)

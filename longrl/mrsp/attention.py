@@ -10,6 +10,11 @@ left-padded prompt followed by its right-padded response is one segment; a packe
 sample). Each segment is one causal SDPA call, so no ``S x S`` mask is ever built (a long video prompt has tens of
 thousands of positions) and positions outside every segment (padding) get a zero output that nothing reads.
 
+Shared prefixes (the n rollouts of one prompt): a *branch* segment ``(row, start, end, prefix_start, prefix_end)``
+reads a prefix span too. Its queries attend to every key of ``[prefix_start, prefix_end)`` and causally to
+``[start, query]``: one SDPA call with key/value ``cat(prefix, own)`` and a ``(branch x (prefix + branch))`` mask, so
+the prompt is computed once while each response sees exactly what it sees in its own unshared row.
+
 GQA with fewer key/value heads than SP ranks: key/value heads are repeated just enough to split evenly (each
 query head still reads the key/value head it reads without SP).
 
@@ -37,9 +42,13 @@ ATTENTION_NAME = "longrl_mrsp"
 
 @dataclass(frozen=True)
 class AttentionLayout:
-    """Causal segments ``(row, start, end)`` in full-sequence coordinates, and the SP group (``None``: no SP)."""
+    """Segments in full-sequence coordinates, and the SP group (``None``: no SP).
 
-    segments: tuple[tuple[int, int, int], ...]
+    ``(row, start, end)``: causal over ``[start, end)``. ``(row, start, end, prefix_start, prefix_end)``: a branch,
+    causal over ``[start, end)`` after reading all of ``[prefix_start, prefix_end)`` (a span before ``start``).
+    """
+
+    segments: tuple[tuple[int, ...], ...]
     group: dist.ProcessGroup | None = field(default=None, compare=False)
 
 
@@ -80,12 +89,28 @@ def _mrsp_attention(
     if per_kv > 1:
         key, value = key.repeat_interleave(per_kv, dim=1), value.repeat_interleave(per_kv, dim=1)
     out = query.new_zeros(query.shape)
-    for row, start, end in mrsp_layout.segments:
+    dropout_p = dropout if module.training else 0.0
+    for segment in mrsp_layout.segments:
+        row, start, end = segment[:3]
+        q, k, v = (x[row : row + 1, :, start:end] for x in (query, key, value))
+        if len(segment) == 3 or segment[3] == segment[4]:
+            out[row, :, start:end] = F.scaled_dot_product_attention(
+                q, k, v, is_causal=True, scale=scaling, dropout_p=dropout_p)[0]
+            continue
+        prefix_start, prefix_end = segment[3], segment[4]
+        k = torch.cat([key[row : row + 1, :, prefix_start:prefix_end], k], dim=2)
+        v = torch.cat([value[row : row + 1, :, prefix_start:prefix_end], v], dim=2)
         out[row, :, start:end] = F.scaled_dot_product_attention(
-            query[row : row + 1, :, start:end], key[row : row + 1, :, start:end], value[row : row + 1, :, start:end],
-            is_causal=True, scale=scaling, dropout_p=dropout if module.training else 0.0)[0]
+            q, k, v, attn_mask=_branch_mask(end - start, prefix_end - prefix_start, q.device), scale=scaling,
+            dropout_p=dropout_p)[0]
     out = all_to_all(out, group, scatter_dim=2, gather_dim=1)
     return out.transpose(1, 2).contiguous(), None
+
+
+def _branch_mask(branch: int, prefix: int, device: torch.device) -> torch.Tensor:
+    """``(branch, prefix + branch)`` boolean mask: every prefix key, then the branch's own keys causally."""
+    own = torch.ones(branch, branch, dtype=torch.bool, device=device).tril()
+    return torch.cat([torch.ones(branch, prefix, dtype=torch.bool, device=device), own], dim=1)
 
 
 AttentionInterface.register(ATTENTION_NAME, _mrsp_attention)

@@ -6,7 +6,12 @@ sharding) and the video features to splice (computed once per step by stage 1). 
 
 1. **Layout.** Padded: the rows as they are, one causal segment per row (its valid span). Padding-free
    (``padding_free``): the valid tokens of all rows packed into one row, one segment per sample (the ``cu_seqlens``
-   boundaries), so no compute is spent on padding.
+   boundaries), so no compute is spent on padding. Shared-prefix (``shared_prefix``): packed too, but the rows of
+   one prompt (one ``uid``; anywhere in the batch) become that prompt once followed by their responses as
+   *branches* that read the prompt and causally themselves (:class:`~longrl.mrsp.attention.AttentionLayout`), each
+   with the position ids of its unshared row; every branch's first token is predicted from the prompt's last
+   position. The width is ``P + R_1 + ... + R_n`` per group instead of ``n (P + R)``, and the prompt's video
+   features are spliced once.
 2. **Shard.** The width is right-padded to a multiple of the SP size and each rank keeps one contiguous block of
    columns: its token ids, its position ids, and the video features of the placeholders that fall in its block.
 3. **Forward.** The model runs on the local block only; attention is Ulysses (:mod:`longrl.mrsp.attention`). The LM
@@ -20,7 +25,7 @@ Positions the layout does not score (response padding) come back as 0; callers m
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,15 +50,18 @@ class PrefillInputs:
     features: torch.Tensor | None  # (placeholders, hidden): the video features in row-major placeholder order
     placeholder_id: int | None  # the video placeholder token id
     pad_token_id: int
+    uids: Sequence[Hashable] | None = None  # (b,) the prompt of each row; rows of one uid share their prompt
+
 
 
 @dataclass
 class _Layout:
     input_ids: torch.Tensor  # (rows, W)
     position_ids: torch.Tensor  # (rows, W) or (k, rows, W)
-    segments: tuple[tuple[int, int, int], ...]
+    segments: tuple[tuple[int, ...], ...]
     predictors: torch.Tensor  # (m,) flat indices into (rows, W) of positions that predict a response token
     targets: torch.Tensor  # (m, 2) the (row, response column) each predictor predicts
+    features: torch.Tensor | None = None  # the inputs' feature row of each placeholder, in layout order (None: same)
 
 
 def _valid_spans(attention_mask: torch.Tensor) -> list[tuple[int, int]]:
@@ -103,6 +111,60 @@ def _packed_layout(inputs: PrefillInputs) -> _Layout:
                    torch.tensor(predictors, dtype=torch.long), torch.tensor(targets, dtype=torch.long).view(-1, 2))
 
 
+def _shared_prefix_layout(inputs: PrefillInputs) -> _Layout:
+    if inputs.uids is None or len(inputs.uids) != inputs.input_ids.shape[0]:
+        raise ValueError("shared_prefix needs PrefillInputs.uids, one per row (rows of one prompt share a uid)")
+    width = inputs.input_ids.shape[1]
+    prompt_width = width - inputs.responses.shape[1]
+    spans = _valid_spans(inputs.attention_mask)
+    groups: dict[Hashable, list[int]] = {}
+    for row, uid in enumerate(inputs.uids):
+        groups.setdefault(uid, []).append(row)
+    feature_start = None
+    if inputs.placeholder_id is not None:
+        counts = (inputs.input_ids == inputs.placeholder_id).sum(1)
+        feature_start = (counts.cumsum(0) - counts).tolist()  # the inputs' features are in row-major order
+    ids, positions, segments, predictors, targets, features = [], [], [], [], [], []
+    offset = 0
+    for uid, rows in groups.items():
+        first = rows[0]
+        start = min(spans[first][0], prompt_width) if spans[first][1] > spans[first][0] else prompt_width
+        for row in rows[1:]:
+            if not (torch.equal(inputs.input_ids[row, :prompt_width], inputs.input_ids[first, :prompt_width])
+                    and torch.equal(inputs.attention_mask[row, :prompt_width],
+                                    inputs.attention_mask[first, :prompt_width])):
+                raise ValueError(f"shared_prefix: rows {first} and {row} share uid {uid!r} but not their prompt")
+        prompt = slice(start, prompt_width)
+        ids.append(inputs.input_ids[first, prompt])
+        positions.append(inputs.position_ids[..., first, prompt])
+        if feature_start is not None:
+            placeholders = int((inputs.input_ids[first, prompt] == inputs.placeholder_id).sum())
+            features.append(torch.arange(feature_start[first], feature_start[first] + placeholders))
+        prefix = (offset, offset + prompt_width - start)
+        if prefix[1] > prefix[0]:
+            segments.append((0, *prefix))
+        offset = prefix[1]
+        for row in rows:
+            end = spans[row][1]
+            if end <= prompt_width:
+                continue
+            ids.append(inputs.input_ids[row, prompt_width:end])
+            positions.append(inputs.position_ids[..., row, prompt_width:end])
+            if prefix[1] > prefix[0]:
+                segments.append((0, offset, offset + end - prompt_width, *prefix))
+                predictors.append(prefix[1] - 1)  # response token 0 from the prompt's last position
+                targets.append((row, 0))
+            else:
+                segments.append((0, offset, offset + end - prompt_width))
+            for column in range(1, end - prompt_width):
+                predictors.append(offset + column - 1)
+                targets.append((row, column))
+            offset += end - prompt_width
+    return _Layout(torch.cat(ids)[None], torch.cat(positions, dim=-1).unsqueeze(-2), tuple(segments),
+                   torch.tensor(predictors, dtype=torch.long), torch.tensor(targets, dtype=torch.long).view(-1, 2),
+                   torch.cat(features) if feature_start is not None else None)
+
+
 def _pad_width(tensor: torch.Tensor, multiple: int, value: int) -> torch.Tensor:
     extra = -tensor.shape[-1] % multiple
     if not extra:
@@ -118,13 +180,18 @@ def sharded_response_scores(
     temperature: float = 1.0,
     with_entropy: bool = False,
     padding_free: bool = False,
+    shared_prefix: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(log_probs, entropy)`` of every response token, ``(b, R)`` float32, the same on every rank of the group.
 
     ``encoder_kwargs(features)`` turns the features of this rank's placeholders into the forward's keywords (the
-    model family's way of taking precomputed vision features).
+    model family's way of taking precomputed vision features). ``shared_prefix`` (needs ``inputs.uids``) packs each
+    prompt once with its rows' responses as branches; it implies ``padding_free``.
     """
-    layout = _packed_layout(inputs) if padding_free else _padded_layout(inputs)
+    if shared_prefix:
+        layout = _shared_prefix_layout(inputs)
+    else:
+        layout = _packed_layout(inputs) if padding_free else _padded_layout(inputs)
     device = inputs.input_ids.device
     ids = _pad_width(layout.input_ids, groups.sp_size, inputs.pad_token_id)
     positions = _pad_width(layout.position_ids, groups.sp_size, 0)
@@ -137,6 +204,8 @@ def sharded_response_scores(
         is_placeholder = ids == inputs.placeholder_id
         order = (is_placeholder.flatten().cumsum(0) - 1).view(rows, width)  # row-major index into features
         local = order[:, lo:hi][is_placeholder[:, lo:hi]]
+        if layout.features is not None:
+            local = layout.features.to(local.device)[local]
         # Passed even when empty: the features then stay in this rank's autograd graph, so the backward of their
         # all-gather (a collective) runs on every rank of the group, not only on those holding placeholders.
         kwargs = encoder_kwargs(inputs.features.index_select(0, local))

@@ -74,7 +74,7 @@ class PolicyModel:
         self.cfg, self.adapter, self.device = cfg, adapter, device
         self.groups, self.pad_token_id = groups, pad_token_id
         actor = cfg.worker.actor
-        self.sharded_prefill = groups.enabled or actor.padding_free
+        self.sharded_prefill = groups.enabled or actor.padding_free or actor.shared_prefix
         self.model = load_sharded_model(adapter, actor.model.model_path, fsdp, offload, device,
                                         gradient_checkpointing=trainable and actor.model.enable_gradient_checkpointing)
         if self.sharded_prefill:
@@ -152,12 +152,15 @@ class PolicyModel:
         if not self.sharded_prefill:
             kwargs = {**grids, **(self.adapter.encoder_kwargs(joined) if joined is not None else {})}
             return response_log_probs(self.model, tokens, kwargs, responses, temperature, with_entropy)
+        actor = self.cfg.worker.actor
+        uids = list(micro.non_tensors["uid"]) if "uid" in micro.non_tensors else list(range(len(micro)))
         inputs = PrefillInputs(tokens["input_ids"], tokens["attention_mask"],
                                self.adapter.position_ids(self.model, tokens, grids), responses, joined,
-                               self.adapter.video_placeholder_id(self.model), self.pad_token_id)
+                               self.adapter.video_placeholder_id(self.model), self.pad_token_id,
+                               uids)
         log_probs, entropy = sharded_response_scores(
             self.model, inputs, self.groups, self.adapter.encoder_kwargs, temperature, with_entropy,
-            self.cfg.worker.actor.padding_free)
+            actor.padding_free, actor.shared_prefix)
         return ResponseScores(log_probs, entropy)
 
     @torch.no_grad()
@@ -171,13 +174,26 @@ class PolicyModel:
         if not reuse_features:
             batch = batch.without_non_tensors(VIDEO_EMBEDS)
         batch = self.with_video_features(batch)
+        batch, inverse = self._by_prompt(batch)
         outputs: dict[str, list[torch.Tensor]] = {"log_probs": [], "entropy": []}
         for micro in batch.split(self.cfg.worker.actor.micro_batch_size_per_device_for_experience):
             scores = self._scores(micro, list(micro.non_tensors[VIDEO_EMBEDS]), with_entropy)
             outputs["log_probs"].append(scores.log_probs.cpu())
             if with_entropy:
                 outputs["entropy"].append(scores.entropy.cpu())
-        return Batch.from_dict({key: torch.cat(values) for key, values in outputs.items() if values})
+        restore = (lambda t: t[torch.from_numpy(inverse)]) if inverse is not None else (lambda t: t)
+        return Batch.from_dict({key: restore(torch.cat(values)) for key, values in outputs.items() if values})
+
+    def _by_prompt(self, batch: Batch) -> tuple[Batch, np.ndarray | None]:
+        """With ``shared_prefix``: ``batch`` with the rows of each uid made contiguous (groups in order of first
+        appearance, rows stable inside), so micro-batches of a multiple of ``n`` rows hold whole groups and score each
+        prompt once; and the permutation that restores the original order (``None``: nothing moved)."""
+        if not self.cfg.worker.actor.shared_prefix or "uid" not in batch.non_tensors:
+            return batch, None
+        first: dict[Any, int] = {}
+        group = np.array([first.setdefault(uid, len(first)) for uid in batch.non_tensors["uid"]])
+        order = np.argsort(group, kind="stable")
+        return batch[order], np.argsort(order)
 
     # ----- update ----------------------------------------------------------------------------------------------
     def update_policy(self, batch: Batch, data_parallel_size: int) -> dict[str, float]:
@@ -219,6 +235,7 @@ class PolicyModel:
         self.model.train()
         if not self.tower_trained:
             batch = self.with_video_features(batch)
+        batch, _ = self._by_prompt(batch)  # mini- and micro-batches of whole prompt groups share their prompt
         mini_rows = max(1, actor.global_batch_size * cfg.worker.rollout.n // data_parallel_size)
         for mini in batch.split(mini_rows):
             for micro in mini.split(actor.micro_batch_size_per_device_for_update):

@@ -53,3 +53,8 @@ def score_with_sp(family: str, model_dir: str, case_path: str, padding_free: boo
             grads[name] = grad / dist.get_world_size()
         result["grads"] = grads
     return result
+
+
+def max_masked_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
+    """The largest |a - b| where ``mask`` is set (the scored response positions)."""
+    return (a - b).abs()[mask.bool()].max().item()

@@ -18,7 +18,7 @@ from longrl.models import get_adapter
 from longrl.protocol import TOKEN_KEYS
 from longrl.workers.vision_inputs import merge_vision_inputs
 
-from mrsp.ranks import score_with_sp
+from mrsp.ranks import max_masked_diff, score_with_sp
 from mrsp.spawn import run_on_ranks
 
 pytestmark = pytest.mark.slow
@@ -88,10 +88,6 @@ def family_case(request, tiny_model_dir, tmp_path_factory):
     return family, model_dir, case, path, _reference(family, model_dir, case)
 
 
-def _max_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
-    return (a - b).abs()[mask.bool()].max().item()
-
-
 @pytest.mark.parametrize("sp", [2, 4])
 def test_sp_log_probs_features_and_gradients_equal_single_rank(family_case, sp):
     family, model_dir, case, path, reference = family_case
@@ -99,8 +95,8 @@ def test_sp_log_probs_features_and_gradients_equal_single_rank(family_case, sp):
     mask = case["response_mask"]
     for rank, result in enumerate(results):
         assert torch.equal(result["log_probs"], results[0]["log_probs"]), "SP ranks disagree"
-        lp = _max_diff(result["log_probs"], reference["log_probs"], mask)
-        ent = _max_diff(result["entropy"], reference["entropy"], mask)
+        lp = max_masked_diff(result["log_probs"], reference["log_probs"], mask)
+        ent = max_masked_diff(result["entropy"], reference["entropy"], mask)
         feat = (result["features"] - reference["features"]).abs().max().item()
         print(f"{family} sp={sp} rank={rank}: max|dlogp|={lp:.2e} max|dentropy|={ent:.2e} max|dfeature|={feat:.2e}")
         assert lp < 1e-5 and ent < 1e-5
@@ -123,7 +119,7 @@ def test_padding_free_packing_equals_padded(family_case, sp):
     test_collectives)."""
     family, model_dir, case, path, reference = family_case
     results = run_on_ranks(sp, score_with_sp, family, str(model_dir), path, True, 3, False)
-    lp = _max_diff(results[0]["log_probs"], reference["log_probs"], case["response_mask"])
+    lp = max_masked_diff(results[0]["log_probs"], reference["log_probs"], case["response_mask"])
     print(f"{family} padding_free sp={sp}: max|dlogp|={lp:.2e}")
     assert lp < 1e-5
     assert (results[0]["features"] - reference["features"]).abs().max().item() < 1e-6

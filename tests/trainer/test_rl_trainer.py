@@ -183,3 +183,19 @@ def test_ulysses_2_on_2_ranks_matches_sp_1(setup, monkeypatch, tmp_path, freeze)
     else:  # + the reference's own pass (4 slices) + one per update micro-batch (4 of 2 rows, 2 slices each)
         assert single["mrsp/encoded_slices"] == 4 + 4 + 8
         assert single["mrsp/vision_tower_calls"] == 1 + 1 + 4 and sharded["mrsp/vision_tower_calls"] == 1 + 1 + 4
+
+
+def test_shared_prefix_step_matches_the_unshared_step(setup, monkeypatch, tmp_path):
+    """GRPO's first step with each prompt scored once for its n responses (old/ref log-probs and the update) equals
+    the step that scores n full rows: every logged metric but the timings, KL loss on so the reference is used too."""
+    root, model_dir = setup
+    monkeypatch.chdir(tmp_path)
+    common = ("algorithm.use_kl_loss=true", "worker.actor.micro_batch_size_per_device_for_update=4",
+              "worker.actor.micro_batch_size_per_device_for_experience=4")
+    unshared = _first_step(root, model_dir, "unshared", *common)
+    shared = _first_step(root, model_dir, "shared", "worker.actor.shared_prefix=true", *common)
+    compared = list(_deterministic(unshared))
+    assert {"actor/pg_loss", "actor/kl_loss", "actor/grad_norm", "actor/entropy"} <= set(compared)
+    assert list(_deterministic(shared)) == compared
+    for key in compared:
+        assert shared[key] == pytest.approx(unshared[key], rel=1e-4, abs=1e-5), key
