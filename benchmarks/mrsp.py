@@ -16,6 +16,8 @@ Comparisons (``--compare``):
 * ``packing`` (1 GPU): encode-once with padded rows (twice, in two processes: the run-to-run noise floor) against
   ``worker.actor.padding_free=true`` (packed rows through MR-SP's segment attention, the code path SP uses, with
   no SP group).
+* ``shared`` (1 GPU): encode-once with one row per micro-batch (n full prompt+response sequences per pass) against
+  ``worker.actor.shared_prefix=true`` with the group in one micro-batch (the prompt once, n response branches).
 
 Every row also reports the largest difference of its old log-probs (over response tokens) from its baseline's:
 variants run the same seeds, so the rollouts match and the log-prob passes are compared directly.
@@ -179,7 +181,7 @@ def grpo_step(worker: Any, prompts: Batch, variant: str, store: EmbeddingStore |
 
 
 def _rank_main(rank: int, world: int, port: int, model_dir: str, ulysses: int, frames: list[int], variants: list[str],
-               result_file: str, extra: tuple[str, ...]) -> None:
+               result_file: str, extra: tuple[str, ...], tag: str | None) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port), CUDA_VISIBLE_DEVICES=str(rank))
     from longrl.workers.hybrid import HybridWorker
@@ -197,7 +199,7 @@ def _rank_main(rank: int, world: int, port: int, model_dir: str, ulysses: int, f
             fill_cache(worker, prompts, store)
         for name in variants:
             measured, log_probs = grpo_step(worker, prompts, name, store)
-            variant = name + "".join(f"+{override.split('.')[-1]}" for override in extra)
+            variant = name + (f"+{tag}" if tag else "".join(f"+{override.split('.')[-1]}" for override in extra))
             record = {"frames": count, "gpus": world, "ulysses_size": ulysses, "variant": variant, **measured}
             rows.append(record)
             if rank == 0:
@@ -207,14 +209,15 @@ def _rank_main(rank: int, world: int, port: int, model_dir: str, ulysses: int, f
 
 
 def run_variant(model_dir: Path, gpus: int, ulysses: int, frames: list[int], variants: list[str],
-                *extra: str) -> list[dict]:
-    """The rows of one worker configuration, each with its old log-probs attached (``_log_probs``)."""
+                *extra: str, tag: str | None = None) -> list[dict]:
+    """The rows of one worker configuration, each with its old log-probs attached (``_log_probs``); ``tag`` names the
+    configuration in the variant column (default: the overridden keys)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         result_file = handle.name
-    mp.start_processes(_rank_main, args=(gpus, port, str(model_dir), ulysses, frames, variants, result_file, extra),
+    mp.start_processes(_rank_main, args=(gpus, port, str(model_dir), ulysses, frames, variants, result_file, extra, tag),
                        nprocs=gpus, join=True, start_method="spawn")
     rows = json.loads(Path(result_file).read_text())
     for row in rows:
@@ -245,7 +248,7 @@ def table(rows: list[dict], baseline_of: Any) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--compare", choices=("reuse", "sp", "packing", "cache"), default="reuse")
+    parser.add_argument("--compare", choices=("reuse", "sp", "packing", "cache", "shared"), default="reuse")
     parser.add_argument("--frames", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--gpus", type=int, default=2, help="GPUs of the SP variant (--compare sp)")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
@@ -266,6 +269,14 @@ def main() -> None:
             rows = (run_variant(model_dir, 1, 1, args.frames, ["encode-once"])
                     + run_variant(model_dir, 1, 1, args.frames, ["encode-once"], "worker.actor.padding_free=false")
                     + run_variant(model_dir, 1, 1, args.frames, ["encode-once"], "worker.actor.padding_free=true"))
+            report = table(rows, lambda r: next(b for b in rows if b["frames"] == r["frames"]
+                                                and b["variant"] == "encode-once"))
+        elif args.compare == "shared":
+            group = (f"worker.actor.micro_batch_size_per_device_for_update={N_ROLLOUTS}",
+                     f"worker.actor.micro_batch_size_per_device_for_experience={N_ROLLOUTS}")
+            rows = (run_variant(model_dir, 1, 1, args.frames, ["encode-once"])
+                    + run_variant(model_dir, 1, 1, args.frames, ["encode-once"], "worker.actor.shared_prefix=true",
+                                  *group, tag="shared_prefix"))
             report = table(rows, lambda r: next(b for b in rows if b["frames"] == r["frames"]
                                                 and b["variant"] == "encode-once"))
         else:
