@@ -53,7 +53,6 @@ class PrefillInputs:
     uids: Sequence[Hashable] | None = None  # (b,) the prompt of each row; rows of one uid share their prompt
 
 
-
 @dataclass
 class _Layout:
     input_ids: torch.Tensor  # (rows, W)

@@ -198,6 +198,7 @@ class PolicyModel:
     # ----- update ----------------------------------------------------------------------------------------------
     def update_policy(self, batch: Batch, data_parallel_size: int) -> dict[str, float]:
         """PPO-clip (+ KL loss, - entropy bonus) over mini-batches; returns metrics averaged over micro-batches."""
+        batch = self._prepare_update(batch)
         metrics: dict[str, list[float]] = {}
         for _ in range(self.cfg.worker.actor.ppo_epochs):
             self._optimize(batch, data_parallel_size, self._ppo_loss, metrics)
@@ -210,32 +211,35 @@ class PolicyModel:
         exactly what the RL stage will later score.
         """
         metrics: dict[str, list[float]] = {}
-        self._optimize(batch, data_parallel_size, self._sft_loss, metrics)
+        self._optimize(self._prepare_update(batch), data_parallel_size, self._sft_loss, metrics)
         return self._finish_update(metrics)
 
     @torch.no_grad()
     def supervised_loss(self, batch: Batch) -> dict[str, float]:
-        """The SFT loss of ``batch`` without training (validation): mean over micro-batches, and the token count."""
+        """The SFT loss of ``batch`` without training (validation): the micro-batches' losses weighted by their rows."""
         self.model.eval()
         batch = self.with_video_features(batch)
-        losses, tokens = [], 0.0
+        losses = []
         for micro in batch.split(self.cfg.worker.actor.micro_batch_size_per_device_for_experience):
             loss, _ = self._sft_loss(micro)
             losses.append(loss.item() * len(micro))
-            tokens += float(micro.tensors["response_mask"].sum())
-        return {"loss": sum(losses) / len(batch), "tokens": tokens}
+        return {"loss": sum(losses) / len(batch)}
+
+    def _prepare_update(self, batch: Batch) -> Batch:
+        """Once per update, before its epochs: train mode, the step's features on every row (a frozen tower is not
+        re-run) and, with ``shared_prefix``, each prompt's rows together so mini- and micro-batches share it."""
+        assert self.optimizer is not None and self.scheduler is not None, "an update was called on the reference"
+        self.model.train()
+        if not self.tower_trained:
+            batch = self.with_video_features(batch)
+        return self._by_prompt(batch)[0]
 
     def _optimize(self, batch: Batch, data_parallel_size: int, loss_fn: LossFn,
                   metrics: dict[str, list[float]]) -> None:
         """One pass over ``batch``: an optimizer step per mini-batch (``global_batch_size`` prompts x ``n`` over the
         data-parallel ranks), gradients accumulated over its micro-batches, grad-norm clipped; appends to
         ``metrics``."""
-        assert self.optimizer is not None and self.scheduler is not None, "an update was called on the reference"
         cfg, actor = self.cfg, self.cfg.worker.actor
-        self.model.train()
-        if not self.tower_trained:
-            batch = self.with_video_features(batch)
-        batch, _ = self._by_prompt(batch)  # mini- and micro-batches of whole prompt groups share their prompt
         mini_rows = max(1, actor.global_batch_size * cfg.worker.rollout.n // data_parallel_size)
         for mini in batch.split(mini_rows):
             for micro in mini.split(actor.micro_batch_size_per_device_for_update):

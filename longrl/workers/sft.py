@@ -20,7 +20,7 @@ class SFTWorker(PolicyWorker):
 
     @register(Dispatch.DP_COMPUTE)
     def validation_loss(self, batch: Batch) -> dict[str, float]:
-        """The SFT loss of this rank's share of a validation batch, without training, and its target tokens.
+        """The SFT loss of this rank's share of a validation batch, without training.
 
         Its vision-tower work is not counted in the next training step's ``mrsp/*``."""
         counted = len(self.actor.encoded_slices)
