@@ -9,7 +9,8 @@ MR-SP: ``worker.actor.ulysses_size`` ranks form one sequence-parallel group that
 every batch (the controller sends it to all of them and keeps rank 0's result). ``generate`` runs stage 1 once per
 prompt on the actor's tower (frames split over the group) and the features travel with the rollout rows; with a
 frozen tower the pixels are then dropped from the rows, since no later pass needs them. The ranks of a group
-generate the same samples (same seed, same features) from their own rollout copies.
+split each prompt's samples between them and all-gather the result (``rollout/group_split.py``): every rank ends
+with the samples one rank would have drawn alone.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from longrl.protocol import EMBED_ENTRY, Batch
 from longrl.workers.actor import PolicyModel
 from longrl.workers.policy_worker import PolicyWorker
 from longrl.workers.rollout.base import RolloutEngine
+from longrl.workers.rollout.group_split import generate_over_group
 from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.rollout.sampling import SamplingParams
 from longrl.workers.vision_inputs import VIDEO_EMBEDS, without_pixels
@@ -84,7 +86,8 @@ class HybridWorker(PolicyWorker):
         if self.cfg.worker.actor.model.freeze_vision_tower:
             rows = [without_pixels(row) for row in prompts.non_tensors["vision_inputs"]]
             prompts = prompts.with_non_tensors(vision_inputs=rows)
-        output = self.rollout.generate(prompts, self._sampling(step, validate))
+        sampling = self._sampling(step, validate)
+        output = generate_over_group(self.rollout, prompts, sampling, self.groups, self.device())
         self.rollout.release()  # the log-prob passes and the update get the memory
         return output
 

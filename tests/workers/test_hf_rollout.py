@@ -244,3 +244,30 @@ def test_media_placeholder_tokens_are_never_generated(tiny_model_dir):
     out = engine.generate(prompts, sampling)
     assert not (out.tensors["responses"] == video_token).any()
     assert out.tensors["response_mask"].sum() > 0
+
+
+def test_samples_split_over_calls_equal_one_call_and_prompt_is_prefilled_once(setup):
+    """Samples k.. of a prompt drawn in their own call (a sequence-parallel rank's share) equal those samples of a
+    call for all of them, and each prompt is run through the model once per call, however many samples it has."""
+    rollout, samples, eos, pad = setup
+    prompts = _batch(samples, pad)
+    widths = []
+    hook = rollout.model.register_forward_pre_hook(
+        lambda _m, _args, kwargs: widths.append(tuple((kwargs.get("inputs_embeds") if kwargs.get("inputs_embeds")
+                                                       is not None else kwargs["input_ids"]).shape[:2])),
+        with_kwargs=True)
+    try:
+        whole = rollout.generate(prompts, _params(eos, pad, n=4, temperature=1.0))
+    finally:
+        hook.remove()
+    prompt_width = prompts.tensors["input_ids"].shape[1]
+    assert widths[0] == (2, prompt_width) and all(shape == (8, 1) for shape in widths[1:])
+    first, second = (rollout.generate(prompts, _params(eos, pad, n=2, temperature=1.0, first_sample=first))
+                     for first in (0, 2))
+    for prompt in range(2):
+        for k in range(4):
+            part, row = (first, prompt * 2 + k) if k < 2 else (second, prompt * 2 + k - 2)
+            assert _real_tokens(part, row) == _real_tokens(whole, prompt * 4 + k)
+            torch.testing.assert_close(part.tensors["rollout_log_probs"][row],
+                                       whole.tensors["rollout_log_probs"][prompt * 4 + k], atol=1e-5, rtol=0)
+    assert len({tuple(_real_tokens(whole, k)) for k in range(4)}) >= 2

@@ -1,14 +1,13 @@
-"""Rollout with Hugging Face ``generate`` from prompt embeddings: the embedded default engine.
+"""Rollout with a Hugging Face model from prompt embeddings: the embedded default engine.
 
 The engine holds its own full (unsharded) copy of the model. Each prompt's video features are spliced into the
-text embeddings at the video placeholder tokens, and the ``n`` samples of the prompt all start from those
-embeddings (``generate(inputs_embeds=...)``). The features come with the prompts (``video_embeds``, MR-SP stage 1
-run by the worker on the actor's tower) or, for prompts without them, from one pass of this copy's tower.
+text embeddings at the video placeholder tokens (the features come with the prompts as ``video_embeds``, MR-SP
+stage 1 run by the worker on the actor's tower, or, for prompts without them, from one pass of this copy's tower).
+Each prompt is then prefilled once and its ``n`` samples decoded from the shared key/value cache
+(:mod:`longrl.workers.rollout.decode`), not prefilled ``n`` times as ``generate`` over ``n`` copies would.
 
-Positions: Qwen-VL needs 3-D mrope positions computed from the token ids and the video grid. ``generate``
-(transformers 5.x) computes them once before decoding from ``input_ids`` + ``mm_token_type_ids`` + the grid
-tensors (``video_grid_thw``, ``second_per_grid_ts``), even when the prompt itself enters as
-``inputs_embeds``. So those go in alongside the embeddings; the pixels do not, so nothing re-encodes them.
+Positions: Qwen-VL needs 3-D mrope positions computed from the token ids and the video grid; the family's
+adapter computes them over prompt + response columns, the rule the actor's forward applies to the same rows.
 
 Rollout log-probs are recorded from the raw logits of each step before any sampling processor touches
 them, as ``log_softmax(logits / T)`` (``T = 1`` for greedy): the distribution the actor recomputes, not
@@ -17,8 +16,7 @@ the top-k/top-p truncated one the token was drawn from.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -33,6 +31,7 @@ from transformers.generation.logits_process import (
 from longrl.models import adapter_for_model_dir
 from longrl.protocol import Batch
 from longrl.workers.rollout.base import RolloutEngine, WeightsLike, media_token_ids
+from longrl.workers.rollout.decode import DecodeInputs, sample_with_shared_prefill
 from longrl.workers.rollout.output import build_rollout_batch
 from longrl.workers.rollout.sampling import SamplingParams
 from longrl.workers.vision_inputs import (
@@ -54,7 +53,8 @@ class HFRollout(RolloutEngine):
 
     def __init__(self, model_dir: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
-        self.model: PreTrainedModel = adapter_for_model_dir(model_dir).load_model(model_dir, dtype)
+        self.adapter = adapter_for_model_dir(model_dir)
+        self.model: PreTrainedModel = self.adapter.load_model(model_dir, dtype)
         self.model.to(self.device).eval()
         # Sampling is described by SamplingParams alone: defaults shipped with a checkpoint (Qwen's set
         # top_k=1, repetition_penalty=1.05, ...) would otherwise be merged into every call.
@@ -66,9 +66,9 @@ class HFRollout(RolloutEngine):
     @torch.no_grad()
     def generate(self, prompts: Batch, sampling: SamplingParams) -> Batch:
         _check_prompts(prompts)
-        n = sampling.n
         out_device = prompts.tensors["input_ids"].device
         input_ids = prompts.tensors["input_ids"].to(self.device)
+        attention_mask = prompts.tensors["attention_mask"].to(self.device)
         vision_rows = list(prompts.non_tensors.get("vision_inputs", [{}] * len(prompts)))
         features = (joined_features(prompts.non_tensors[VIDEO_EMBEDS], self.device)
                     if VIDEO_EMBEDS in prompts.non_tensors else None)
@@ -76,37 +76,37 @@ class HFRollout(RolloutEngine):
         vision = {key: value.to(self.device) for key, value in merge_vision_inputs(tower_rows).items()}
         # Once per prompt, shared by its n samples; from the rows' precomputed features when they carry them.
         embeds = prompt_embeddings(self.model, input_ids, vision, features)
-
-        def per_sample(tensor: torch.Tensor) -> torch.Tensor:
-            return tensor.to(self.device).repeat_interleave(n, dim=0)
-
-        # Grids are per video, consumed in row order: repeat each row's grids with the row.
-        position_rows = [without_pixels(row) for row in vision_rows for _ in range(n)]
-        inputs = {
-            "input_ids": per_sample(input_ids),
-            "inputs_embeds": per_sample(embeds),
-            "attention_mask": per_sample(prompts.tensors["attention_mask"]),
-            **{key: value.to(self.device) for key, value in merge_vision_inputs(position_rows).items()},
-        }
-        if "mm_token_type_ids" in prompts.tensors.keys():
-            inputs["mm_token_type_ids"] = per_sample(prompts.tensors["mm_token_type_ids"])
-
+        grids = {key: value.to(self.device) for key, value in
+                 merge_vision_inputs([without_pixels(row) for row in vision_rows]).items()}
+        mm_token_type_ids = prompts.tensors["mm_token_type_ids"] if "mm_token_type_ids" in prompts.tensors.keys() \
+            else None
+        positions = self._positions(input_ids, attention_mask, mm_token_type_ids, grids, sampling.max_new_tokens)
         recorder = _ChosenTokenLogProbs(temperature=1.0 if sampling.greedy else sampling.temperature)
-        with _seeded(sampling.seed, self.device):
-            sequences = self.model.generate(
-                **inputs,
-                do_sample=not sampling.greedy,
-                max_new_tokens=sampling.max_new_tokens,
-                eos_token_id=list(sampling.eos_token_ids),
-                pad_token_id=sampling.pad_token_id,
-                logits_processor=LogitsProcessorList([recorder, self._no_media_tokens, *_sampling_warpers(sampling)]),
-            )
-        generated = sequences[:, input_ids.shape[1] :]
+        generated = sample_with_shared_prefill(
+            self.model, DecodeInputs(embeds, input_ids, attention_mask, positions),
+            LogitsProcessorList([recorder, self._no_media_tokens, *_sampling_warpers(sampling)]),
+            n=sampling.n, first_sample=sampling.first_sample, max_new_tokens=sampling.max_new_tokens,
+            greedy=sampling.greedy, eos_token_ids=sampling.eos_token_ids, pad_token_id=sampling.pad_token_id,
+            seed=sampling.seed)
         log_probs = recorder.chosen(generated)
         return build_rollout_batch(
-            prompts, n, generated.to(out_device), log_probs.to(out_device),
+            prompts, sampling.n, generated.to(out_device), log_probs.to(out_device),
             sampling.eos_token_ids, sampling.pad_token_id, sampling.max_new_tokens,
         )
+
+    def _positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   mm_token_type_ids: torch.Tensor | None, grids: dict[str, torch.Tensor],
+                   max_new_tokens: int) -> torch.Tensor:
+        """Position ids of the prompt columns and the ``max_new_tokens`` response columns after them, from the
+        family's rule over the joined sequence: the positions the actor scores the rollout at."""
+        batch = input_ids.shape[0]
+        tokens = {"input_ids": torch.cat([input_ids, input_ids.new_zeros(batch, max_new_tokens)], dim=1),
+                  "attention_mask": torch.cat([attention_mask, attention_mask.new_ones(batch, max_new_tokens)], dim=1)}
+        if mm_token_type_ids is not None:
+            tokens["mm_token_type_ids"] = torch.cat(
+                [mm_token_type_ids.to(self.device), mm_token_type_ids.new_zeros(batch, max_new_tokens).to(self.device)],
+                dim=1)
+        return self.adapter.position_ids(self.model, tokens, grids)
 
     @torch.no_grad()
     def load_weights(self, weights: WeightsLike) -> None:
@@ -205,17 +205,6 @@ def _sampling_warpers(sampling: SamplingParams) -> list[LogitsProcessor]:
     if sampling.top_p < 1.0:
         warpers.append(TopPLogitsWarper(sampling.top_p))
     return warpers
-
-
-@contextmanager
-def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
-    """Draw from a RNG seeded with ``seed`` without disturbing the caller's random state."""
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[device] if device.type != "cpu" else [], device_type=device.type):
-        torch.manual_seed(seed)
-        yield
 
 
 def _check_prompts(prompts: Batch) -> None:

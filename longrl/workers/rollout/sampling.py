@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from longrl.config.schema import RolloutConfig
 
-__all__ = ["SamplingParams"]
+__all__ = ["SamplingParams", "sample_seed"]
 
 # Fields a validation override may change; token ids describe the model, not the sampling, so they stay.
 _OVERRIDABLE = ("n", "temperature", "top_p", "top_k", "max_new_tokens", "seed")
@@ -24,6 +24,10 @@ class SamplingParams:
     samples; vary it between steps (e.g. ``seed + step``) for fresh samples. ``None`` draws from the
     process's current random state. Generation stops at any of ``eos_token_ids``; finished rows are
     padded with ``pad_token_id``.
+
+    ``first_sample``: the index, among its prompt's samples, of this call's first sample. Each sample is seeded by
+    its index, so a call for samples ``k .. k+n-1`` draws what those samples of a call for all of them would: the
+    ranks of a sequence-parallel group split a prompt's samples this way.
     """
 
     n: int
@@ -34,11 +38,13 @@ class SamplingParams:
     eos_token_ids: tuple[int, ...]
     pad_token_id: int
     seed: Optional[int] = None
+    first_sample: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eos_token_ids", tuple(int(i) for i in self.eos_token_ids))
         checks = [
             (self.n >= 1, f"n must be >= 1, got {self.n}"),
+            (self.first_sample >= 0, f"first_sample must be >= 0, got {self.first_sample}"),
             (self.temperature >= 0, f"temperature must be >= 0 (0 = greedy), got {self.temperature}"),
             (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
             (self.top_k == -1 or self.top_k >= 1, f"top_k must be -1 (off) or >= 1, got {self.top_k}"),
@@ -86,3 +92,8 @@ class SamplingParams:
                 f"worker.rollout.val_override_config has unknown key(s) {unknown}; allowed: {list(_OVERRIDABLE)}"
             )
         return dataclasses.replace(self, **dict(overrides))
+
+
+def sample_seed(seed: int, prompt_index: int, sample_index: int) -> int:
+    """The seed of sample ``sample_index`` of prompt row ``prompt_index`` in a call seeded with ``seed``."""
+    return seed * 1_000_003 + prompt_index * 10_007 + sample_index

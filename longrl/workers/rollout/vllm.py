@@ -32,7 +32,7 @@ from longrl.config.schema import RolloutConfig
 from longrl.protocol import Batch
 from longrl.workers.rollout.base import RolloutEngine, WeightsLike, media_token_ids
 from longrl.workers.rollout.output import build_rollout_batch
-from longrl.workers.rollout.sampling import SamplingParams
+from longrl.workers.rollout.sampling import SamplingParams, sample_seed
 from longrl.workers.rollout.vllm_inputs import PROMPT_INPUTS, vllm_prompts
 
 __all__ = ["VLLMRollout", "load_vllm"]
@@ -139,7 +139,8 @@ class VLLMRollout(RolloutEngine):
                                    sampling.eos_token_ids, sampling.pad_token_id, sampling.max_new_tokens)
 
     def _params(self, sampling: SamplingParams, prompt_index: int) -> Any:
-        """vLLM sampling for one prompt; its n samples get seeds ``seed + prompt_index * n + k`` (vLLM adds k)."""
+        """vLLM sampling for one prompt; sample ``first_sample + k`` gets seed ``sample_seed(seed, prompt_index,
+        first_sample) + k`` (vLLM adds ``k``), i.e. ``sample_seed`` of its own index, as in the HF engine."""
         greedy = sampling.greedy
         return self._sampling_params_cls(
             n=sampling.n,
@@ -148,7 +149,8 @@ class VLLMRollout(RolloutEngine):
             top_k=0 if greedy or sampling.top_k == -1 else sampling.top_k,
             max_tokens=sampling.max_new_tokens,
             stop_token_ids=list(sampling.eos_token_ids),
-            seed=None if sampling.seed is None else sampling.seed + prompt_index * sampling.n,
+            seed=(None if sampling.seed is None
+                  else sample_seed(sampling.seed, prompt_index, sampling.first_sample)),
             logprobs=0,
             logit_bias=dict(self._media_bias) or None,
             detokenize=False,
