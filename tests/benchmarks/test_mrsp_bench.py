@@ -1,14 +1,18 @@
 """The MR-SP benchmark's two variants on a tiny model (CPU): the baseline really re-encodes, encode-once does not."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 from longrl.controller.worker_group import free_rendezvous_port
 
-# Loaded by path under its own name: benchmarks/ is not a package, and "mrsp" is taken by tests/mrsp.
-_SPEC = importlib.util.spec_from_file_location("benchmark_mrsp", Path(__file__).resolve().parents[2] / "benchmarks/mrsp.py")
+# Loaded by path under its own name: benchmarks/ is not a package, and "mrsp" is taken by tests/mrsp. Its sibling
+# modules (workload.py) are imported as the script imports them, from its own folder.
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+_SPEC = importlib.util.spec_from_file_location("benchmark_mrsp", BENCHMARKS / "mrsp.py")
 bench = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(bench)
 
