@@ -148,7 +148,7 @@ def _job_rank(rank: int, world: int, port: int, job: dict, model_dir: str, resul
             row.update(step(prompts))
             row["held"] = held()
         except torch.OutOfMemoryError as error:
-            row["oom"] = str(error).splitlines()[0]
+            row["oom"] = "; ".join([*getattr(error, "__notes__", []), str(error).splitlines()[0]])
         rows.append(row)
         if rank == 0:
             Path(result_file).write_text(json.dumps(rows))
@@ -206,28 +206,33 @@ def add_floors(rows: list[dict], model_dir: Path, n: int, matmul: float, bandwid
             continue
         shape = StepShape(row["prompt_tokens"], n, round(row["response_tokens"] / n), row["patches"],
                           row["patches_per_slice"])
-        row.update(step_floor(text, vision, shape, matmul, bandwidth))
+        # The floor on G GPUs: the step's work spread perfectly over them.
+        row.update({key: value / row["gpus"] if key.endswith("_s") else value
+                    for key, value in step_floor(text, vision, shape, matmul, bandwidth).items()})
         row["tokens_per_s"] = n * (row["prompt_tokens"] + row["response_tokens"] / n) / row["total_s"]
 
 
-def baseline_of(row: dict, rows: list[dict]) -> dict | None:
-    return next((base for base in rows if base["config"] == "baseline" and "oom" not in base
-                 and (base["frames"], base["side"]) == (row["frames"], row["side"])), None)
+def reference_row(config: str, row: dict, rows: list[dict]) -> dict | None:
+    """The ``config`` row of the same size that ran (the baseline or the peer), if any."""
+    return next((other for other in rows if other["config"] == config and "oom" not in other
+                 and (other["frames"], other["side"]) == (row["frames"], row["side"])), None)
 
 
 def table(rows: list[dict]) -> str:
     head = (f"{'config':<10}{'GPUs':>5}{'frames':>7}{'side':>5}{'tokens':>8}" + "".join(f"{p + ' s':>15}" for p in PHASES)
-            + f"{'step s':>9}{'peak GiB':>10}{'tokens/s':>10}{'vs base':>9}{'floor s':>9}{'x floor':>9}")
+            + f"{'step s':>9}{'peak GiB':>10}{'tokens/s':>10}{'vs base':>9}{'vs peer':>9}{'floor s':>9}{'x floor':>9}")
     lines = [head, "-" * len(head)]
     for row in rows:
         label = f"{row['config']:<10}{row['gpus']:>5}{row['frames']:>7}{row['side']:>5}"
         if "oom" in row:
-            lines.append(f"{label}  out of GPU memory: {row['oom']}")
+            lines.append(f"{label}  out of GPU memory: {row['oom'][:90]}")
             continue
-        base = baseline_of(row, rows)
-        speedup = f"{base['total_s'] / row['total_s']:>8.2f}x" if base else f"{'-':>9}"
+        speedups = ""
+        for config in ("baseline", "peer"):
+            other = reference_row(config, row, rows)
+            speedups += f"{other['total_s'] / row['total_s']:>8.2f}x" if other else f"{'-':>9}"
         lines.append(f"{label}{row['prompt_tokens']:>8}" + "".join(f"{row[p + '_s']:>15.2f}" for p in PHASES)
-                     + f"{row['total_s']:>9.2f}{row['peak_gib']:>10.1f}{row['tokens_per_s']:>10.0f}{speedup}"
+                     + f"{row['total_s']:>9.2f}{row['peak_gib']:>10.1f}{row['tokens_per_s']:>10.0f}{speedups}"
                      + f"{row['floor_s']:>9.2f}{row['total_s'] / row['floor_s']:>8.1f}x")
     return "\n".join(lines)
 
@@ -248,16 +253,27 @@ def memory_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def render(machine: str, rows: list[dict]) -> str:
+    return f"{machine}\n{table(rows)}\n\nGPU memory (GiB):\n{memory_table(rows)}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--job", dest="jobs", type=Job.parse, action="append", required=True,
+    parser.add_argument("--job", dest="jobs", type=Job.parse, action="append", default=[],
                         help="NAME@GPUS:F[xSIDE],...; NAME one of " + ", ".join(CONFIGS))
+    parser.add_argument("--report", type=Path, default=None, help="print the tables of a run saved with --out")
     parser.add_argument("--warmup-frames", type=int, default=64)
     parser.add_argument("--model", choices=("3b", "tiny"), default="3b", help="tiny: the CPU test's model")
     parser.add_argument("--n", type=int, default=N_ROLLOUTS)
     parser.add_argument("--response-length", type=int, default=RESPONSE_LENGTH)
     parser.add_argument("--out", type=Path, default=None, help="write the rows and tables as JSON here")
     args = parser.parse_args()
+    if args.report is not None:
+        saved = json.loads(args.report.read_text())
+        print(render(saved["machine"], saved["rows"]))
+        return
+    if not args.jobs:
+        parser.error("give at least one --job (or --report FILE)")
     gpus = torch.cuda.device_count()
     with model_directory(args.model) as model_dir:
         device = torch.device("cuda" if gpus else "cpu")
@@ -267,11 +283,12 @@ def main() -> None:
         add_floors(rows, model_dir, args.n, matmul, bandwidth)
     machine = (f"{gpus} x {torch.cuda.get_device_name(0)}" if gpus else "CPU") + (
         f"; measured bf16 matmul {matmul / 1e12:.0f} TFLOP/s, memory copy {bandwidth / 1e12:.2f} TB/s")
-    report = f"{machine}\n{table(rows)}\n\nGPU memory (GiB):\n{memory_table(rows)}"
+    report = render(machine, rows)
     print(report, flush=True)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"machine": machine, "rows": rows, "report": report}, indent=1))
+        args.out.write_text(json.dumps({"machine": machine, "matmul_flops": matmul, "memory_bandwidth": bandwidth,
+                                        "rows": rows, "report": report}, indent=1))
 
 
 if __name__ == "__main__":

@@ -108,14 +108,18 @@ def worker_config(model_dir: Path, gpus: int, ulysses: int, *extra: str):
 @contextmanager
 def phase(name: str, record: dict[str, Any]) -> Iterator[None]:
     """Wall time of the block (GPU work included), GPU memory held when it starts and its peak (GiB; 0 on a CPU),
-    and the step's peak so far."""
+    and the step's peak so far. Running out of GPU memory inside it adds the phase's name to the error's notes."""
     gpu = torch.cuda.is_available()
     if gpu:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     held = torch.cuda.memory_allocated() / 2**30 if gpu else 0.0
     start = time.perf_counter()
-    yield
+    try:
+        yield
+    except torch.OutOfMemoryError as error:
+        error.add_note(f"phase: {name}")
+        raise
     if gpu:
         torch.cuda.synchronize()
     record[f"{name}_s"] = time.perf_counter() - start
