@@ -73,4 +73,5 @@ def test_split_over_two_ranks_equals_one_rank_drawing_all(tiny_model_dir):
     for rank in ranks:
         assert rank["uid"] == whole.non_tensors["uid"].tolist() == ["a"] * 4 + ["b"] * 4
         for key in KEYS:
-            torch.testing.assert_close(rank[key], whole.tensors[key], atol=1e-6, rtol=0, msg=key)
+            # float32 log-probs: 2-sample calls sum their attention in another order than one 4-sample call.
+            torch.testing.assert_close(rank[key], whole.tensors[key], atol=1e-4, rtol=0, msg=key)

@@ -268,6 +268,8 @@ def test_samples_split_over_calls_equal_one_call_and_prompt_is_prefilled_once(se
         for k in range(4):
             part, row = (first, prompt * 2 + k) if k < 2 else (second, prompt * 2 + k - 2)
             assert _real_tokens(part, row) == _real_tokens(whole, prompt * 4 + k)
+            # float32: a call of 2 samples folds fewer query rows into each attention call than one of 4, so the
+            # sums run in another order (measured up to 2.3e-5 on log-probs of magnitude ~3).
             torch.testing.assert_close(part.tensors["rollout_log_probs"][row],
-                                       whole.tensors["rollout_log_probs"][prompt * 4 + k], atol=1e-5, rtol=0)
+                                       whole.tensors["rollout_log_probs"][prompt * 4 + k], atol=1e-4, rtol=0)
     assert len({tuple(_real_tokens(whole, k)) for k in range(4)}) >= 2

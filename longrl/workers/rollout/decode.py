@@ -1,10 +1,11 @@
-"""Sampling ``n`` responses per prompt with each prompt prefilled once.
+"""Sampling ``n`` responses per prompt with each prompt prefilled once and its cache shared by the samples.
 
-``generate`` takes a batch of whole sequences, so ``n`` samples of a prompt cost ``n`` prefills of it and ``n``
-copies of their activations. For a long video prompt the prefill is most of the rollout: eight prefills of a 259k-token
-prompt take minutes and do not fit one GPU. Here the ``B`` prompts are prefilled once, their key/value cache is
-repeated for the samples, and decoding then goes on token by token with the step rule of ``generate``'s sampling
-loop: processors on float32 logits, softmax, one draw per row, finished rows padded, stop when every row has stopped.
+``generate`` takes a batch of whole sequences, so ``n`` samples of a prompt cost ``n`` prefills of it, ``n`` copies of
+its key/value cache, and ``n`` reads of that cache per generated token. For a long video prompt these are the rollout:
+eight prefills of a 259k-token prompt take minutes and do not fit one GPU. Here the ``B`` prompts are prefilled once,
+their keys and values kept once per prompt (:mod:`longrl.workers.rollout.prefix_cache`), and decoding goes on token by
+token with the step rule of ``generate``'s sampling loop: processors on float32 logits, softmax, one draw per row,
+finished rows padded, stop when every row has stopped.
 
 Each sample draws from its own random stream, seeded from ``(seed, prompt, sample index)`` (:func:`sample_seed`):
 a sample does not depend on which other samples share its batch, so the ``n`` samples of a prompt can be split over
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from transformers import LogitsProcessorList, PreTrainedModel
 
+from longrl.workers.rollout.prefix_cache import PrefixCache, prefix_cache_attention_on
 from longrl.workers.rollout.sampling import sample_seed
 
 __all__ = ["DecodeInputs", "sample_with_shared_prefill"]
@@ -54,30 +56,29 @@ def sample_with_shared_prefill(
     ``first_sample .. first_sample+n-1`` of each prompt (their seeds). Rows are padded after their stop token."""
     batch, width = inputs.input_ids.shape
     device = inputs.input_ids.device
-    prefill = model(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask,
-                    position_ids=inputs.position_ids[..., :width], use_cache=True, logits_to_keep=1)
-    cache = prefill.past_key_values
-    cache.batch_repeat_interleave(n)
-    logits = prefill.logits[:, -1].repeat_interleave(n, dim=0)
-    del prefill
+    text = model.config.get_text_config()
+    cache = PrefixCache(inputs.attention_mask, n, max_new_tokens, text.num_attention_heads // text.num_key_value_heads,
+                        inputs.embeds.dtype)
     positions = inputs.position_ids.repeat_interleave(n, dim=-2)
-    mask = inputs.attention_mask.repeat_interleave(n, dim=0)
     sequences = torch.full((batch * n, width + max_new_tokens), pad_token_id, device=device)
     sequences[:, :width] = inputs.input_ids.repeat_interleave(n, dim=0)
     draw = _Sampler(greedy, seed, batch, n, first_sample, device)
     stops = torch.tensor(list(eos_token_ids), device=device)
     running = torch.ones(batch * n, dtype=torch.bool, device=device)
-    for step in range(max_new_tokens):
-        scores = processors(sequences[:, :width + step], logits.float())
-        tokens = torch.where(running, draw(scores), pad_token_id)
-        sequences[:, width + step] = tokens
-        running &= ~torch.isin(tokens, stops)
-        if step + 1 == max_new_tokens or not running.any():
-            break
-        mask = torch.cat([mask, mask.new_ones(batch * n, 1)], dim=1)
-        column = width + step
-        logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions[..., column:column + 1],
-                       past_key_values=cache, use_cache=True).logits[:, -1]
+    with prefix_cache_attention_on(model):
+        logits = model(inputs_embeds=inputs.embeds, position_ids=inputs.position_ids[..., :width], use_cache=False,
+                       logits_to_keep=1, shared_decode=cache).logits[:, -1].repeat_interleave(n, dim=0)
+        for step in range(max_new_tokens):
+            scores = processors(sequences[:, :width + step], logits.float())
+            tokens = torch.where(running, draw(scores), pad_token_id)
+            sequences[:, width + step] = tokens
+            running &= ~torch.isin(tokens, stops)
+            if step + 1 == max_new_tokens or not running.any():
+                break
+            cache.advance()
+            column = width + step
+            logits = model(input_ids=tokens[:, None], position_ids=positions[..., column:column + 1], use_cache=False,
+                           shared_decode=cache).logits[:, -1]
     return sequences[:, width:width + step + 1]
 
 
