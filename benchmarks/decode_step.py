@@ -1,0 +1,68 @@
+"""Time per decoding step of the HF rollout engine, at a given video length.
+
+The engine (``HFRollout``, on the workload's Qwen2.5-VL-3B architecture) generates ``n`` samples of a prompt twice, with
+``--short`` and ``--long`` new tokens; the difference over the extra tokens is the cost of one decoding step (one
+token for every sample) without the tower pass and the prefill, which both runs share. ``--profile`` adds a torch
+profiler table of one ``--short`` run. Random weights rarely draw the stop token, so every run decodes its full length.
+
+    python benchmarks/decode_step.py --frames 64 512 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import longrl  # noqa: F401  (before torchvision: the CPU shim)
+import torch
+
+from longrl.models.tokenizer import QwenTokenIds, build_tokenizer
+from longrl.workers.rollout.hf import HFRollout
+from longrl.workers.rollout.sampling import SamplingParams
+from workload import N_ROLLOUTS, make_prompts, model_directory
+
+
+def timed_generate(engine: HFRollout, prompts, tokens: int, n: int) -> float:
+    ids = QwenTokenIds.from_tokenizer(build_tokenizer())
+    sampling = SamplingParams(n=n, temperature=1.0, top_p=1.0, top_k=-1, max_new_tokens=tokens,
+                              eos_token_ids=(ids.eos_token_id,), pad_token_id=ids.pad_token_id, seed=1)
+    gpu = engine.device.type == "cuda"
+    if gpu:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    engine.generate(prompts, sampling)
+    if gpu:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, nargs="+", default=[64, 512])
+    parser.add_argument("--short", type=int, default=8)
+    parser.add_argument("--long", type=int, default=72)
+    parser.add_argument("--n", type=int, default=N_ROLLOUTS)
+    parser.add_argument("--model", choices=("3b", "tiny"), default="3b")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    gpu = torch.cuda.is_available()
+    with model_directory(args.model) as model_dir:
+        engine = HFRollout(model_dir, dtype=torch.bfloat16 if gpu else torch.float32, device="cuda" if gpu else "cpu")
+        for frames in args.frames:
+            prompts = make_prompts(model_dir, frames)
+            timed_generate(engine, prompts, 4, args.n)  # warm-up at this size
+            short, long = (timed_generate(engine, prompts, tokens, args.n) for tokens in (args.short, args.long))
+            step_ms = (long - short) / (args.long - args.short) * 1000
+            print(f"frames {frames}: prompt {int(prompts.tensors['attention_mask'].sum())} tokens, n={args.n}: "
+                  f"{step_ms:.1f} ms per decoding step ({args.short} tokens in {short:.2f} s)", flush=True)
+            if args.profile:
+                from torch.profiler import ProfilerActivity, profile
+
+                activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
+                with profile(activities=activities) as profiler:
+                    timed_generate(engine, prompts, args.short, args.n)
+                print(profiler.key_averages().table(sort_by="cpu_time_total", row_limit=20))
+
+
+if __name__ == "__main__":
+    main()
