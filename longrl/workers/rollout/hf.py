@@ -78,8 +78,7 @@ class HFRollout(RolloutEngine):
         embeds = prompt_embeddings(self.model, input_ids, vision, features)
         grids = {key: value.to(self.device) for key, value in
                  merge_vision_inputs([without_pixels(row) for row in vision_rows]).items()}
-        mm_token_type_ids = prompts.tensors["mm_token_type_ids"] if "mm_token_type_ids" in prompts.tensors.keys() \
-            else None
+        mm_token_type_ids = prompts.tensors["mm_token_type_ids"] if "mm_token_type_ids" in prompts.tensors.keys() else None
         positions = self._positions(input_ids, attention_mask, mm_token_type_ids, grids, sampling.max_new_tokens)
         recorder = _ChosenTokenLogProbs(temperature=1.0 if sampling.greedy else sampling.temperature)
         generated = sample_with_shared_prefill(
@@ -103,9 +102,8 @@ class HFRollout(RolloutEngine):
         tokens = {"input_ids": torch.cat([input_ids, input_ids.new_zeros(batch, max_new_tokens)], dim=1),
                   "attention_mask": torch.cat([attention_mask, attention_mask.new_ones(batch, max_new_tokens)], dim=1)}
         if mm_token_type_ids is not None:
-            tokens["mm_token_type_ids"] = torch.cat(
-                [mm_token_type_ids.to(self.device), mm_token_type_ids.new_zeros(batch, max_new_tokens).to(self.device)],
-                dim=1)
+            types = mm_token_type_ids.to(self.device)
+            tokens["mm_token_type_ids"] = torch.cat([types, types.new_zeros(batch, max_new_tokens)], dim=1)
         return self.adapter.position_ids(self.model, tokens, grids)
 
     @torch.no_grad()
