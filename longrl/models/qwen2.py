@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, Qwen2Config, Qwen2ForCausalLM
+from transformers import (AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel, Qwen2Config,
+                          Qwen2ForCausalLM)
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from longrl.models.registry import ModelAdapter, register_adapter
@@ -26,17 +27,20 @@ class Qwen2Adapter(ModelAdapter):
     family: ClassVar[str] = "qwen2"
     model_types: ClassVar[tuple[str, ...]] = ("qwen2",)
     supports_video: ClassVar[bool] = False
+    config_class: ClassVar[type[PretrainedConfig]] = Qwen2Config
+    model_class: ClassVar[type[PreTrainedModel]] = Qwen2ForCausalLM
 
     def build_tiny(self, out_dir: str | Path, seed: int = 0) -> Path:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         token_ids = QwenTokenIds.from_tokenizer(build_tokenizer(out_dir))
-        # Tied like the small Qwen2.5 text models (0.5B-3B).
-        config = Qwen2Config(
-            **tiny_text_config_kwargs(token_ids, mrope=False), tie_word_embeddings=True, dtype="float32"
-        )
-        save_random_model(Qwen2ForCausalLM, config, token_ids, out_dir, seed)
+        # Tied like the small Qwen2.5 / Qwen3 text models (0.5B-4B).
+        config = self.config_class(**self.tiny_config_kwargs(token_ids), tie_word_embeddings=True, dtype="float32")
+        save_random_model(self.model_class, config, token_ids, out_dir, seed)
         return out_dir
+
+    def tiny_config_kwargs(self, token_ids: QwenTokenIds) -> dict[str, Any]:
+        return tiny_text_config_kwargs(token_ids, mrope=False)
 
     def load_processor(self, model_dir: str | Path) -> PreTrainedTokenizerBase:
         return AutoTokenizer.from_pretrained(str(model_dir))

@@ -9,7 +9,7 @@ import pytest
 from longrl.models import ModelAdapter, adapter_for_model_dir, get_adapter, register_adapter, registered_families
 from longrl.models.qwen2_vl import Qwen2VLAdapter
 
-BUILTIN = {"qwen2": ("qwen2",), "qwen2_5_vl": ("qwen2_5_vl",), "qwen2_vl": ("qwen2_vl",)}
+BUILTIN = {"qwen2": ("qwen2",), "qwen3": ("qwen3",), "qwen2_5_vl": ("qwen2_5_vl",), "qwen2_vl": ("qwen2_vl",)}
 
 
 def test_builtin_families_are_registered_with_their_model_types():
@@ -18,7 +18,7 @@ def test_builtin_families_are_registered_with_their_model_types():
         adapter = get_adapter(family)
         assert isinstance(adapter, ModelAdapter)
         assert (adapter.family, adapter.model_types) == (family, model_types)
-    assert get_adapter("qwen2").supports_video is False
+    assert get_adapter("qwen2").supports_video is False and get_adapter("qwen3").supports_video is False
     assert get_adapter("qwen2_5_vl").supports_video and get_adapter("qwen2_vl").supports_video
 
 

@@ -14,7 +14,8 @@ from longrl.data.video import DecodedVideo
 from longrl.models import adapter_for_model_dir, get_adapter
 
 VL_FAMILIES = ["qwen2_5_vl", "qwen2_vl"]
-ALL_FAMILIES = ["qwen2", *VL_FAMILIES]
+TEXT_FAMILIES = ["qwen2", "qwen3"]
+ALL_FAMILIES = [*TEXT_FAMILIES, *VL_FAMILIES]
 QUESTION = "What happens first?"
 
 
@@ -145,9 +146,10 @@ def test_vl_encode_errors(tiny_model_dir, family):
         adapter.encode(processor, text_only, _video())
 
 
-def test_text_family_encodes_and_runs_text(tiny_model_dir):
-    model_dir = tiny_model_dir("qwen2")
-    adapter = get_adapter("qwen2")
+@pytest.mark.parametrize("family", TEXT_FAMILIES)
+def test_text_family_encodes_and_runs_text(tiny_model_dir, family):
+    model_dir = tiny_model_dir(family)
+    adapter = get_adapter(family)
     tokenizer = adapter.load_processor(model_dir)
     assert isinstance(tokenizer, type(AutoTokenizer.from_pretrained(str(model_dir))))
     model = adapter.load_model(model_dir)
@@ -167,9 +169,10 @@ def test_text_family_encodes_and_runs_text(tiny_model_dir):
     assert torch.isfinite(logits).all()
 
 
-def test_text_family_refuses_vision_inputs(tiny_model_dir):
-    adapter = get_adapter("qwen2")
-    tokenizer = adapter.load_processor(tiny_model_dir("qwen2"))
+@pytest.mark.parametrize("family", TEXT_FAMILIES)
+def test_text_family_refuses_vision_inputs(tiny_model_dir, family):
+    adapter = get_adapter(family)
+    tokenizer = adapter.load_processor(tiny_model_dir(family))
     with pytest.raises(ValueError, match=r"text-only and cannot take video clips/seven\.mp4"):
         adapter.encode(tokenizer, [{"role": "user", "content": "hi"}], _video())
     with pytest.raises(ValueError, match="user message holds a 'video' item"):

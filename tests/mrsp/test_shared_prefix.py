@@ -4,7 +4,7 @@ Six rows, three per prompt, of two prompts interleaved (uids ``a b a b b a``, so
 left-padded to one width, responses of different lengths. The shared layout packs each prompt once plus its three
 responses as branches; it is compared with the padded and the padding-free (packed) layouts of the same sharded
 prefill, and with the single-process Hugging Face forward (pixels in, the tower run there). Qwen2.5-VL with a video
-per prompt (3-D mrope ids) and text-only Qwen2.
+per prompt (3-D mrope ids), and text-only Qwen2 and Qwen3 (per-head query/key norms).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def score_modes(family: str, model_dir: str, case_path: str) -> dict[str, dict[s
     return results
 
 
-@pytest.fixture(scope="module", params=["qwen2_5_vl", "qwen2"])
+@pytest.fixture(scope="module", params=["qwen2_5_vl", "qwen2", "qwen3"])
 def family_case(request, tiny_model_dir, tmp_path_factory):
     family = request.param
     model_dir = tiny_model_dir(family)

@@ -273,3 +273,38 @@ def test_samples_split_over_calls_equal_one_call_and_prompt_is_prefilled_once(se
             torch.testing.assert_close(part.tensors["rollout_log_probs"][row],
                                        whole.tensors["rollout_log_probs"][prompt * 4 + k], atol=1e-4, rtol=0)
     assert len({tuple(_real_tokens(whole, k)) for k in range(4)}) >= 2
+
+
+@pytest.mark.parametrize("family", ["qwen2", "qwen3"])
+def test_text_families_greedy_equals_generate_and_log_probs_equal_a_full_forward(tiny_model_dir, family):
+    """Text-only rows (1-D positions, left-padded to one width) through the per-prompt cache: Qwen2, and Qwen3 with its
+    per-head query/key norms."""
+    model_dir = tiny_model_dir(family)
+    adapter = get_adapter(family)
+    tokenizer = adapter.load_processor(model_dir)
+    rows = []
+    for uid, question in (("a", "Two plus two?"), ("b", "Name three colours that flash, then count them.")):
+        inputs = adapter.encode(tokenizer, [{"role": "user", "content": question}], None)
+        rows.append({"uid": uid, "inputs": {k: v[0] for k, v in inputs.items()}, "question": question,
+                     "options": None, "answer": "A", "reasoning": None, "task": "t", "video_path": None,
+                     "timestamps": None})
+    pad, eos = tokenizer.pad_token_id, (tokenizer.eos_token_id, tokenizer.pad_token_id)
+    collated = collate_left_padded(rows, pad)
+    prompts = Batch.from_dict({k: collated[k] for k in ("input_ids", "attention_mask")},
+                              {"uid": collated["uid"], "vision_inputs": collated["vision_inputs"]})
+    rollout = HFRollout(model_dir, dtype=torch.float64)
+    rollout.load_weights(sharp_weights(rollout.model, seed=0))
+    greedy = rollout.generate(prompts, _params(eos, pad))
+    for row, sample in enumerate(rows):
+        ids = sample["inputs"]["input_ids"].unsqueeze(0)
+        expected = rollout.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=MAX_NEW,
+                                          do_sample=False, eos_token_id=list(eos), pad_token_id=pad)
+        assert _real_tokens(greedy, row) == expected[0, ids.shape[1]:].tolist()
+    out = rollout.generate(prompts, _params(eos, pad, n=3, temperature=1.0))
+    with torch.no_grad():
+        logits = rollout.model(input_ids=out.tensors["input_ids"], attention_mask=out.tensors["attention_mask"]).logits
+    prompt_width, width = out.tensors["prompts"].shape[1], out.tensors["responses"].shape[1]
+    expected = torch.log_softmax(logits[:, prompt_width - 1:prompt_width - 1 + width].float(), -1).gather(
+        -1, out.tensors["responses"].unsqueeze(-1)).squeeze(-1)
+    mask = out.tensors["response_mask"].bool()
+    torch.testing.assert_close(out.tensors["rollout_log_probs"][mask], expected[mask], atol=1e-9, rtol=0)
