@@ -11,7 +11,7 @@ from longrl.controller.worker_group import free_rendezvous_port
 # Loaded by path under its own name: benchmarks/ is not a package, and "mrsp" is taken by tests/mrsp. Its sibling
 # modules (workload.py) are imported as the script imports them, from its own folder.
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
+sys.path.append(str(BENCHMARKS))  # after tests/: benchmarks/mrsp.py must not shadow the tests' mrsp package
 _SPEC = importlib.util.spec_from_file_location("benchmark_mrsp", BENCHMARKS / "mrsp.py")
 bench = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(bench)

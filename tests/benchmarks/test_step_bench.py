@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import longrl  # noqa: F401  (before transformers: the CPU torchvision shim)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+sys.path.append(str(Path(__file__).resolve().parents[2] / "benchmarks"))  # after tests/: see test_mrsp_bench.py
 import step as bench  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
 from step_flops import StepShape, TextShape, VisionShape, step_floor  # noqa: E402
 from workload import build_model  # noqa: E402
