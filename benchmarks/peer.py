@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from longrl.protocol import Batch
+from longrl.protocol import TOKEN_KEYS, Batch
+from longrl.workers.logprob import response_log_probs
 from longrl.workers.rollout.sampling import SamplingParams
 from longrl.workers.vision_inputs import merge_vision_inputs
 from workload import N_ROLLOUTS, RESPONSE_LENGTH, phase, stock_generate
@@ -27,13 +28,9 @@ KL_COEF = 0.04
 def _row_log_probs(model: torch.nn.Module, batch: Batch, row: int, vision: dict[str, torch.Tensor]) -> torch.Tensor:
     """Log-probs of row ``row``'s response tokens, from a forward over its prompt + response with the pixels."""
     device = next(model.parameters()).device
+    tokens = {key: batch.tensors[key][row:row + 1].to(device) for key in TOKEN_KEYS if key in batch.tensors.keys()}
     responses = batch.tensors["responses"][row:row + 1].to(device)
-    width = responses.shape[1]
-    logits = model(input_ids=batch.tensors["input_ids"][row:row + 1].to(device),
-                   attention_mask=batch.tensors["attention_mask"][row:row + 1].to(device),
-                   mm_token_type_ids=batch.tensors["mm_token_type_ids"][row:row + 1].to(device), **vision,
-                   use_cache=False, logits_to_keep=width + 1).logits[:, :-1].float()
-    return torch.log_softmax(logits, dim=-1).gather(-1, responses.unsqueeze(-1)).squeeze(-1)[0]
+    return response_log_probs(model, tokens, vision, responses).log_probs[0]
 
 
 class PeerLoop:

@@ -33,7 +33,7 @@ from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.workers.rollout.base import media_token_ids
 from longrl.workers.rollout.output import build_rollout_batch
 from longrl.workers.rollout.sampling import SamplingParams
-from longrl.workers.vision_inputs import merge_vision_inputs, without_pixels
+from longrl.workers.vision_inputs import VIDEO_EMBEDS, merge_vision_inputs, without_pixels
 
 FAMILY = "qwen2_5_vl"
 FRAME_SIDE = 448
@@ -185,8 +185,6 @@ def grpo_step(worker: Any, prompts: Batch, variant: str, store: EmbeddingStore |
 
 def from_cache(prompts: Batch, store: EmbeddingStore) -> Batch:
     """The prompts as the data layer hands them over on a cache hit: features read from disk, no pixels."""
-    from longrl.workers.vision_inputs import VIDEO_EMBEDS
-
     row = prompts.non_tensors["vision_inputs"][0]
     cached = store.get(CACHE_KEY, {"frames": row["video_grid_thw"].tolist()})
     return prompts.with_non_tensors(vision_inputs=[without_pixels(row)], **{VIDEO_EMBEDS: [cached.features]})

@@ -59,7 +59,7 @@ def sample_with_shared_prefill(
     text = model.config.get_text_config()
     cache = PrefixCache(inputs.attention_mask, n, max_new_tokens, text.num_attention_heads // text.num_key_value_heads,
                         inputs.embeds.dtype)
-    positions = inputs.position_ids.repeat_interleave(n, dim=-2)
+    response_positions = inputs.position_ids[..., width:].repeat_interleave(n, dim=-2)  # (.., B * n, max_new_tokens)
     sequences = torch.full((batch * n, width + max_new_tokens), pad_token_id, device=device)
     sequences[:, :width] = inputs.input_ids.repeat_interleave(n, dim=0)
     draw = _Sampler(greedy, seed, batch, n, first_sample, device)
@@ -76,9 +76,8 @@ def sample_with_shared_prefill(
             if step + 1 == max_new_tokens or not running.any():
                 break
             cache.advance()
-            column = width + step
-            logits = model(input_ids=tokens[:, None], position_ids=positions[..., column:column + 1], use_cache=False,
-                           shared_decode=cache).logits[:, -1]
+            logits = model(input_ids=tokens[:, None], position_ids=response_positions[..., step:step + 1],
+                           use_cache=False, shared_decode=cache).logits[:, -1]
     return sequences[:, width:width + step + 1]
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, PreTrainedModel
+from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
 from transformers.generation.logits_process import (
     SuppressTokensLogitsProcessor,
     TemperatureLogitsWarper,
@@ -56,9 +56,6 @@ class HFRollout(RolloutEngine):
         self.adapter = adapter_for_model_dir(model_dir)
         self.model: PreTrainedModel = self.adapter.load_model(model_dir, dtype)
         self.model.to(self.device).eval()
-        # Sampling is described by SamplingParams alone: defaults shipped with a checkpoint (Qwen's set
-        # top_k=1, repetition_penalty=1.05, ...) would otherwise be merged into every call.
-        self.model.generation_config = GenerationConfig()
         # Media tokens are never generated (see media_token_ids). The recorder sits before this, so rollout
         # log-probs stay those of the full distribution the actor scores.
         self._no_media_tokens = SuppressTokensLogitsProcessor(media_token_ids(self.model.config), device=self.device)
@@ -76,8 +73,7 @@ class HFRollout(RolloutEngine):
         vision = {key: value.to(self.device) for key, value in merge_vision_inputs(tower_rows).items()}
         # Once per prompt, shared by its n samples; from the rows' precomputed features when they carry them.
         embeds = prompt_embeddings(self.model, input_ids, vision, features)
-        grids = {key: value.to(self.device) for key, value in
-                 merge_vision_inputs([without_pixels(row) for row in vision_rows]).items()}
+        grids = without_pixels(vision)  # the grids the positions are computed from
         mm_token_type_ids = prompts.tensors["mm_token_type_ids"] if "mm_token_type_ids" in prompts.tensors.keys() else None
         positions = self._positions(input_ids, attention_mask, mm_token_type_ids, grids, sampling.max_new_tokens)
         recorder = _ChosenTokenLogProbs(temperature=1.0 if sampling.greedy else sampling.temperature)

@@ -39,9 +39,9 @@ class PrefixCache:
         self.starts = (prompt_mask == 0).sum(dim=1).tolist()  # first real column of each left-padded prompt
         self.keys: dict[int, torch.Tensor] = {}
         self.values: dict[int, torch.Tensor] = {}
-        width = self.prompt_width + n * max_new_tokens
+        self.width = self.prompt_width + n * max_new_tokens  # buffer columns: the prompt, then n slots
         blocked = torch.finfo(dtype).min
-        mask = torch.full((self.batch, 1, n * group, width), blocked, dtype=dtype, device=prompt_mask.device)
+        mask = torch.full((self.batch, 1, n * group, self.width), blocked, dtype=dtype, device=prompt_mask.device)
         mask[..., :self.prompt_width].masked_fill_(prompt_mask.bool()[:, None, None, :], 0.0)
         self.mask = mask
         self.step = -1  # -1: the prefill
@@ -60,9 +60,8 @@ class PrefixCache:
                 scaling: float | None) -> torch.Tensor:
         """``(B, heads, P, d)`` queries over the prompts (causal, from each prompt's first real column); stores the
         layer's keys and values. Padding columns get a zero output that nothing reads."""
-        width = self.prompt_width + self.n * self.slot_width
         for store, tensor in ((self.keys, key), (self.values, value)):
-            buffer = tensor.new_zeros(*tensor.shape[:2], width, tensor.shape[-1])
+            buffer = tensor.new_zeros(*tensor.shape[:2], self.width, tensor.shape[-1])
             buffer[:, :, :self.prompt_width] = tensor
             store[layer] = buffer
         out = torch.zeros_like(query)
