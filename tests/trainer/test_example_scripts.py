@@ -35,3 +35,25 @@ def test_example_script_trains_one_step(tiny_model_dir, tmp_path, algorithm, est
     [metrics] = [json.loads(line) for line in
                  (tmp_path / f"outputs/logs/longrl/qwen2_5_vl_3b_video_{algorithm}/metrics.jsonl").read_text().splitlines()]
     assert metrics["step"] == 1 and "actor/pg_loss" in metrics
+
+
+def test_hour_long_script_trains_one_step_with_sequence_parallelism(tiny_model_dir, tmp_path):
+    """The 3,600-frame script unchanged but for the sizes: its MR-SP, shared-prefix and frozen-tower settings, its
+    reward and format prompt (found from a directory other than the repo's) run on two CPU ranks (ulysses_size 2 over
+    a world of 2): one GRPO step of the tiny model on 8-frame videos."""
+    data = tmp_path / "data"
+    generate_dataset(data, num=4, frames=8, seed=5)
+    env = {**os.environ, "PYTHON": sys.executable, "MODEL_PATH": str(tiny_model_dir("qwen2_5_vl")),
+           "TRAIN_FILES": str(data / "train.jsonl"), "VAL_FILES": str(data / "val.jsonl"), "N_GPUS_PER_NODE": "2"}
+    overrides = ["data.prompt_key=question", "data.video_key=video", "trainer.max_steps=1", "trainer.save_freq=-1",
+                 "trainer.logger=[file]", "trainer.val_before_train=false", "trainer.val_freq=-1",
+                 "worker.rollout.num_video_frames=8", "worker.rollout.max_video_frames=8",
+                 "worker.actor.ulysses_size=2", "data.rollout_batch_size=2", "worker.actor.global_batch_size=2",
+                 "worker.rollout.n=2", "worker.actor.micro_batch_size_per_device_for_update=2",
+                 "worker.actor.micro_batch_size_per_device_for_experience=2", "data.max_response_length=8"]
+    result = subprocess.run(["bash", str(REPO / "examples/qwen2_5_vl_3b_video_1h.sh"), str(data), *overrides],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [metrics] = [json.loads(line) for line in
+                 (tmp_path / "outputs/logs/longrl/qwen2_5_vl_3b_video_1h/metrics.jsonl").read_text().splitlines()]
+    assert metrics["step"] == 1 and "actor/pg_loss" in metrics
