@@ -1,8 +1,8 @@
-"""Rows rendered into tokenised prompts with their sampled, resized video tensors.
+"""Rows rendered into tokenised prompts with their sampled, resized video (and image) tensors.
 
 Two checks happen when the dataset is built, before any training time is spent, from container headers only (no
 packet is read, so this stays cheap for thousands of hour-long videos): every row's video must exist and be a
-video, and (with ``data.filter_overlong_prompts``) a prompt whose length, computed from the stated frame count and
+video (and its images be images), and (with ``data.filter_overlong_prompts``) a prompt whose length, computed from the stated frame count and
 size, exceeds ``data.max_prompt_length`` is filtered. A row that fails raises :class:`DatasetRowError` naming the
 file and row, or with ``data.on_bad_row=skip`` is dropped and counted in :attr:`VideoQADataset.skipped`. The full
 verification (every packet present: truncated files) happens in ``__getitem__``, where the bytes are read anyway;
@@ -22,6 +22,7 @@ from longrl.config.schema import DataConfig, RolloutConfig
 from longrl.data.prompts import FormatPrompt, build_messages
 from longrl.data.rows import DatasetRowError, QARow, iter_rows
 from longrl.data.decoders import read_video_header
+from longrl.data.images import ImageDecodeError, load_image, read_image_size
 from longrl.data.video import FrameSampling, VideoDecodeError, fit_under_pixels, load_video, sample_frame_indices
 from longrl.models.registry import ModelAdapter
 from longrl.protocol import EMBED_ENTRY, TOKEN_KEYS, VIDEO_EMBEDS, Batch
@@ -98,31 +99,46 @@ class VideoQADataset(Dataset):
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
 
     def _admit(self, row: QARow) -> bool:
-        """Read the row's video header and check the prompt (and target) length; False (under the skip policy)
-        drops it."""
+        """Read the row's video and image headers and check the prompt (and target) length; False (under the skip
+        policy) drops it."""
         if self.targets is not None:
             length = len(self._target_ids(row))
             if length > self.data.max_response_length:
                 return self._fail(row, f"overlong target: {length} tokens > data.max_response_length "
                                        f"{self.data.max_response_length} (raise the limit or shorten the reasoning)")
-        if row.video is None:
-            return True
+        if row.images and not self.adapter.supports_images:
+            return self._fail(row, f"the row has {len(row.images)} image(s) but model family {self.adapter.family!r} "
+                                   f"takes no images (data.image_key={self.data.image_key!r})")
         try:
-            probe = read_video_header(row.video)
-        except VideoDecodeError as exc:
-            return self._fail(row, f"unreadable video: {exc}", exc)
-        if not self.data.filter_overlong_prompts:
+            image_sizes = [self._image_size(path) for path in row.images]
+        except ImageDecodeError as exc:
+            return self._fail(row, f"unreadable image: {exc}", exc)
+        media_tokens = sum(self.adapter.count_image_tokens(height, width) for height, width in image_sizes)
+        if row.video is not None:
+            try:
+                probe = read_video_header(row.video)
+            except VideoDecodeError as exc:
+                return self._fail(row, f"unreadable video: {exc}", exc)
+            num_frames = len(sample_frame_indices(probe.num_frames, probe.fps, self.sampling))
+            height, width = fit_under_pixels(probe.height, probe.width, self.max_pixels, self.data.min_pixels,
+                                             self.adapter.video_size_factor)
+            media_tokens += self.adapter.count_video_tokens(num_frames, height, width)
+        if not self.data.filter_overlong_prompts or (row.video is None and not row.images):
             return True
-        num_frames = len(sample_frame_indices(probe.num_frames, probe.fps, self.sampling))
-        height, width = fit_under_pixels(probe.height, probe.width, self.max_pixels, self.data.min_pixels,
-                                         self.adapter.video_size_factor)
         text_tokens = len(self.adapter.render_prompt_ids(self.processor, build_messages(row, self.format_prompt)))
-        length = text_tokens - 1 + self.adapter.count_video_tokens(num_frames, height, width)
+        # Each image / the video is one placeholder token in the rendered text, replaced by its media tokens.
+        length = text_tokens - len(row.images) - (row.video is not None) + media_tokens
         if length > self.data.max_prompt_length:
             self.skipped.append(SkippedRow(row.source, row.row_index, f"overlong prompt: {length} tokens > "
                                            f"data.max_prompt_length {self.data.max_prompt_length}"))
             return False
         return True
+
+    def _image_size(self, path: str) -> tuple[int, int]:
+        """The grid size an image is resized to (images take ``data.max_pixels``, not the per-frame budget)."""
+        height, width = read_image_size(path)
+        return fit_under_pixels(height, width, self.data.max_pixels, self.data.min_pixels,
+                                self.adapter.video_size_factor)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -132,7 +148,10 @@ class VideoQADataset(Dataset):
         carries its features and grid instead of pixels (``video_embeds``, ``embed_entry`` for the workers)."""
         row = self.rows[index]
         messages = build_messages(row, self.format_prompt)
-        entry = self.cache.entry(row.video) if self.cache is not None and row.video is not None else None
+        # The cache holds a video's features; a row that also has images is encoded whole (its features are one
+        # stream, images first).
+        cacheable = self.cache is not None and row.video is not None and not row.images
+        entry = self.cache.entry(row.video) if cacheable else None
         cached = self.cache.load(entry) if entry is not None else None
         timestamps = None
         if cached is not None:
@@ -149,7 +168,13 @@ class VideoQADataset(Dataset):
                     self._fail(row, f"unreadable video: {exc}", exc)
                     return SkippedRow(row.source, row.row_index, f"unreadable video: {exc}")
                 timestamps = video.timestamps
-            inputs = self.adapter.encode(self.processor, messages, video)
+            try:
+                images = [load_image(path, self.data.max_pixels, self.data.min_pixels, self.adapter.video_size_factor)
+                          for path in row.images]
+            except ImageDecodeError as exc:
+                self._fail(row, f"unreadable image: {exc}", exc)
+                return SkippedRow(row.source, row.row_index, f"unreadable image: {exc}")
+            inputs = self.adapter.encode(self.processor, messages, video, **({"images": images} if images else {}))
         length = int(inputs["input_ids"].shape[-1])
         if length > self.data.max_prompt_length:
             reason = (f"prompt of {length} tokens exceeds data.max_prompt_length {self.data.max_prompt_length}; "

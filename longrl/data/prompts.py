@@ -61,7 +61,11 @@ class FormatPrompt:
 
 
 def build_messages(row: QARow, prompt: FormatPrompt) -> list[dict]:
-    """One user turn: the video first (when the row has one), then the rendered question text."""
-    content: list[dict] = [{"type": "video"}] if row.video else []
+    """One user turn: the row's images in order, then its video (when it has them), then the rendered question text.
+
+    Media come before the text as in Qwen-VL's and EasyR1's prompts; the model adapters and MR-SP rely on this order
+    (a row's visual features are its images' then its video's)."""
+    content: list[dict] = [{"type": "image"} for _ in row.images]
+    content += [{"type": "video"}] if row.video else []
     content.append({"type": "text", "text": prompt.render(row.question, row.options)})
     return [{"role": "user", "content": content}]

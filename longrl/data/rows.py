@@ -33,7 +33,7 @@ class DatasetRowError(ValueError):
 
 @dataclass
 class QARow:
-    """One question about one video (or none), normalised from whatever layout the file used."""
+    """One question about one video or a few images (or neither), normalised from whatever layout the file used."""
 
     source: str
     row_index: int
@@ -44,6 +44,7 @@ class QARow:
     reasoning: str | None = None
     video: str | None = None
     task: str | None = None
+    images: list[str] = field(default_factory=list)
 
 
 def _read_json(path: Path) -> list[dict]:
@@ -123,6 +124,20 @@ def _video_path(value: Any, root: Path, source: str, index: int) -> str | None:
     return str(path if path.is_absolute() else root / path)
 
 
+def _image_paths(value: Any, root: Path, source: str, index: int) -> list[str]:
+    """A row's images (one path or a list of paths), resolved like its video; shown to the model in this order."""
+    if value in (None, "", []):
+        return []
+    values = value if isinstance(value, (list, tuple)) else [value]
+    paths = []
+    for position, item in enumerate(values):
+        if not isinstance(item, str) or not item:
+            raise DatasetRowError(source, index, f"image {position} must be a path string, got {type(item).__name__}")
+        path = Path(item).expanduser()
+        paths.append(str(path if path.is_absolute() else root / path))
+    return paths
+
+
 def normalise_row(raw: dict, index: int, source: str, cfg: DataConfig, video_root: Path) -> QARow:
     """Map a raw row onto :class:`QARow` using the configured keys; a missing field names the keys present."""
 
@@ -149,13 +164,15 @@ def normalise_row(raw: dict, index: int, source: str, cfg: DataConfig, video_roo
         reasoning=raw.get(cfg.reasoning_key),
         video=_video_path(raw.get(cfg.video_key), video_root, source, index),
         task=str(task) if task is not None else None,
+        images=_image_paths(raw.get(cfg.image_key), video_root, source, index),
     )
 
 
 def iter_rows(files: str, cfg: DataConfig) -> Iterator[QARow]:
     """Normalised rows of every comma-separated source in ``files``, in order.
 
-    Relative video paths resolve against ``data.video_dir`` when set, else against the dataset file's directory.
+    Relative video and image paths resolve against ``data.video_dir`` when set, else against the dataset file's
+    directory.
     """
     for spec in (part.strip() for part in files.split(",") if part.strip()):
         source, raw_rows = read_source(spec)

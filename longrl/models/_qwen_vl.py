@@ -1,4 +1,4 @@
-"""What Qwen2-VL and Qwen2.5-VL share: the tiny-directory layout, loading, and video encoding.
+"""What Qwen2-VL and Qwen2.5-VL share: the tiny-directory layout, loading, and video and image encoding.
 
 A family subclass names its model/processor classes and builds its tiny config; everything else is here.
 
@@ -13,6 +13,7 @@ processor repeats the last frame to fill the final temporal patch.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -33,6 +34,8 @@ from longrl.models.tiny import PATCH_SIZE, SPATIAL_MERGE_SIZE, TEMPORAL_PATCH_SI
 from longrl.models.tokenizer import CHAT_TEMPLATE, QwenTokenIds, build_tokenizer
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from longrl.data.video import DecodedVideo
 
 # Pixel bounds saved in the tiny processors, used only by callers of the processor itself (``encode``
@@ -45,6 +48,7 @@ class QwenVLAdapter(ModelAdapter):
     """Base of the Qwen vision-language families."""
 
     supports_video: ClassVar[bool] = True
+    supports_images: ClassVar[bool] = True
     positions_3d: ClassVar[bool] = True
     vision_weight_marker: ClassVar[str] = "visual."
     # One merged visual token covers a (patch x merge)^2 square over temporal_patch frames; the data layer
@@ -96,18 +100,33 @@ class QwenVLAdapter(ModelAdapter):
     def video_placeholder_id(self, model: torch.nn.Module) -> int:
         return model.config.video_token_id
 
-    def encoder_kwargs(self, features: torch.Tensor) -> dict[str, Any]:
-        return {"mm_encoder_outputs": {"video": BaseModelOutputWithPooling(pooler_output=(features,))}}
+    def media_placeholder_ids(self, model: torch.nn.Module) -> tuple[int, ...]:
+        return (model.config.image_token_id, model.config.video_token_id)
+
+    def count_image_tokens(self, height: int, width: int) -> int:
+        return (height // PATCH_SIZE) * (width // PATCH_SIZE) // SPATIAL_MERGE_SIZE**2
+
+    def encoder_kwargs(self, model: torch.nn.Module, features: torch.Tensor,
+                       placeholder_tokens: torch.Tensor) -> dict[str, Any]:
+        """The video rows as the model's video encoder output; image rows, when the block holds any, as its image
+        encoder output. (A block without image placeholders passes no image entry, so a video-only forward is the one
+        it always was.)"""
+        is_video = placeholder_tokens != model.config.image_token_id
+        outputs = {"video": BaseModelOutputWithPooling(pooler_output=(features[is_video],))}
+        if not bool(is_video.all()):
+            outputs["image"] = BaseModelOutputWithPooling(pooler_output=(features[~is_video],))
+        return {"mm_encoder_outputs": outputs}
 
     def position_ids(self, model: torch.nn.Module, tokens: dict[str, torch.Tensor],
                      vision: dict[str, torch.Tensor]) -> torch.Tensor:
-        """3-D mrope ids ``(3, b, S)`` from the video grids, exactly as the model's forward computes them (the
-        published rule, installed by :meth:`load_model`)."""
-        if "video_grid_thw" not in vision:
+        """3-D mrope ids ``(3, b, S)`` from the image and video grids, exactly as the model's forward computes them
+        (the published rule, installed by :meth:`load_model`)."""
+        if "video_grid_thw" not in vision and "image_grid_thw" not in vision:
             return super().position_ids(model, tokens, vision).unsqueeze(0).expand(3, -1, -1)
         positions, _ = model.model.get_rope_index(
-            tokens["input_ids"], tokens["mm_token_type_ids"], video_grid_thw=vision["video_grid_thw"],
-            second_per_grid_ts=vision.get("second_per_grid_ts"), attention_mask=tokens["attention_mask"])
+            tokens["input_ids"], tokens["mm_token_type_ids"], image_grid_thw=vision.get("image_grid_thw"),
+            video_grid_thw=vision.get("video_grid_thw"), second_per_grid_ts=vision.get("second_per_grid_ts"),
+            attention_mask=tokens["attention_mask"])
         return positions
 
     def load_processor(self, model_dir: str | Path) -> ProcessorMixin:
@@ -118,20 +137,32 @@ class QwenVLAdapter(ModelAdapter):
         return use_published_positions(AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=dtype))
 
     def encode(
-        self, processor: ProcessorMixin, messages: list[dict[str, Any]], video: DecodedVideo | None
+        self, processor: ProcessorMixin, messages: list[dict[str, Any]], video: DecodedVideo | None,
+        images: Sequence[np.ndarray] = (),
     ) -> dict[str, torch.Tensor]:
         text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         num_video_items = _count_content_items(messages, "video")
+        num_image_items = _count_content_items(messages, "image")
+        if num_image_items != len(images):
+            raise ValueError(f"messages hold {num_image_items} {{'type': 'image'}} item(s) but {len(images)} image(s) "
+                             "were given")
+        media: dict[str, Any] = {}
+        if images:
+            for position, image in enumerate(images):
+                _check_fits_grid(image.shape, f"image {position}", processor.image_processor)
+            media["images"] = list(images)
         if video is None:
             if num_video_items:
                 raise ValueError(f"messages hold {num_video_items} video item(s) but no video was given")
-            return dict(processor(text=[text], return_tensors="pt"))
+            return dict(processor(text=[text], **media, do_resize=False, return_tensors="pt"))
         if num_video_items != 1:
             raise ValueError(
                 f"messages must hold exactly one {{'type': 'video'}} item for video {video.path}, "
                 f"found {num_video_items}"
             )
-        _check_frames_fit_grid(video, processor.video_processor)
+        if video.frames.ndim != 4:
+            raise ValueError(f"frames of {video.path} must have shape (T, H, W, 3), got {tuple(video.frames.shape)}")
+        _check_fits_grid(video.frames.shape[1:], f"frames of {video.path}", processor.video_processor)
         num_frames, height, width = video.frames.shape[:3]
         # fps here is the rate of the frames handed over, so the processor's sampled_fps (and Qwen2.5-VL's
         # second_per_grid_ts) reflect the data layer's sampling, not the source file's frame rate.
@@ -144,10 +175,11 @@ class QwenVLAdapter(ModelAdapter):
         }
         batch = processor(
             text=[text],
+            **media,
+            do_resize=False,
             videos=[video.frames],
             video_metadata=[metadata],
             do_sample_frames=False,
-            do_resize=False,
             cap_pixels_per_frame=False,
             return_tensors="pt",
         )
@@ -184,16 +216,16 @@ def _count_content_items(messages: list[dict[str, Any]], item_type: str) -> int:
     )
 
 
-def _check_frames_fit_grid(video: DecodedVideo, video_processor: Qwen2VLVideoProcessor) -> None:
-    """Reject frames the vision grid cannot tile, instead of letting the processor rescale them."""
-    frames = video.frames
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames of {video.path} must have shape (T, H, W, 3), got {tuple(frames.shape)}")
-    factor = video_processor.patch_size * video_processor.merge_size
-    height, width = frames.shape[1:3]
+def _check_fits_grid(shape: tuple[int, ...], what: str, processor: Any) -> None:
+    """Reject pixels the vision grid cannot tile (``shape`` is ``(H, W, 3)``), instead of letting the processor rescale
+    them."""
+    if len(shape) != 3 or shape[-1] != 3:
+        raise ValueError(f"{what} must have shape (H, W, 3) per picture, got {tuple(shape)}")
+    factor = processor.patch_size * processor.merge_size
+    height, width = shape[:2]
     if height % factor or width % factor:
         raise ValueError(
-            f"frames of {video.path} are {height}x{width}; both sides must be multiples of {factor} "
+            f"{what}: {height}x{width} pixels; both sides must be multiples of {factor} "
             f"(patch_size * merge_size): resize them in the data layer, the adapter does not resize"
         )
 
@@ -202,8 +234,11 @@ class QwenVideoEncoder:
     """A Qwen-VL vision tower as MR-SP's :class:`~longrl.mrsp.encode.VideoEncoder`.
 
     Goes through the model's ``get_video_features`` (registered with FSDP as a forward method, so a sharded tower
-    gathers its parameters for the call).
+    gathers its parameters for the call). Images go through it too: Qwen-VL's ``get_image_features`` runs the same
+    tower on the same patch layout (an image is one temporal slice), so one call encodes a row's images and video.
     """
+
+    encodes_images = True
 
     def __init__(self, model: torch.nn.Module):
         self.model = model

@@ -33,6 +33,8 @@ class ModelAdapter(ABC):
     family: ClassVar[str]
     model_types: ClassVar[tuple[str, ...]]
     supports_video: ClassVar[bool]
+    # Whether ``encode`` takes a row's images (``images=``); rows with images are refused for other families.
+    supports_images: ClassVar[bool] = False
     # Whether vision tokens get 3-D (mrope) positions from their grid; then a prompt must reach an engine as token
     # ids + grid, never as bare embeddings (which engines position as text).
     positions_3d: ClassVar[bool] = False
@@ -62,8 +64,13 @@ class ModelAdapter(ABC):
         for vision families, ``mm_token_type_ids`` (marks the vision tokens; Qwen-VL needs it to compute
         3-D mrope positions) plus, with a video, ``pixel_values_videos`` and ``video_grid_thw``
         (Qwen2.5-VL adds ``second_per_grid_ts``). ``video.frames`` are used as given: already sampled and
-        already sized for the vision grid by the data layer.
+        already sized for the vision grid by the data layer. Families with ``supports_images`` also take
+        ``images=`` (``(H, W, 3)`` uint8 arrays, sized likewise, one per ``{'type': 'image'}`` item in order).
         """
+
+    def count_image_tokens(self, height: int, width: int) -> int:
+        """Visual tokens of one image of ``height`` x ``width`` (multiples of the size factor)."""
+        raise NotImplementedError(f"model family {self.family!r} takes no images")
 
     def encode_from_grid(self, processor: Any, messages: list[dict[str, Any]], video_grid_thw: torch.Tensor,
                          second_per_grid_ts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -83,8 +90,19 @@ class ModelAdapter(ABC):
         """The token id whose positions receive video features; None for families without video."""
         return None
 
-    def encoder_kwargs(self, features: torch.Tensor) -> dict[str, Any]:
-        """Forward keywords that splice precomputed video ``features`` (rows in placeholder order) into the prompt."""
+    def media_placeholder_ids(self, model: torch.nn.Module) -> tuple[int, ...]:
+        """The token ids whose positions receive a row's precomputed visual features (``video_embeds``: one stream in
+        placeholder order, e.g. a row's images' features then its video's); by default the video placeholder alone."""
+        placeholder = self.video_placeholder_id(model)
+        return () if placeholder is None else (placeholder,)
+
+    def encoder_kwargs(self, model: torch.nn.Module, features: torch.Tensor,
+                       placeholder_tokens: torch.Tensor) -> dict[str, Any]:
+        """Forward keywords that splice precomputed visual ``features`` into ``model``'s prompt.
+
+        ``features`` has one row per placeholder of the forward's input ids, in row-major order; ``placeholder_tokens``
+        is the token id at each of those placeholders (so a family with several media kinds can route each row).
+        """
         raise NotImplementedError(f"model family {self.family!r} takes no video features")
 
     def position_ids(self, model: torch.nn.Module, tokens: dict[str, torch.Tensor],

@@ -1,4 +1,5 @@
-"""MR-SP stage 1: encode a batch's videos with their temporal slices split over the SP group, then all-gather.
+"""MR-SP stage 1: encode a batch's videos (and images, one slice each) with their temporal slices split over the SP
+group, then all-gather.
 
 Each rank runs the vision tower only on its share (:func:`~longrl.mrsp.frames.plan_frame_shards`); one variable-size
 all-gather rebuilds every video's features, in order, on every rank of the group. The result is returned per row
@@ -24,14 +25,16 @@ from longrl.mrsp.groups import SequenceParallelGroups
 
 __all__ = ["VideoEncoder", "encode_row_videos"]
 
-PIXEL_KEY, GRID_KEY = "pixel_values_videos", "video_grid_thw"
-_IMAGE_KEYS = ("pixel_values", "image_grid_thw")
+# A row's visual inputs in the order their features fill its placeholders: images first, then the video (the data
+# layer puts a row's images before its video). Each image is one temporal slice.
+_MEDIA_KEYS = (("pixel_values", "image_grid_thw"), ("pixel_values_videos", "video_grid_thw"))
 
 
 class VideoEncoder(Protocol):
     """A model's vision tower seen as: patch rows + ``(k, 3)`` grid -> one feature row per merged patch."""
 
     patches_per_token: int  # unmerged patches per output feature row (Qwen: spatial_merge_size ** 2)
+    encodes_images: bool  # whether an image (one slice) goes through the same call as video slices
 
     def __call__(self, pixels: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor: ...
 
@@ -47,19 +50,20 @@ def encode_row_videos(
     device: torch.device,
     num_chunks: int = 1,
 ) -> list[torch.Tensor | None]:
-    """Per row, the features of its videos in placeholder order (``None`` for a row without video).
+    """Per row, the features of its images and video in placeholder order (``None`` for a row without either).
 
-    ``rows`` are the per-row vision inputs (``pixel_values_videos`` + ``video_grid_thw``), identical on every rank of
-    the SP group. ``num_chunks`` bounds the all-gather's buffers (``worker.rollout.num_chunk_seq``).
+    ``rows`` are the per-row vision inputs (``pixel_values_videos`` + ``video_grid_thw``, and ``pixel_values`` +
+    ``image_grid_thw`` for images), identical on every rank of the SP group. An image is one slice, so a row's images
+    are spread over the group like a video's slices. ``num_chunks`` bounds the all-gather's buffers
+    (``worker.rollout.num_chunk_seq``).
     """
-    for index, row in enumerate(rows):
-        if any(key in row for key in _IMAGE_KEYS):
-            raise NotImplementedError(f"row {index} holds image inputs; MR-SP encodes videos only")
-    video_rows = [(index, row) for index, row in enumerate(rows) if PIXEL_KEY in row]
-    grids = torch.cat([row[GRID_KEY] for _, row in video_rows]) if video_rows else torch.zeros(0, 3, dtype=torch.long)
+    media_rows = [(index, _row_media(row, index, encoder)) for index, row in enumerate(rows)]
+    media_rows = [(index, media) for index, media in media_rows if media is not None]
+    grids = (torch.cat([grid for _, (_, grid) in media_rows]) if media_rows
+             else torch.zeros(0, 3, dtype=torch.long))
     if not _anyone_has_video(len(grids) > 0, device):
         return [None] * len(rows)
-    pixels = torch.cat([row[PIXEL_KEY] for _, row in video_rows]) if video_rows else None
+    pixels = torch.cat([row_pixels for _, (row_pixels, _) in media_rows]) if media_rows else None
     mine = plan_frame_shards(grids.tolist(), groups.sp_size)[groups.sp_rank]
     if mine:
         local_pixels, local_grid = _select(pixels, grids, mine)
@@ -75,11 +79,22 @@ def encode_row_videos(
     per_video = list(torch.split(features, tokens_per_video))
     out: list[torch.Tensor | None] = [None] * len(rows)
     start = 0
-    for index, row in video_rows:
-        count = row[GRID_KEY].shape[0]
+    for index, (_, row_grid) in media_rows:
+        count = row_grid.shape[0]
         out[index] = torch.cat(per_video[start : start + count])
         start += count
     return out
+
+
+def _row_media(row: Mapping[str, torch.Tensor], index: int,
+               encoder: VideoEncoder) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A row's pixels and grids, images before video; None without either."""
+    present = [(row[pixel_key], row[grid_key]) for pixel_key, grid_key in _MEDIA_KEYS if pixel_key in row]
+    if "pixel_values" in row and not encoder.encodes_images:
+        raise NotImplementedError(f"row {index} holds image inputs, and this family's MR-SP encoder takes video only")
+    if not present:
+        return None
+    return torch.cat([pixels for pixels, _ in present]), torch.cat([grid for _, grid in present])
 
 
 def _select(pixels: torch.Tensor, grids: torch.Tensor, pieces: list[SlicePiece]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 The caller hands over full-width rows — a left-padded prompt then a right-padded response, ``(b, P + R)`` — with
 their full-sequence position ids (Qwen-VL's 3-D mrope ids must be computed on the whole sequence, before any
-sharding) and the video features to splice (computed once per step by stage 1). Here:
+sharding) and the visual features to splice (computed once per step by stage 1). Here:
 
 1. **Layout.** Padded: the rows as they are, one causal segment per row (its valid span). Padding-free
    (``padding_free``): the valid tokens of all rows packed into one row, one segment per sample (the ``cu_seqlens``
@@ -13,7 +13,7 @@ sharding) and the video features to splice (computed once per step by stage 1). 
    position. The width is ``P + R_1 + ... + R_n`` per group instead of ``n (P + R)``, and the prompt's video
    features are spliced once.
 2. **Shard.** The width is right-padded to a multiple of the SP size and each rank keeps one contiguous block of
-   columns: its token ids, its position ids, and the video features of the placeholders that fall in its block.
+   columns: its token ids, its position ids, and the visual features of the placeholders that fall in its block.
 3. **Forward.** The model runs on the local block only; attention is Ulysses (:mod:`longrl.mrsp.attention`). The LM
    head is applied only at the local columns that predict a response token (``logits_to_keep``), so no logits exist
    for prompt positions.
@@ -47,8 +47,8 @@ class PrefillInputs:
     attention_mask: torch.Tensor  # (b, P + R): left-padded prompt, right-padded response
     position_ids: torch.Tensor  # (b, P + R) or (k, b, P + R) for mrope
     responses: torch.Tensor  # (b, R)
-    features: torch.Tensor | None  # (placeholders, hidden): the video features in row-major placeholder order
-    placeholder_id: int | None  # the video placeholder token id
+    features: torch.Tensor | None  # (placeholders, hidden): the visual features in row-major placeholder order
+    placeholder_ids: tuple[int, ...]  # the token ids the features fill (the family's media_placeholder_ids)
     pad_token_id: int
     uids: Sequence[Hashable] | None = None  # (b,) the prompt of each row; rows of one uid share their prompt
 
@@ -120,8 +120,8 @@ def _shared_prefix_layout(inputs: PrefillInputs) -> _Layout:
     for row, uid in enumerate(inputs.uids):
         groups.setdefault(uid, []).append(row)
     feature_start = None
-    if inputs.placeholder_id is not None:
-        counts = (inputs.input_ids == inputs.placeholder_id).sum(1)
+    if inputs.placeholder_ids:
+        counts = _placeholder_mask(inputs.input_ids, inputs.placeholder_ids).sum(1)
         feature_start = (counts.cumsum(0) - counts).tolist()  # the inputs' features are in row-major order
     ids, positions, segments, predictors, targets, features = [], [], [], [], [], []
     offset = 0
@@ -137,7 +137,7 @@ def _shared_prefix_layout(inputs: PrefillInputs) -> _Layout:
         ids.append(inputs.input_ids[first, prompt])
         positions.append(inputs.position_ids[..., first, prompt])
         if feature_start is not None:
-            placeholders = int((inputs.input_ids[first, prompt] == inputs.placeholder_id).sum())
+            placeholders = int(_placeholder_mask(inputs.input_ids[first, prompt], inputs.placeholder_ids).sum())
             features.append(torch.arange(feature_start[first], feature_start[first] + placeholders))
         prefix = (offset, offset + prompt_width - start)
         if prefix[1] > prefix[0]:
@@ -164,6 +164,10 @@ def _shared_prefix_layout(inputs: PrefillInputs) -> _Layout:
                    torch.cat(features) if feature_start is not None else None)
 
 
+def _placeholder_mask(input_ids: torch.Tensor, placeholder_ids: tuple[int, ...]) -> torch.Tensor:
+    return torch.isin(input_ids, torch.tensor(placeholder_ids, device=input_ids.device))
+
+
 def _pad_width(tensor: torch.Tensor, multiple: int, value: int) -> torch.Tensor:
     extra = -tensor.shape[-1] % multiple
     if not extra:
@@ -175,7 +179,7 @@ def sharded_response_scores(
     model: torch.nn.Module,
     inputs: PrefillInputs,
     groups: SequenceParallelGroups,
-    encoder_kwargs: Callable[[torch.Tensor], dict[str, Any]],
+    encoder_kwargs: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], dict[str, Any]],
     temperature: float = 1.0,
     with_entropy: bool = False,
     padding_free: bool = False,
@@ -183,9 +187,10 @@ def sharded_response_scores(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(log_probs, entropy)`` of every response token, ``(b, R)`` float32, the same on every rank of the group.
 
-    ``encoder_kwargs(features)`` turns the features of this rank's placeholders into the forward's keywords (the
-    model family's way of taking precomputed vision features). ``shared_prefix`` (needs ``inputs.uids``) packs each
-    prompt once with its rows' responses as branches; it implies ``padding_free``.
+    ``encoder_kwargs(model, features, placeholder_tokens)`` turns the features of this rank's placeholders, and the
+    token id at each, into the forward's keywords (the model family's way of taking precomputed visual features).
+    ``shared_prefix`` (needs ``inputs.uids``) packs each prompt once with its rows' responses as branches; it implies
+    ``padding_free``.
     """
     if shared_prefix:
         layout = _shared_prefix_layout(inputs)
@@ -199,15 +204,15 @@ def sharded_response_scores(
     lo, hi = groups.sp_rank * block, (groups.sp_rank + 1) * block
 
     kwargs: dict[str, Any] = {}
-    if inputs.features is not None and inputs.placeholder_id is not None:
-        is_placeholder = ids == inputs.placeholder_id
+    if inputs.features is not None and inputs.placeholder_ids:
+        is_placeholder = _placeholder_mask(ids, inputs.placeholder_ids)
         order = (is_placeholder.flatten().cumsum(0) - 1).view(rows, width)  # row-major index into features
         local = order[:, lo:hi][is_placeholder[:, lo:hi]]
         if layout.features is not None:
             local = layout.features.to(local.device)[local]
         # Passed even when empty: the features then stay in this rank's autograd graph, so the backward of their
         # all-gather (a collective) runs on every rank of the group, not only on those holding placeholders.
-        kwargs = encoder_kwargs(inputs.features.index_select(0, local))
+        kwargs = encoder_kwargs(model, inputs.features.index_select(0, local), ids[:, lo:hi][is_placeholder[:, lo:hi]])
 
     predictors, targets = layout.predictors.to(device), layout.targets.to(device)
     layout_width = layout.input_ids.shape[1]  # predictors index the layout before its width was padded

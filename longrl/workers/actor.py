@@ -44,7 +44,8 @@ from longrl.mrsp import (
 from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.workers.fsdp import load_sharded_model
 from longrl.workers.logprob import ResponseScores, response_log_probs
-from longrl.workers.vision_inputs import VIDEO_EMBEDS, VIDEO_PIXELS, joined_features, position_inputs
+from longrl.workers.vision_inputs import (VIDEO_EMBEDS, has_pixels, joined_features, placeholder_tokens,
+                                          position_inputs)
 
 
 # A micro-batch's loss (scalar, before the micro/mini weighting) and its metrics.
@@ -125,14 +126,15 @@ class PolicyModel:
         return [by_key[key] for key in keys]
 
     def with_video_features(self, batch: Batch) -> Batch:
-        """``batch`` with ``video_embeds`` for every row with a video: rows that carry theirs (rollout rows, rows the
-        embedding cache filled) keep them; the others are encoded here, without gradients.
+        """``batch`` with ``video_embeds`` (the visual features: images' then video's) for every row with pixels: rows
+        that carry theirs (rollout rows, rows the embedding cache filled) keep them; the others are encoded here,
+        without gradients.
 
         Every rank calls the (collective) encoding, with or without rows of its own to encode.
         """
         known = list(batch.non_tensors[VIDEO_EMBEDS]) if VIDEO_EMBEDS in batch.non_tensors else [None] * len(batch)
         rows = batch.non_tensors["vision_inputs"]
-        todo = np.array([i for i, f in enumerate(known) if f is None and VIDEO_PIXELS in rows[i]], dtype=np.int64)
+        todo = np.array([i for i, f in enumerate(known) if f is None and has_pixels(rows[i])], dtype=np.int64)
         with torch.no_grad():
             for index, features in zip(todo.tolist(), self.encode_videos(batch[todo])):
                 known[index] = features.cpu() if features is not None else None
@@ -149,15 +151,18 @@ class PolicyModel:
         temperature = self.cfg.worker.rollout.temperature if temperature is None else temperature
         grids = {key: value.to(self.device) for key, value in position_inputs(micro.non_tensors["vision_inputs"]).items()}
         joined = joined_features(features, self.device)
+        placeholder_ids = self.adapter.media_placeholder_ids(self.model)
         if not self.sharded_prefill:
-            kwargs = {**grids, **(self.adapter.encoder_kwargs(joined) if joined is not None else {})}
+            kwargs = dict(grids)
+            if joined is not None:
+                kwargs.update(self.adapter.encoder_kwargs(
+                    self.model, joined, placeholder_tokens(tokens["input_ids"], placeholder_ids)))
             return response_log_probs(self.model, tokens, kwargs, responses, temperature, with_entropy)
         actor = self.cfg.worker.actor
         uids = list(micro.non_tensors["uid"]) if "uid" in micro.non_tensors else list(range(len(micro)))
         inputs = PrefillInputs(tokens["input_ids"], tokens["attention_mask"],
                                self.adapter.position_ids(self.model, tokens, grids), responses, joined,
-                               self.adapter.video_placeholder_id(self.model), self.pad_token_id,
-                               uids)
+                               placeholder_ids, self.pad_token_id, uids)
         log_probs, entropy = sharded_response_scores(
             self.model, inputs, self.groups, self.adapter.encoder_kwargs, temperature, with_entropy,
             actor.padding_free, actor.shared_prefix)

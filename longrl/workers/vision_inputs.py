@@ -13,8 +13,8 @@ import torch
 
 from longrl.protocol import VIDEO_EMBEDS
 
-__all__ = ["MODALITY_OF_PIXELS", "VIDEO_EMBEDS", "VIDEO_PIXELS", "joined_features", "merge_vision_inputs",
-           "position_inputs", "splice_features", "without_pixels"]
+__all__ = ["MODALITY_OF_PIXELS", "VIDEO_EMBEDS", "VIDEO_PIXELS", "has_pixels", "joined_features",
+           "merge_vision_inputs", "placeholder_tokens", "position_inputs", "splice_features", "without_pixels"]
 
 
 # The inputs that feed the vision tower -> the modality they encode. Every other vision key (grids, seconds per
@@ -23,32 +23,40 @@ VIDEO_PIXELS = "pixel_values_videos"
 MODALITY_OF_PIXELS = {"pixel_values": "image", VIDEO_PIXELS: "video"}
 
 
-def merge_vision_inputs(rows: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Concatenate each key along dim 0 over ``rows``; rows without vision (``{}``) contribute nothing.
+# Which medium each known vision key describes. A row may lack a medium entirely (an image-only row beside a video
+# row), but a row with a medium must have all of that medium's keys the other rows have: a video row missing
+# second_per_grid_ts while another has it would silently shift the later rows' timing onto the wrong video. Keys not
+# listed here (other families' inputs) form one more group.
+_MEDIUM_OF_KEY = {"pixel_values": "image", "image_grid_thw": "image", VIDEO_PIXELS: "video", "video_grid_thw": "video",
+                  "second_per_grid_ts": "video"}
 
-    All rows that have vision inputs must have the same keys: a row missing ``second_per_grid_ts`` while
-    another has it would silently shift the later rows' timing onto the wrong video, so it raises instead.
+
+def merge_vision_inputs(rows: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Concatenate each key along dim 0 over the rows that have it, in row order; rows without vision (``{}``) or
+    without one medium contribute nothing to its keys.
+
+    Every row with a medium must carry the same keys of it (see ``_MEDIUM_OF_KEY``); a mismatch raises ``KeyError``
+    naming both rows.
     """
-    keys: list[str] | None = None
-    first_row = -1
+    first_seen: dict[str, tuple[int, list[str]]] = {}  # medium -> (first row with it, its keys there)
     parts: dict[str, list[torch.Tensor]] = {}
     for index, row in enumerate(rows):
-        if not row:
-            continue
-        if keys is None:
-            keys, first_row = sorted(row), index
-            parts = {key: [] for key in keys}
-        elif sorted(row) != keys:
-            missing, extra = sorted(set(keys) - set(row)), sorted(set(row) - set(keys))
-            raise KeyError(
-                f"vision inputs of row {index} have keys {sorted(row)} but row {first_row} has {keys} "
-                f"(row {index} misses {missing}, adds {extra}); every row with vision needs the same keys"
-            )
-        for key in keys:
+        by_medium: dict[str, list[str]] = {}
+        for key in sorted(row):
+            by_medium.setdefault(_MEDIUM_OF_KEY.get(key, "other"), []).append(key)
+        for medium, keys in by_medium.items():
+            first_row, expected = first_seen.setdefault(medium, (index, keys))
+            if keys != expected:
+                missing, extra = sorted(set(expected) - set(keys)), sorted(set(keys) - set(expected))
+                raise KeyError(
+                    f"vision inputs of row {index} have {medium} keys {keys} but row {first_row} has {expected} "
+                    f"(row {index} misses {missing}, adds {extra}); every row with {medium} needs the same keys"
+                )
+        for key in sorted(row):
             value = row[key]
             if not isinstance(value, torch.Tensor) or value.dim() == 0:
                 raise TypeError(f"vision input {key!r} of row {index} must be a tensor with a first dimension")
-            parts[key].append(value)
+            parts.setdefault(key, []).append(value)
     return {key: torch.cat(values, dim=0) for key, values in parts.items()}
 
 
@@ -62,17 +70,30 @@ def without_pixels(row: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {key: value for key, value in row.items() if key not in MODALITY_OF_PIXELS}
 
 
+def has_pixels(row: Mapping[str, torch.Tensor]) -> bool:
+    """Whether a row's vision inputs hold pixels for the tower (images or video)."""
+    return any(key in row for key in MODALITY_OF_PIXELS)
+
+
+def placeholder_tokens(input_ids: torch.Tensor, placeholder_ids: Sequence[int]) -> torch.Tensor:
+    """The token id at each placeholder of ``input_ids``, in row-major order: what tells a family's ``encoder_kwargs``
+    which feature rows are images and which video."""
+    return input_ids[torch.isin(input_ids, torch.tensor(list(placeholder_ids), device=input_ids.device))]
+
+
 def joined_features(per_row: Sequence[torch.Tensor | None], device: torch.device) -> torch.Tensor | None:
-    """Rows' video features (``VIDEO_EMBEDS`` entries) concatenated in row order on ``device``; None if no row has any."""
+    """Rows' visual features (``VIDEO_EMBEDS`` entries) concatenated in row order on ``device``; None if no row has any."""
     present = [features for features in per_row if features is not None]
     return torch.cat(present).to(device) if present else None
 
 
-def splice_features(embeds: torch.Tensor, input_ids: torch.Tensor, placeholder_id: int, features: torch.Tensor,
-                    modality: str = "video") -> torch.Tensor:
-    """``embeds`` (text embeddings of ``input_ids``) with ``features`` written over the ``placeholder_id`` tokens,
-    in row-major order; the counts must agree (a mismatch means the token ids and the vision grids disagree)."""
-    placeholders = input_ids == placeholder_id
+def splice_features(embeds: torch.Tensor, input_ids: torch.Tensor, placeholder_id: int | Sequence[int],
+                    features: torch.Tensor, modality: str = "video") -> torch.Tensor:
+    """``embeds`` (text embeddings of ``input_ids``) with ``features`` written over the ``placeholder_id`` tokens (one
+    id, or several filled from one stream), in row-major order; the counts must agree (a mismatch means the token ids
+    and the vision grids disagree)."""
+    ids = [placeholder_id] if isinstance(placeholder_id, int) else list(placeholder_id)
+    placeholders = torch.isin(input_ids, torch.tensor(ids, device=input_ids.device))
     if int(placeholders.sum()) != features.shape[0]:
         raise ValueError(
             f"the prompts hold {int(placeholders.sum())} {modality} placeholder tokens but there are "

@@ -137,7 +137,7 @@ def test_vl_text_only_prompt_has_no_vision_inputs(tiny_model_dir, family):
 def test_vl_encode_errors(tiny_model_dir, family):
     adapter = get_adapter(family)
     processor = adapter.load_processor(tiny_model_dir(family))
-    with pytest.raises(ValueError, match=r"clips/seven\.mp4 are 50x84; .*multiples of 28"):
+    with pytest.raises(ValueError, match=r"clips/seven\.mp4: 50x84 pixels; .*multiples of 28"):
         adapter.encode(processor, _video_messages(), _video(height=50))
     with pytest.raises(ValueError, match="1 video item.*no video"):
         adapter.encode(processor, _video_messages(), None)

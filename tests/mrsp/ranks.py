@@ -39,7 +39,7 @@ def score_with_sp(family: str, model_dir: str, case_path: str, padding_free: boo
         tokens = {key: case[key] for key in TOKEN_KEYS}
         grids = {k: v for k, v in merge_vision_inputs(case["vision_rows"]).items() if "pixel" not in k}
         inputs = PrefillInputs(case["input_ids"], case["attention_mask"], adapter.position_ids(model, tokens, grids),
-                               case["responses"], features, adapter.video_placeholder_id(model), case["pad_token_id"])
+                               case["responses"], features, adapter.media_placeholder_ids(model), case["pad_token_id"])
         log_probs, entropy = sharded_response_scores(model, inputs, groups, adapter.encoder_kwargs, with_entropy=True,
                                                      padding_free=padding_free)
     result = {"log_probs": log_probs.detach(), "entropy": entropy.detach(), "features": features.detach(),

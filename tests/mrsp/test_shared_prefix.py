@@ -114,7 +114,7 @@ def score_modes(family: str, model_dir: str, case_path: str) -> dict[str, dict[s
             by_uid = dict(zip(first, encoded))
             features = torch.cat([by_uid[uid] for uid in case["uids"]])
         inputs = PrefillInputs(case["input_ids"], case["attention_mask"], positions, case["responses"], features,
-                               adapter.video_placeholder_id(model), case["pad_token_id"], case["uids"])
+                               adapter.media_placeholder_ids(model), case["pad_token_id"], case["uids"])
         log_probs, entropy = sharded_response_scores(model, inputs, groups, adapter.encoder_kwargs, with_entropy=True,
                                                      padding_free=mode == "packed", shared_prefix=mode == "shared")
         (log_probs * case["weights"]).sum().backward()

@@ -204,7 +204,11 @@ def test_merge_vision_inputs_concatenates_rows_in_order_and_checks_keys():
     assert merged["pixel_values_videos"].tolist() == [[1.0] * 3] * 4 + [[0.0] * 3] * 8
     assert merged["video_grid_thw"].tolist() == [[1, 2, 2], [2, 2, 2]]
     assert merge_vision_inputs([{}, {}]) == {}
-    with pytest.raises(KeyError, match=r"row 2 have keys .* but row 0 .*misses \['video_grid_thw'\]"):
+    image_row = {"pixel_values": torch.full((2, 3), 5.0), "image_grid_thw": torch.tensor([[1, 1, 2]])}
+    mixed = merge_vision_inputs([a, image_row, b])  # an image-only row beside video rows lacks only video keys
+    assert mixed["image_grid_thw"].tolist() == [[1, 1, 2]] and mixed["pixel_values"].tolist() == [[5.0] * 3] * 2
+    assert mixed["video_grid_thw"].tolist() == [[1, 2, 2], [2, 2, 2]]
+    with pytest.raises(KeyError, match=r"row 2 have video keys .* but row 0 .*misses \[.video_grid_thw.\]"):
         merge_vision_inputs([a, {}, {"pixel_values_videos": torch.zeros(1, 3)}])
 
 

@@ -55,3 +55,12 @@ def test_refusals_name_the_row_and_the_fix():
         vllm_prompts(missing, "multi_modal", VIDEO, embed=None, positions_3d=True)
     with pytest.raises(ValueError, match=r"prompt_input must be one of \('multi_modal', 'embeds'\), got 'pixels'"):
         vllm_prompts(prompts, "pixels", VIDEO, embed=None, positions_3d=True)
+
+
+def test_image_rows_are_refused_with_the_engine_to_use():
+    prompts = _prompts()
+    rows = list(prompts.non_tensors["vision_inputs"])
+    rows[0] = {"image_grid_thw": torch.tensor([[1, 2, 2]])}
+    with_image = prompts.with_non_tensors(vision_inputs=rows)
+    with pytest.raises(NotImplementedError, match=r"row 0 holds images.*worker\.rollout\.name=hf"):
+        vllm_prompts(with_image, "multi_modal", VIDEO, embed=None, positions_3d=True)

@@ -72,7 +72,8 @@ class HFRollout(RolloutEngine):
         tower_rows = vision_rows if features is None else [without_pixels(row) for row in vision_rows]
         vision = {key: value.to(self.device) for key, value in merge_vision_inputs(tower_rows).items()}
         # Once per prompt, shared by its n samples; from the rows' precomputed features when they carry them.
-        embeds = prompt_embeddings(self.model, input_ids, vision, features)
+        embeds = prompt_embeddings(self.model, input_ids, vision, features,
+                                   self.adapter.media_placeholder_ids(self.model))
         grids = without_pixels(vision)  # the grids the positions are computed from
         mm_token_type_ids = prompts.tensors["mm_token_type_ids"] if "mm_token_type_ids" in prompts.tensors.keys() else None
         positions = self._positions(input_ids, attention_mask, mm_token_type_ids, grids, sampling.max_new_tokens)
@@ -130,24 +131,25 @@ def prompt_embeddings(
     model: PreTrainedModel,
     input_ids: torch.Tensor,
     vision: Mapping[str, torch.Tensor],
-    video_features: torch.Tensor | None = None,
+    visual_features: torch.Tensor | None = None,
+    placeholder_ids: tuple[int, ...] = (),
 ) -> torch.Tensor:
     """Text embeddings of ``input_ids`` with each image/video's features written over its placeholder tokens.
 
     ``vision`` is the merged (all rows) form from :func:`merge_vision_inputs`; features fill placeholders
-    in row-major order, the order the processor laid the videos out in. ``video_features`` (that order too), when
-    given, are used instead of running the vision tower on the video pixels.
+    in row-major order, the order the processor laid the media out in. ``visual_features`` (the rows' precomputed
+    features, that order too, filling every ``placeholder_ids`` token), when given, are used instead of running the
+    vision tower on the pixels.
     """
     embeds = model.get_input_embeddings()(input_ids)
+    if visual_features is not None:
+        return splice_features(embeds, input_ids, placeholder_ids, visual_features, "visual")
     for pixel_key, modality in MODALITY_OF_PIXELS.items():
-        if modality == "video" and video_features is not None:
-            features = video_features
-        elif pixel_key in vision:
-            encoder = getattr(model, f"get_{modality}_features")
-            features = encoder(vision[pixel_key], vision[_GRID_KEYS[modality]], return_dict=True).pooler_output
-            features = torch.cat(list(features), dim=0)
-        else:
+        if pixel_key not in vision:
             continue
+        encoder = getattr(model, f"get_{modality}_features")
+        features = encoder(vision[pixel_key], vision[_GRID_KEYS[modality]], return_dict=True).pooler_output
+        features = torch.cat(list(features), dim=0)
         embeds = splice_features(embeds, input_ids, getattr(model.config, f"{modality}_token_id"), features, modality)
     return embeds
 
