@@ -9,6 +9,8 @@ what was asked and what the cluster has, instead of hanging a training job.
 
 from __future__ import annotations
 
+import os
+
 import ray
 from ray.exceptions import GetTimeoutError
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
@@ -17,11 +19,16 @@ __all__ = ["ResourcePool", "start_local_ray", "stop_ray"]
 
 
 def start_local_ray(num_cpus: int) -> bool:
-    """Start Ray on this machine unless a cluster is already joined (a launcher's or a test's); True when started
-    here, so the caller knows to stop it."""
+    """Join Ray: the cluster at ``RAY_ADDRESS`` when a launcher exported one (``scripts/*_multi_nodes.sh``), else a
+    new one on this machine; nothing when this process already joined one (a test's). True when joined here, so the
+    caller knows to leave (:func:`stop_ray` stops a cluster started here; from a launcher's it only disconnects)."""
     if ray.is_initialized():
         return False
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     return True
 
 
