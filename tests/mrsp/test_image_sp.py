@@ -16,7 +16,8 @@ from longrl.data.dataset import collate_left_padded
 from longrl.data.video import DecodedVideo
 from longrl.models import get_adapter
 from longrl.protocol import TOKEN_KEYS
-from longrl.workers.vision_inputs import merge_vision_inputs
+from longrl.workers.logprob import response_log_probs
+from longrl.workers.vision_inputs import merge_vision_inputs, placeholder_tokens, position_inputs
 
 from mrsp.ranks import max_masked_diff, score_with_sp
 from mrsp.spawn import run_on_ranks
@@ -107,3 +108,21 @@ def test_images_and_video_through_mrsp_equal_the_plain_forward(family, tiny_mode
                 for n, g in reference["grads"].items())
     print(f"{family} images sp=2: max relative gradient difference {worst:.2e}")
     assert worst < 1e-4
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl"])
+def test_unsharded_scoring_with_precomputed_image_and_video_features(family, tiny_model_dir, tmp_path):
+    """The actor's path without SP (``response_log_probs``, the forward given the features through the family's
+    ``encoder_kwargs``) equals the plain forward too: image rows reach the image input, video rows the video input."""
+    model_dir = tiny_model_dir(family)
+    case, _ = _case(family, model_dir, tmp_path)
+    reference = _reference(family, model_dir, case)
+    adapter = get_adapter(family)
+    model = adapter.load_model(model_dir).eval()
+    tokens = {k: case[k] for k in TOKEN_KEYS}
+    grids = position_inputs(case["vision_rows"])
+    kwargs = {**grids, **adapter.encoder_kwargs(model, reference["features"], placeholder_tokens(
+        case["input_ids"], adapter.media_placeholder_ids(model)))}
+    with torch.no_grad():
+        scores = response_log_probs(model, tokens, kwargs, case["responses"])
+    assert max_masked_diff(scores.log_probs, reference["log_probs"], case["response_mask"]) < 1e-5
