@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# Multi-node training on machines started by hand (no Slurm). Run it on every node, the head first:
+# Multi-node training on machines started by hand (no Slurm). Run it on every node:
 #   head:    NNODES=2 NODE_RANK=0 bash scripts/train_multi_nodes.sh TRAIN_SCRIPT [args ...]
 #   others:  NNODES=2 NODE_RANK=1 HEAD_ADDR=<head ip> bash scripts/train_multi_nodes.sh
 # The head starts Ray, waits until all NNODES nodes and their GPUs have joined, runs TRAIN_SCRIPT (any examples/*.sh)
-# against that cluster with NNODES / N_GPUS_PER_NODE in its environment and trainer.nnodes / trainer.n_gpus_per_node
-# appended to its arguments, and stops Ray on exit, failure or interrupt. A worker node's Ray stays in the foreground
-# and ends when the head's cluster goes away.
-# Knobs: GPUS_PER_NODE (8: the trainer's ranks per node), CPU_ONLY=1 (no GPUs: one rank per CPU), CPUS_PER_NODE
-# (CPUs each node offers; default all), HEAD_ADDR (workers), RAY_PORT (6379), WAIT_TIMEOUT (600 s), RAY_START_ARGS
-# (extra `ray start` options), PYTHON (python3).
+# against that cluster (RAY_ADDRESS exported) with NNODES / N_GPUS_PER_NODE in its environment and trainer.nnodes /
+# trainer.n_gpus_per_node appended to its arguments, and stops the cluster's processes on this machine on exit,
+# failure or interrupt. A worker node's Ray stays in the foreground (it may start before the head: it keeps trying to
+# reach it) and ends when the head's cluster goes away.
+# Knobs (environment):
+#   NNODES, NODE_RANK (0)   the number of nodes and this node's place (0: the head)
+#   HEAD_ADDR               the head's address (worker nodes)
+#   GPUS_PER_NODE (8)       GPUs each node offers to Ray, and trainer.n_gpus_per_node
+#   CPUS_PER_NODE           CPUs each node offers to Ray (default: all the machine has)
+#   CPU_ONLY=1              nodes without GPUs: the trainer places one rank per CPU
+#   RAY_PORT (6379)         the head's GCS port
+#   DASHBOARD_PORT (8265)   the Ray dashboard on the head, on every interface; empty: no dashboard
+#   WAIT_TIMEOUT (600)      seconds for every node and GPU to join before giving up (naming what joined)
+#   RAY_START_ARGS          extra `ray start` options; PYTHON (python3): the interpreter with longrl installed
+#   RAY_AUTH_TOKEN          Ray's token authentication: every node and the job need the head's token, kept in
+#                           ~/.ray/auth_token (made on the head's first start); without a shared home, export it
+#                           on every node
 set -euo pipefail
 NNODES=${NNODES:?set NNODES to the number of nodes}
 NODE_RANK=${NODE_RANK:-0}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 RAY_PORT=${RAY_PORT:-6379}
+DASHBOARD_PORT=${DASHBOARD_PORT-8265}
 # Ray 2.60 starts clusters with token authentication; the training job must use it too.
 export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}
 cluster() { "${PYTHON:-python3}" -m longrl.controller.cluster "$@"; }
@@ -28,9 +40,11 @@ fi
 
 TRAIN_SCRIPT=${1:?usage: NNODES=N NODE_RANK=0 $0 TRAIN_SCRIPT [args ...]}
 shift
-trap 'cluster stop > /dev/null 2>&1 || true' EXIT
-cluster head --port "${RAY_PORT}" "${node_args[@]}"
-ADDRESS="127.0.0.1:${RAY_PORT}"  # this machine is the head
+head_args=(--port "${RAY_PORT}")
+if [ -n "${DASHBOARD_PORT}" ]; then head_args+=(--dashboard-port "${DASHBOARD_PORT}"); fi
+trap 'cluster stop --port "${RAY_PORT}" || true' EXIT
+cluster head "${head_args[@]}" "${node_args[@]}"
+ADDRESS="$(cluster ip):${RAY_PORT}"  # the address the head announces, which the workers reach too
 cluster wait --address "${ADDRESS}" --nodes "${NNODES}" --ranks "${GPUS_PER_NODE}" --timeout "${WAIT_TIMEOUT:-600}"
 RAY_ADDRESS="${ADDRESS}" NNODES="${NNODES}" N_GPUS_PER_NODE="${GPUS_PER_NODE}" \
     bash "${TRAIN_SCRIPT}" "$@" trainer.nnodes="${NNODES}" trainer.n_gpus_per_node="${GPUS_PER_NODE}"

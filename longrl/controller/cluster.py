@@ -3,17 +3,23 @@
 ``scripts/srun_multi_nodes.sh`` (Slurm) and ``scripts/train_multi_nodes.sh`` (machines started by hand) differ only in
 how they reach each node; on a node they run this module::
 
-    python -m longrl.controller.cluster head --port 6379 --ranks 8 [--block]
+    python -m longrl.controller.cluster ip
+    python -m longrl.controller.cluster head --port 6379 --ranks 8 [--dashboard-port 8265] [--block]
     python -m longrl.controller.cluster worker --address HEAD_IP:6379 --ranks 8 [--block]
     python -m longrl.controller.cluster wait --address HEAD_IP:6379 --nodes 2 --ranks 8 [--timeout 600]
-    python -m longrl.controller.cluster stop
+    python -m longrl.controller.cluster stop --port 6379
 
 ``--ranks`` is the trainer's ``trainer.n_gpus_per_node``: the node offers that many GPUs to Ray (``--cpu-only``: no
 GPU; the trainer then places one rank per CPU, as its resource pool does on a GPU-less cluster). ``wait`` returns once
 the cluster has the nodes and the GPUs (or CPUs) the trainer's pool will ask for, and fails naming what joined
-otherwise, so a training job never starts on half a cluster. Token authentication is Ray's default for ``ray start``;
-every process of the cluster must agree on it, so ``RAY_AUTH_MODE`` is set to ``token`` unless the caller chose.
-``RAY_START_ARGS`` adds options to every ``ray start`` (e.g. ``--object-store-memory``, ``--temp-dir``).
+otherwise, so a training job never starts on half a cluster. ``ip`` prints the address this node's Ray announces (Ray's
+own choice; ``hostname --ip-address`` is a loopback address on many Debian hosts). ``stop`` ends only this machine's
+processes of the cluster at ``--port`` (``ray stop`` ends every Ray process on the machine): another job's or user's
+cluster on a shared node survives a teardown.
+
+Token authentication is Ray's default for ``ray start``; every process of the cluster must agree on it, so
+``RAY_AUTH_MODE`` is set to ``token`` unless the caller chose. ``RAY_START_ARGS`` adds options to every ``ray start``
+(e.g. ``--object-store-memory``, ``--temp-dir``).
 """
 
 from __future__ import annotations
@@ -25,13 +31,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 # Read by Ray when it is imported: the driver here, the `ray start` children and the training job must all agree.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 import ray  # noqa: E402
+import psutil  # noqa: E402  (shipped with Ray, on the path once ray is imported; `ray stop` uses it too)
 
-__all__ = ["ClusterNotReady", "main", "ray_start_command", "wait_for_cluster"]
+__all__ = ["ClusterNotReady", "cluster_processes", "main", "ray_start_command", "stop_cluster",
+           "wait_for_cluster"]
 
 
 class ClusterNotReady(RuntimeError):
@@ -43,10 +52,16 @@ def _ray_cli(*args: str) -> list[str]:
 
 
 def ray_start_command(address: str | None, port: int, ranks: int, cpu_only: bool, num_cpus: int | None,
-                      block: bool) -> list[str]:
-    """``ray start`` for a head (``address=None``, listening on ``port``) or a worker joining ``address``."""
+                      block: bool, dashboard_port: int | None = None) -> list[str]:
+    """``ray start`` for a head (``address=None``, listening on ``port``; a dashboard for every interface on
+    ``dashboard_port`` when given, none otherwise) or a worker joining ``address``."""
     command = _ray_cli("start", "--disable-usage-stats")
-    command += ["--head", f"--port={port}", "--include-dashboard=false"] if address is None else [f"--address={address}"]
+    if address is not None:
+        command.append(f"--address={address}")
+    elif dashboard_port is None:
+        command += ["--head", f"--port={port}", "--include-dashboard=false"]
+    else:
+        command += ["--head", f"--port={port}", "--dashboard-host=0.0.0.0", f"--dashboard-port={dashboard_port}"]
     command.append(f"--num-gpus={0 if cpu_only else ranks}")
     if num_cpus is not None:
         command.append(f"--num-cpus={num_cpus}")
@@ -89,13 +104,76 @@ def wait_for_cluster(address: str, nodes: int, ranks: int, timeout_s: float) -> 
         ray.shutdown()
 
 
+def _names_port(args: Sequence[str], port: int) -> bool:
+    """Whether a command line belongs to the cluster whose GCS listens on ``port``: the GCS server carries the port,
+    every other Ray process started by ``ray start`` (raylet, monitors, dashboard) the GCS address."""
+    return any(arg == f"--gcs_server_port={port}" or (arg.startswith("--gcs-address=") and arg.endswith(f":{port}"))
+               for arg in args)
+
+
+def cluster_processes(port: int) -> list[psutil.Process]:
+    """This machine's processes of the cluster at ``port``: those naming it on their command line and their
+    descendants (workers and agents, whose process titles name nothing)."""
+    found: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        if _names_port(proc.info["cmdline"] or [], port):
+            found[proc.pid] = proc
+            try:
+                found.update((child.pid, child) for child in proc.children(recursive=True))
+            except psutil.NoSuchProcess:
+                pass
+    return list(found.values())
+
+
+def _forget_cluster(procs: Sequence[psutil.Process], port: int) -> None:
+    """Remove the record by which ``ray.init()`` without an address joins the last cluster ``ray start`` made
+    (``TEMP_DIR/ray_current_cluster``, as ``ray stop`` does) when it names this one: else every later ``ray.init()``
+    on the machine would try to join a cluster that is gone."""
+    temp_dirs = set()
+    for proc in procs:
+        try:
+            args = proc.cmdline()
+        except psutil.Error:
+            continue
+        temp_dirs.update(arg.split("=", 1)[1] for arg in args if arg.startswith(("--temp_dir=", "--temp-dir=")))
+    for temp_dir in temp_dirs:
+        record = Path(temp_dir) / "ray_current_cluster"
+        try:
+            if record.read_text().strip().endswith(f":{port}"):
+                record.unlink()
+        except OSError:
+            pass
+
+
+def stop_cluster(port: int, grace_s: float = 3.0) -> int:
+    """Terminate this machine's processes of the cluster at ``port``, killing those still alive after ``grace_s`` (a
+    raylet drains for 10 s on SIGTERM, which a finished job has no use for); the number found."""
+    procs = cluster_processes(port)
+    _forget_cluster(procs, port)
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=2.0)
+    return len(procs)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m longrl.controller.cluster", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("ip", help="print the address this node's Ray announces")
     for name in ("head", "worker"):
         start = commands.add_parser(name, help=f"start this node's Ray {name}")
         if name == "head":
             start.add_argument("--port", type=int, default=6379)
+            start.add_argument("--dashboard-port", type=int, default=None, help="serve the dashboard (default: none)")
         else:
             start.add_argument("--address", required=True, help="HEAD_IP:PORT")
         start.add_argument("--ranks", type=int, required=True, help="trainer.n_gpus_per_node")
@@ -107,16 +185,21 @@ def _parser() -> argparse.ArgumentParser:
     wait.add_argument("--nodes", type=int, required=True)
     wait.add_argument("--ranks", type=int, required=True, help="trainer.n_gpus_per_node")
     wait.add_argument("--timeout", type=float, default=600.0)
-    commands.add_parser("stop", help="stop every Ray process on this node")
+    stop = commands.add_parser("stop", help="stop this node's processes of the cluster at --port")
+    stop.add_argument("--port", type=int, required=True, help="the head's GCS port (RAY_PORT)")
+    stop.add_argument("--grace", type=float, default=3.0, help="seconds before SIGTERM becomes SIGKILL")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "ip":
+        print(ray.util.get_node_ip_address())
+        return 0
     if args.command in ("head", "worker"):
         address = None if args.command == "head" else args.address
-        port = getattr(args, "port", 0)
-        command = ray_start_command(address, port, args.ranks, args.cpu_only, args.num_cpus, args.block)
+        command = ray_start_command(address, getattr(args, "port", 0), args.ranks, args.cpu_only, args.num_cpus,
+                                    args.block, getattr(args, "dashboard_port", None))
         if args.block:  # this process becomes the node's lifetime: a Slurm step ends with it
             os.execv(command[0], command)
         return subprocess.run(command).returncode
@@ -128,7 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"longrl.controller.cluster: {args.nodes} node(s) ready at {args.address}: {resources}", flush=True)
         return 0
-    return subprocess.run(_ray_cli("stop", "--force")).returncode
+    stopped = stop_cluster(args.port, args.grace)
+    print(f"longrl.controller.cluster: stopped {stopped} process(es) of the cluster at port {args.port}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

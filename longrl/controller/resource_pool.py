@@ -13,7 +13,7 @@ import os
 
 import ray
 from ray.exceptions import GetTimeoutError
-from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+from ray.util.placement_group import PlacementGroup, placement_group, placement_group_table, remove_placement_group
 
 __all__ = ["ResourcePool", "start_local_ray", "stop_ray"]
 
@@ -84,6 +84,20 @@ class ResourcePool:
     def rank_bundles(self) -> list[tuple[PlacementGroup, int, int]]:
         """``(placement_group, bundle_index, local_rank)`` per rank, in rank order."""
         return [(pg, i, i) for pg in self.placement_groups for i in range(self.devices_per_node)]
+
+    def rank_nodes(self) -> list[str]:
+        """The id of the Ray node each rank's bundle was placed on, in rank order."""
+        return [placement_group_table(pg)["bundles_to_node_id"][i] for pg, i, _ in self.rank_bundles()]
+
+    def describe(self) -> str:
+        """Where the ranks went, one ``node (ip): ranks`` entry per node: what a multi-node run prints so that a
+        pool spanning the cluster (or not) is seen before the first step."""
+        ips = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes()}
+        ranks: dict[str, list[int]] = {}
+        for rank, node in enumerate(self.rank_nodes()):
+            ranks.setdefault(node, []).append(rank)
+        where = "; ".join(f"{node} ({ips.get(node, '?')}): ranks {', '.join(map(str, r))}" for node, r in ranks.items())
+        return f"{self.world_size} rank(s) of {self.bundle} on {len(ranks)} node(s): {where}"
 
     def remove(self) -> None:
         """Give the reserved bundles back to the cluster (actors in them must be gone first)."""

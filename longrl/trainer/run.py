@@ -60,6 +60,7 @@ class TrainingRun:
         # Else a cluster the launcher (or a test) started and will stop.
         self._started_ray = start_local_ray(max(2, cfg.trainer.nnodes * cfg.trainer.n_gpus_per_node))
         self.pool = ResourcePool(cfg.trainer.nnodes, cfg.trainer.n_gpus_per_node)
+        print(f"resource pool: {self.pool.describe()}", flush=True)
         self.workers = RayWorkerGroup(self.pool, worker_cls, cfg, self.total_steps)
         self.global_step = 0
 
