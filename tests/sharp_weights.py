@@ -14,11 +14,11 @@ from longrl.models import get_adapter
 
 
 def sharp_weights(model: torch.nn.Module, seed: int, gain: float = 2.0) -> dict[str, torch.Tensor]:
-    """Random text-model weights with unit-scale embeddings and ``gain / sqrt(fan_in)`` matrices (tower kept)."""
+    """Random text-model weights with unit-scale embeddings and ``gain / sqrt(fan_in)`` matrices (towers kept)."""
     generator = torch.Generator().manual_seed(seed)
     weights = {}
     for name, value in model.state_dict().items():
-        if value.dim() >= 2 and "visual" not in name:
+        if value.dim() >= 2 and "visual" not in name and "audio_tower" not in name:
             scale = 1.0 if "embed_tokens" in name or "lm_head" in name else gain / value.shape[-1] ** 0.5
             weights[name] = torch.randn(value.shape, generator=generator) * scale
         else:

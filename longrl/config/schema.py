@@ -26,6 +26,10 @@ class DataConfig:
     reasoning_key: str = "reasoning"
     image_key: str = "images"
     video_key: str = "videos"
+    audio_key: str = "audio"
+    # Give the model each row's audio (families that take audio: Qwen2.5-Omni): the file the row names under
+    # data.audio_key, else its video's audio track (a video without one is a bad row: data.on_bad_row).
+    use_audio: bool = False
     video_dir: Optional[str] = None
     max_prompt_length: int = 8192
     max_response_length: int = 1024

@@ -1,12 +1,14 @@
-"""Rows rendered into tokenised prompts with their sampled, resized video (and image) tensors.
+"""Rows rendered into tokenised prompts with their sampled, resized video (and image, and audio) tensors.
 
 Two checks happen when the dataset is built, before any training time is spent, from container headers only (no
 packet is read, so this stays cheap for thousands of hour-long videos): every row's video must exist and be a
-video (and its images be images), and (with ``data.filter_overlong_prompts``) a prompt whose length, computed from the stated frame count and
-size, exceeds ``data.max_prompt_length`` is filtered. A row that fails raises :class:`DatasetRowError` naming the
-file and row, or with ``data.on_bad_row=skip`` is dropped and counted in :attr:`VideoQADataset.skipped`. The full
-verification (every packet present: truncated files) happens in ``__getitem__``, where the bytes are read anyway;
-a failure there follows the same policy, returning a :class:`SkippedRow` that the collate function counts.
+video (its images be images, and with ``data.use_audio`` its audio source hold an audio track: a silent video is a
+bad row), and (with ``data.filter_overlong_prompts``) a prompt whose length, computed from the stated frame count,
+size and audio duration, exceeds ``data.max_prompt_length`` is filtered. A row that fails raises
+:class:`DatasetRowError` naming the file and row, or with ``data.on_bad_row=skip`` is dropped and counted in
+:attr:`VideoQADataset.skipped`. The full verification (every packet present: truncated files) happens in
+``__getitem__``, where the bytes are read anyway; a failure there follows the same policy, returning a
+:class:`SkippedRow` that the collate function counts.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from longrl.config.schema import DataConfig, RolloutConfig
+from longrl.data.audio import AudioDecodeError, NoAudioTrackError, load_audio, read_audio_header
 from longrl.data.prompts import FormatPrompt, build_messages
 from longrl.data.rows import DatasetRowError, QARow, iter_rows
 from longrl.data.decoders import read_video_header
@@ -109,6 +112,8 @@ class VideoQADataset(Dataset):
         if row.images and not self.adapter.supports_images:
             return self._fail(row, f"the row has {len(row.images)} image(s) but model family {self.adapter.family!r} "
                                    f"takes no images (data.image_key={self.data.image_key!r})")
+        if row.audio is not None and not self.adapter.supports_audio:
+            return self._fail(row, f"data.use_audio=true but model family {self.adapter.family!r} takes no audio")
         try:
             image_sizes = [self._image_size(path) for path in row.images]
         except ImageDecodeError as exc:
@@ -123,16 +128,29 @@ class VideoQADataset(Dataset):
             height, width = fit_under_pixels(probe.height, probe.width, self.max_pixels, self.data.min_pixels,
                                              self.adapter.video_size_factor)
             media_tokens += self.adapter.count_video_tokens(num_frames, height, width)
-        if not self.data.filter_overlong_prompts or (row.video is None and not row.images):
+        if row.audio is not None:
+            try:
+                audio = read_audio_header(row.audio)
+            except AudioDecodeError as exc:
+                return self._fail(row, self._audio_reason(row, exc), exc)
+            media_tokens += self.adapter.count_audio_tokens(audio.num_samples(self.adapter.audio_sampling_rate))
+        if not self.data.filter_overlong_prompts or (row.video is None and not row.images and row.audio is None):
             return True
         text_tokens = len(self.adapter.render_prompt_ids(self.processor, build_messages(row, self.format_prompt)))
-        # Each image / the video is one placeholder token in the rendered text, replaced by its media tokens.
-        length = text_tokens - len(row.images) - (row.video is not None) + media_tokens
+        # Each image / the video / the audio is one placeholder token in the rendered text, replaced by its tokens.
+        length = text_tokens - len(row.images) - (row.video is not None) - (row.audio is not None) + media_tokens
         if length > self.data.max_prompt_length:
             self.skipped.append(SkippedRow(row.source, row.row_index, f"overlong prompt: {length} tokens > "
                                            f"data.max_prompt_length {self.data.max_prompt_length}"))
             return False
         return True
+
+    def _audio_reason(self, row: QARow, exc: AudioDecodeError) -> str:
+        """Why a row's audio failed, saying where data.use_audio looked for it."""
+        if isinstance(exc, NoAudioTrackError) and row.audio == row.video:
+            return (f"no audio track: {exc} (data.use_audio=true reads a row's audio from its video unless the row "
+                    f"names an audio file under data.audio_key={self.data.audio_key!r})")
+        return f"unreadable audio: {exc}"
 
     def _image_size(self, path: str) -> tuple[int, int]:
         """The grid size an image is resized to (images take ``data.max_pixels``, not the per-frame budget)."""
@@ -148,9 +166,9 @@ class VideoQADataset(Dataset):
         carries its features and grid instead of pixels (``video_embeds``, ``embed_entry`` for the workers)."""
         row = self.rows[index]
         messages = build_messages(row, self.format_prompt)
-        # The cache holds a video's features; a row that also has images is encoded whole (its features are one
-        # stream, images first).
-        cacheable = self.cache is not None and row.video is not None and not row.images
+        # The cache holds a video's features; a row that also has images or audio is encoded whole (its features are
+        # one stream: images, video, audio).
+        cacheable = self.cache is not None and row.video is not None and not row.images and row.audio is None
         entry = self.cache.entry(row.video) if cacheable else None
         cached = self.cache.load(entry) if entry is not None else None
         timestamps = None
@@ -168,13 +186,22 @@ class VideoQADataset(Dataset):
                     self._fail(row, f"unreadable video: {exc}", exc)
                     return SkippedRow(row.source, row.row_index, f"unreadable video: {exc}")
                 timestamps = video.timestamps
+            media: dict[str, Any] = {}
             try:
                 images = [load_image(path, self.data.max_pixels, self.data.min_pixels, self.adapter.video_size_factor)
                           for path in row.images]
             except ImageDecodeError as exc:
                 self._fail(row, f"unreadable image: {exc}", exc)
                 return SkippedRow(row.source, row.row_index, f"unreadable image: {exc}")
-            inputs = self.adapter.encode(self.processor, messages, video, **({"images": images} if images else {}))
+            if images:
+                media["images"] = images
+            if row.audio is not None:
+                try:
+                    media["audio"] = load_audio(row.audio, self.adapter.audio_sampling_rate)
+                except AudioDecodeError as exc:
+                    self._fail(row, self._audio_reason(row, exc), exc)
+                    return SkippedRow(row.source, row.row_index, self._audio_reason(row, exc))
+            inputs = self.adapter.encode(self.processor, messages, video, **media)
         length = int(inputs["input_ids"].shape[-1])
         if length > self.data.max_prompt_length:
             reason = (f"prompt of {length} tokens exceeds data.max_prompt_length {self.data.max_prompt_length}; "

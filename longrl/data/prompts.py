@@ -61,11 +61,13 @@ class FormatPrompt:
 
 
 def build_messages(row: QARow, prompt: FormatPrompt) -> list[dict]:
-    """One user turn: the row's images in order, then its video (when it has them), then the rendered question text.
+    """One user turn: the row's images in order, then its video, then its audio (when it has them), then the rendered
+    question text.
 
     Media come before the text as in Qwen-VL's and EasyR1's prompts; the model adapters and MR-SP rely on this order
-    (a row's visual features are its images' then its video's)."""
+    (a row's feature stream is its images' features, then its video's, then its audio's)."""
     content: list[dict] = [{"type": "image"} for _ in row.images]
     content += [{"type": "video"}] if row.video else []
+    content += [{"type": "audio"}] if row.audio else []
     content.append({"type": "text", "text": prompt.render(row.question, row.options)})
     return [{"role": "user", "content": content}]

@@ -45,6 +45,9 @@ class QARow:
     video: str | None = None
     task: str | None = None
     images: list[str] = field(default_factory=list)
+    # Where the row's audio is read from (only with data.use_audio): the file it names under data.audio_key, else its
+    # video (its audio track).
+    audio: str | None = None
 
 
 def _read_json(path: Path) -> list[dict]:
@@ -111,15 +114,15 @@ def _first_present(row: dict, keys: tuple[str, ...]) -> Any:
     return next((row[key] for key in keys if row.get(key) not in (None, "")), None)
 
 
-def _video_path(value: Any, root: Path, source: str, index: int) -> str | None:
+def _video_path(value: Any, root: Path, source: str, index: int, medium: str = "video") -> str | None:
     if value in (None, "", []):
         return None
     if isinstance(value, (list, tuple)):
         if len(value) != 1:
-            raise DatasetRowError(source, index, f"expected one video per row, got {len(value)}")
+            raise DatasetRowError(source, index, f"expected one {medium} per row, got {len(value)}")
         value = value[0]
     if not isinstance(value, str):
-        raise DatasetRowError(source, index, f"the video field must be a path string, got {type(value).__name__}")
+        raise DatasetRowError(source, index, f"the {medium} field must be a path string, got {type(value).__name__}")
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else root / path)
 
@@ -154,6 +157,10 @@ def normalise_row(raw: dict, index: int, source: str, cfg: DataConfig, video_roo
         raise DatasetRowError(source, index, f"{cfg.options_key!r} must be a list of option texts")
     uid = _first_present(raw, _ID_KEYS)
     task = _first_present(raw, _TASK_KEYS)
+    video = _video_path(raw.get(cfg.video_key), video_root, source, index)
+    audio = None
+    if cfg.use_audio:
+        audio = _video_path(raw.get(cfg.audio_key), video_root, source, index, "audio") or video
     return QARow(
         source=source,
         row_index=index,
@@ -162,16 +169,17 @@ def normalise_row(raw: dict, index: int, source: str, cfg: DataConfig, video_roo
         answer=tagged.group(1) if tagged else answer.strip(),
         options=[str(option) for option in options],
         reasoning=raw.get(cfg.reasoning_key),
-        video=_video_path(raw.get(cfg.video_key), video_root, source, index),
+        video=video,
         task=str(task) if task is not None else None,
         images=_image_paths(raw.get(cfg.image_key), video_root, source, index),
+        audio=audio,
     )
 
 
 def iter_rows(files: str, cfg: DataConfig) -> Iterator[QARow]:
     """Normalised rows of every comma-separated source in ``files``, in order.
 
-    Relative video and image paths resolve against ``data.video_dir`` when set, else against the dataset file's
+    Relative video, image and audio paths resolve against ``data.video_dir`` when set, else against the dataset file's
     directory.
     """
     for spec in (part.strip() for part in files.split(",") if part.strip()):

@@ -23,6 +23,7 @@ from transformers import (
     AutoProcessor,
     PreTrainedConfig,
     PreTrainedModel,
+    PreTrainedTokenizerFast,
     ProcessorMixin,
 )
 from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -65,23 +66,31 @@ class QwenVLAdapter(ModelAdapter):
     def build_tiny(self, out_dir: str | Path, seed: int = 0) -> Path:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        tokenizer = build_tokenizer()
+        tokenizer = self.tiny_tokenizer()
         token_ids = QwenTokenIds.from_tokenizer(tokenizer)
         save_random_model(self.model_class, self.tiny_config(token_ids), token_ids, out_dir, seed)
+        self.tiny_processor(tokenizer).save_pretrained(str(out_dir))
+        return out_dir
+
+    def tiny_tokenizer(self) -> PreTrainedTokenizerFast:
+        """The tiny model's tokenizer: the local Qwen tokenizer (a family with more special tokens extends it)."""
+        return build_tokenizer()
+
+    def tiny_processor(self, tokenizer: PreTrainedTokenizerFast, **parts: Any) -> ProcessorMixin:
+        """The tiny model's processor: Qwen's image and video processors at the tiny patching, ``tokenizer``, and the
+        chat template, or ``parts`` given by a subclass (a further feature extractor, its own template)."""
         pixel_bounds = {"min_pixels": _MIN_PIXELS, "max_pixels": _MAX_PIXELS}
         patching = {
             "patch_size": PATCH_SIZE,
             "temporal_patch_size": TEMPORAL_PATCH_SIZE,
             "merge_size": SPATIAL_MERGE_SIZE,
         }
-        processor = self.processor_class(
+        return self.processor_class(
             image_processor=Qwen2VLImageProcessor(**pixel_bounds, **patching),
             video_processor=Qwen2VLVideoProcessor(**pixel_bounds, **patching, cap_pixels_per_frame=False),
             tokenizer=tokenizer,
-            chat_template=CHAT_TEMPLATE,
+            **{"chat_template": CHAT_TEMPLATE, **parts},
         )
-        processor.save_pretrained(str(out_dir))
-        return out_dir
 
     def count_video_tokens(self, num_frames: int, height: int, width: int) -> int:
         """Visual tokens of ``num_frames`` frames of ``height`` x ``width`` (multiples of the size factor).
@@ -140,6 +149,13 @@ class QwenVLAdapter(ModelAdapter):
         self, processor: ProcessorMixin, messages: list[dict[str, Any]], video: DecodedVideo | None,
         images: Sequence[np.ndarray] = (),
     ) -> dict[str, torch.Tensor]:
+        return self._encode_with(processor, messages, video, images, {})
+
+    def _encode_with(
+        self, processor: ProcessorMixin, messages: list[dict[str, Any]], video: DecodedVideo | None,
+        images: Sequence[np.ndarray], extra: dict[str, Any],
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`encode` with ``extra`` keywords for the processor call (a subclass's further media, e.g. audio)."""
         text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         num_video_items = _count_content_items(messages, "video")
         num_image_items = _count_content_items(messages, "image")
@@ -154,7 +170,7 @@ class QwenVLAdapter(ModelAdapter):
         if video is None:
             if num_video_items:
                 raise ValueError(f"messages hold {num_video_items} video item(s) but no video was given")
-            return dict(processor(text=[text], **media, do_resize=False, return_tensors="pt"))
+            return dict(processor(text=[text], **media, **extra, do_resize=False, return_tensors="pt"))
         if num_video_items != 1:
             raise ValueError(
                 f"messages must hold exactly one {{'type': 'video'}} item for video {video.path}, "
@@ -176,6 +192,7 @@ class QwenVLAdapter(ModelAdapter):
         batch = processor(
             text=[text],
             **media,
+            **extra,
             do_resize=False,
             videos=[video.frames],
             video_metadata=[metadata],

@@ -19,6 +19,7 @@ import torch
 
 if TYPE_CHECKING:
     from longrl.data.video import DecodedVideo
+    from longrl.mrsp.audio import AudioEncoder
     from longrl.mrsp.encode import VideoEncoder
 
 
@@ -35,6 +36,10 @@ class ModelAdapter(ABC):
     supports_video: ClassVar[bool]
     # Whether ``encode`` takes a row's images (``images=``); rows with images are refused for other families.
     supports_images: ClassVar[bool] = False
+    # Whether ``encode`` takes a row's audio (``audio=``: mono float32 samples at ``audio_sampling_rate`` Hz, one per
+    # ``{'type': 'audio'}`` item); rows with audio are refused for other families.
+    supports_audio: ClassVar[bool] = False
+    audio_sampling_rate: ClassVar[int | None] = None
     # Whether vision tokens get 3-D (mrope) positions from their grid; then a prompt must reach an engine as token
     # ids + grid, never as bare embeddings (which engines position as text).
     positions_3d: ClassVar[bool] = False
@@ -72,6 +77,10 @@ class ModelAdapter(ABC):
         """Visual tokens of one image of ``height`` x ``width`` (multiples of the size factor)."""
         raise NotImplementedError(f"model family {self.family!r} takes no images")
 
+    def count_audio_tokens(self, num_samples: int) -> int:
+        """Audio tokens of ``num_samples`` samples at ``audio_sampling_rate``."""
+        raise NotImplementedError(f"model family {self.family!r} takes no audio")
+
     def encode_from_grid(self, processor: Any, messages: list[dict[str, Any]], video_grid_thw: torch.Tensor,
                          second_per_grid_ts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """:meth:`encode` for a video known only by its grid (its features come from the embedding cache)."""
@@ -84,6 +93,11 @@ class ModelAdapter(ABC):
     # ----- MR-SP: how the family takes precomputed vision features and full-sequence positions --------------------
     def video_encoder(self, model: torch.nn.Module) -> VideoEncoder | None:
         """The vision tower as MR-SP stage 1 drives it; None for families without video."""
+        return None
+
+    def audio_encoder(self, model: torch.nn.Module) -> AudioEncoder | None:
+        """The audio tower as MR-SP stage 1 drives it (its features follow a row's visual ones in ``video_embeds``);
+        None for families without audio."""
         return None
 
     def video_placeholder_id(self, model: torch.nn.Module) -> int | None:

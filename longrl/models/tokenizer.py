@@ -11,6 +11,7 @@ and ids come out on every machine.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,16 +187,29 @@ def _trained_tokenizer_json() -> str:
     return tokenizer.to_str()
 
 
-def build_tokenizer(out_dir: str | Path | None = None) -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    out_dir: str | Path | None = None,
+    named_tokens: Mapping[str, str] | None = None,
+    chat_template: str = CHAT_TEMPLATE,
+) -> PreTrainedTokenizerFast:
     """Return the local Qwen-style tokenizer, saved to ``out_dir`` (tokenizer.json, tokenizer_config.json,
-    chat_template.jinja) when given, where ``PreTrainedTokenizerFast``/``AutoTokenizer`` load it offline."""
+    chat_template.jinja) when given, where ``PreTrainedTokenizerFast``/``AutoTokenizer`` load it offline.
+
+    ``named_tokens`` (attribute name -> token, e.g. ``{"audio_token": "<|AUDIO|>"}``) is for a family whose processor
+    reads more special tokens by name (Qwen2.5-Omni's audio tokens): tokens not among Qwen's are appended after
+    every existing id, so the vocabulary and ids the other families' tiny models were built with do not move.
+    """
+    backend = Tokenizer.from_str(_trained_tokenizer_json())
+    added = [token for token in dict.fromkeys((named_tokens or {}).values()) if token not in SPECIAL_TOKENS]
+    backend.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in added])
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(_trained_tokenizer_json()),
+        tokenizer_object=backend,
         eos_token=IM_END,
         pad_token=ENDOFTEXT,
         unk_token=None,
-        extra_special_tokens=[t for t in SPECIAL_TOKENS if t not in (IM_END, ENDOFTEXT)],
-        chat_template=CHAT_TEMPLATE,
+        extra_special_tokens=[t for t in SPECIAL_TOKENS if t not in (IM_END, ENDOFTEXT)] + added,
+        **({"model_specific_special_tokens": dict(named_tokens)} if named_tokens else {}),
+        chat_template=chat_template,
         clean_up_tokenization_spaces=False,
         model_max_length=32768,
     )

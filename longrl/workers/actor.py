@@ -41,6 +41,7 @@ from longrl.mrsp import (
     sharded_response_scores,
     use_mrsp_attention,
 )
+from longrl.mrsp.audio import append_row_audio, encode_row_audio
 from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.workers.fsdp import load_sharded_model
 from longrl.workers.logprob import ResponseScores, response_log_probs
@@ -111,7 +112,8 @@ class PolicyModel:
         self.encoded_slices.append(int(grid[:, 0].sum()) if grid is not None else 0)
 
     def encode_videos(self, batch: Batch) -> list[torch.Tensor | None]:
-        """MR-SP stage 1 for ``batch``: per row, its video features; once per distinct ``uid`` (rows of one prompt)."""
+        """MR-SP stage 1 for ``batch``: per row, its video features (then its audio's, for a family with an audio
+        tower); once per distinct ``uid`` (rows of one prompt)."""
         encoder = self.adapter.video_encoder(self.model)
         rows = list(batch.non_tensors["vision_inputs"])
         if encoder is None:
@@ -120,8 +122,13 @@ class PolicyModel:
         first: dict[Any, int] = {}
         for index, key in enumerate(keys):
             first.setdefault(key, index)
-        features = encode_row_videos(encoder, [rows[i] for i in first.values()], self.groups, self.device,
-                                     self.cfg.worker.rollout.num_chunk_seq)
+        distinct = [rows[i] for i in first.values()]
+        num_chunks = self.cfg.worker.rollout.num_chunk_seq
+        features = encode_row_videos(encoder, distinct, self.groups, self.device, num_chunks)
+        audio_encoder = self.adapter.audio_encoder(self.model)
+        if audio_encoder is not None:
+            features = append_row_audio(features, encode_row_audio(audio_encoder, distinct, self.groups, self.device,
+                                                                   num_chunks))
         by_key = dict(zip(first, features))
         return [by_key[key] for key in keys]
 

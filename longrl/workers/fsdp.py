@@ -46,12 +46,15 @@ def load_sharded_model(
     if on_gpu and (offload.offload_params or fsdp.enable_cpu_offload):  # on a CPU the params already live there
         kwargs["offload_policy"] = CPUOffloadPolicy()
     block_names = set(getattr(model, "_no_split_modules", None) or ())
-    for module in model.modules():
+    # Innermost blocks first: where named blocks nest (Qwen2.5-Omni names its towers and their layers), a block's
+    # parameters must not already be claimed by an enclosing unit when its own unit is made.
+    for module in reversed(list(model.modules())):
         if type(module).__name__ in block_names:
             fully_shard(module, reshard_after_forward=fsdp.enable_full_shard, **kwargs)
     fully_shard(model, reshard_after_forward=fsdp.enable_full_shard, **kwargs)
-    # MR-SP stage 1 calls the tower through this method, outside forward: FSDP must gather the root's parameters
-    # (patch embedding, merger) for it as it does for forward.
-    if hasattr(model, "get_video_features"):
-        register_fsdp_forward_method(model, "get_video_features")
+    # MR-SP stage 1 calls the towers through these methods, outside forward: FSDP must gather the root's parameters
+    # (patch embedding, merger) for them as it does for forward, and run the root's lazy initialisation first.
+    for method in ("get_video_features", "get_audio_features"):
+        if hasattr(model, method):
+            register_fsdp_forward_method(model, method)
     return model

@@ -1,8 +1,10 @@
-"""Per-row vision tensors -> the batched form Hugging Face Qwen-VL models take.
+"""Per-row vision (and audio) tensors -> the batched form Hugging Face Qwen-VL / Qwen-Omni models take.
 
 Rows carry their own vision tensors (``pixel_values_videos``, ``video_grid_thw``, ...) because videos differ
 in size. A Qwen-VL forward over several rows wants them joined: every video's patches concatenated along the
-patch axis, grids stacked, in row order (the model matches them to placeholder tokens in that order).
+patch axis, grids stacked, in row order (the model matches them to placeholder tokens in that order). Audio
+(``input_features`` ``(audios, mel, frames)`` with its ``feature_attention_mask``) is batched as the processor batches
+it: right-padded along the frames to the longest audio, then stacked.
 """
 
 from __future__ import annotations
@@ -11,16 +13,17 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from longrl.mrsp.audio import AUDIO_FRAMES, AUDIO_MASK
 from longrl.protocol import VIDEO_EMBEDS
 
 __all__ = ["MODALITY_OF_PIXELS", "VIDEO_EMBEDS", "VIDEO_PIXELS", "has_pixels", "joined_features",
            "merge_vision_inputs", "placeholder_tokens", "position_inputs", "splice_features", "without_pixels"]
 
 
-# The inputs that feed the vision tower -> the modality they encode. Every other vision key (grids, seconds per
-# grid) is position information the language model needs even when the features are precomputed.
+# The inputs that feed a tower -> the modality they encode. Every other key (grids, seconds per grid, the audio's
+# frame mask) is position information the language model needs even when the features are precomputed.
 VIDEO_PIXELS = "pixel_values_videos"
-MODALITY_OF_PIXELS = {"pixel_values": "image", VIDEO_PIXELS: "video"}
+MODALITY_OF_PIXELS = {"pixel_values": "image", VIDEO_PIXELS: "video", AUDIO_FRAMES: "audio"}
 
 
 # Which medium each known vision key describes. A row may lack a medium entirely (an image-only row beside a video
@@ -28,12 +31,15 @@ MODALITY_OF_PIXELS = {"pixel_values": "image", VIDEO_PIXELS: "video"}
 # second_per_grid_ts while another has it would silently shift the later rows' timing onto the wrong video. Keys not
 # listed here (other families' inputs) form one more group.
 _MEDIUM_OF_KEY = {"pixel_values": "image", "image_grid_thw": "image", VIDEO_PIXELS: "video", "video_grid_thw": "video",
-                  "second_per_grid_ts": "video"}
+                  "second_per_grid_ts": "video", "video_second_per_grid": "video", AUDIO_FRAMES: "audio",
+                  AUDIO_MASK: "audio"}
+# Keys whose last axis is a per-row length (an audio's frames): right-padded with zeros to the longest row first.
+_PADDED_KEYS = (AUDIO_FRAMES, AUDIO_MASK)
 
 
 def merge_vision_inputs(rows: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Concatenate each key along dim 0 over the rows that have it, in row order; rows without vision (``{}``) or
-    without one medium contribute nothing to its keys.
+    without one medium contribute nothing to its keys. Audio keys are right-padded to the longest audio first.
 
     Every row with a medium must carry the same keys of it (see ``_MEDIUM_OF_KEY``); a mismatch raises ``KeyError``
     naming both rows.
@@ -57,7 +63,12 @@ def merge_vision_inputs(rows: Sequence[Mapping[str, torch.Tensor]]) -> dict[str,
             if not isinstance(value, torch.Tensor) or value.dim() == 0:
                 raise TypeError(f"vision input {key!r} of row {index} must be a tensor with a first dimension")
             parts.setdefault(key, []).append(value)
-    return {key: torch.cat(values, dim=0) for key, values in parts.items()}
+    return {key: torch.cat(_padded(values) if key in _PADDED_KEYS else values, dim=0) for key, values in parts.items()}
+
+
+def _padded(values: list[torch.Tensor]) -> list[torch.Tensor]:
+    longest = max(value.shape[-1] for value in values)
+    return [torch.nn.functional.pad(value, (0, longest - value.shape[-1])) for value in values]
 
 
 def position_inputs(rows: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -71,7 +82,7 @@ def without_pixels(row: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def has_pixels(row: Mapping[str, torch.Tensor]) -> bool:
-    """Whether a row's vision inputs hold pixels for the tower (images or video)."""
+    """Whether a row's vision inputs hold pixels (images or video) or audio frames for a tower."""
     return any(key in row for key in MODALITY_OF_PIXELS)
 
 

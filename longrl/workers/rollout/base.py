@@ -17,11 +17,12 @@ __all__ = ["RolloutEngine", "SamplingParams", "WeightsLike", "media_token_ids"]
 # loads tensor by tensor never needs the whole unsharded model in memory at once. Names are the HF model's own.
 WeightsLike = Union[Mapping[str, torch.Tensor], Iterable[tuple[str, torch.Tensor]]]
 
-_MEDIA_TOKEN_ATTRIBUTES = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+_MEDIA_TOKEN_ATTRIBUTES = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id",
+                           "audio_token_id", "audio_start_token_id", "audio_end_token_id")
 
 
 def media_token_ids(config: Any) -> list[int]:
-    """The model's image/video placeholder and delimiter ids: never to be generated.
+    """The model's image/video/audio placeholder and delimiter ids: never to be generated.
 
     A sampled media placeholder (a random or young policy can draw one) would make the next forward over
     prompt + response expect features for a video that does not exist.

@@ -45,7 +45,8 @@ from longrl.workers.vision_inputs import (
 
 __all__ = ["HFRollout", "prompt_embeddings"]
 
-_GRID_KEYS = {"image": "image_grid_thw", "video": "video_grid_thw"}
+# The second argument of each tower's ``get_<modality>_features``, next to its pixels / audio frames.
+_GRID_KEYS = {"image": "image_grid_thw", "video": "video_grid_thw", "audio": "feature_attention_mask"}
 
 
 class HFRollout(RolloutEngine):
@@ -134,12 +135,12 @@ def prompt_embeddings(
     visual_features: torch.Tensor | None = None,
     placeholder_ids: tuple[int, ...] = (),
 ) -> torch.Tensor:
-    """Text embeddings of ``input_ids`` with each image/video's features written over its placeholder tokens.
+    """Text embeddings of ``input_ids`` with each image/video/audio's features written over its placeholder tokens.
 
     ``vision`` is the merged (all rows) form from :func:`merge_vision_inputs`; features fill placeholders
     in row-major order, the order the processor laid the media out in. ``visual_features`` (the rows' precomputed
     features, that order too, filling every ``placeholder_ids`` token), when given, are used instead of running the
-    vision tower on the pixels.
+    towers on the pixels and audio frames.
     """
     embeds = model.get_input_embeddings()(input_ids)
     if visual_features is not None:
@@ -149,7 +150,8 @@ def prompt_embeddings(
             continue
         encoder = getattr(model, f"get_{modality}_features")
         features = encoder(vision[pixel_key], vision[_GRID_KEYS[modality]], return_dict=True).pooler_output
-        features = torch.cat(list(features), dim=0)
+        if not isinstance(features, torch.Tensor):  # vision towers split their output per image / video
+            features = torch.cat(list(features), dim=0)
         embeds = splice_features(embeds, input_ids, getattr(model.config, f"{modality}_token_id"), features, modality)
     return embeds
 

@@ -59,6 +59,9 @@ def vllm_prompts(
         if "image_grid_thw" in vision_rows[row]:
             raise NotImplementedError(f"prompt row {row} holds images; the vLLM engine here takes video features only, "
                                       "so image rows are rolled out with worker.rollout.name=hf")
+        if "feature_attention_mask" in vision_rows[row]:
+            raise NotImplementedError(f"prompt row {row} holds audio; the vLLM engine here takes video features only, "
+                                      "so audio rows are rolled out with worker.rollout.name=hf")
         tokens = ids[row][mask[row]]
         has_video = video_token_id is not None and bool((tokens == video_token_id).any())
         if has_video and features[row] is None:
