@@ -42,6 +42,9 @@ class EmbeddingCache:
             return None
         if adapter.vision_weight_marker is None:
             raise ValueError(f"data.cache_dir is set but model family {adapter.family!r} has no vision tower to cache")
+        if not adapter.serves_embedding_cache:
+            raise ValueError(f"the embedding cache does not serve model family {adapter.family!r}: run without "
+                             "data.cache_dir / worker.actor.cached_embeds_dir")
         rollout = cfg.worker.rollout
         keyer = EmbeddingKeyer(frame_sampling(rollout), frame_max_pixels(cfg.data, rollout, adapter),
                                cfg.data.min_pixels, adapter.video_size_factor,

@@ -52,6 +52,7 @@ class QwenVLAdapter(ModelAdapter):
     supports_images: ClassVar[bool] = True
     positions_3d: ClassVar[bool] = True
     vision_weight_marker: ClassVar[str] = "visual."
+    serves_embedding_cache: ClassVar[bool] = True
     # One merged visual token covers a (patch x merge)^2 square over temporal_patch frames; the data layer
     # resizes frames to multiples of this side and converts worker.rollout.tokens_per_frame into pixels with it.
     video_size_factor: ClassVar[int] = PATCH_SIZE * SPATIAL_MERGE_SIZE

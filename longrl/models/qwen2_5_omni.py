@@ -109,6 +109,8 @@ class Qwen2_5OmniAdapter(QwenVLAdapter):
     model_types: ClassVar[tuple[str, ...]] = ("qwen2_5_omni_thinker", "qwen2_5_omni")
     supports_audio: ClassVar[bool] = True
     audio_sampling_rate: ClassVar[int] = SAMPLING_RATE
+    # Its prompts also carry the video's seconds per grid and the audio items, which a cached grid does not rebuild.
+    serves_embedding_cache: ClassVar[bool] = False
     model_class = Qwen2_5OmniThinkerForConditionalGeneration
     processor_class = Qwen2_5OmniProcessor
 
@@ -209,12 +211,6 @@ class Qwen2_5OmniAdapter(QwenVLAdapter):
             batch["input_features"] = batch["input_features"][..., :frames]
             batch["feature_attention_mask"] = batch["feature_attention_mask"][..., :frames]
         return batch
-
-    def encode_from_grid(self, processor: ProcessorMixin, messages: list[dict[str, Any]],
-                         video_grid_thw: torch.Tensor, second_per_grid_ts: torch.Tensor | None = None
-                         ) -> dict[str, torch.Tensor]:
-        raise NotImplementedError(f"the embedding cache does not serve model family {self.family!r}: run without "
-                                  "data.cache_dir / worker.actor.cached_embeds_dir")
 
     # ----- MR-SP ---------------------------------------------------------------------------------------------------
     def audio_encoder(self, model: torch.nn.Module) -> OmniAudioEncoder:

@@ -45,6 +45,8 @@ class ModelAdapter(ABC):
     positions_3d: ClassVar[bool] = False
     # A substring of the checkpoint names of the vision tower's tensors (the embedding cache fingerprints them).
     vision_weight_marker: ClassVar[str | None] = None
+    # Whether ``encode_from_grid`` rebuilds the family's prompt for a cached video, i.e. the embedding cache serves it.
+    serves_embedding_cache: ClassVar[bool] = False
 
     @abstractmethod
     def build_tiny(self, out_dir: str | Path, seed: int = 0) -> Path:

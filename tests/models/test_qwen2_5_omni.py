@@ -16,10 +16,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import Qwen2_5OmniConfig
 
+from longrl.config.loader import load_config
 from longrl.config.schema import DataConfig, RolloutConfig
 from longrl.data.audio import load_audio
 from longrl.data.dataset import VideoQADataset, collate_left_padded
 from longrl.data.rows import DatasetRowError
+from longrl.embeds.cache import EmbeddingCache
 from longrl.models import adapter_for_model_dir, get_adapter
 from longrl.models.qwen2_5_omni import AUDIO_BOS, AUDIO_EOS, AUDIO_TOKEN, HOP_LENGTH
 from longrl.models.tokenizer import build_tokenizer
@@ -201,3 +203,12 @@ def test_a_full_omni_checkpoint_directory_gives_its_thinker(omni, tmp_path):
     expected = model.state_dict()
     assert thinker.state_dict().keys() == expected.keys()
     assert all(torch.equal(value, expected[name]) for name, value in thinker.state_dict().items())
+
+
+def test_the_embedding_cache_refuses_the_omni_family_at_start(omni, tmp_path):
+    """Omni prompts carry the video's seconds per grid and audio items, which a cached grid does not rebuild: a run
+    asking for the cache must stop before training, naming the keys to drop."""
+    cfg = load_config([f"worker.actor.model.model_path={omni[0]}", f"data.cache_dir={tmp_path / 'cache'}",
+                       "worker.actor.model.freeze_vision_tower=true"])
+    with pytest.raises(ValueError, match=r"does not serve model family 'qwen2_5_omni': run without data\.cache_dir"):
+        EmbeddingCache.from_config(cfg, get_adapter(FAMILY))
