@@ -17,9 +17,9 @@ own choice; ``hostname --ip-address`` is a loopback address on many Debian hosts
 processes of the cluster at ``--port`` (``ray stop`` ends every Ray process on the machine): another job's or user's
 cluster on a shared node survives a teardown.
 
-Token authentication is Ray's default for ``ray start``; every process of the cluster must agree on it, so
-``RAY_AUTH_MODE`` is set to ``token`` unless the caller chose. ``RAY_START_ARGS`` adds options to every ``ray start``
-(e.g. ``--object-store-memory``, ``--temp-dir``).
+Token authentication is Ray's default for ``ray start``; every process of the cluster must agree on it, so run as a
+program this module sets ``RAY_AUTH_MODE`` to ``token`` unless the caller chose (the launchers export it for the job).
+``RAY_START_ARGS`` adds options to every ``ray start`` (e.g. ``--object-store-memory``, ``--temp-dir``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # Read by Ray when it is imported: the driver here, the `ray start` children and the training job must all agree.
-os.environ.setdefault("RAY_AUTH_MODE", "token")
+# Only when this module runs as the bootstrap program: a process that imports it (the trainer, a test) keeps the mode
+# its own Ray was imported with, and setting it there would start that process's later local clusters in token mode
+# while its driver, already imported, stays in the other (every such ray.init then fails to reach its GCS).
+if __name__ == "__main__":
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 import ray  # noqa: E402
 import psutil  # noqa: E402  (shipped with Ray, on the path once ray is imported; `ray stop` uses it too)

@@ -116,6 +116,20 @@ def test_ray_start_command_for_a_head_and_a_worker(monkeypatch):
     assert worker[3:] == ["start", "--disable-usage-stats", "--address=10.0.0.1:6400", "--num-gpus=0", "--num-cpus=4"]
 
 
+def test_importing_the_bootstrap_leaves_a_process_able_to_start_its_own_ray():
+    """Importing ``longrl.controller.cluster`` (as this file does at collection) must not switch the importer's later
+    local clusters to token authentication behind its back: CI once failed every later ``ray.init`` this way."""
+    code = ("import os, ray, longrl.controller.cluster\n"
+            "print('mode', os.environ.get('RAY_AUTH_MODE'))\n"
+            "ray.init(address='local', num_cpus=1, include_dashboard=False, object_store_memory=100_000_000)\n"
+            "print('cpus', ray.cluster_resources()['CPU'])\n"
+            "ray.shutdown()\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[:2] == ["mode None", "cpus 1.0"]
+
+
 def _fake_cluster(monkeypatch, states: list[tuple[int, dict[str, float]]]) -> list[str]:
     """Ray as the wait sees it: each poll the next (alive nodes, total resources) of ``states``; the calls made."""
     calls, polls = [], iter(states)
