@@ -108,9 +108,21 @@ def wait_for_cluster(address: str, nodes: int, ranks: int, timeout_s: float) -> 
         ray.shutdown()
 
 
+def _is_ray_start(args: Sequence[str]) -> bool:
+    """Whether a command line is ``ray start`` (the console script or ``python -m ray.scripts.scripts``)."""
+    cli = [i for i, arg in enumerate(args[:3]) if arg.endswith(("ray.scripts.scripts", "/ray")) or arg == "ray"]
+    return bool(cli) and cli[0] + 1 < len(args) and args[cli[0] + 1] == "start"
+
+
 def _names_port(args: Sequence[str], port: int) -> bool:
     """Whether a command line belongs to the cluster whose GCS listens on ``port``: the GCS server carries the port,
-    every other Ray process started by ``ray start`` (raylet, monitors, dashboard) the GCS address."""
+    every other Ray process started by ``ray start`` (raylet, monitors, dashboard) the GCS address, and a
+    ``ray start --block`` the head's port or the address it joined. The last must be ended too: it outlives its
+    node's processes when they all exit on SIGTERM (Ray counts that as graceful), and a worker node's launcher
+    waits on it."""
+    if _is_ray_start(args):
+        return any(arg == f"--port={port}" or (arg.startswith("--address=") and arg.endswith(f":{port}"))
+                   for arg in args)
     return any(arg == f"--gcs_server_port={port}" or (arg.startswith("--gcs-address=") and arg.endswith(f":{port}"))
                for arg in args)
 

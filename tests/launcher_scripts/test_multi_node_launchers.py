@@ -162,6 +162,18 @@ def test_wait_gives_up_naming_how_much_of_the_cluster_joined(monkeypatch):
     assert calls == ["init 10.0.0.1:6400", "shutdown"]
 
 
+def test_a_cluster_is_known_by_its_gcs_and_by_the_ray_start_that_blocks_on_it():
+    """``ray start --block`` outlives its node's processes when they all exit on SIGTERM, so stop must end it too;
+    another cluster's, or a program that is not ``ray start``, is left alone."""
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
+    ours = [[*ray_cli, "start", "--head", "--port=47001", "--block"],
+            ["/venv/bin/ray", "start", "--block", "--address=10.0.0.1:47001"],
+            ["raylet", "--gcs-address=10.0.0.1:47001"], ["gcs_server", "--gcs_server_port=47001"]]
+    theirs = [[*ray_cli, "start", "--head", "--port=47002"], ["/venv/bin/ray", "start", "--address=10.0.0.1:47002"],
+              ["raylet", "--gcs-address=10.0.0.1:47002"], ["server", "start", "--port=47001"]]
+    assert [cluster._names_port(args, 47001) for args in ours + theirs] == [True] * 4 + [False] * 4
+
+
 def _fake_raylet(port: int, temp_dir: Path) -> tuple[subprocess.Popen, int]:
     """A process whose command line names a cluster's GCS and temp dir as a raylet's does, and the pid of its child
     (as a raylet has workers, whose titles name nothing)."""
