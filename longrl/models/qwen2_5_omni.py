@@ -52,13 +52,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from longrl.models._qwen_vl import QwenVLAdapter, _count_content_items
 from longrl.models.registry import register_adapter
-from longrl.models.tiny import (
-    PATCH_SIZE,
-    SPATIAL_MERGE_SIZE,
-    TEMPORAL_PATCH_SIZE,
-    TINY_TEXT_SIZES,
-    tiny_text_config_kwargs,
-)
+from longrl.models.tiny import TINY_TEXT_SIZES, TINY_WINDOWED_VISION, tiny_text_config_kwargs
 from longrl.models.tokenizer import (
     CHAT_TEMPLATE,
     IMAGE_PAD,
@@ -125,18 +119,6 @@ class Qwen2_5OmniAdapter(QwenVLAdapter):
 
     def tiny_config(self, token_ids: QwenTokenIds) -> Qwen2_5OmniThinkerConfig:
         audio_ids = self.tiny_tokenizer().convert_tokens_to_ids
-        vision = {
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": TINY_TEXT_SIZES["hidden_size"],
-            "patch_size": PATCH_SIZE,
-            "spatial_merge_size": SPATIAL_MERGE_SIZE,
-            "temporal_patch_size": TEMPORAL_PATCH_SIZE,
-            "window_size": 2 * PATCH_SIZE * SPATIAL_MERGE_SIZE,
-            "fullatt_block_indexes": [1],
-        }
         audio = {
             "num_mel_bins": _TINY_MEL_BINS,
             "encoder_layers": 2,
@@ -152,7 +134,7 @@ class Qwen2_5OmniAdapter(QwenVLAdapter):
         return Qwen2_5OmniThinkerConfig(
             # Untied, as the thinker's own top-level config has it (its text config's default says otherwise).
             text_config={**tiny_text_config_kwargs(token_ids, mrope=True), "tie_word_embeddings": False},
-            vision_config=vision,
+            vision_config=dict(TINY_WINDOWED_VISION),
             audio_config=audio,
             image_token_index=token_ids.image_token_id,
             video_token_index=token_ids.video_token_id,

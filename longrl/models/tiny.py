@@ -35,6 +35,21 @@ ROPE_THETA = 1_000_000.0
 PATCH_SIZE = 14
 SPATIAL_MERGE_SIZE = 2
 TEMPORAL_PATCH_SIZE = 2
+# Qwen2.5-VL's windowed tower (Qwen2.5-Omni's thinker has the same): windows of 56 px are 2x2 merged tokens, so a
+# frame of a few merged tokens per side is split into several windows and the windowed block really differs from the
+# full-attention one (block 1).
+TINY_WINDOWED_VISION: dict[str, Any] = {
+    "depth": 2,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_heads": 2,
+    "out_hidden_size": TINY_TEXT_SIZES["hidden_size"],
+    "patch_size": PATCH_SIZE,
+    "spatial_merge_size": SPATIAL_MERGE_SIZE,
+    "temporal_patch_size": TEMPORAL_PATCH_SIZE,
+    "window_size": 2 * PATCH_SIZE * SPATIAL_MERGE_SIZE,
+    "fullatt_block_indexes": [1],
+}
 
 
 def tiny_text_config_kwargs(token_ids: QwenTokenIds, mrope: bool) -> dict[str, Any]:
