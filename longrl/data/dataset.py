@@ -127,7 +127,7 @@ class VideoQADataset(Dataset):
             num_frames = len(sample_frame_indices(probe.num_frames, probe.fps, self.sampling))
             height, width = fit_under_pixels(probe.height, probe.width, self.max_pixels, self.data.min_pixels,
                                              self.adapter.video_size_factor)
-            media_tokens += self.adapter.count_video_tokens(num_frames, height, width)
+            media_tokens += self.adapter.count_video_tokens(self.processor, num_frames, height, width)
         if row.audio is not None:
             try:
                 audio = read_audio_header(row.audio)

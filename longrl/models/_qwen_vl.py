@@ -93,8 +93,9 @@ class QwenVLAdapter(ModelAdapter):
             **{"chat_template": CHAT_TEMPLATE, **parts},
         )
 
-    def count_video_tokens(self, num_frames: int, height: int, width: int) -> int:
-        """Visual tokens of ``num_frames`` frames of ``height`` x ``width`` (multiples of the size factor).
+    def count_video_tokens(self, processor: ProcessorMixin, num_frames: int, height: int, width: int) -> int:
+        """Visual tokens of ``num_frames`` frames of ``height`` x ``width`` (multiples of the size factor); the
+        patching is the family's, so ``processor`` is not consulted.
 
         The processor repeats the last frame to fill the final temporal patch, hence the ceiling.
         """
@@ -261,12 +262,15 @@ class QwenVideoEncoder:
     def __init__(self, model: torch.nn.Module):
         self.model = model
         vision = model.config.vision_config
-        self.patches_per_token = vision.spatial_merge_size**2
         self._merge = vision.spatial_merge_size
         self._patch_dim = vision.in_channels * vision.temporal_patch_size * vision.patch_size**2
 
     def __call__(self, pixels: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
         return torch.cat(list(self.model.get_video_features(pixels, grid_thw, return_dict=True).pooler_output))
+
+    def num_tokens(self, grid_thw: torch.Tensor) -> torch.Tensor:
+        """One feature row per merged ``merge x merge`` block of patches."""
+        return grid_thw.prod(-1) // self._merge**2
 
     def dummy_inputs(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         side = self._merge

@@ -75,6 +75,12 @@ class ModelAdapter(ABC):
         ``images=`` (``(H, W, 3)`` uint8 arrays, sized likewise, one per ``{'type': 'image'}`` item in order).
         """
 
+    def count_video_tokens(self, processor: Any, num_frames: int, height: int, width: int) -> int:
+        """Tokens that replace the video placeholder for ``num_frames`` frames of ``height`` x ``width`` (multiples of
+        the size factor), counted without decoding pixels. ``processor`` is :meth:`load_processor`'s: where the count
+        depends on the checkpoint (a tower of fixed resolution), it knows it."""
+        raise NotImplementedError(f"model family {self.family!r} takes no video")
+
     def count_image_tokens(self, height: int, width: int) -> int:
         """Visual tokens of one image of ``height`` x ``width`` (multiples of the size factor)."""
         raise NotImplementedError(f"model family {self.family!r} takes no images")

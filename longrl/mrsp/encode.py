@@ -31,12 +31,19 @@ _MEDIA_KEYS = (("pixel_values", "image_grid_thw"), ("pixel_values_videos", "vide
 
 
 class VideoEncoder(Protocol):
-    """A model's vision tower seen as: patch rows + ``(k, 3)`` grid -> one feature row per merged patch."""
+    """A model's vision tower seen as: pixel rows + ``(k, 3)`` grid -> its feature rows, in order.
 
-    patches_per_token: int  # unmerged patches per output feature row (Qwen: spatial_merge_size ** 2)
+    A grid row ``(t, h, w)`` is ``t`` temporal slices of ``h * w`` pixel rows each (Qwen-VL: patches; a family that
+    encodes whole frames lays each frame out as one row, grid ``(frames, 1, 1)``).
+    """
+
     encodes_images: bool  # whether an image (one slice) goes through the same call as video slices
 
     def __call__(self, pixels: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor: ...
+
+    def num_tokens(self, grid_thw: torch.Tensor) -> torch.Tensor:
+        """Feature rows the tower gives for each row of ``grid_thw``."""
+        ...
 
     def dummy_inputs(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The smallest valid input (one temporal slice), for ranks with nothing to encode."""
@@ -72,7 +79,7 @@ def encode_row_videos(
         dummy_pixels, dummy_grid = encoder.dummy_inputs(device)
         local = encoder(dummy_pixels, dummy_grid)[:0]
     features = gather_rows(local, groups.group, num_chunks)
-    tokens_per_video = (grids.prod(-1) // encoder.patches_per_token).tolist()
+    tokens_per_video = encoder.num_tokens(grids).tolist()
     if features.shape[0] != sum(tokens_per_video):
         raise RuntimeError(f"gathered {features.shape[0]} feature rows for grids {grids.tolist()} "
                            f"({sum(tokens_per_video)} expected)")
