@@ -36,7 +36,7 @@ def score_with_sp(family: str, model_dir: str, case_path: str, padding_free: boo
         per_row = encode_row_videos(adapter.video_encoder(model), case["vision_rows"], groups, torch.device("cpu"),
                                     num_chunks)
         features = torch.cat([f for f in per_row if f is not None])
-        tokens = {key: case[key] for key in TOKEN_KEYS}
+        tokens = {key: case[key] for key in TOKEN_KEYS if key in case}
         grids = {k: v for k, v in merge_vision_inputs(case["vision_rows"]).items() if "pixel" not in k}
         inputs = PrefillInputs(case["input_ids"], case["attention_mask"], adapter.position_ids(model, tokens, grids),
                                case["responses"], features, adapter.media_placeholder_ids(model), case["pad_token_id"])

@@ -18,6 +18,7 @@ from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.rollout.output import response_mask_from_eos
 from longrl.workers.rollout.sampling import SamplingParams
 from longrl.workers.vision_inputs import merge_vision_inputs
+from prompt_cases import prompt_batch, response_tokens, sampling_params
 from sharp_weights import sharp_weights
 
 FAMILY = "qwen2_5_vl"
@@ -50,18 +51,6 @@ def setup(tiny_model_dir):
     return rollout, samples, eos, pad
 
 
-def _batch(samples: list[dict], pad: int) -> Batch:
-    collated = collate_left_padded(samples, pad)
-    return Batch.from_dict({key: collated[key] for key in TOKEN_KEYS},
-                           {key: collated[key] for key in ("uid", "vision_inputs", "answer")})
-
-
-def _params(eos, pad, **overrides) -> SamplingParams:
-    fields = dict(n=1, temperature=0.0, top_p=1.0, top_k=-1, max_new_tokens=MAX_NEW, eos_token_ids=eos,
-                  pad_token_id=pad, seed=7)
-    return SamplingParams(**{**fields, **overrides})
-
-
 def _plain_generate(model, sample: dict, eos, pad, drop: tuple[str, ...] = ()) -> list[int]:
     """Stock HF generate from token ids + pixels (the model runs its own vision tower and positions)."""
     inputs = {key: value.unsqueeze(0) if key in TOKEN_KEYS else value for key, value in sample["inputs"].items()
@@ -70,18 +59,14 @@ def _plain_generate(model, sample: dict, eos, pad, drop: tuple[str, ...] = ()) -
     return ids[0, inputs["input_ids"].shape[1]:].tolist()
 
 
-def _real_tokens(out: Batch, row: int) -> list[int]:
-    return out.tensors["responses"][row][out.tensors["response_mask"][row].bool()].tolist()
-
-
 def test_greedy_from_embeddings_equals_plain_generate_batched_and_alone(setup):
     rollout, samples, eos, pad = setup
-    batched = rollout.generate(_batch(samples, pad), _params(eos, pad))
+    batched = rollout.generate(prompt_batch(samples, pad), sampling_params(eos, pad, MAX_NEW))
     for row, sample in enumerate(samples):
         expected = _plain_generate(rollout.model, sample, eos, pad)
-        assert _real_tokens(batched, row) == expected
-        alone = rollout.generate(_batch([sample], pad), _params(eos, pad))
-        assert _real_tokens(alone, 0) == expected
+        assert response_tokens(batched, row) == expected
+        alone = rollout.generate(prompt_batch([sample], pad), sampling_params(eos, pad, MAX_NEW))
+        assert response_tokens(alone, 0) == expected
         # Negative controls: the tokens depend on the video content and on the 3-D positions.
         assert _plain_generate(rollout.model, sample, eos, pad, drop=("mm_token_type_ids",)) != expected
         pixels = sample["inputs"]["pixel_values_videos"]
@@ -91,11 +76,11 @@ def test_greedy_from_embeddings_equals_plain_generate_batched_and_alone(setup):
 
 def test_stop_at_eos_masks_and_padding(setup):
     rollout, samples, eos, pad = setup
-    free = rollout.generate(_batch(samples, pad), _params(eos, pad))
+    free = rollout.generate(prompt_batch(samples, pad), sampling_params(eos, pad, MAX_NEW))
     assert free.tensors["responses"].shape == (2, MAX_NEW)  # no stop token generated: runs to max_new_tokens
     # Make row 0's 4th token a stop token: each row must end at its first occurrence (EOS included).
     stop = int(free.tensors["responses"][0, 3])
-    out = rollout.generate(_batch(samples, pad), _params((stop, *eos), pad))
+    out = rollout.generate(prompt_batch(samples, pad), sampling_params((stop, *eos), pad, MAX_NEW))
     width = out.tensors["responses"].shape[1]
     prompt_width = out.tensors["prompts"].shape[1]
     free_tokens = free.tensors["responses"].tolist()
@@ -105,7 +90,7 @@ def test_stop_at_eos_masks_and_padding(setup):
         assert out.tensors["response_mask"][row].tolist() == [1] * length + [0] * (width - length)
         assert out.tensors["responses"][row].tolist() == tokens[:length] + [pad] * (width - length)
         assert torch.all(out.tensors["rollout_log_probs"][row, length:] == 0)
-    prompts = _batch(samples, pad)
+    prompts = prompt_batch(samples, pad)
     assert torch.equal(out.tensors["prompts"], prompts.tensors["input_ids"])
     assert torch.equal(out.tensors["input_ids"], torch.cat([prompts.tensors["input_ids"], out.tensors["responses"]], 1))
     assert torch.equal(out.tensors["attention_mask"],
@@ -129,8 +114,8 @@ def test_n_samples_interleaved_with_exact_log_probs_and_one_vision_pass(
     rollout = HFRollout(tiny_model_dir(FAMILY), dtype=torch.float64)
     rollout.load_weights(sharp_weights(rollout.model, seed=0))
     n = 4
-    params = _params(eos, pad, n=n, temperature=temperature, top_k=top_k, top_p=top_p)
-    prompts = _batch(samples, pad)
+    params = sampling_params(eos, pad, MAX_NEW, n=n, temperature=temperature, top_k=top_k, top_p=top_p)
+    prompts = prompt_batch(samples, pad)
     calls = []
     hook = rollout.model.model.visual.register_forward_hook(lambda _m, args, _out: calls.append(args[0].shape[0]))
     try:
@@ -147,7 +132,7 @@ def test_n_samples_interleaved_with_exact_log_probs_and_one_vision_pass(
     for row in range(2):
         samples_of_row = out.tensors["prompts"][row * n:(row + 1) * n]
         assert torch.equal(samples_of_row, prompts.tensors["input_ids"][row].expand(n, -1))
-        assert len({tuple(_real_tokens(out, row * n + k)) for k in range(n)}) >= 2
+        assert len({tuple(response_tokens(out, row * n + k)) for k in range(n)}) >= 2
     # Independent recomputation of log_softmax(logits / T) (top-k/top-p must not enter): one full forward
     # over prompt + response with the raw pixels.
     vision = merge_vision_inputs(list(out.non_tensors["vision_inputs"]))
@@ -169,10 +154,10 @@ def test_n_samples_interleaved_with_exact_log_probs_and_one_vision_pass(
 def test_load_weights_changes_output_and_is_strict(setup, tiny_model_dir):
     rollout, samples, eos, pad = setup
     original = {name: value.clone() for name, value in rollout.model.state_dict().items()}
-    before = rollout.generate(_batch(samples, pad), _params(eos, pad)).tensors["responses"]
+    before = rollout.generate(prompt_batch(samples, pad), sampling_params(eos, pad, MAX_NEW)).tensors["responses"]
     try:
         rollout.load_weights(sharp_weights(rollout.model, seed=1))
-        after = rollout.generate(_batch(samples, pad), _params(eos, pad)).tensors["responses"]
+        after = rollout.generate(prompt_batch(samples, pad), sampling_params(eos, pad, MAX_NEW)).tensors["responses"]
         assert not torch.equal(before, after)
         assert after[0].tolist() == _plain_generate(rollout.model, samples[0], eos, pad)
     finally:
@@ -185,16 +170,17 @@ def test_load_weights_changes_output_and_is_strict(setup, tiny_model_dir):
     wrong_shape = {**original, "model.language_model.norm.weight": torch.ones(3)}
     with pytest.raises(ValueError, match="model.language_model.norm.weight: got \\(3,\\)"):
         rollout.load_weights(wrong_shape)
-    assert torch.equal(rollout.generate(_batch(samples, pad), _params(eos, pad)).tensors["responses"], before)
+    again = rollout.generate(prompt_batch(samples, pad), sampling_params(eos, pad, MAX_NEW))
+    assert torch.equal(again.tensors["responses"], before)
 
 
 def test_right_padded_prompts_are_rejected(setup):
     rollout, samples, eos, pad = setup
-    prompts = _batch(samples, pad)
+    prompts = prompt_batch(samples, pad)
     flipped = Batch.from_dict({key: prompts.tensors[key].flip(-1) for key in TOKEN_KEYS},
                               dict(prompts.non_tensors))
     with pytest.raises(ValueError, match=r"left-padded.*rows \[0\]"):
-        rollout.generate(flipped, _params(eos, pad))
+        rollout.generate(flipped, sampling_params(eos, pad, MAX_NEW))
 
 
 def test_merge_vision_inputs_concatenates_rows_in_order_and_checks_keys():
@@ -254,29 +240,30 @@ def test_samples_split_over_calls_equal_one_call_and_prompt_is_prefilled_once(se
     """Samples k.. of a prompt drawn in their own call (a sequence-parallel rank's share) equal those samples of a
     call for all of them, and each prompt is run through the model once per call, however many samples it has."""
     rollout, samples, eos, pad = setup
-    prompts = _batch(samples, pad)
+    prompts = prompt_batch(samples, pad)
     widths = []
     hook = rollout.model.register_forward_pre_hook(
         lambda _m, _args, kwargs: widths.append(tuple((kwargs.get("inputs_embeds") if kwargs.get("inputs_embeds")
                                                        is not None else kwargs["input_ids"]).shape[:2])),
         with_kwargs=True)
     try:
-        whole = rollout.generate(prompts, _params(eos, pad, n=4, temperature=1.0))
+        whole = rollout.generate(prompts, sampling_params(eos, pad, MAX_NEW, n=4, temperature=1.0))
     finally:
         hook.remove()
     prompt_width = prompts.tensors["input_ids"].shape[1]
     assert widths[0] == (2, prompt_width) and all(shape == (8, 1) for shape in widths[1:])
-    first, second = (rollout.generate(prompts, _params(eos, pad, n=2, temperature=1.0, first_sample=first))
+    first, second = (rollout.generate(prompts, sampling_params(eos, pad, MAX_NEW, n=2, temperature=1.0,
+                                                               first_sample=first))
                      for first in (0, 2))
     for prompt in range(2):
         for k in range(4):
             part, row = (first, prompt * 2 + k) if k < 2 else (second, prompt * 2 + k - 2)
-            assert _real_tokens(part, row) == _real_tokens(whole, prompt * 4 + k)
+            assert response_tokens(part, row) == response_tokens(whole, prompt * 4 + k)
             # float32: a call of 2 samples folds fewer query rows into each attention call than one of 4, so the
             # sums run in another order (measured up to 2.3e-5 on log-probs of magnitude ~3).
             torch.testing.assert_close(part.tensors["rollout_log_probs"][row],
                                        whole.tensors["rollout_log_probs"][prompt * 4 + k], atol=1e-4, rtol=0)
-    assert len({tuple(_real_tokens(whole, k)) for k in range(4)}) >= 2
+    assert len({tuple(response_tokens(whole, k)) for k in range(4)}) >= 2
 
 
 @pytest.mark.parametrize("family", ["qwen2", "qwen3"])
@@ -298,13 +285,13 @@ def test_text_families_greedy_equals_generate_and_log_probs_equal_a_full_forward
                               {"uid": collated["uid"], "vision_inputs": collated["vision_inputs"]})
     rollout = HFRollout(model_dir, dtype=torch.float64)
     rollout.load_weights(sharp_weights(rollout.model, seed=0))
-    greedy = rollout.generate(prompts, _params(eos, pad))
+    greedy = rollout.generate(prompts, sampling_params(eos, pad, MAX_NEW))
     for row, sample in enumerate(rows):
         ids = sample["inputs"]["input_ids"].unsqueeze(0)
         expected = rollout.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=MAX_NEW,
                                           do_sample=False, eos_token_id=list(eos), pad_token_id=pad)
-        assert _real_tokens(greedy, row) == expected[0, ids.shape[1]:].tolist()
-    out = rollout.generate(prompts, _params(eos, pad, n=3, temperature=1.0))
+        assert response_tokens(greedy, row) == expected[0, ids.shape[1]:].tolist()
+    out = rollout.generate(prompts, sampling_params(eos, pad, MAX_NEW, n=3, temperature=1.0))
     with torch.no_grad():
         logits = rollout.model(input_ids=out.tensors["input_ids"], attention_mask=out.tensors["attention_mask"]).logits
     prompt_width, width = out.tensors["prompts"].shape[1], out.tensors["responses"].shape[1]
