@@ -1,8 +1,10 @@
-"""Flow-GRPO for image/video generators (issue 11, in progress): the SDE sampler with per-step log-probs and the
-flow-matching transformer families (SD3, Wan) through diffusers. No Ray, no torch.distributed here."""
+"""Flow-GRPO for image and video generators (SD3, Wan through diffusers): the SDE sampler with per-step log-probs,
+the family adapters, text encoders, media decoding, the loss and one rank's policy, prompt rows and offline rewards.
+No Ray and no torch.distributed here: ``longrl.workers.flow_worker`` shards and checkpoints, ``longrl.trainer.
+flow_trainer`` runs the loop."""
 
-from longrl.diffusion.models import FLOW_FAMILIES, FlowFamily, SD3Family, TextConditioning, WanFamily
+from longrl.diffusion.models import FLOW_FAMILIES, FlowFamily, SD3Family, TextConditioning, WanFamily, family_of
 from longrl.diffusion.sde import SDEStep, flow_sigmas, noise_level, sde_step
 
-__all__ = ["FLOW_FAMILIES", "FlowFamily", "SD3Family", "SDEStep", "TextConditioning", "WanFamily", "flow_sigmas",
-           "noise_level", "sde_step"]
+__all__ = ["FLOW_FAMILIES", "FlowFamily", "SD3Family", "SDEStep", "TextConditioning", "WanFamily", "family_of",
+           "flow_sigmas", "noise_level", "sde_step"]

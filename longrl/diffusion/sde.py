@@ -34,7 +34,7 @@ class SDEStep:
     sample: torch.Tensor  # x at s_next
     log_prob: torch.Tensor  # (batch,) mean log-density of ``sample`` per element
     mean: torch.Tensor
-    std: torch.Tensor  # scalar tensor
+    std: torch.Tensor  # broadcastable against ``sample``: a scalar, or one value per sample
 
 
 def flow_sigmas(steps: int, shift: float = 1.0) -> torch.Tensor:
@@ -51,6 +51,13 @@ def noise_level(sigma: torch.Tensor, eta: float) -> torch.Tensor:
     return eta * torch.sqrt(sigma / (1 - sigma))
 
 
+def _per_sample(value: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A noise level as a float32 tensor that broadcasts over ``x``: a scalar stays one, a ``(batch,)`` vector (each
+    sample at its own level, as when the update trains different steps of different samples) gains singleton dims."""
+    value = torch.as_tensor(value, dtype=torch.float32, device=x.device)
+    return value.reshape(-1, *([1] * (x.dim() - 1))) if value.dim() == 1 else value
+
+
 def sde_step(
     velocity: torch.Tensor,
     sample: torch.Tensor,
@@ -59,24 +66,28 @@ def sde_step(
     eta: float,
     generator: torch.Generator | None = None,
     taken: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
 ) -> SDEStep:
-    """One step from ``sigma`` to ``sigma_next``: draw it (``taken=None``) or score the given ``taken`` sample.
+    """One step from ``sigma`` to ``sigma_next`` (scalars, or one per sample): draw it (``taken=None``; from ``noise``
+    when given, else from ``generator``) or score the given ``taken`` sample.
 
     Computed in float32 whatever the model's dtype, so rollout and update log-probs agree.
     """
     v, x = velocity.float(), sample.float()
-    s = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
-    ds = torch.as_tensor(sigma_next, dtype=torch.float32, device=x.device) - s
-    if ds >= 0:
-        raise ValueError(f"sde_step must lower the noise level: sigma={float(s)}, sigma_next={float(s + ds)}")
+    s = _per_sample(sigma, x)
+    ds = _per_sample(sigma_next, x) - s
+    if (ds >= 0).any():
+        raise ValueError(f"sde_step must lower the noise level: sigma={s.flatten().tolist()}, "
+                         f"sigma_next={(s + ds).flatten().tolist()}")
     g = noise_level(s, eta)
     mean = x + (v + g**2 / (2 * s) * (x + (1 - s) * v)) * ds
     std = g * torch.sqrt(-ds)
     if taken is None:
         if eta == 0:
             return SDEStep(mean, torch.zeros(x.shape[0], device=x.device), mean, std)
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        taken = mean + std * noise
+        if noise is None:
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        taken = mean + std * noise.float()
     taken = taken.float()
     if eta == 0:
         raise ValueError("an ODE step (eta=0) is deterministic and has no log-prob")
