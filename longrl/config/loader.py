@@ -14,7 +14,7 @@ import difflib
 import os
 import typing
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -35,9 +35,10 @@ def default_config_dir() -> Path:
     return Path(os.environ.get("LONGRL_CONFIG_DIR", _REPO_CONFIG_DIR))
 
 
-def register_schema() -> None:
-    """Make the dataclass tree the base of every composed config (referenced from ``configs/config.yaml``)."""
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=RootConfig)
+def register_schema(name: str = SCHEMA_NAME, schema: type = RootConfig) -> None:
+    """Make the dataclass tree ``schema`` the base of the configs whose defaults list ``name`` (the text stages'
+    ``configs/config.yaml`` lists ``longrl_schema``)."""
+    ConfigStore.instance().store(name=name, node=schema)
 
 
 def _quote(value: Any) -> str:
@@ -76,9 +77,9 @@ def _file_overrides(path: Path) -> list[str]:
     return overrides
 
 
-def _schema_node(dotted: str) -> tuple[str, type]:
+def _schema_node(dotted: str, schema: type) -> tuple[str, type]:
     """The deepest dataclass on the path ``dotted`` and that dataclass's path (for listing its valid keys)."""
-    node: type = RootConfig
+    node: type = schema
     parent_path: list[str] = []
     for part in dotted.split(".")[:-1]:
         child = typing.get_type_hints(node).get(part)
@@ -89,8 +90,8 @@ def _schema_node(dotted: str) -> tuple[str, type]:
     return ".".join(parent_path), node
 
 
-def _unknown_key_error(full_key: str, source: str) -> ConfigError:
-    parent, node = _schema_node(full_key)
+def _unknown_key_error(full_key: str, source: str, schema: type) -> ConfigError:
+    parent, node = _schema_node(full_key, schema)
     valid = [f.name for f in dataclasses.fields(node)]
     leaf = full_key.split(".")[-1]
     where = f"'{parent}'" if parent else "the top level"
@@ -127,9 +128,14 @@ def load_config(
     config_file: str | Path | None = None,
     config_dir: str | Path | None = None,
     config_name: str = "config",
-) -> RootConfig:
-    """Compose, type-check and validate the configuration; any mistake raises :class:`ConfigError`."""
-    register_schema()
+    schema: tuple[str, type, Callable[[Any], None]] = (SCHEMA_NAME, RootConfig, validate_config),
+) -> Any:
+    """Compose, type-check and validate the configuration; any mistake raises :class:`ConfigError`.
+
+    ``schema`` is (name the config's defaults list, dataclass tree, validator): the text stages' by default; the
+    Flow-GRPO stage passes its own (:mod:`longrl.config.flow_schema`)."""
+    schema_name, schema_type, validate = schema
+    register_schema(schema_name, schema_type)
     file_overrides = _file_overrides(Path(config_file)) if config_file else []
     config_dir = Path(config_dir) if config_dir else default_config_dir()
     all_overrides = file_overrides + list(overrides)
@@ -141,11 +147,11 @@ def load_config(
         if key_error is not None and key_error.full_key:
             in_file = any(o.split("=", 1)[0].lstrip("+") == key_error.full_key for o in file_overrides)
             source = f"from {config_file}" if in_file else "from the command line or configs/"
-            raise _unknown_key_error(key_error.full_key, source) from exc
+            raise _unknown_key_error(key_error.full_key, source, schema_type) from exc
         raise ConfigError(f"could not compose the configuration: {exc}") from exc
     try:
         cfg = OmegaConf.to_object(composed)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"invalid configuration value: {exc}") from exc
-    validate_config(cfg)
+    validate(cfg)
     return cfg

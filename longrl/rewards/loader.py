@@ -52,6 +52,21 @@ def _preview(value: object, limit: int = _PREVIEW_CHARS) -> str:
     return f"{head} ... [{len(text) - len(head) - len(tail)} characters omitted] ... {tail}"
 
 
+def _describe_input(reward_input: Mapping[str, Any]) -> str:
+    """What identifies a failing sample: a text response with its ground truth, or, for other inputs (generated
+    media with their prompt row), every field, arrays and tensors by type, shape and dtype."""
+    if "response" in reward_input:
+        return (f"ground_truth={_preview(reward_input.get('ground_truth'))}\n"
+                f"  response={_preview(reward_input.get('response'))}")
+
+    def field(value: Any) -> str:
+        if hasattr(value, "shape") and hasattr(value, "dtype"):
+            return f"<{type(value).__name__} shape={tuple(value.shape)} dtype={value.dtype}>"
+        return _preview(value)
+
+    return ", ".join(f"{key}={field(value)}" for key, value in reward_input.items())
+
+
 def _is_file_source(source: str) -> bool:
     return source.endswith(".py") or "/" in source or os.sep in source
 
@@ -160,8 +175,7 @@ class RewardFunction:
         except Exception as exc:
             raise RewardFunctionError(
                 f"reward function {self.spec} raised {type(exc).__name__}: {exc}\n"
-                f"  on sample {index}: ground_truth={_preview(reward_input.get('ground_truth'))}\n"
-                f"  response={_preview(reward_input.get('response'))}"
+                f"  on sample {index}: {_describe_input(reward_input)}"
             ) from exc
 
     def _call_batch(self, reward_inputs: Sequence[RewardInput]) -> list[RewardScore]:
