@@ -15,7 +15,9 @@ when it carries its code, else builds the parts from the sub-directories with tr
 module's projector; either way it finds the LLM, the tower and the projector (``llm``, ``vision_tower``,
 ``mm_projector``, VILA's names) and puts them in :class:`VilaModel`, which gives them longrl's forward contract.
 
-Prompt. VILA writes a video as one ``<vila/video>`` token at the start of the user text and, when it embeds the prompt,
+Prompt. The chat is rendered with the template config.json's ``chat_template`` names (VILA's code installs it on the
+tokenizer), else the one saved in ``llm/``; each message's content is one string. VILA writes a video as one
+``<vila/video>`` token at the start of the user text and, when it embeds the prompt,
 replaces it by each frame's projected features followed by the embedding of the video encoder's end tokens ("\\n").
 Here that expansion happens in the token ids instead: per frame, one ``<vila/video>`` per feature row, then the ids of
 the end tokens (ordinary text tokens, which the LLM embeds exactly as VILA embeds them). The prompt's length is then
@@ -95,6 +97,8 @@ CHAT_TEMPLATE = (
     "{{- '<|im_start|>assistant\\n' -}}"
     "{%- endif -%}"
 )
+# config.json's ``chat_template`` names one of VILA's templates, which VILA's code installs on the tokenizer at load.
+_CHAT_TEMPLATES = {"qwen2": CHAT_TEMPLATE}
 # Tiny parts: a 70 px tower of 14 px patches is 5 x 5 patches, which neither fold (2 or 3) divides, so the tiny
 # projectors pad as the real 448 px NVILA one does (32 patches folded by 3). Three layers, the second's output leaves
 # the tower (select layer -2), so gradients reach tower layers as in the real models.
@@ -120,6 +124,7 @@ class VilaConfig(PreTrainedConfig):
     mm_vision_select_feature: str = "cls_patch"
     image_aspect_ratio: str = "resize"
     video_encoder: str = _DEFAULT_VIDEO_ENCODER
+    chat_template: str | None = None
     video_token_id: int | None = None
     image_token_id: int | None = None
 
@@ -151,6 +156,8 @@ class FrameLayout:
         if not encoder["_target_"].endswith(_BASIC_VIDEO_ENCODER):
             unsupported.append(f"video_encoder {encoder['_target_']} (only {_BASIC_VIDEO_ENCODER} keeps frames "
                                "independent)")
+        if config.chat_template is not None and config.chat_template not in _CHAT_TEMPLATES:
+            unsupported.append(f"chat_template {config.chat_template!r} (supported: {sorted(_CHAT_TEMPLATES)})")
         projector = config.mm_projector_cfg["mm_projector_type"]
         if projector not in _FOLD:
             unsupported.append(f"mm_projector_type {projector!r} (supported: {sorted(_FOLD)})")
@@ -345,9 +352,14 @@ class VilaAdapter(ModelAdapter):
         return build_tiny_vila(out_dir, seed, "mlp_downsample_3x3_fix")
 
     def load_processor(self, model_dir: str | Path) -> VilaProcessor:
+        """The tokenizer of ``llm/`` (with the template config.json's ``chat_template`` names, as VILA's code installs
+        it), the image processor of ``vision_tower/``, and the frame layout."""
         model_dir = Path(model_dir)
-        layout = FrameLayout.of(VilaConfig.from_pretrained(str(model_dir)))
+        config = VilaConfig.from_pretrained(str(model_dir))
+        layout = FrameLayout.of(config)
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir / "llm"))
+        if config.chat_template is not None:
+            tokenizer.chat_template = _CHAT_TEMPLATES[config.chat_template]
 
         def ids(text: str | None) -> tuple[int, ...]:
             return () if text is None else tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -518,5 +530,5 @@ def build_tiny_vila(out_dir: str | Path, seed: int, projector_type: str) -> Path
     VilaConfig(llm_cfg=llm_config.to_dict(), vision_tower_cfg=vision_config.to_dict(),
                mm_projector_cfg=projector_config, architectures=["LlavaLlamaModel"],
                hidden_size=llm_config.hidden_size, mm_hidden_size=vision_config.hidden_size,
-               model_dtype="torch.float32", num_video_frames=8).save_pretrained(str(out_dir))
+               model_dtype="torch.float32", num_video_frames=8, chat_template="qwen2").save_pretrained(str(out_dir))
     return out_dir

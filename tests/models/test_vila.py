@@ -168,7 +168,7 @@ def test_text_only_prompt_and_refusals(tiny_model_dir, tmp_path):
         adapter.encode(processor, _messages(), None)
     with pytest.raises(ValueError, match="'image' item"):
         adapter.encode(processor, [{"role": "user", "content": [{"type": "image"}, {"type": "video"}]}], _video(2))
-    for key, value, reason in (("dynamic_s2", True, "dynamic_s2=True"),
+    for key, value, reason in (("dynamic_s2", True, "dynamic_s2=True"), ("chat_template", "llama_3", "llama_3"),
                                ("video_encoder", json.dumps({"_target_": "llava.model.encoders.TSPVideoEncoder",
                                                              "pool_sizes": [[8, 1, 1]]}), "TSPVideoEncoder"),
                                ("image_aspect_ratio", "pad", "image_aspect_ratio='pad'")):
@@ -180,6 +180,26 @@ def test_text_only_prompt_and_refusals(tiny_model_dir, tmp_path):
             adapter.load_processor(changed)
         with pytest.raises(ValueError, match=reason):
             adapter.load_model(changed)
+
+
+def test_the_template_config_json_names_is_the_one_rendered(tiny_model_dir, tmp_path):
+    """VILA installs the template named by config.json's chat_template on the tokenizer whatever llm/ saved: a
+    tokenizer saved with Qwen2's own template (system turn "You are a helpful assistant.") renders VILA's."""
+    adapter = get_adapter(FAMILY)
+    changed = tmp_path / "other_template"
+    shutil.copytree(tiny_model_dir(FAMILY), changed)
+    (changed / "llm" / "chat_template.jinja").write_text(
+        "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' -}}"
+        "{%- for m in messages -%}{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' -}}"
+        "{%- endfor -%}{{- '<|im_start|>assistant\\n' -}}")
+    processor = adapter.load_processor(changed)
+    encoded = adapter.encode(processor, _messages(), _video(1))
+    assert processor.tokenizer.decode(encoded["input_ids"][0]) == PROMPT.format(video="<vila/video>" * 4 + "\n")
+    config = json.loads((changed / "config.json").read_text())
+    (changed / "config.json").write_text(json.dumps({**config, "chat_template": None}))
+    unnamed = adapter.load_processor(changed)
+    rendered = unnamed.tokenizer.decode(adapter.encode(unnamed, _messages(), _video(1))["input_ids"][0])
+    assert rendered.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>")
 
 
 def test_same_seed_gives_identical_weights_and_another_seed_others(tmp_path, tiny_model_dir):
