@@ -17,12 +17,12 @@ module's projector; either way it finds the LLM, the tower and the projector (``
 
 Prompt. The chat is rendered with the template config.json's ``chat_template`` names (VILA's code installs it on the
 tokenizer), else the one saved in ``llm/``; each message's content is one string. VILA writes a video as one
-``<vila/video>`` token at the start of the user text and, when it embeds the prompt,
-replaces it by each frame's projected features followed by the embedding of the video encoder's end tokens ("\\n").
-Here that expansion happens in the token ids instead: per frame, one ``<vila/video>`` per feature row, then the ids of
-the end tokens (ordinary text tokens, which the LLM embeds exactly as VILA embeds them). The prompt's length is then
-known from its ids, and the features fill their placeholders like any family's, so the sharded prefill and the HF
-rollout take them unchanged. Positions are the LLM's own 1-D ones.
+``<vila/video>`` token at the start of the user text and, when it embeds the prompt, replaces it by each frame's
+projected features followed by the embedding of the video encoder's end tokens ("\\n"). Here that expansion happens in
+the token ids instead: per frame, one ``<vila/video>`` per feature row, then the ids of the end tokens (ordinary text
+tokens, which the LLM embeds exactly as VILA embeds them). The prompt's length is then known from its ids, and the
+features fill their placeholders like any family's, so the sharded prefill and the HF rollout take them unchanged.
+Positions are the LLM's own 1-D ones.
 
 MR-SP. The tower attends within one frame and the projector folds patches within one frame, so a frame is encoded
 on its own: a video's pixels are laid out one frame per row with grid ``(frames, 1, 1)``, and stage 1 deals frames to
