@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from longrl.config.errors import ConfigError
 from longrl.config.loader import load_config, split_config_file_argument
@@ -64,13 +64,17 @@ def run(cfg: RootConfig) -> tuple[dict[str, dict[str, float]], Path | None]:
     return summary, report_checkpoint(trainer)
 
 
-def config_from_argv(argv: Sequence[str] | None, default_config_name: str = "config") -> RootConfig | None:
+def config_from_argv(argv: Sequence[str] | None, default_config_name: str = "config",
+                     schema: tuple | None = None) -> Any:
     """EasyR1-style arguments -> the validated config, with the embedded default's artefacts generated; None (after
-    printing why) on a config error."""
+    printing why) on a config error. ``schema`` (see :func:`load_config`) is for a stage with its own config tree
+    (Flow-GRPO), which has no embedded default."""
     argv = list(sys.argv[1:] if argv is None else argv)
     config_name, argv = _config_name(argv, default_config_name)
     config_file, overrides = split_config_file_argument(argv)
     try:
+        if schema is not None:
+            return load_config(overrides, config_file=config_file, config_name=config_name, schema=schema)
         cfg = load_config(overrides, config_file=config_file, config_name=config_name)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
@@ -80,9 +84,10 @@ def config_from_argv(argv: Sequence[str] | None, default_config_name: str = "con
     return cfg
 
 
-def cli(argv: Sequence[str] | None, run_stage: Callable[[RootConfig], object], default_config_name: str) -> int:
+def cli(argv: Sequence[str] | None, run_stage: Callable[[Any], object], default_config_name: str,
+        schema: tuple | None = None) -> int:
     """A stage's command line: the config from ``argv``, then ``run_stage``; exit status 2 on a config error."""
-    cfg = config_from_argv(argv, default_config_name)
+    cfg = config_from_argv(argv, default_config_name, schema)
     if cfg is None:
         return 2
     run_stage(cfg)

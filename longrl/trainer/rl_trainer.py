@@ -1,26 +1,24 @@
 """The RL loop on the single controller: one method per DESIGN.md step, timed per phase.
 
-``fit`` reads top to bottom like the map: prompts -> rollout n -> reward -> (DAPO) filter and refill -> old and
-ref log-probs -> advantages -> actor update -> weight sync -> log / validate / checkpoint. Every step's randomness
+``step`` reads top to bottom like the map: prompts -> rollout n -> reward -> (DAPO) filter and refill -> old and
+ref log-probs -> advantages -> actor update -> weight sync; the shared loop (``RunBase.fit``) then logs, validates
+and checkpoints. Every step's randomness
 comes from the config seeds, the step number and the checkpointed data-loader and RNG states, so a run resumed from
 a checkpoint continues exactly as if it had not stopped.
 """
 
 from __future__ import annotations
 
-import logging
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from longrl.algos import get_kl_controller, online_filter_mask
 from longrl.config.schema import RootConfig
 from longrl.protocol import Batch
-from longrl.rewards import RewardFunctionError
 from longrl.trainer.advantage import compute_advantages
 from longrl.trainer.loggers import Generation
 from longrl.trainer.metrics import (
@@ -36,8 +34,6 @@ from longrl.trainer.run import TrainingRun
 from longrl.trainer.timer import timer
 from longrl.workers.hybrid import HybridWorker, needs_reference
 from longrl.workers.rollout.output import align_prompt_width
-
-logger = logging.getLogger(__name__)
 
 
 class RLTrainer(TrainingRun):
@@ -157,39 +153,6 @@ class RLTrainer(TrainingRun):
         self.tracker.log_generations(generations[: self.cfg.trainer.val_generations_to_log], self.global_step)
         return {"val/reward": float(np.mean(scores)), "val/accuracy": float(np.mean(accuracy)),
                 **per_task_mean(tasks, torch.tensor(accuracy), prefix="val/accuracy"), **reward_metrics}
-
-    # ----- the loop --------------------------------------------------------------------------------------------
-    def fit(self) -> dict[str, dict[str, float]]:
-        """Train to ``total_steps``; returns the first and last validation metrics (empty without a val split)."""
-        trainer = self.cfg.trainer
-        self.resume()
-        summary: dict[str, dict[str, float]] = {}
-        if self.val is not None and trainer.val_before_train and self.global_step == 0:
-            summary["before"] = self.validate()
-            self.tracker.log(summary["before"], self.global_step)
-            if trainer.val_only:
-                return summary
-        progress = tqdm(total=self.total_steps, initial=self.global_step, desc="training steps", unit="step",
-                        disable=None)
-        while self.global_step < self.total_steps:
-            self.global_step += 1
-            progress.update(1)
-            try:
-                metrics = self.step()
-            except RewardFunctionError:
-                if self.cfg.worker.reward.on_error != "skip_step":
-                    raise
-                logger.exception("reward function failed at step %d; skipping the step", self.global_step)
-                metrics = {"reward/failed_step": 1.0}
-            last = self.global_step == self.total_steps
-            if self.val is not None and ((trainer.val_freq > 0 and self.global_step % trainer.val_freq == 0) or last):
-                summary["after"] = self.validate()
-                metrics.update(summary["after"])
-            self.tracker.log(metrics, self.global_step)
-            if trainer.save_freq > 0 and (self.global_step % trainer.save_freq == 0 or last):
-                self.save_step()
-        progress.close()
-        return summary
 
     def shutdown(self) -> None:
         self.rewards.close()

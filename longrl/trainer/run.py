@@ -1,15 +1,22 @@
-"""What a training stage's driver owns, whichever stage it is (RL or CoT-SFT): the data with its resumable loader,
-the checkpoints, the tracker, the Ray cluster and one worker group over ``trainer.nnodes x n_gpus_per_node`` ranks.
+"""What a training stage's driver owns, whichever stage it is (RL, CoT-SFT or Flow-GRPO): the data with its resumable
+loader, the checkpoints, the tracker, the Ray cluster and one worker group over ``trainer.nnodes x n_gpus_per_node``
+ranks.
 
-The stages differ in their worker class, in what a sample carries (the SFT stage adds the target) and in their
-loop; everything here is shared so that both read the same config keys the same way and checkpoint alike.
+The stages differ in their worker class, in their rows (video QA rows, with targets for SFT; prompt rows for
+generation) and in their loop; :class:`RunBase` is shared so that all read the same config keys the same way and
+checkpoint alike, and :class:`TrainingRun` adds the text stages' rows.
 """
 
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
+
+from torch.utils.data import Dataset
 
 from longrl.config.schema import RootConfig
 from longrl.controller import Worker
@@ -19,6 +26,7 @@ from longrl.data.dataset import SkippedRow, VideoQADataset, collate_left_padded,
 from longrl.embeds.cache import EmbeddingCache
 from longrl.models.registry import adapter_for_model_dir
 from longrl.protocol import Batch
+from longrl.rewards import RewardFunctionError
 from longrl.sft.targets import TargetTemplate
 from longrl.trainer.checkpoint import CheckpointManager, default_checkpoint_root, resume_run, save_run
 from longrl.trainer.dataloader import PromptLoader
@@ -27,23 +35,14 @@ from longrl.trainer.loggers import Tracker
 logger = logging.getLogger(__name__)
 
 
-class TrainingRun:
-    """Builds the data, loader, checkpoints, tracker and worker group of one run; subclasses add the loop."""
+class RunBase(ABC):
+    """What a stage's driver owns whatever its rows and its worker: the resumable loader over ``train``, the step
+    count, checkpoints, tracker, Ray cluster and worker group, and the RL loop (:meth:`fit`). ``cfg`` has the stages'
+    shared ``data.*`` loader keys, ``trainer.*`` and ``worker.reward.on_error``; subclasses give :meth:`collate`
+    (loader samples -> the workers' :class:`Batch`), :meth:`step` and :meth:`validate`."""
 
-    def __init__(self, cfg: RootConfig, worker_cls: type[Worker], targets: TargetTemplate | None = None):
-        self.cfg = cfg
-        model_path = cfg.worker.actor.model.model_path
-        adapter = adapter_for_model_dir(model_path)
-        self.processor = adapter.load_processor(model_path)
-        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        cache = EmbeddingCache.from_config(cfg, adapter)
-
-        def dataset(files: str) -> VideoQADataset:
-            return VideoQADataset(files, cfg.data, cfg.worker.rollout, adapter, self.processor, cache, targets)
-
-        train = dataset(cfg.data.train_files)
-        self.val = dataset(cfg.data.val_files) if cfg.data.val_files else None
-        self.skipped_rows = 0
+    def __init__(self, cfg: Any, worker_cls: type[Worker], train: Dataset, val: Dataset | None):
+        self.cfg, self.val = cfg, val
         self.loader = PromptLoader(train, cfg.data.rollout_batch_size, seed=cfg.data.seed, shuffle=cfg.data.shuffle,
                                    total_epochs=cfg.trainer.total_epochs, collate_fn=self.collate)
         self.total_steps = self.loader.total_steps
@@ -64,14 +63,57 @@ class TrainingRun:
         self.workers = RayWorkerGroup(self.pool, worker_cls, cfg, self.total_steps)
         self.global_step = 0
 
-    def collate(self, samples: list[dict[str, Any] | SkippedRow]) -> Batch:
-        """A loader batch as the workers' :class:`Batch`; rows skipped under ``data.on_bad_row=skip`` are counted."""
-        collated = collate_left_padded(samples, self.tokenizer.pad_token_id)
-        self.skipped_rows += len(collated["skipped"])
-        return self.to_batch(collated)
+    @abstractmethod
+    def collate(self, samples: list[Any]) -> Batch:
+        """One loader batch of dataset samples as the workers' :class:`Batch`."""
 
-    def to_batch(self, collated: dict[str, Any]) -> Batch:
-        return prompts_to_batch(collated)
+    @abstractmethod
+    def step(self) -> dict[str, Any]:
+        """One training step; its metrics."""
+
+    @abstractmethod
+    def validate(self) -> dict[str, float]:
+        """Metrics on the validation split."""
+
+    def resume(self) -> None:
+        """Restore the run from its checkpoint, if any (a stage with more loop state extends this)."""
+        self.resume_state()
+
+    def save_step(self) -> Path:
+        """Checkpoint the current step (a stage with more loop state saves it here)."""
+        return self.save()
+
+    def fit(self) -> dict[str, dict[str, float]]:
+        """Train to ``total_steps``; returns the first and last validation metrics (empty without a val split)."""
+        trainer = self.cfg.trainer
+        self.resume()
+        summary: dict[str, dict[str, float]] = {}
+        if self.val is not None and trainer.val_before_train and self.global_step == 0:
+            summary["before"] = self.validate()
+            self.tracker.log(summary["before"], self.global_step)
+            if trainer.val_only:
+                return summary
+        progress = tqdm(total=self.total_steps, initial=self.global_step, desc="training steps", unit="step",
+                        disable=None)
+        while self.global_step < self.total_steps:
+            self.global_step += 1
+            progress.update(1)
+            try:
+                metrics = self.step()
+            except RewardFunctionError:
+                if self.cfg.worker.reward.on_error != "skip_step":
+                    raise
+                logger.exception("reward function failed at step %d; skipping the step", self.global_step)
+                metrics = {"reward/failed_step": 1.0}
+            last = self.global_step == self.total_steps
+            if self.val is not None and ((trainer.val_freq > 0 and self.global_step % trainer.val_freq == 0) or last):
+                summary["after"] = self.validate()
+                metrics.update(summary["after"])
+            self.tracker.log(metrics, self.global_step)
+            if trainer.save_freq > 0 and (self.global_step % trainer.save_freq == 0 or last):
+                self.save_step()
+        progress.close()
+        return summary
 
     def val_batches(self) -> list[Batch]:
         """The validation split in batches of ``data.val_batch_size`` (all of it at once when not positive)."""
@@ -94,3 +136,30 @@ class TrainingRun:
         self.tracker.close()
         if self._started_ray:
             stop_ray()
+
+
+class TrainingRun(RunBase):
+    """The text stages' run: video/image QA rows through the model family's adapter and processor."""
+
+    def __init__(self, cfg: RootConfig, worker_cls: type[Worker], targets: TargetTemplate | None = None):
+        model_path = cfg.worker.actor.model.model_path
+        adapter = adapter_for_model_dir(model_path)
+        self.processor = adapter.load_processor(model_path)
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        cache = EmbeddingCache.from_config(cfg, adapter)
+
+        def dataset(files: str) -> VideoQADataset:
+            return VideoQADataset(files, cfg.data, cfg.worker.rollout, adapter, self.processor, cache, targets)
+
+        self.skipped_rows = 0
+        super().__init__(cfg, worker_cls, dataset(cfg.data.train_files),
+                         dataset(cfg.data.val_files) if cfg.data.val_files else None)
+
+    def collate(self, samples: list[dict[str, Any] | SkippedRow]) -> Batch:
+        """A loader batch as the workers' :class:`Batch`; rows skipped under ``data.on_bad_row=skip`` are counted."""
+        collated = collate_left_padded(samples, self.tokenizer.pad_token_id)
+        self.skipped_rows += len(collated["skipped"])
+        return self.to_batch(collated)
+
+    def to_batch(self, collated: dict[str, Any]) -> Batch:
+        return prompts_to_batch(collated)

@@ -31,7 +31,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from longrl.algos import agg_loss, compute_kl_loss, compute_policy_loss
-from longrl.config.schema import FSDPConfig, OffloadConfig, RootConfig
+from longrl.config.schema import FSDPConfig, OffloadConfig, OptimConfig, RootConfig
 from longrl.models.registry import ModelAdapter
 from longrl.mrsp import (
     PrefillInputs,
@@ -67,6 +67,17 @@ def warmup_then_decay(total_steps: int, warmup_steps: int, scheduler: str, min_l
     return multiplier
 
 
+def build_optimizer(model: torch.nn.Module, optim: OptimConfig,
+                    total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over ``model``'s trainable parameters and its ``worker.actor.optim`` schedule (warmup steps, or a ratio
+    of ``total_steps``)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
+    warmup = optim.lr_warmup_steps if optim.lr_warmup_steps is not None else int(optim.lr_warmup_ratio * total_steps)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_then_decay(total_steps, warmup, optim.lr_scheduler_type, optim.min_lr_ratio or 0.0))
+
+
 class PolicyModel:
     """An FSDP-sharded policy; ``trainable=False`` makes it the reference (no optimizer, no grads)."""
 
@@ -98,13 +109,7 @@ class PolicyModel:
             if tower is None:
                 raise ValueError("worker.actor.model.freeze_vision_tower=true but the model has no vision tower")
             tower.requires_grad_(False)
-        optim = actor.optim
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=tuple(optim.betas),
-                                           weight_decay=optim.weight_decay)
-        warmup = optim.lr_warmup_steps if optim.lr_warmup_steps is not None else int(optim.lr_warmup_ratio * total_steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_then_decay(total_steps, warmup, optim.lr_scheduler_type, optim.min_lr_ratio or 0.0))
+        self.optimizer, self.scheduler = build_optimizer(self.model, actor.optim, total_steps)
 
     # ----- video features and log-probs ------------------------------------------------------------------------
     def _count_encoded_slices(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:

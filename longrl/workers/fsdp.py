@@ -39,6 +39,19 @@ def load_sharded_model(
     model = adapter.load_model(model_path, dtype=load_dtype).to(device)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    shard_model(model, fsdp, offload, device)
+    # MR-SP stage 1 calls the towers through these methods, outside forward: FSDP must gather the root's parameters
+    # (patch embedding, merger) for them as it does for forward, and run the root's lazy initialisation first.
+    for method in ("get_video_features", "get_audio_features"):
+        if hasattr(model, method):
+            register_fsdp_forward_method(model, method)
+    return model
+
+
+def shard_model(model: torch.nn.Module, fsdp: FSDPConfig, offload: OffloadConfig, device: torch.device) -> None:
+    """Shard ``model`` (already on ``device``) in place: one FSDP unit per block its ``_no_split_modules`` names (a
+    transformers or diffusers model), then the root."""
+    on_gpu = device.type == "cuda"
     kwargs: dict = {}
     if on_gpu:
         kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=parse_dtype(fsdp.mp_param_dtype),
@@ -52,9 +65,3 @@ def load_sharded_model(
         if type(module).__name__ in block_names:
             fully_shard(module, reshard_after_forward=fsdp.enable_full_shard, **kwargs)
     fully_shard(model, reshard_after_forward=fsdp.enable_full_shard, **kwargs)
-    # MR-SP stage 1 calls the towers through these methods, outside forward: FSDP must gather the root's parameters
-    # (patch embedding, merger) for them as it does for forward, and run the root's lazy initialisation first.
-    for method in ("get_video_features", "get_audio_features"):
-        if hasattr(model, method):
-            register_fsdp_forward_method(model, method)
-    return model
