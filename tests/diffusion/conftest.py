@@ -19,7 +19,8 @@ PROMPT_ROWS = [
     {"tag": "position", "prompt": "a photo of a red apple left of a blue cup",
      "include": [{"class": "apple", "count": 1, "color": "red"},
                  {"class": "cup", "count": 1, "color": "blue", "position": ["right of", 0]}]},
-    {"tag": "color_attr", "prompt": "a photo of a green dog", "include": [{"class": "dog", "count": 1, "color": "green"}]},
+    {"tag": "color_attr", "prompt": "a photo of a green dog",
+     "include": [{"class": "dog", "count": 1, "color": "green"}]},
 ]
 
 

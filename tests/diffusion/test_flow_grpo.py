@@ -11,7 +11,7 @@ import torch
 
 from longrl.config.flow_validate import FLOW_SCHEMA
 from longrl.config.loader import load_config
-from longrl.diffusion import family_of, flow_sigmas, sde_step
+from longrl.diffusion import family_of, sde_step
 from longrl.diffusion.flow_grpo import Guidance, group_advantages, guided_velocity, step_loss
 from longrl.diffusion.lora import add_lora, adapters_disabled
 from longrl.diffusion.media import MediaDecoder
@@ -88,7 +88,8 @@ def test_lora_update_moves_only_the_adapters_and_the_reference_is_the_base(tiny_
     assert states.shape == (4, 4, 3, 8, 8) and log_probs.shape == (4, 3)
     assert media.dtype == torch.uint8 and media.shape == (4, 3, 8, 8)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    batch = Batch.from_dict({"states": states, "log_probs": log_probs, "advantages": torch.tensor([1.0, -1.0, 1.0, -1.0]),
+    advantages = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    batch = Batch.from_dict({"states": states, "log_probs": log_probs, "advantages": advantages,
                              "train_steps": torch.tensor([[0, 2]] * 4)}, {"prompt": prompts})
     metrics = policy.update(batch, data_parallel_size=1)
     assert metrics["actor/ppo_kl"] == pytest.approx(0.0, abs=1e-6) and metrics["actor/grad_norm"] > 0

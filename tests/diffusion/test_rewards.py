@@ -8,7 +8,6 @@ import torch
 from transformers import CLIPConfig, CLIPModel
 
 from longrl.diffusion.rewards import COLOURS, brightness, colour, composition
-from longrl.diffusion.scorers import clip_score
 from longrl.diffusion.tiny import build_tokenizer
 from longrl.rewards import RewardFunctionError, load_reward_function
 

@@ -35,7 +35,8 @@ def test_the_ode_limit_is_the_euler_step():
         sde_step(v, x, 0.5, 0.6, eta=1.0)
 
 
-def _independent_log_prob(x: torch.Tensor, v: torch.Tensor, taken: torch.Tensor, s: float, s_next: float) -> torch.Tensor:
+def _independent_log_prob(x: torch.Tensor, v: torch.Tensor, taken: torch.Tensor, s: float,
+                          s_next: float) -> torch.Tensor:
     """Flow-GRPO's step written out on its own: the mean as x and v scaled separately, the noise level at s = 1
     taken at 0.99, and torch's Normal for the density, averaged over each sample's elements."""
     dt = s_next - s
@@ -77,7 +78,8 @@ def test_trajectory_log_probs_are_gaussian_log_densities_and_rescore_exactly(tin
         again = sde_step(velocity(state, sigmas[steps], text), state, sigmas[steps], sigmas[steps + 1], ETA,
                          taken=taken)
         rescore = float((again.log_prob - out.log_probs[rows, steps]).abs().max())
-    print(f"{family}: |log-prob - Normal log-density| max {max(diffs):.2e}; re-scored per-sample steps max {rescore:.2e}")
+    print(f"{family}: |log-prob - Normal log-density| max {max(diffs):.2e}; "
+          f"re-scored per-sample steps max {rescore:.2e}")
     assert max(diffs) < 1e-5
     assert rescore < 1e-5
     assert torch.isfinite(out.states).all()
