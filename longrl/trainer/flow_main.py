@@ -3,7 +3,8 @@
 Flow-GRPO on an image or video generator (a diffusers pipeline directory: SD3 or Wan), with the text stages' argument
 habits: an optional ``config=FILE`` and Hydra overrides over ``configs/flow.yaml`` (``--config-name NAME`` picks
 another file of ``configs/``). It trains, validates before and after (the mean reward of ODE samples of
-``data.val_files``), checkpoints, and prints where the checkpoint, metrics and validation media went.
+``data.val_files``), checkpoints, and prints where the checkpoint, metrics and validation media went, and the
+command that turns the checkpoint into a diffusers pipeline directory (:mod:`longrl.trainer.flow_merge`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def run(cfg: FlowRootConfig) -> dict[str, dict[str, float]]:
         print(f"validation {when} training: reward {values['val/reward']:.4f}")
     latest = trainer.checkpoints.latest_step()
     if latest is not None:
-        print(f"checkpoint: {trainer.checkpoints.step_dir(latest)}")
+        actor_dir = trainer.checkpoints.step_dir(latest) / "actor"
+        print(f"checkpoint: {actor_dir.parent}")
+        print(f"pipeline with the trained transformer: python -m longrl.trainer.flow_merge --local_dir {actor_dir}")
     print(f"metrics: {trainer.log_dir / 'metrics.jsonl'}")
     print(f"validation media: {trainer.log_dir / 'media'}")
     return summary

@@ -14,7 +14,11 @@ from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
 from longrl.config.flow_validate import FLOW_SCHEMA
 from longrl.config.loader import load_config
+from longrl.diffusion import family_of
+from longrl.diffusion.lora import add_lora
+from longrl.diffusion.text import TextEncoder
 from longrl.trainer.flow_main import run
+from longrl.trainer.flow_merge import main as merge_main
 
 pytestmark = pytest.mark.slow
 RED = "[1.0,0.0,0.0]"
@@ -108,5 +112,27 @@ def test_resume_continues_bit_for_bit(tiny_pipeline, prompt_file, monkeypatch, t
     else:
         # Parameters: the adapters only (DCP keeps buffers too: SD3's fixed position table).
         assert [k for k in weights[0] if "lora_" not in k] == ["pos_embed.pos_embed"]
+    _check_merged_pipeline(model_dir, checkpoints / "straight/global_step_4/actor", weights[0], bool(extra))
     print(f"resume {extra or 'full'}: {len(weights[0])} tensors equal at step 4; critic/score/mean at steps 3, 4: "
           f"{[m['critic/score/mean'] for m in resumed]} (resumed) == {[m['critic/score/mean'] for m in straight[2:]]}")
+
+
+def _check_merged_pipeline(model_dir: Path, actor_dir: Path, trained: dict[str, torch.Tensor], lora: bool) -> None:
+    """The merged pipeline directory is the original with a transformer that predicts what the trained one does:
+    the checkpoint's weights, or the base under peft's LoRA layers carrying the checkpoint's adapters."""
+    assert merge_main(["--local_dir", str(actor_dir)]) == 0
+    merged = actor_dir / "merged"
+    assert {p.name for p in merged.iterdir()} == {p.name for p in model_dir.iterdir()}
+    flow = family_of(merged)
+    model = flow.load(merged / "transformer").eval()
+    reference = flow.load(model_dir / "transformer").eval()
+    if lora:
+        add_lora(reference, 4, 8.0, ["to_q", "to_k", "to_v", "to_out.0"])
+    assert not reference.load_state_dict(trained, strict=False).unexpected_keys
+    text = TextEncoder("sd3", merged, torch.device("cpu"), 16).encode(["a photo of a red car"])
+    latents = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    untrained = flow.load(model_dir / "transformer").eval()
+    with torch.no_grad():
+        got, want, base = (flow.velocity(m, latents, torch.tensor(0.5), text) for m in (model, reference, untrained))
+    assert torch.allclose(got, want, atol=1e-5), float((got - want).abs().max())
+    assert not torch.allclose(got, base, atol=1e-6)  # the merged weights are the trained ones, not the base

@@ -1,0 +1,109 @@
+"""Turn a Flow-GRPO actor checkpoint into a diffusers pipeline directory that generates with the trained weights.
+
+    python -m longrl.trainer.flow_merge --local_dir checkpoints/<project>/<experiment>/global_step_N/actor \\
+        [--target_dir DIR] [--overwrite]
+
+The checkpoint's ``transformer_config.json`` names the pipeline directory the run started from and its LoRA settings.
+The target (default ``<local_dir>/merged``) is a copy of that directory with ``transformer/`` replaced: the full
+fine-tune's weights, or the base with each LoRA adapter folded in (``W + alpha / rank * B @ A``), so it loads with
+diffusers' own pipeline classes and needs no peft. DCP is read without a process group into tensors of this process,
+and the target is written to a temporary directory and renamed, as :mod:`longrl.trainer.merge` does for the text
+stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import uuid
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.distributed.checkpoint as dcp
+
+from longrl.diffusion.lora import add_lora
+from longrl.diffusion.models import family_of
+from longrl.trainer.merge import checkpoint_tensor_dtypes, default_target_dir
+
+__all__ = ["load_trained_transformer", "main", "merge_flow_checkpoint"]
+
+_LORA_A, _LORA_B, _BASE = ".lora_A.default.weight", ".lora_B.default.weight", ".base_layer."
+
+
+def _fold_lora(state: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
+    """A LoRA-wrapped model's state dict as the plain model's: each adapted weight plus ``scale * B @ A``, the base
+    layers under their own names, the adapters dropped."""
+    plain = {key.replace(_BASE, "."): value for key, value in state.items() if ".lora_" not in key}
+    for key in (k for k in state if k.endswith(_LORA_A)):
+        prefix = key[: -len(_LORA_A)]
+        plain[f"{prefix}.weight"] = plain[f"{prefix}.weight"] + scale * state[prefix + _LORA_B] @ state[key]
+    return plain
+
+
+def load_trained_transformer(local_dir: str | Path) -> tuple[torch.nn.Module, Path]:
+    """The trained transformer of the checkpoint in ``local_dir`` (LoRA folded in) and the pipeline directory the
+    run started from."""
+    local_dir = Path(local_dir)
+    info_file, weights = local_dir / "transformer_config.json", local_dir / "model"
+    for path in (info_file, weights / ".metadata"):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: --local_dir must be the actor directory of a Flow-GRPO "
+                                    "checkpoint (checkpoints/<project>/<experiment>/global_step_N/actor)")
+    info = json.loads(info_file.read_text())
+    model_path = Path(info["model_path"])
+    flow = family_of(model_path)
+    model = flow.load(model_path / "transformer")
+    lora = info["lora"]
+    if lora:
+        add_lora(model, lora["rank"], lora["alpha"], lora["target_modules"])
+    state = model.state_dict()
+    stored = checkpoint_tensor_dtypes(weights)
+    missing = sorted(set(stored) - set(state))
+    if missing:
+        raise KeyError(f"checkpoint {weights} holds {len(missing)} key(s) the transformer of {model_path} lacks, "
+                       f"e.g. {missing[:3]}: was it trained from another model directory?")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single process")
+        dcp.load({key: state[key] for key in stored}, checkpoint_id=str(weights), no_dist=True)
+    if not lora:
+        return model, model_path
+    plain = flow.load(model_path / "transformer")
+    plain.load_state_dict(_fold_lora(model.state_dict(), lora["alpha"] / lora["rank"]), strict=True)
+    return plain, model_path
+
+
+def merge_flow_checkpoint(local_dir: str | Path, target_dir: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Write the pipeline directory for the checkpoint in ``local_dir``; return its path."""
+    local_dir = Path(local_dir)
+    target = Path(target_dir) if target_dir is not None else default_target_dir(local_dir)
+    if target.exists() and any(target.iterdir()) and not overwrite:
+        raise FileExistsError(f"{target} already exists and is not empty; pass --overwrite or another --target_dir")
+    model, model_path = load_trained_transformer(local_dir)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        shutil.copytree(model_path, tmp, ignore=lambda folder, names: ["transformer"] if Path(folder) == model_path
+                        else [])
+        model.save_pretrained(str(tmp / "transformer"))
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m longrl.trainer.flow_merge", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--local_dir", required=True, help="the global_step_N/actor directory of a checkpoint")
+    parser.add_argument("--target_dir", default=None, help="where to write the pipeline (default: <local_dir>/merged)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty target directory")
+    args = parser.parse_args(argv)
+    print(merge_flow_checkpoint(args.local_dir, args.target_dir, args.overwrite))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
