@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import GenerationConfig
 
 from longrl.config.schema import DataConfig, RolloutConfig
 from longrl.data.dataset import collate_left_padded, prompts_to_batch
@@ -103,7 +102,7 @@ class VideoModel:
             if adapter.supports_video:
                 tower = TowerFeatures(adapter, model_dir, dtype, device)
         return cls(adapter, processor, engine, sampling, max_pixels, min_pixels,
-                   PromptSet.load(thinking_prompt, direct_prompt), _stop_token_ids(model_dir, processor), tower)
+                   PromptSet.load(thinking_prompt, direct_prompt), adapter.stop_token_ids(model_dir, processor), tower)
 
     # ----- what a request becomes --------------------------------------------------------------------------------
     def messages(self, contents: Contents, *, thinking: bool = True,
@@ -192,16 +191,3 @@ def _vllm_engine(model_dir: str | Path, adapter: ModelAdapter, dtype: torch.dtyp
                          f"{sorted(fields)}")
     rollout = RolloutConfig(**{**engine_options, "name": "vllm"})
     return VLLMRollout(model_dir, rollout, max_model_len, adapter.positions_3d, dtype=dtype, seed=rollout.seed)
-
-
-def _stop_token_ids(model_dir: str | Path, processor: Any) -> list[int]:
-    """End-of-turn ids: the checkpoint's generation config (Qwen: ``<|im_end|>``, ``<|endoftext|>``), else the
-    tokenizer's end-of-sequence token."""
-    tokenizer = getattr(processor, "tokenizer", processor)
-    stop = None
-    if (Path(model_dir) / "generation_config.json").is_file():
-        stop = GenerationConfig.from_pretrained(str(model_dir)).eos_token_id
-    stop = stop if stop is not None else tokenizer.eos_token_id
-    if stop is None:
-        raise ValueError(f"{model_dir} names no end-of-sequence token (generation_config.json or tokenizer)")
-    return [stop] if isinstance(stop, int) else list(stop)

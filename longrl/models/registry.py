@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, GenerationConfig
+from transformers.initialization import no_init_weights
+from transformers.utils import GENERATION_CONFIG_NAME
 
 if TYPE_CHECKING:
     from longrl.data.video import DecodedVideo
@@ -59,6 +62,46 @@ class ModelAdapter(ABC):
     @abstractmethod
     def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
         """Load the model in ``model_dir`` with its Auto class, in ``dtype``."""
+
+    # ----- checkpoints: what the merger builds and writes, what generation reads --------------------------------------
+    def build_empty_model(self, model_dir: str | Path, dtype: torch.dtype) -> torch.nn.Module:
+        """The model the config files of ``model_dir`` describe, in ``dtype``, its weights allocated but not initialised
+        (tied weights already sharing storage).
+
+        The checkpoint merger fills every tensor from an actor checkpoint, whose ``huggingface/`` holds configs and
+        tokenizer files but no weights, so initialising a real-size model would be wasted time. By default the Auto
+        class of the family's kind (image-text-to-text for video families, causal LM otherwise) from config.json.
+        """
+        auto_class = AutoModelForImageTextToText if self.supports_video else AutoModelForCausalLM
+        with no_init_weights():
+            model = auto_class.from_config(AutoConfig.from_pretrained(str(model_dir)), dtype=dtype)
+        model.tie_weights()  # skipped with the initialisation; tied keys must share storage before weights are loaded
+        return model
+
+    def save_model(self, model: torch.nn.Module, out_dir: str | Path) -> None:
+        """Write ``model``'s configs, generation config and weights (safetensors) to ``out_dir`` in the layout
+        :meth:`load_model` reads back; tokenizer and processor files are the caller's. By default
+        ``save_pretrained``."""
+        model.save_pretrained(str(out_dir), safe_serialization=True)
+
+    def load_generation_config(self, model_dir: str | Path) -> GenerationConfig | None:
+        """The checkpoint's generation config (its end-of-turn ids above all); None where it has none. By default
+        ``generation_config.json`` at the top of ``model_dir``, where Hugging Face checkpoints keep it."""
+        if not (Path(model_dir) / GENERATION_CONFIG_NAME).is_file():
+            return None
+        return GenerationConfig.from_pretrained(str(model_dir))
+
+    def stop_token_ids(self, model_dir: str | Path, processor: Any) -> list[int]:
+        """The ids generation stops at: the generation config's end-of-sequence ids (Qwen: ``<|im_end|>``,
+        ``<|endoftext|>``), else the tokenizer's end-of-sequence token."""
+        generation_config = self.load_generation_config(model_dir)
+        stop = generation_config.eos_token_id if generation_config is not None else None
+        if stop is None:
+            stop = getattr(processor, "tokenizer", processor).eos_token_id
+        if stop is None:
+            raise ValueError(f"{model_dir} names no end-of-sequence token (neither a generation config nor the "
+                             "tokenizer has one)")
+        return [stop] if isinstance(stop, int) else list(stop)
 
     @abstractmethod
     def encode(

@@ -67,11 +67,10 @@ def tiny_text_config_kwargs(token_ids: QwenTokenIds, mrope: bool) -> dict[str, A
     }
 
 
-def save_random_model(
-    model_cls: type[PreTrainedModel], config: PreTrainedConfig, token_ids: QwenTokenIds, out_dir: Path, seed: int
-) -> None:
-    """Initialise ``model_cls(config)`` from ``seed`` (without disturbing the caller's RNG) and save it as
-    float32 safetensors with a generation config that stops at end of turn or end of text, as Qwen's do."""
+def random_model(model_cls: type[PreTrainedModel], config: PreTrainedConfig, token_ids: QwenTokenIds,
+                 seed: int) -> PreTrainedModel:
+    """``model_cls(config)`` initialised from ``seed`` (without disturbing the caller's RNG), in float32, with a
+    generation config that stops at end of turn or end of text, as Qwen's do."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_cls(config)
@@ -80,4 +79,11 @@ def save_random_model(
         eos_token_id=[token_ids.eos_token_id, token_ids.pad_token_id],
         pad_token_id=token_ids.pad_token_id,
     )
-    model.to(torch.float32).save_pretrained(str(out_dir), safe_serialization=True)
+    return model.to(torch.float32)
+
+
+def save_random_model(
+    model_cls: type[PreTrainedModel], config: PreTrainedConfig, token_ids: QwenTokenIds, out_dir: Path, seed: int
+) -> None:
+    """:func:`random_model` saved as safetensors in ``out_dir``."""
+    random_model(model_cls, config, token_ids, seed).save_pretrained(str(out_dir), safe_serialization=True)

@@ -37,6 +37,7 @@ Rows with images are refused by the data layer (``supports_images`` is False).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import dataclass
@@ -63,18 +64,19 @@ from transformers import (
 )
 from transformers.configuration_utils import SubConfigSpec
 from transformers.image_processing_utils import BaseImageProcessor
+from transformers.initialization import no_init_weights
 from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOutputWithPast
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from longrl.models.registry import ModelAdapter, register_adapter
-from longrl.models.tiny import save_random_model, tiny_text_config_kwargs
+from longrl.models.tiny import random_model, tiny_text_config_kwargs
 from longrl.models.tokenizer import QwenTokenIds, build_tokenizer
 
 if TYPE_CHECKING:
     from longrl.data.video import DecodedVideo
 
 __all__ = ["FrameEncoder", "MultimodalProjector", "VilaAdapter", "VilaConfig", "VilaModel", "VilaProcessor",
-           "build_tiny_vila"]
+           "build_tiny_vila", "save_vila_parts"]
 
 # VILA's media tokens, as its tokenizer carries them.
 MEDIA_TOKENS = {"image": "<image>", "video": "<vila/video>"}
@@ -258,7 +260,6 @@ class VilaModel(nn.Module):
         super().__init__()
         config.llm_cfg = llm.config  # the text config is the LLM's own object (its attention reads it)
         self.config = config
-        self.generation_config = llm.generation_config
         self.llm = llm
         self.vision_tower = vision_tower
         self.mm_projector = mm_projector
@@ -270,6 +271,16 @@ class VilaModel(nn.Module):
     @property
     def frame_encoder(self) -> FrameEncoder:
         return self._frame_encoder[0]
+
+    @property
+    def generation_config(self) -> GenerationConfig:
+        """The LLM's: VILA keeps the generation config with the LLM (``llm/``), so setting it sets the LLM's, which
+        is the one saved."""
+        return self.llm.generation_config
+
+    @generation_config.setter
+    def generation_config(self, value: GenerationConfig) -> None:
+        self.llm.generation_config = value
 
     def get_input_embeddings(self) -> nn.Module:
         return self.llm.get_input_embeddings()
@@ -373,10 +384,30 @@ class VilaAdapter(ModelAdapter):
         FrameLayout.of(config)  # refuse what is not reproduced before loading any weights
         parts = (_load_remote_parts(model_dir) if _carries_remote_code(model_dir)
                  else _load_parts(model_dir, config, dtype))
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir / "llm"))
-        config.video_token_id = tokenizer.convert_tokens_to_ids(MEDIA_TOKENS["video"])
-        config.image_token_id = tokenizer.convert_tokens_to_ids(MEDIA_TOKENS["image"])
-        return VilaModel(config, *parts).to(dtype)
+        return _assemble(model_dir, config, parts, dtype)
+
+    def build_empty_model(self, model_dir: str | Path, dtype: torch.dtype) -> VilaModel:
+        """The parts from config.json's ``llm_cfg`` / ``vision_tower_cfg`` / ``mm_projector_cfg`` (an actor checkpoint's
+        ``huggingface/`` has config.json and the tokenizer under ``llm/``, no part directories with weights)."""
+        model_dir = Path(model_dir)
+        config = VilaConfig.from_pretrained(str(model_dir))
+        FrameLayout.of(config)
+        with no_init_weights():
+            llm = AutoModelForCausalLM.from_config(config.llm_cfg, dtype=dtype)
+            tower = AutoModel.from_config(config.vision_tower_cfg, dtype=dtype)
+            projector = MultimodalProjector(config.mm_projector_cfg["mm_projector_type"], tower.config.hidden_size,
+                                            llm.config.hidden_size)
+        llm.tie_weights()  # skipped with the initialisation; tied keys must share storage before weights are loaded
+        return _assemble(model_dir, config, (llm, VisionTower(tower, config.mm_vision_select_layer), projector), dtype)
+
+    def save_model(self, model: VilaModel, out_dir: str | Path) -> None:
+        """VILA's layout (see :func:`save_vila_parts`), which this adapter and VILA's own code load."""
+        save_vila_parts(model, Path(out_dir))
+
+    def load_generation_config(self, model_dir: str | Path) -> GenerationConfig | None:
+        """The top's ``generation_config.json``, else ``llm/``'s: VILA's own save writes it only with the LLM."""
+        return (super().load_generation_config(model_dir)
+                or super().load_generation_config(Path(model_dir) / "llm"))
 
     def encode(self, processor: VilaProcessor, messages: list[dict[str, Any]],
                video: DecodedVideo | None) -> dict[str, torch.Tensor]:
@@ -487,6 +518,33 @@ def _load_remote_parts(model_dir: Path) -> tuple[nn.Module, ...]:
     return tuple(getattr(model, name) for name in _PARTS)
 
 
+def _assemble(model_dir: Path, config: VilaConfig, parts: tuple[nn.Module, ...], dtype: torch.dtype) -> VilaModel:
+    """:class:`VilaModel` over ``parts`` (llm, tower, projector), in ``dtype``, with the media token ids of the
+    tokenizer in ``model_dir / "llm"`` (VILA's config.json does not name them)."""
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir / "llm"))
+    config.video_token_id = tokenizer.convert_tokens_to_ids(MEDIA_TOKENS["video"])
+    config.image_token_id = tokenizer.convert_tokens_to_ids(MEDIA_TOKENS["image"])
+    return VilaModel(config, *parts).to(dtype)
+
+
+def save_vila_parts(model: VilaModel, out_dir: Path) -> None:
+    """Write ``model`` as VILA's own ``save_pretrained`` does: ``llm/`` (the LLM's config, generation config and
+    weights), ``vision_tower/`` (the SigLIP model's), ``mm_projector/`` (``mm_projector_cfg`` and the ``layers.*``
+    weights) and config.json at the top naming the parts' configs. The tokenizer (``llm/``) and image processor
+    (``vision_tower/``) are the caller's."""
+    model.llm.save_pretrained(str(out_dir / "llm"), safe_serialization=True)
+    model.vision_tower.vision_tower.save_pretrained(str(out_dir / "vision_tower"), safe_serialization=True)
+    projector_dir = out_dir / "mm_projector"
+    projector_dir.mkdir(parents=True, exist_ok=True)
+    (projector_dir / "config.json").write_text(json.dumps(model.config.mm_projector_cfg, indent=2))
+    save_file({name: tensor.contiguous() for name, tensor in model.mm_projector.state_dict().items()},
+              str(projector_dir / "model.safetensors"))
+    config = copy.deepcopy(model.config)
+    config.llm_cfg, config.vision_tower_cfg = model.llm.config, model.vision_tower.vision_tower.config
+    config.video_token_id = config.image_token_id = None  # the tokenizer's, set at load; not in VILA's file
+    config.save_pretrained(str(out_dir))
+
+
 def _load_parts(model_dir: Path, config: VilaConfig, dtype: torch.dtype) -> tuple[nn.Module, ...]:
     """The parts from ``llm/``, ``vision_tower/`` and ``mm_projector/`` with transformers' classes and
     :class:`MultimodalProjector` (strict: every projector weight present, none unknown)."""
@@ -511,24 +569,20 @@ def build_tiny_vila(out_dir: str | Path, seed: int, projector_type: str) -> Path
     # Untied, like LongVILA-7B's Qwen2-7B.
     llm_config = Qwen2Config(**tiny_text_config_kwargs(token_ids, mrope=False), tie_word_embeddings=False,
                              dtype="float32")
-    save_random_model(Qwen2ForCausalLM, llm_config, token_ids, out_dir / "llm", seed)
-    GenerationConfig.from_pretrained(str(out_dir / "llm")).save_pretrained(str(out_dir))
+    llm = random_model(Qwen2ForCausalLM, llm_config, token_ids, seed)
     vision_config = SiglipVisionConfig(**_TINY_VISION)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         tower = SiglipVisionModel(vision_config)
         projector = MultimodalProjector(projector_type, vision_config.hidden_size, llm_config.hidden_size)
-    tower.save_pretrained(str(out_dir / "vision_tower"), safe_serialization=True)
-    side = vision_config.image_size
-    SiglipImageProcessor(size={"height": side, "width": side}).save_pretrained(str(out_dir / "vision_tower"))
     projector_config = {"mm_projector_type": projector_type, "model_type": "v2l_projector",
                         "architectures": ["MultimodalProjector"]}
-    (out_dir / "mm_projector").mkdir(exist_ok=True)
-    (out_dir / "mm_projector" / "config.json").write_text(json.dumps(projector_config, indent=2))
-    save_file({name: tensor.contiguous() for name, tensor in projector.state_dict().items()},
-              str(out_dir / "mm_projector" / "model.safetensors"))
-    VilaConfig(llm_cfg=llm_config.to_dict(), vision_tower_cfg=vision_config.to_dict(),
-               mm_projector_cfg=projector_config, architectures=["LlavaLlamaModel"],
-               hidden_size=llm_config.hidden_size, mm_hidden_size=vision_config.hidden_size,
-               model_dtype="torch.float32", num_video_frames=8, chat_template="qwen2").save_pretrained(str(out_dir))
+    config = VilaConfig(llm_cfg=llm_config, vision_tower_cfg=vision_config,
+                        mm_projector_cfg=projector_config, architectures=["LlavaLlamaModel"],
+                        hidden_size=llm_config.hidden_size, mm_hidden_size=vision_config.hidden_size,
+                        model_dtype="torch.float32", num_video_frames=8, chat_template="qwen2")
+    save_vila_parts(VilaModel(config, llm, VisionTower(tower, config.mm_vision_select_layer), projector), out_dir)
+    llm.generation_config.save_pretrained(str(out_dir))
+    side = vision_config.image_size
+    SiglipImageProcessor(size={"height": side, "width": side}).save_pretrained(str(out_dir / "vision_tower"))
     return out_dir

@@ -1,11 +1,13 @@
-"""Turn an actor checkpoint (sharded DCP weights + ``huggingface/`` metadata) into a Hugging Face model directory.
+"""Turn an actor checkpoint (sharded DCP weights + ``huggingface/`` metadata) into a model directory of its family.
 
 The actor saves ``actor/model/`` as a torch.distributed.checkpoint directory of the FSDP model state dict (keys are
-the HF model's own ``state_dict`` names) and ``actor/huggingface/`` with config, generation config, tokenizer and
+the loaded model's own ``state_dict`` names) and ``actor/huggingface/`` with config, generation config, tokenizer and
 processor files but no weights. Merging needs no process group: DCP reads into tensors of this process. The model
-is built from the config (random init), its state-dict tensors are filled in place from the checkpoint (so peak
-memory is one copy of the weights), and ``save_pretrained`` writes safetensors next to copies of the tokenizer
-and processor files.
+family's adapter builds the model from the config without initialising it (``build_empty_model``), its state-dict
+tensors are filled in place from the checkpoint (so peak memory is one copy of the weights), the tokenizer and
+processor files are copied in the sub-directories they were saved in, and the adapter writes configs and safetensors
+in its family's layout (``save_model``: ``save_pretrained`` for Hugging Face families; VILA's ``llm/``,
+``vision_tower/``, ``mm_projector/``), so the merged directory loads again with the adapter.
 
 The default target is ``<local_dir>/merged`` (i.e. ``global_step_N/actor/merged``): it sits beside the files it was
 made from and is pruned with them by ``trainer.save_limit``. The target is written to a temp directory and renamed
@@ -23,14 +25,6 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint import FileSystemReader
 from torch.distributed.checkpoint.metadata import TensorStorageMetadata
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForImageTextToText,
-    GenerationConfig,
-    PreTrainedModel,
-)
-from transformers.initialization import no_init_weights
 
 from longrl.models.registry import adapter_for_model_dir
 
@@ -63,7 +57,7 @@ def _check_actor_dir(local_dir: Path) -> tuple[Path, Path]:
     return model_dir, hf_dir
 
 
-def load_merged_model(local_dir: str | Path, dtype: torch.dtype | None = None) -> PreTrainedModel:
+def load_merged_model(local_dir: str | Path, dtype: torch.dtype | None = None) -> torch.nn.Module:
     """The model of ``huggingface/config.json`` with every weight from ``model/`` (strict: no missing, no extra).
 
     ``dtype=None`` keeps the checkpoint's floating dtype. Keys the model lists but the checkpoint lacks are
@@ -76,21 +70,17 @@ def load_merged_model(local_dir: str | Path, dtype: torch.dtype | None = None) -
         raise ValueError(f"{model_dir} mixes floating dtypes {sorted(map(str, float_dtypes))}; "
                          "the merger expects one parameter dtype")
     adapter = adapter_for_model_dir(hf_dir)
-    auto_class = AutoModelForImageTextToText if adapter.supports_video else AutoModelForCausalLM
-    config = AutoConfig.from_pretrained(str(hf_dir))
-    # Every parameter and persistent buffer is overwritten below (the key check guarantees it), so random
-    # initialisation would be wasted time on a real-size model.
-    with no_init_weights():
-        model = auto_class.from_config(config, dtype=next(iter(float_dtypes), torch.float32))
-    model.tie_weights()  # skipped with the initialisation; tied keys must share storage before the key check
+    # Every parameter and persistent buffer is overwritten below (the key check guarantees it).
+    model = adapter.build_empty_model(hf_dir, next(iter(float_dtypes), torch.float32))
     state = model.state_dict()
     _check_keys(state, stored, model_dir, hf_dir)
     with warnings.catch_warnings():
         # Loading without a process group is the point here, not an accident worth a warning.
         warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single process")
         dcp.load({key: state[key] for key in state if key in stored}, checkpoint_id=str(model_dir), no_dist=True)
-    if (hf_dir / "generation_config.json").is_file():
-        model.generation_config = GenerationConfig.from_pretrained(str(hf_dir))
+    generation_config = adapter.load_generation_config(hf_dir)
+    if generation_config is not None:
+        model.generation_config = generation_config
     return model if dtype is None else model.to(dtype)
 
 
@@ -111,7 +101,8 @@ def merge_actor_checkpoint(
     dtype: torch.dtype | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write the Hugging Face model directory for the actor checkpoint in ``local_dir``; return its path."""
+    """Write the model directory for the actor checkpoint in ``local_dir`` (in the layout of its family's adapter);
+    return its path."""
     local_dir = Path(local_dir)
     target = Path(target_dir) if target_dir is not None else default_target_dir(local_dir)
     if target.exists() and any(target.iterdir()) and not overwrite:
@@ -121,7 +112,7 @@ def merge_actor_checkpoint(
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
     try:
         _copy_assets(local_dir / HF_SUBDIR, tmp)
-        model.save_pretrained(str(tmp), safe_serialization=True)
+        adapter_for_model_dir(local_dir / HF_SUBDIR).save_model(model, tmp)
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
@@ -131,11 +122,13 @@ def merge_actor_checkpoint(
 
 
 def _copy_assets(hf_dir: Path, out_dir: Path) -> None:
-    """Tokenizer, processor and chat-template files; config files are rewritten by ``save_pretrained``."""
-    out_dir.mkdir(parents=True)
-    for path in hf_dir.iterdir():
-        if path.is_file() and not path.name.endswith(_WEIGHT_SUFFIXES) and path.name not in _WEIGHT_INDEXES:
-            shutil.copy2(path, out_dir / path.name)
+    """Tokenizer, processor and chat-template files, in the sub-directories the family keeps them in (VILA: ``llm/``,
+    ``vision_tower/``); the adapter's ``save_model`` then rewrites the config files and writes the weights."""
+
+    def weights(directory: str, names: list[str]) -> list[str]:
+        return [name for name in names if name.endswith(_WEIGHT_SUFFIXES) or name in _WEIGHT_INDEXES]
+
+    shutil.copytree(hf_dir, out_dir, ignore=weights)
 
 
 def upload_to_hub(folder: str | Path, repo_id: str, private: bool = True) -> str:

@@ -16,7 +16,6 @@ with the samples one rank would have drawn alone.
 from __future__ import annotations
 
 import torch
-from transformers import GenerationConfig
 
 from longrl.config.schema import RootConfig
 from longrl.controller import Dispatch, register
@@ -40,8 +39,7 @@ def needs_reference(cfg: RootConfig) -> bool:
 class HybridWorker(PolicyWorker):
     def __init__(self, cfg: RootConfig, total_steps: int):
         super().__init__(cfg, total_steps)
-        stop = GenerationConfig.from_pretrained(self.model_path).eos_token_id or self.tokenizer.eos_token_id
-        self.eos_token_ids = [stop] if isinstance(stop, int) else list(stop)
+        self.eos_token_ids = self.adapter.stop_token_ids(self.model_path, self.processor)
         device = self.device()
         self.ref = (PolicyModel(cfg, self.adapter, device, cfg.worker.ref.fsdp, cfg.worker.ref.offload,
                                 trainable=False, groups=self.groups, pad_token_id=self.pad_token_id)

@@ -17,9 +17,10 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, Qwen2ForCausalLM, SiglipVisionModel
+from transformers import AutoModelForCausalLM, GenerationConfig, Qwen2ForCausalLM, SiglipVisionModel
 
 from longrl.data.video import DecodedVideo
+from longrl.inference import VideoModel
 from longrl.models import adapter_for_model_dir, get_adapter
 from longrl.models.vila import PatchFold, build_tiny_vila
 
@@ -200,6 +201,27 @@ def test_the_template_config_json_names_is_the_one_rendered(tiny_model_dir, tmp_
     unnamed = adapter.load_processor(changed)
     rendered = unnamed.tokenizer.decode(adapter.encode(unnamed, _messages(), _video(1))["input_ids"][0])
     assert rendered.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>")
+
+
+def test_generation_config_is_read_from_the_top_else_from_llm(tiny_model_dir, tmp_path):
+    """VILA's own save writes generation_config.json only in llm/: the adapter reads the top's, else llm/'s, and the
+    stop ids of generation (training's rollout, evaluation) come from it; with neither, the tokenizer's end of text."""
+    adapter = get_adapter(FAMILY)
+    changed = tmp_path / "llm_only"
+    shutil.copytree(tiny_model_dir(FAMILY), changed)
+    (changed / "generation_config.json").unlink()
+    processor = adapter.load_processor(changed)
+    tokenizer = processor.tokenizer
+    im_end, pad = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.pad_token_id
+    assert adapter.load_generation_config(changed).eos_token_id == [im_end, pad]
+    assert adapter.stop_token_ids(changed, processor) == [im_end, pad]
+    assert VideoModel.from_pretrained(changed).stop_token_ids == (im_end, pad)
+    GenerationConfig(eos_token_id=im_end).save_pretrained(str(changed))  # the top's comes first
+    assert adapter.stop_token_ids(changed, processor) == [im_end]
+    (changed / "generation_config.json").unlink()
+    (changed / "llm" / "generation_config.json").unlink()
+    assert adapter.load_generation_config(changed) is None
+    assert adapter.stop_token_ids(changed, processor) == [tokenizer.eos_token_id] != [im_end, pad]
 
 
 def test_same_seed_gives_identical_weights_and_another_seed_others(tmp_path, tiny_model_dir):

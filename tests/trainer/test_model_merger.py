@@ -1,17 +1,28 @@
-"""Round trip: a DCP actor checkpoint of perturbed weights -> scripts/model_merger.py -> from_pretrained."""
+"""Round trip: a DCP actor checkpoint of perturbed weights -> scripts/model_merger.py -> from_pretrained; for VILA,
+from a real actor save (PolicyModel.save on one gloo rank) to VILA's own directory layout."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed.checkpoint as dcp
+from safetensors.torch import load_file
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from transformers import AutoModel, AutoModelForCausalLM
 
+from longrl.config.loader import load_config
+from longrl.data.video import DecodedVideo
 from longrl.models import get_adapter
+from longrl.mrsp import build_sp_groups
 from longrl.trainer.merge import merge_actor_checkpoint
+from longrl.workers.actor import PolicyModel
+from mrsp.spawn import run_on_ranks
 
 ROOT = Path(__file__).resolve().parents[2]
 # The test writes the actor checkpoint without a process group, as the merger reads it.
@@ -120,3 +131,84 @@ def test_upload_uses_huggingface_hub_only_when_asked(tmp_path, tiny_model_dir, m
     assert cli.main(["--local_dir", str(actor), "--target_dir", str(tmp_path / "hf"), "--overwrite",
                      "--hf_upload_path", "me/tiny"]) == 0
     assert calls == [("create", "me/tiny", True, True), ("upload", "hf", "me/tiny", "model")]
+
+
+def _save_vila_policy(model_dir: str, out: str, prompt: dict[str, torch.Tensor]) -> dict:
+    """On one gloo rank, as a run saves: the FSDP policy of ``model_dir`` (weights perturbed, so the merged ones can
+    only come from the checkpoint) saved by ``PolicyModel.save`` with the run's processor into ``out``; returns the
+    saved model's full state dict and its logits for ``prompt``."""
+    adapter = get_adapter("vila")
+    cfg = load_config([f"worker.actor.model.model_path={model_dir}"])
+    processor = adapter.load_processor(model_dir)
+    policy = PolicyModel(cfg, adapter, torch.device("cpu"), cfg.worker.actor.fsdp, cfg.worker.actor.offload,
+                         trainable=True, groups=build_sp_groups(1), pad_token_id=processor.tokenizer.pad_token_id)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for param in policy.model.parameters():
+            local = param.to_local()  # the whole tensor on the only rank
+            local.add_(torch.randn(local.shape, generator=generator) * 0.05)
+    policy.save(out, processor)
+    policy.model.eval()
+    with torch.no_grad():  # as the actor runs it: stage-1 features, then the forward that splices them
+        features = policy.model.get_video_features(prompt["pixel_values_videos"], prompt["video_grid_thw"],
+                                                   return_dict=False)
+        logits = policy.model(input_ids=prompt["input_ids"], attention_mask=prompt["attention_mask"],
+                              video_features=features).logits
+    state = get_model_state_dict(policy.model, options=StateDictOptions(full_state_dict=True))
+    return {"state": {key: value.detach().clone() for key, value in state.items()}, "logits": logits}
+
+
+def test_vila_actor_checkpoint_merges_into_vilas_layout_and_loads_back(tmp_path, tiny_model_dir):
+    """A real actor save of the tiny NVILA-Lite merged: VILA's layout (config.json at the top; llm/, vision_tower/,
+    mm_projector/ each with config and safetensors; the tokenizer in llm/, the image processor in vision_tower/), the
+    parts load with the transformers classes VILA's own code uses, and the adapter loads the directory back with the
+    checkpoint's weights (bit-equal) and the saved model's logits on a video prompt."""
+    adapter = get_adapter("vila")
+    model_dir = tiny_model_dir("vila")
+    processor = adapter.load_processor(model_dir)
+    frames = np.random.default_rng(0).integers(0, 256, (3, 40, 56, 3), dtype=np.uint8)
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens first?"}]}]
+    prompt = adapter.encode(processor, messages, DecodedVideo("clip.mp4", frames, np.arange(3) / 2.0, 2.0, 3))
+    actor = tmp_path / "actor"
+    actor.mkdir()
+    [saved] = run_on_ranks(1, _save_vila_policy, str(model_dir), str(actor), prompt)
+
+    target = merge_actor_checkpoint(actor)
+    files = {str(path.relative_to(target)) for path in target.rglob("*") if path.is_file()}
+    assert {"config.json", "llm/config.json", "llm/generation_config.json", "llm/model.safetensors",
+            "llm/tokenizer.json", "llm/tokenizer_config.json", "vision_tower/config.json",
+            "vision_tower/model.safetensors", "vision_tower/preprocessor_config.json", "mm_projector/config.json",
+            "mm_projector/model.safetensors"} <= files
+    assert not any(name.endswith(".safetensors") for name in files if "/" not in name)
+    config = json.loads((target / "config.json").read_text())
+    source_config = json.loads((model_dir / "config.json").read_text())
+    assert config["model_type"] == "llava_llama" and config["architectures"] == ["LlavaLlamaModel"]
+    assert config["mm_projector_cfg"] == source_config["mm_projector_cfg"]
+    assert json.loads((target / "mm_projector" / "config.json").read_text()) == source_config["mm_projector_cfg"]
+    assert config.get("video_token_id") is None and config.get("image_token_id") is None  # not in VILA's file
+    state = saved["state"]
+    # Each part on its own, as VILA's code loads it: llm/ and vision_tower/ with transformers, the projector's layers.*
+    llm = AutoModelForCausalLM.from_pretrained(str(target / "llm"))
+    tower = AutoModel.from_pretrained(str(target / "vision_tower"))
+    assert type(llm).__name__ == "Qwen2ForCausalLM" and type(tower).__name__ == "SiglipVisionModel"
+    projector = load_file(str(target / "mm_projector" / "model.safetensors"))
+    for prefix, part in (("llm.", llm.state_dict()), ("vision_tower.vision_tower.", tower.state_dict()),
+                         ("mm_projector.", projector)):
+        expected = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+        assert part.keys() == expected.keys(), prefix
+        assert all(torch.equal(part[key], value) for key, value in expected.items()), prefix
+
+    merged = adapter.load_model(target).eval()
+    merged_state = merged.state_dict()
+    assert merged_state.keys() == state.keys()
+    for key, value in state.items():
+        assert torch.equal(merged_state[key], value), key
+    assert not torch.equal(merged_state["llm.lm_head.weight"], adapter.load_model(model_dir).llm.lm_head.weight)
+    reloaded = adapter.load_processor(target)
+    assert torch.equal(adapter.encode(reloaded, messages, DecodedVideo("clip.mp4", frames, np.arange(3) / 2.0, 2.0,
+                                                                     3))["input_ids"], prompt["input_ids"])
+    with torch.no_grad():
+        logits = merged(**prompt).logits
+    assert logits.shape == saved["logits"].shape
+    assert (logits - saved["logits"]).abs().max().item() < 1e-5
+    assert adapter.stop_token_ids(target, reloaded) == adapter.stop_token_ids(model_dir, processor)
