@@ -40,11 +40,14 @@ class EmbeddingCache:
         root = cache_root(cfg)
         if root is None:
             return None
-        if adapter.vision_weight_marker is None:
-            raise ValueError(f"data.cache_dir is set but model family {adapter.family!r} has no vision tower to cache")
         if not adapter.serves_embedding_cache:
+            reason = ("it takes no video" if not adapter.supports_video else
+                      "its adapter's serves_embedding_cache is False: it cannot rebuild a prompt from a cached video")
             raise ValueError(f"the embedding cache does not serve model family {adapter.family!r}: run without "
-                             "data.cache_dir / worker.actor.cached_embeds_dir")
+                             f"data.cache_dir / worker.actor.cached_embeds_dir ({reason})")
+        if adapter.vision_weight_marker is None:
+            raise ValueError(f"model family {adapter.family!r} serves the embedding cache but its adapter names no "
+                             "vision_weight_marker, so the cache cannot fingerprint its vision tower")
         rollout = cfg.worker.rollout
         keyer = EmbeddingKeyer(frame_sampling(rollout), frame_max_pixels(cfg.data, rollout, adapter),
                                cfg.data.min_pixels, adapter.video_size_factor,

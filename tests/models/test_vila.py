@@ -19,7 +19,9 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, GenerationConfig, Qwen2ForCausalLM, SiglipVisionModel
 
+from longrl.config.loader import load_config
 from longrl.data.video import DecodedVideo
+from longrl.embeds.cache import EmbeddingCache
 from longrl.inference import VideoModel
 from longrl.models import adapter_for_model_dir, get_adapter
 from longrl.models.vila import PatchFold, build_tiny_vila
@@ -222,6 +224,18 @@ def test_generation_config_is_read_from_the_top_else_from_llm(tiny_model_dir, tm
     (changed / "llm" / "generation_config.json").unlink()
     assert adapter.load_generation_config(changed) is None
     assert adapter.stop_token_ids(changed, processor) == [tokenizer.eos_token_id] != [im_end, pad]
+
+
+def test_the_embedding_cache_refuses_the_family_for_its_real_reason(tiny_model_dir, tmp_path):
+    """The cache rebuilds a cached video's prompt from its grid (``encode_from_grid``), which this adapter does not
+    implement: a run asking for it stops at start saying so, not that there is no vision tower."""
+    cfg = load_config([f"worker.actor.model.model_path={tiny_model_dir(FAMILY)}", f"data.cache_dir={tmp_path / 'c'}",
+                       "worker.actor.model.freeze_vision_tower=true"])
+    with pytest.raises(ValueError, match=r"does not serve model family 'vila': run without data\.cache_dir / "
+                                         r"worker\.actor\.cached_embeds_dir \(its adapter's serves_embedding_cache "
+                                         r"is False: it cannot rebuild a prompt from a cached video\)") as refused:
+        EmbeddingCache.from_config(cfg, get_adapter(FAMILY))
+    assert "no vision tower" not in str(refused.value)
 
 
 def test_same_seed_gives_identical_weights_and_another_seed_others(tmp_path, tiny_model_dir):
