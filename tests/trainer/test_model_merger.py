@@ -136,12 +136,21 @@ def test_upload_uses_huggingface_hub_only_when_asked(tmp_path, tiny_model_dir, m
 def _save_vila_policy(model_dir: str, out: str, prompt: dict[str, torch.Tensor]) -> dict:
     """On one gloo rank, as a run saves: the FSDP policy of ``model_dir`` (weights perturbed, so the merged ones can
     only come from the checkpoint) saved by ``PolicyModel.save`` with the run's processor into ``out``; returns the
-    saved model's full state dict and its logits for ``prompt``."""
+    saved model's full state dict, its logits for ``prompt``, and the state dict a fresh policy resumed from ``out``
+    (``PolicyModel.load``, as a resumed run does) holds."""
     adapter = get_adapter("vila")
     cfg = load_config([f"worker.actor.model.model_path={model_dir}"])
     processor = adapter.load_processor(model_dir)
-    policy = PolicyModel(cfg, adapter, torch.device("cpu"), cfg.worker.actor.fsdp, cfg.worker.actor.offload,
-                         trainable=True, groups=build_sp_groups(1), pad_token_id=processor.tokenizer.pad_token_id)
+
+    def policy_model() -> PolicyModel:
+        return PolicyModel(cfg, adapter, torch.device("cpu"), cfg.worker.actor.fsdp, cfg.worker.actor.offload,
+                           trainable=True, groups=build_sp_groups(1), pad_token_id=processor.tokenizer.pad_token_id)
+
+    def full_state(policy: PolicyModel) -> dict[str, torch.Tensor]:
+        state = get_model_state_dict(policy.model, options=StateDictOptions(full_state_dict=True))
+        return {key: value.detach().clone() for key, value in state.items()}
+
+    policy = policy_model()
     generator = torch.Generator().manual_seed(5)
     with torch.no_grad():
         for param in policy.model.parameters():
@@ -154,21 +163,24 @@ def _save_vila_policy(model_dir: str, out: str, prompt: dict[str, torch.Tensor])
                                                    return_dict=False)
         logits = policy.model(input_ids=prompt["input_ids"], attention_mask=prompt["attention_mask"],
                               video_features=features).logits
-    state = get_model_state_dict(policy.model, options=StateDictOptions(full_state_dict=True))
-    return {"state": {key: value.detach().clone() for key, value in state.items()}, "logits": logits}
+    resumed = policy_model()
+    resumed.load(out)
+    return {"state": full_state(policy), "logits": logits, "resumed": full_state(resumed)}
 
 
 def test_vila_actor_checkpoint_merges_into_vilas_layout_and_loads_back(tmp_path, tiny_model_dir):
     """A real actor save of the tiny NVILA-Lite merged: VILA's layout (config.json at the top; llm/, vision_tower/,
     mm_projector/ each with config and safetensors; the tokenizer in llm/, the image processor in vision_tower/), the
     parts load with the transformers classes VILA's own code uses, and the adapter loads the directory back with the
-    checkpoint's weights (bit-equal) and the saved model's logits on a video prompt."""
+    checkpoint's weights (bit-equal) and the saved model's logits on a video prompt. A policy resumed from the
+    checkpoint holds the same weights."""
     adapter = get_adapter("vila")
     model_dir = tiny_model_dir("vila")
     processor = adapter.load_processor(model_dir)
     frames = np.random.default_rng(0).integers(0, 256, (3, 40, 56, 3), dtype=np.uint8)
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens first?"}]}]
-    prompt = adapter.encode(processor, messages, DecodedVideo("clip.mp4", frames, np.arange(3) / 2.0, 2.0, 3))
+    video = DecodedVideo("clip.mp4", frames, np.arange(3) / 2.0, 2.0, 3)
+    prompt = adapter.encode(processor, messages, video)
     actor = tmp_path / "actor"
     actor.mkdir()
     [saved] = run_on_ranks(1, _save_vila_policy, str(model_dir), str(actor), prompt)
@@ -187,6 +199,8 @@ def test_vila_actor_checkpoint_merges_into_vilas_layout_and_loads_back(tmp_path,
     assert json.loads((target / "mm_projector" / "config.json").read_text()) == source_config["mm_projector_cfg"]
     assert config.get("video_token_id") is None and config.get("image_token_id") is None  # not in VILA's file
     state = saved["state"]
+    assert saved["resumed"].keys() == state.keys()
+    assert all(torch.equal(saved["resumed"][key], value) for key, value in state.items())  # a resumed run's weights
     # Each part on its own, as VILA's code loads it: llm/ and vision_tower/ with transformers, the projector's layers.*
     llm = AutoModelForCausalLM.from_pretrained(str(target / "llm"))
     tower = AutoModel.from_pretrained(str(target / "vision_tower"))
@@ -205,8 +219,7 @@ def test_vila_actor_checkpoint_merges_into_vilas_layout_and_loads_back(tmp_path,
         assert torch.equal(merged_state[key], value), key
     assert not torch.equal(merged_state["llm.lm_head.weight"], adapter.load_model(model_dir).llm.lm_head.weight)
     reloaded = adapter.load_processor(target)
-    assert torch.equal(adapter.encode(reloaded, messages, DecodedVideo("clip.mp4", frames, np.arange(3) / 2.0, 2.0,
-                                                                     3))["input_ids"], prompt["input_ids"])
+    assert torch.equal(adapter.encode(reloaded, messages, video)["input_ids"], prompt["input_ids"])
     with torch.no_grad():
         logits = merged(**prompt).logits
     assert logits.shape == saved["logits"].shape
