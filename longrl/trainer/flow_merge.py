@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import uuid
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch.distributed.checkpoint as dcp
 
 from longrl.diffusion.lora import add_lora
 from longrl.diffusion.models import family_of
-from longrl.trainer.merge import checkpoint_tensor_dtypes, default_target_dir
+from longrl.trainer.merge import checkpoint_tensor_dtypes, merge_target, write_directory_atomically
 
 __all__ = ["load_trained_transformer", "main", "merge_flow_checkpoint"]
 
@@ -78,21 +77,15 @@ def load_trained_transformer(local_dir: str | Path) -> tuple[torch.nn.Module, Pa
 def merge_flow_checkpoint(local_dir: str | Path, target_dir: str | Path | None = None, overwrite: bool = False) -> Path:
     """Write the pipeline directory for the checkpoint in ``local_dir``; return its path."""
     local_dir = Path(local_dir)
-    target = Path(target_dir) if target_dir is not None else default_target_dir(local_dir)
-    if target.exists() and any(target.iterdir()) and not overwrite:
-        raise FileExistsError(f"{target} already exists and is not empty; pass --overwrite or another --target_dir")
+    target = merge_target(local_dir, target_dir, overwrite)
     model, model_path = load_trained_transformer(local_dir)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
-    try:
+
+    def fill(tmp: Path) -> None:
         shutil.copytree(model_path, tmp, ignore=lambda folder, names: ["transformer"] if Path(folder) == model_path
                         else [])
         model.save_pretrained(str(tmp / "transformer"))
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+    return write_directory_atomically(target, fill)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

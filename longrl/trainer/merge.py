@@ -19,6 +19,7 @@ from __future__ import annotations
 import shutil
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -95,6 +96,30 @@ def _check_keys(state: dict[str, torch.Tensor], stored: dict[str, torch.dtype], 
         )
 
 
+def merge_target(local_dir: str | Path, target_dir: str | Path | None, overwrite: bool) -> Path:
+    """Where a merge of ``local_dir`` goes, refused before any weight is read if it would replace a non-empty
+    directory without ``overwrite``."""
+    target = Path(target_dir) if target_dir is not None else default_target_dir(local_dir)
+    if target.exists() and any(target.iterdir()) and not overwrite:
+        raise FileExistsError(f"{target} already exists and is not empty; pass --overwrite or another --target_dir")
+    return target
+
+
+def write_directory_atomically(target: Path, fill: Callable[[Path], None]) -> Path:
+    """``fill`` writes the directory under a temporary name beside ``target``, which is then renamed into place (an
+    existing one replaced): an interrupted merge never leaves a half-written model that looks complete."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        fill(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 def merge_actor_checkpoint(
     local_dir: str | Path,
     target_dir: str | Path | None = None,
@@ -104,21 +129,14 @@ def merge_actor_checkpoint(
     """Write the model directory for the actor checkpoint in ``local_dir`` (in the layout of its family's adapter);
     return its path."""
     local_dir = Path(local_dir)
-    target = Path(target_dir) if target_dir is not None else default_target_dir(local_dir)
-    if target.exists() and any(target.iterdir()) and not overwrite:
-        raise FileExistsError(f"{target} already exists and is not empty; pass --overwrite or another --target_dir")
+    target = merge_target(local_dir, target_dir, overwrite)
     model = load_merged_model(local_dir, dtype)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
-    try:
+
+    def fill(tmp: Path) -> None:
         _copy_assets(local_dir / HF_SUBDIR, tmp)
         adapter_for_model_dir(local_dir / HF_SUBDIR).save_model(model, tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+    return write_directory_atomically(target, fill)
 
 
 def _copy_assets(hf_dir: Path, out_dir: Path) -> None:
