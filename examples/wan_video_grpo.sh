@@ -5,7 +5,7 @@
 # 5.0, LoRA rank 32 with the base as the KL reference, half of each sample's steps trained; the colour / position
 # rules are judged frame by frame (longrl.diffusion.rewards:composition). A learned scorer instead:
 #   worker.reward.reward_type=batch worker.reward.reward_function=longrl.diffusion.scorers:clip_score \
-#   +worker.reward.reward_function_kwargs.model_dir=/models/clip-vit-large-patch14
+#   worker.reward.reward_function_kwargs.model_dir=/models/clip-vit-large-patch14
 PROMPTS=${1:?usage: $0 PROMPTS.jsonl [key=value ...]}
 shift
 exec bash "$(dirname "$0")/run_flow_grpo.sh" wan_video_grpo "${PROMPTS}" \

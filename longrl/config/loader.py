@@ -90,6 +90,24 @@ def _schema_node(dotted: str, schema: type) -> tuple[str, type]:
     return ".".join(parent_path), node
 
 
+def _into_open_dict(override: str, schema: type) -> str:
+    """``override`` with Hydra's add-or-set prefix (``++``) when its key lies inside a free-form ``dict`` field (e.g.
+    ``worker.reward.reward_function_kwargs.format_weight=0.1``): such a dict has no fixed keys, so a new one is not a
+    typo, and EasyR1's command lines and config files set them without ``+``."""
+    key = override.split("=", 1)[0]
+    if key.startswith(("+", "~")):
+        return override
+    node: type = schema
+    for part in key.split(".")[:-1]:
+        child = typing.get_type_hints(node).get(part)
+        if typing.get_origin(child) is dict:
+            return f"++{override}"
+        if not (isinstance(child, type) and dataclasses.is_dataclass(child)):
+            break
+        node = child
+    return override
+
+
 def _unknown_key_error(full_key: str, source: str, schema: type) -> ConfigError:
     parent, node = _schema_node(full_key, schema)
     valid = [f.name for f in dataclasses.fields(node)]
@@ -138,7 +156,7 @@ def load_config(
     register_schema(schema_name, schema_type)
     file_overrides = _file_overrides(Path(config_file)) if config_file else []
     config_dir = Path(config_dir) if config_dir else default_config_dir()
-    all_overrides = file_overrides + list(overrides)
+    all_overrides = [_into_open_dict(override, schema_type) for override in file_overrides + list(overrides)]
     try:
         with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base=None):
             composed = compose(config_name=config_name, overrides=all_overrides)

@@ -79,6 +79,17 @@ def test_easyr1_config_file_applies_below_cli(tmp_path: Path):
     assert cfg.trainer.experiment_name == "it's quoted"
 
 
+def test_keys_of_a_free_form_dict_are_set_without_a_plus_as_in_easyr1(tmp_path: Path):
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("worker:\n  reward:\n    reward_function_kwargs: {format_weight: 0.2, mode: strict}\n")
+    cfg = load_config(["worker.reward.reward_function_kwargs.format_weight=0.1",
+                       "+worker.reward.reward_function_kwargs.extra=1"], config_file=config_file)
+    assert cfg.worker.reward.reward_function_kwargs == {"format_weight": 0.1, "mode": "strict", "extra": 1}
+    # the dict's own name is still checked
+    with pytest.raises(ConfigError, match="Did you mean 'worker.reward.reward_function_kwargs'"):
+        load_config(["worker.reward.reward_function_kwarg.format_weight=0.1"])
+
+
 def test_misspelt_key_in_config_file_names_the_file(tmp_path: Path):
     config_file = tmp_path / "bad.yaml"
     config_file.write_text("worker:\n  rollout:\n    temprature: 0.7\n")
