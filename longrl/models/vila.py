@@ -62,7 +62,6 @@ from transformers import (
     SiglipVisionConfig,
     SiglipVisionModel,
 )
-from transformers.configuration_utils import SubConfigSpec
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.initialization import no_init_weights
 from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOutputWithPast
@@ -116,8 +115,9 @@ class VilaConfig(PreTrainedConfig):
     """
 
     model_type = "llava_llama"
-    sub_configs_defaults = {"llm_cfg": SubConfigSpec(AutoConfig, model_type="qwen2"),
-                            "vision_tower_cfg": SubConfigSpec(AutoConfig, model_type="siglip_vision_model")}
+    # The parts' configs are built in __post_init__ rather than declared through transformers' sub-config specs:
+    # those arrived in 5.20, and the vLLM environment pins an older 5.x. This plain mapping is what both read.
+    sub_configs = {"llm_cfg": AutoConfig, "vision_tower_cfg": AutoConfig}
 
     llm_cfg: dict | PreTrainedConfig | None = None
     vision_tower_cfg: dict | PreTrainedConfig | None = None
@@ -130,9 +130,23 @@ class VilaConfig(PreTrainedConfig):
     video_token_id: int | None = None
     image_token_id: int | None = None
 
+    def __post_init__(self, **kwargs: Any) -> None:
+        self.llm_cfg = _part_config(self.llm_cfg, "qwen2")
+        self.vision_tower_cfg = _part_config(self.vision_tower_cfg, "siglip_vision_model")
+        super().__post_init__(**kwargs)
+
     def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None) -> PreTrainedConfig:
         """The LLM's config: the object whose attention implementation MR-SP and the rollout switch."""
         return self.llm_cfg
+
+
+def _part_config(value: dict | PreTrainedConfig | None, default_type: str) -> PreTrainedConfig:
+    """A part's config as config.json holds it (a dict naming its ``model_type``, else ``default_type``) as the
+    transformers config object its model class takes."""
+    if isinstance(value, PreTrainedConfig):
+        return value
+    fields = dict(value or {})
+    return AutoConfig.for_model(fields.pop("model_type", default_type), **fields)
 
 
 @dataclass(frozen=True)
