@@ -9,8 +9,9 @@ trained on, while vLLM (the other rollout engine) positions it the published way
 loaded model (:func:`use_published_positions`) makes the HF forward, HF ``generate`` and the sequence-parallel
 prefill (which all ask ``model.model.get_rope_index``) agree with each other and with vLLM.
 
-Vision positions themselves (temporal index x time interval, then height and width) are the model's own
-``get_vision_position_ids``; only where text resumes differs.
+Vision positions (temporal index x time interval truncated to an integer, then height and width) are computed here
+rather than by the model's ``get_vision_position_ids``, whose dtype handling changed across transformers 5.x
+(5.17 multiplies by an integer interval and fails on a fractional one).
 """
 
 from __future__ import annotations
@@ -20,9 +21,24 @@ from typing import Any
 
 import torch
 
-__all__ = ["published_rope_index", "use_published_positions"]
+__all__ = ["published_rope_index", "use_published_positions", "vision_positions"]
 
 _TEXT, _IMAGE, _VIDEO = 0, 1, 2
+
+
+def vision_positions(start: int, grid_thw: torch.Tensor, merge: int, interval: float,
+                     device: torch.device) -> torch.Tensor:
+    """``(3, t * h * w / merge**2)`` positions of one image or video, offset by ``start``.
+
+    Temporal positions are ``int(index * interval)``, as vLLM computes them (so a fractional seconds-per-grid keeps
+    its spacing); height and width step by one merged patch.
+    """
+    t, h, w = (int(size) for size in grid_thw)
+    temporal = (torch.arange(t, device=device) * interval).long()
+    height = torch.arange(h // merge, device=device)
+    width = torch.arange(w // merge, device=device)
+    grid = torch.meshgrid(temporal, height, width, indexing="ij")
+    return torch.stack(grid).reshape(3, -1) + start
 
 
 def published_rope_index(
@@ -64,8 +80,7 @@ def published_rope_index(
                 interval = 1.0
                 if kind == _VIDEO and tokens_per_second is not None:
                     interval = tokens_per_second * (next(seconds) if seconds is not None else 1.0)
-                segment = self.get_vision_position_ids(next_position, next(grids[kind]), 1, merge, interval,
-                                                       device=input_ids.device)
+                segment = vision_positions(next_position, next(grids[kind]), merge, interval, input_ids.device)
                 if segment.shape[1] != end - start:
                     raise ValueError(f"row {row}: a vision segment of {end - start} tokens does not match its grid "
                                      f"({segment.shape[1]} merged patches); input_ids and the grids disagree")

@@ -46,3 +46,15 @@ def test_grid_and_tokens_that_disagree_are_refused(tiny_model_dir):
     ids, types, mask = _row(model, before=1, grid=(2, 4, 4), after=1)
     with pytest.raises(ValueError, match=r"row 0: a vision segment of 8 tokens does not match its grid \(4 merged"):
         model.model.get_rope_index(ids, types, video_grid_thw=torch.tensor([[1, 4, 4]]), attention_mask=mask)
+
+
+def test_a_fractional_time_interval_truncates_each_temporal_position(tiny_model_dir):
+    """0.75 s per temporal patch at 2 tokens per second: the patches sit 1.5 apart, so at int(0, 1.5, 3.0) = 0, 1, 3
+    after the text (vLLM's rule). transformers 5.17's own vision positions fail here on mixed dtypes."""
+    model = get_adapter("qwen2_5_vl").load_model(tiny_model_dir("qwen2_5_vl"))
+    assert model.config.vision_config.tokens_per_second == 2
+    ids, types, mask = _row(model, before=2, grid=(3, 4, 4), after=1)
+    positions, _ = model.model.get_rope_index(ids, types, video_grid_thw=torch.tensor([[3, 4, 4]]),
+                                              attention_mask=mask, second_per_grid_ts=torch.tensor([0.75]))
+    assert positions.dtype == ids.dtype
+    assert positions[0, 0].tolist() == [0, 1] + [2] * 4 + [3] * 4 + [5] * 4 + [6]
