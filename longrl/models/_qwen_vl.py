@@ -29,6 +29,7 @@ from transformers import (
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.qwen2_vl import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
+from longrl.models._encoder_outputs import accept_encoder_outputs
 from longrl.models._qwen_vl_positions import use_published_positions
 from longrl.models.registry import ModelAdapter
 from longrl.models.tiny import PATCH_SIZE, SPATIAL_MERGE_SIZE, TEMPORAL_PATCH_SIZE, save_random_model
@@ -145,7 +146,10 @@ class QwenVLAdapter(ModelAdapter):
 
     def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
         # Text after a video positioned as the checkpoints were trained (and as vLLM does): see _qwen_vl_positions.
-        return use_published_positions(AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=dtype))
+        model = use_published_positions(AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=dtype))
+        accept_encoder_outputs(model.model, {"image": model.config.image_token_id,
+                                             "video": model.config.video_token_id})
+        return model
 
     def encode(
         self, processor: ProcessorMixin, messages: list[dict[str, Any]], video: DecodedVideo | None,

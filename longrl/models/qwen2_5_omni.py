@@ -18,9 +18,10 @@ run whose features are its tower's output in order, and ``get_rope_index`` posit
 
 Audio features: the thinker's forward takes audio only as raw ``input_features`` and writes all of the call's audio
 features over the audio placeholders of its ``input_ids``. Over a sequence shard that is wrong (a rank holds only
-some placeholders, and would re-run the tower). :meth:`Qwen2_5OmniAdapter.load_model` therefore lets the thinker also
-take precomputed audio features as ``mm_encoder_outputs["audio"]``, as it takes image and video features (and honour
-``logits_to_keep``, which the stock thinker ignores; :func:`adapt_thinker`). MR-SP stage 1 encodes each prompt's audio
+some placeholders, and would re-run the tower). :meth:`Qwen2_5OmniAdapter.load_model` therefore lets the thinker take
+precomputed audio features as ``mm_encoder_outputs["audio"]``, spliced like image and video features (and honour
+``logits_to_keep``, which the stock thinker ignores; :func:`adapt_thinker`). It needs transformers >= 5.21, whose
+thinker has a multimodal model under its LM head; older versions are refused at load. MR-SP stage 1 encodes each prompt's audio
 once (:mod:`longrl.mrsp.audio`, chunks split over the SP group) and each rank's forward gets exactly the rows of the
 placeholders in its block. A row's feature stream is its images', its video's, then its audio's features, the order
 of its prompt.
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
+import transformers
 from torch.nn.utils.rnn import pad_sequence
 from transformers import (
     AutoConfig,
@@ -49,7 +51,9 @@ from transformers import (
     WhisperFeatureExtractor,
 )
 from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.models.qwen2_5_omni import modeling_qwen2_5_omni
 
+from longrl.models._encoder_outputs import accept_encoder_outputs
 from longrl.models._qwen_vl import QwenVLAdapter, _count_content_items
 from longrl.models.registry import register_adapter
 from longrl.models.tiny import TINY_TEXT_SIZES, TINY_WINDOWED_VISION, tiny_text_config_kwargs
@@ -150,6 +154,10 @@ class Qwen2_5OmniAdapter(QwenVLAdapter):
     # ----- loading -------------------------------------------------------------------------------------------------
     def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32
                    ) -> Qwen2_5OmniThinkerForConditionalGeneration:
+        if not hasattr(modeling_qwen2_5_omni, "Qwen2_5OmniThinkerModel"):
+            raise RuntimeError(f"Qwen2.5-Omni needs transformers >= 5.21 (the thinker's multimodal model, "
+                               f"Qwen2_5OmniThinkerModel, which longrl drives); this is transformers "
+                               f"{transformers.__version__}: `pip install -U 'transformers>=5.21,<6'`")
         config = AutoConfig.from_pretrained(str(model_dir))
         if config.model_type == "qwen2_5_omni":  # the full model: its thinker's weights are the ``thinker.`` ones
             model = self.model_class.from_pretrained(str(model_dir), config=config.thinker_config, dtype=dtype,
@@ -260,31 +268,19 @@ class OmniAudioEncoder:
 def adapt_thinker(thinker: torch.nn.Module) -> None:
     """Make ``thinker`` (a ``Qwen2_5OmniThinkerModel``, the part under the LM head) serve longrl's forwards:
 
-    - take precomputed audio features as ``mm_encoder_outputs["audio"]`` (``pooler_output``: ``(tokens, hidden)``
-      tensors in placeholder order), written over the audio placeholders of its own ``input_ids`` before the stock
-      forward runs (raw ``input_features`` still run the tower there);
+    - take precomputed audio, image and video features as ``mm_encoder_outputs`` (written over their placeholders
+      before the stock forward runs; raw ``input_features`` / pixels still run the towers there);
     - honour ``logits_to_keep`` as the other families do (an int: the last N positions, 0: all; a tensor: those
       columns). The stock thinker applies its LM head to every position, which would give the log-prob passes
       logits for the whole prompt, the wrong columns, and the memory the rest of longrl avoids.
     """
-    stock_forward = thinker.forward
+    config = thinker.config
+    accept_encoder_outputs(thinker, {"audio": config.audio_token_id, "image": config.image_token_id,
+                                     "video": config.video_token_id})
+    spliced_forward = thinker.forward
 
-    def forward(input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
-                mm_encoder_outputs: dict[str, BaseModelOutputWithPooling] | None = None,
-                logits_to_keep: int | torch.Tensor = 0, **kwargs: Any) -> Any:
-        outputs = dict(mm_encoder_outputs or {})
-        audio = outputs.pop("audio", None)
-        if audio is not None:
-            if inputs_embeds is None:
-                inputs_embeds = thinker.get_input_embeddings()(input_ids)
-            placeholders = (input_ids == thinker.config.audio_token_id).unsqueeze(-1)
-            features = torch.cat(list(audio.pooler_output)).to(inputs_embeds.device, inputs_embeds.dtype)
-            if int(placeholders.sum()) != features.shape[0]:
-                raise ValueError(f"the input holds {int(placeholders.sum())} audio placeholder tokens but "
-                                 f"{features.shape[0]} audio features were given")
-            inputs_embeds = inputs_embeds.masked_scatter(placeholders, features)
-        result = stock_forward(input_ids=input_ids, inputs_embeds=inputs_embeds, mm_encoder_outputs=outputs or None,
-                               **kwargs)
+    def forward(logits_to_keep: int | torch.Tensor = 0, **kwargs: Any) -> Any:
+        result = spliced_forward(**kwargs)
         kept = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         result.last_hidden_state = result.last_hidden_state[:, kept]
         return result

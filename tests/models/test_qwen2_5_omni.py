@@ -103,7 +103,9 @@ def test_a_videos_audio_track_becomes_audio_tokens_whose_features_reach_the_mode
     assert int(video.nonzero().max()) < int(where[0])
     # The language model's input holds the tower outputs at their placeholders, text embeddings elsewhere.
     captured = {}
-    hook = model.model.language_model.register_forward_pre_hook(
+    # transformers >= 5.2x nests the text model as model.model.language_model; 5.17's model.model is the text model.
+    text_model = getattr(model.model, "language_model", model.model)
+    hook = text_model.register_forward_pre_hook(
         lambda _module, _args, kwargs: captured.update(kwargs), with_kwargs=True)
     try:
         with torch.no_grad():
