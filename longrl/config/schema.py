@@ -76,6 +76,8 @@ class ModelConfig:
     enable_gradient_checkpointing: bool = True
     trust_remote_code: bool = False
     freeze_vision_tower: bool = False
+    # transformers' kernels fetched from the Hugging Face hub on CUDA (needs internet); off by default
+    use_hub_kernels: bool = False
 
 
 @dataclass

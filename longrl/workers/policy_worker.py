@@ -12,6 +12,7 @@ from pathlib import Path
 
 from longrl.config.schema import RootConfig
 from longrl.controller import Dispatch, Worker, register
+from longrl.models.hub_kernels import use_hub_kernels
 from longrl.models.registry import adapter_for_model_dir
 from longrl.mrsp import build_sp_groups
 from longrl.workers.actor import PolicyModel
@@ -29,6 +30,7 @@ class PolicyWorker(Worker):
         self.groups = build_sp_groups(actor.ulysses_size)
         self.dp_size = self.groups.dp_size
         self.model_path = actor.model.model_path
+        use_hub_kernels(actor.model.use_hub_kernels)
         self.adapter = adapter_for_model_dir(self.model_path)
         self.processor = self.adapter.load_processor(self.model_path)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
