@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +65,12 @@ def _greedy(model, prompt_ids: torch.Tensor) -> list[int]:
 @pytest.mark.parametrize("family", ["qwen2", "qwen2_5_vl"])
 def test_merge_round_trip(tmp_path, tiny_model_dir, family):
     source, actor = _actor_checkpoint(family, tiny_model_dir(family), tmp_path)
-    assert _merger_cli().main(["--local_dir", str(actor)]) == 0
+    # As users run it: a fresh interpreter that imports torchvision through transformers must not abort.
+    merged_run = subprocess.run([sys.executable, str(ROOT / "scripts" / "model_merger.py"), "--local_dir", str(actor)],
+                                capture_output=True, text=True, timeout=600)
+    assert merged_run.returncode == 0, merged_run.stderr[-3000:]
     target = actor / "merged"
+    assert merged_run.stdout.strip().splitlines()[-1] == f"merged model written to {target}"
     assert (target / "model.safetensors").is_file()
     assert (target / "tokenizer.json").is_file() and (target / "generation_config.json").is_file()
     merged = get_adapter(family).load_model(target).eval()
