@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import os
 import typing
 from pathlib import Path
@@ -18,8 +19,9 @@ from typing import Any, Callable, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from longrl.config.errors import ConfigError
@@ -27,6 +29,9 @@ from longrl.config.schema import RootConfig
 from longrl.config.validate import validate_config
 
 SCHEMA_NAME = "longrl_schema"
+DEFAULT_SCHEMA = (SCHEMA_NAME, RootConfig, validate_config)
+_OVERRIDE_PARSER = OverridesParser.create()
+_UNPARSED = object()
 _REPO_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -53,28 +58,56 @@ def _quote(value: Any) -> str:
     return f"'{text}'"
 
 
+def _flatten(prefix: str, node: Any, source: str) -> list[str]:
+    """A mapping under ``prefix`` as one ``key=value`` override per leaf, so Hydra checks each key like a CLI key."""
+    if isinstance(node, dict) and node:
+        return [override for key, child in node.items()
+                for override in _flatten(f"{prefix}.{key}" if prefix else str(key), child, source)]
+    if isinstance(node, list):
+        if any(isinstance(item, (dict, list)) for item in node):
+            raise ConfigError(f"{source}: key {prefix!r} holds a list of lists/mappings, which is not supported")
+        return [f"{prefix}=[{','.join(_quote(item) for item in node)}]"]
+    if isinstance(node, dict):
+        return [f"{prefix}={{}}"]
+    return [f"{prefix}={_quote(node)}"]
+
+
 def _file_overrides(path: Path) -> list[str]:
     """Flatten a YAML config file into ``key=value`` overrides so Hydra checks its keys like CLI keys."""
     if not path.is_file():
         raise ConfigError(f"config={path}: no such file")
-    tree = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    overrides: list[str] = []
+    return _flatten("", OmegaConf.to_container(OmegaConf.load(path), resolve=False), f"config={path}")
 
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict) and node:
-            for key, child in node.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), child)
-        elif isinstance(node, list):
-            if any(isinstance(item, (dict, list)) for item in node):
-                raise ConfigError(f"config={path}: key {prefix!r} holds a list of lists/mappings, which is not supported")
-            overrides.append(f"{prefix}=[{','.join(_quote(item) for item in node)}]")
-        elif isinstance(node, dict):
-            overrides.append(f"{prefix}={{}}")
-        else:
-            overrides.append(f"{prefix}={_quote(node)}")
 
-    walk("", tree)
-    return overrides
+def _parsed_value(override: str) -> Any:
+    """The value of ``key=value`` as Hydra's grammar reads it; :data:`_UNPARSED` where it cannot."""
+    try:
+        return _OVERRIDE_PARSER.parse_override(override).value()
+    except HydraException:
+        return _UNPARSED
+
+
+def _as_hydra_overrides(override: str) -> list[str]:
+    """One command-line override in the forms EasyR1 / Long-RL scripts write, as Hydra's grammar takes it.
+
+    A mapping value, JSON (``'{"n":16,"temperature":0.6}'``) or Hydra's (``{n:16}``), becomes one override per key
+    (merged into the field, as EasyR1 merges it); a value Hydra cannot lex at all (a path with non-ASCII characters)
+    is quoted and taken as a string.
+    """
+    key, equals, value = override.partition("=")
+    if not equals or key.startswith("~"):
+        return [override]
+    try:
+        structured = json.loads(value) if value.lstrip().startswith("{") else _UNPARSED
+    except json.JSONDecodeError:
+        structured = _UNPARSED
+    if structured is _UNPARSED:
+        structured = _parsed_value(override)
+    if isinstance(structured, dict):
+        return _flatten(key, structured, f"{key}=")
+    if structured is _UNPARSED:
+        return [f"{key}={_quote(value)}"]
+    return [override]
 
 
 def _schema_node(dotted: str, schema: type) -> tuple[str, type]:
@@ -120,6 +153,41 @@ def _unknown_key_error(full_key: str, source: str, schema: type) -> ConfigError:
     return ConfigError(message)
 
 
+def _unknown_part(dotted: str, schema: type) -> str | None:
+    """The leading part of ``dotted`` that names no field of ``schema`` (``a.typo`` of ``a.typo.b``); None when the
+    whole key is known (any key inside a free-form dict field counts)."""
+    node: Any = schema
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts):
+        hints = typing.get_type_hints(node) if isinstance(node, type) and dataclasses.is_dataclass(node) else {}
+        node = hints.get(part)
+        if node is None:
+            return ".".join(parts[: depth + 1])
+        if typing.get_origin(node) is dict:
+            return None
+    return None
+
+
+def _unknown_keys_error(overrides: Sequence[str], file_overrides: Sequence[str], config_file: Path | None,
+                        schema: type, groups: set[str]) -> ConfigError | None:
+    """Every override key the schema lacks, in one error (Hydra stops at the first); None when all are known.
+    ``+key`` adds on purpose and ``~key`` deletes, so neither is checked; nor is a config group choice."""
+    from_file = {override.split("=", 1)[0] for override in file_overrides}
+    messages = []
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        unknown = None if key.startswith(("+", "~")) or key in groups else _unknown_part(key, schema)
+        if unknown is None:
+            continue
+        source = f"from {config_file}" if key in from_file else "from the command line or configs/"
+        messages.append(str(_unknown_key_error(unknown, source, schema)))
+    if not messages:
+        return None
+    if len(messages) == 1:
+        return ConfigError(messages[0])
+    return ConfigError(f"{len(messages)} unknown config keys:\n" + "\n".join(f"  {message}" for message in messages))
+
+
 def _find_key_error(exc: BaseException) -> OmegaConfBaseException | None:
     """The omegaconf unknown-key error somewhere in ``exc``'s chain (Hydra wraps it)."""
     while exc is not None:
@@ -141,25 +209,31 @@ def split_config_file_argument(argv: Sequence[str]) -> tuple[Path | None, list[s
     return config_file, overrides
 
 
-def load_config(
+def compose_config(
     overrides: Sequence[str] = (),
     config_file: str | Path | None = None,
     config_dir: str | Path | None = None,
     config_name: str = "config",
-    schema: tuple[str, type, Callable[[Any], None]] = (SCHEMA_NAME, RootConfig, validate_config),
-) -> Any:
-    """Compose, type-check and validate the configuration; any mistake raises :class:`ConfigError`.
+    schema: tuple[str, type, Callable[[Any], None]] = DEFAULT_SCHEMA,
+) -> DictConfig:
+    """The composed tree before type conversion and validation (what ``--cfg job`` prints); unknown keys, all of
+    them, raise :class:`ConfigError`.
 
     ``schema`` is (name the config's defaults list, dataclass tree, validator): the text stages' by default; the
     Flow-GRPO stage passes its own (:mod:`longrl.config.flow_schema`)."""
-    schema_name, schema_type, validate = schema
+    schema_name, schema_type, _ = schema
     register_schema(schema_name, schema_type)
     file_overrides = _file_overrides(Path(config_file)) if config_file else []
     config_dir = Path(config_dir) if config_dir else default_config_dir()
-    all_overrides = [_into_open_dict(override, schema_type) for override in file_overrides + list(overrides)]
+    given = file_overrides + [hydra_form for override in overrides for hydra_form in _as_hydra_overrides(override)]
+    groups = {path.name for path in config_dir.iterdir() if path.is_dir()}
+    unknown = _unknown_keys_error(given, file_overrides, config_file, schema_type, groups)
+    if unknown is not None:
+        raise unknown
+    all_overrides = [_into_open_dict(override, schema_type) for override in given]
     try:
         with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base=None):
-            composed = compose(config_name=config_name, overrides=all_overrides)
+            return compose(config_name=config_name, overrides=all_overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         key_error = _find_key_error(exc)
         if key_error is not None and key_error.full_key:
@@ -167,6 +241,19 @@ def load_config(
             source = f"from {config_file}" if in_file else "from the command line or configs/"
             raise _unknown_key_error(key_error.full_key, source, schema_type) from exc
         raise ConfigError(f"could not compose the configuration: {exc}") from exc
+
+
+def load_config(
+    overrides: Sequence[str] = (),
+    config_file: str | Path | None = None,
+    config_dir: str | Path | None = None,
+    config_name: str = "config",
+    schema: tuple[str, type, Callable[[Any], None]] = DEFAULT_SCHEMA,
+) -> Any:
+    """Compose (:func:`compose_config`), type-check and validate the configuration; any mistake raises
+    :class:`ConfigError`."""
+    composed = compose_config(overrides, config_file, config_dir, config_name, schema)
+    validate = schema[2]
     try:
         cfg = OmegaConf.to_object(composed)
     except OmegaConfBaseException as exc:

@@ -127,11 +127,6 @@ def _validate_algorithm(cfg: RootConfig) -> None:
     _one_of(algo.kl_penalty, list(KL_ESTIMATORS), "algorithm.kl_penalty")
     _one_of(algo.kl_type, KL_CONTROLLERS, "algorithm.kl_type")
     _one_of(actor.loss_agg_mode, list(LOSS_AGG_MODES), "worker.actor.loss_agg_mode")
-    _require(
-        not (algo.disable_kl and algo.use_kl_loss),
-        "algorithm.disable_kl=true contradicts algorithm.use_kl_loss=true: set use_kl_loss=false to train without "
-        "KL, or disable_kl=false to keep the KL loss",
-    )
     _require(algo.kl_coef >= 0, f"algorithm.kl_coef ({algo.kl_coef}) must be >= 0")
     _require(
         0 <= algo.filter_low < algo.filter_high <= 1,

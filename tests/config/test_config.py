@@ -116,7 +116,6 @@ def test_wrong_value_type_is_a_config_error():
         (["trainer.n_gpus_per_node=4", "worker.actor.ulysses_size=3"],
          "trainer.nnodes x trainer.n_gpus_per_node = 4 must be divisible by worker.actor.ulysses_size (3)"),
         (["worker.rollout.fps=2.0"], "set exactly one of worker.rollout.num_video_frames"),
-        (["algorithm.disable_kl=true"], "algorithm.disable_kl=true contradicts algorithm.use_kl_loss=true"),
         (["algorithm.adv_estimator=ppo"], "algorithm.adv_estimator='ppo' is not one of"),
         (["algorithm.kl_penalty=k9"], "algorithm.kl_penalty='k9' is not one of"),
         (["worker.actor.loss_agg_mode=sum"], "worker.actor.loss_agg_mode='sum' is not one of"),
