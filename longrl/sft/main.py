@@ -31,7 +31,7 @@ def run(cfg: RootConfig) -> tuple[dict[str, dict[str, float]], Path | None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli(argv, run, "sft")
+    return cli(argv, run, "sft", usage=__doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def run(cfg: FlowRootConfig) -> dict[str, dict[str, float]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli(argv, run, "flow", FLOW_SCHEMA)
+    return cli(argv, run, "flow", FLOW_SCHEMA, usage=__doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from longrl.config.errors import ConfigError
-from longrl.config.loader import load_config, split_config_file_argument
+from omegaconf import OmegaConf
+
+from longrl.config.describe import config_help
+from longrl.config.loader import DEFAULT_SCHEMA, compose_config, load_config, split_config_file_argument
 from longrl.config.schema import RootConfig
 from longrl.trainer.embedded import prepare_embedded_default
 
@@ -84,9 +87,46 @@ def config_from_argv(argv: Sequence[str] | None, default_config_name: str = "con
     return cfg
 
 
+def answer_help_or_cfg(argv: Sequence[str], default_config_name: str, schema: tuple | None = None,
+                       usage: str = "") -> int | None:
+    """Answer ``--help`` / ``-h`` (every key with its default and note) or Hydra's ``--cfg job`` (the composed
+    configuration, ``--resolve`` to resolve interpolations); the exit status, or None when ``argv`` asks neither."""
+    argv = list(argv)
+    wants_help = "--help" in argv or "-h" in argv
+    if not wants_help and "--cfg" not in argv:
+        return None
+    resolve = "--resolve" in argv
+    argv = [arg for arg in argv if arg not in ("--help", "-h", "--resolve")]
+    if "--cfg" in argv:
+        at = argv.index("--cfg")
+        what = argv[at + 1] if at + 1 < len(argv) else None
+        if what not in ("job", "all"):
+            print(f"config error: --cfg takes 'job' (the composed configuration), got {what!r}", file=sys.stderr)
+            return 2
+        argv = argv[:at] + argv[at + 2:]
+    config_name, argv = _config_name(argv, default_config_name)
+    config_file, overrides = split_config_file_argument(argv)
+    schema = schema or DEFAULT_SCHEMA
+    try:
+        composed = compose_config(overrides, config_file=config_file, config_name=config_name, schema=schema)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    if wants_help:
+        print(config_help(usage or __doc__.split("\n\n")[0], composed, schema[1]))
+    else:
+        print(OmegaConf.to_yaml(composed, resolve=resolve), end="")
+    return 0
+
+
 def cli(argv: Sequence[str] | None, run_stage: Callable[[Any], object], default_config_name: str,
-        schema: tuple | None = None) -> int:
-    """A stage's command line: the config from ``argv``, then ``run_stage``; exit status 2 on a config error."""
+        schema: tuple | None = None, usage: str = "") -> int:
+    """A stage's command line: ``--help`` / ``--cfg job``, else the config from ``argv``, then ``run_stage``; exit
+    status 2 on a config error. ``usage`` heads the help (the entry point's docstring summary)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    answered = answer_help_or_cfg(argv, default_config_name, schema, usage)
+    if answered is not None:
+        return answered
     cfg = config_from_argv(argv, default_config_name, schema)
     if cfg is None:
         return 2

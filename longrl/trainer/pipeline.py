@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from longrl.config.schema import RootConfig
 from longrl.trainer.embedded import embedded_test_split_mismatch
-from longrl.trainer.main import config_from_argv
+from longrl.trainer.main import answer_help_or_cfg, config_from_argv
 
 # The RL stage's own defaults in the pipeline: a short GRPO run, since the SFT stage already did most of the work
 # (the standalone RL entry point trains for trainer.total_epochs instead).
@@ -86,8 +86,31 @@ def run_pipeline(argv: Sequence[str]) -> dict[str, dict[str, Any]] | None:
     return results
 
 
+def answer_help_or_cfg_by_stage(argv: Sequence[str]) -> int | None:
+    """``--help``: the pipeline's usage and the keys (both stages take the same ones); ``--cfg job``: each stage's
+    composed configuration (the RL stage's before the SFT model path is filled in). None when asked neither."""
+    informational = [arg for arg in argv if arg in ("--help", "-h", "--cfg", "--resolve")]
+    if not informational:
+        return None
+    usage = __doc__.split("\n\n")[0]
+    if "--help" in informational or "-h" in informational:
+        return answer_help_or_cfg(["--help"], "config", usage=usage)
+    flags = ["--cfg", "job"] + (["--resolve"] if "--resolve" in informational else [])
+    stages = split_stage_arguments([arg for arg in argv if arg not in ("--cfg", "job", "--resolve")])
+    for name, config_name, extra in (("sft", "sft", ()), ("rl", "config", RL_STAGE_DEFAULTS)):
+        print(f"# {name} stage")
+        status = answer_help_or_cfg([*stages["shared"], *extra, *stages[name], *flags], config_name)
+        if status:
+            return status
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return 0 if run_pipeline(list(sys.argv[1:] if argv is None else argv)) is not None else 2
+    argv = list(sys.argv[1:] if argv is None else argv)
+    answered = answer_help_or_cfg_by_stage(argv)
+    if answered is not None:
+        return answered
+    return 0 if run_pipeline(argv) is not None else 2
 
 
 if __name__ == "__main__":
