@@ -4,7 +4,6 @@ A batch function receives every response of a step in one call and returns one s
 order. Here the samples are graded one by one; the batch form pays off when a grader can work on many answers
 at once (a model, a remote API).
 
-    worker.reward.reward_type=batch
     worker.reward.reward_function=./examples/reward_function/math.py:compute_score
     worker.reward.reward_function_kwargs.format_weight=0.1   # optional
 """
@@ -13,6 +12,9 @@ import re
 from typing import Any
 
 from mathruler.grader import extract_boxed_content, grade_answer
+
+REWARD_NAME = "math"
+REWARD_TYPE = "batch"  # how the trainer calls compute_score (EasyR1's convention)
 
 # Reasoning first, then free text that includes a \boxed{...} answer.
 THINK_THEN_BOXED = re.compile(r"\s*<think>.*</think>.*\\boxed\{.*\}.*", re.DOTALL)

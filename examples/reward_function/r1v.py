@@ -3,7 +3,6 @@
 A sequential function is called once per response with one input dict and returns one score dict. ``overall``
 becomes the reward; every other key (here ``format`` and ``accuracy``) is logged as a metric.
 
-    worker.reward.reward_type=sequential
     worker.reward.reward_function=./examples/reward_function/r1v.py:compute_score
 
 The built-in ``longrl.rewards.r1v:compute_score`` does the same with more careful matching (choice letters,
@@ -14,6 +13,9 @@ import re
 from typing import Any
 
 from mathruler.grader import grade_answer
+
+REWARD_NAME = "r1v"
+REWARD_TYPE = "sequential"  # how the trainer calls compute_score (EasyR1's convention)
 
 THINK_THEN_ANSWER = re.compile(r"\s*<think>.*?</think>\s*<answer>.*?</answer>\s*", re.DOTALL)
 ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)

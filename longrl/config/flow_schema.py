@@ -86,7 +86,8 @@ class FlowRolloutConfig:
 class FlowRewardConfig:
     """A reward function on the generated media, with the project's reward API (``longrl.rewards.loader``)."""
 
-    reward_type: str = "sequential"
+    # "batch" or "sequential"; null: the reward module's REWARD_TYPE, else batch (as EasyR1 decides)
+    reward_type: Optional[str] = None
     reward_function: str = "longrl.diffusion.rewards:composition"
     reward_function_kwargs: dict[str, Any] = field(default_factory=dict)
     # "fail" stops the run at a failing reward call; "skip_step" logs the failure and skips that step's update.

@@ -51,7 +51,7 @@ def validate_flow_config(cfg: FlowRootConfig) -> None:
     _require(cfg.algorithm.kl_coef >= 0 and cfg.algorithm.adv_clip_max > 0,
              f"algorithm.kl_coef ({cfg.algorithm.kl_coef}) must be >= 0 and algorithm.adv_clip_max "
              f"({cfg.algorithm.adv_clip_max}) > 0")
-    _require(reward.reward_type in REWARD_TYPES,
+    _require(reward.reward_type is None or reward.reward_type in REWARD_TYPES,
              f"worker.reward.reward_type={reward.reward_type!r} is not one of {sorted(REWARD_TYPES)}")
     _require(reward.on_error in REWARD_ERROR_POLICIES,
              f"worker.reward.on_error={reward.on_error!r} is not one of {sorted(REWARD_ERROR_POLICIES)}")

@@ -200,7 +200,8 @@ class JudgeConfig:
 
 @dataclass
 class RewardConfig:
-    reward_type: str = "sequential"
+    # "batch" or "sequential"; null: the reward file's REWARD_TYPE, else batch (as EasyR1 decides)
+    reward_type: Optional[str] = None
     reward_function: str = "longrl.rewards.r1v:compute_score"
     reward_function_kwargs: dict[str, Any] = field(default_factory=dict)
     # "fail" stops the run at a failing reward call (the last checkpoint stays intact); "skip_step" logs the failing

@@ -33,7 +33,8 @@ def validate_config(cfg: RootConfig) -> None:
     _validate_algorithm(cfg)
     data, rollout = cfg.data, cfg.worker.rollout
     _one_of(rollout.name, ROLLOUT_ENGINES, "worker.rollout.name")
-    _one_of(cfg.worker.reward.reward_type, REWARD_TYPES, "worker.reward.reward_type")
+    if cfg.worker.reward.reward_type is not None:
+        _one_of(cfg.worker.reward.reward_type, REWARD_TYPES, "worker.reward.reward_type")
     _one_of(data.on_bad_row, BAD_ROW_POLICIES, "data.on_bad_row")
     _one_of(cfg.worker.reward.on_error, REWARD_ERROR_POLICIES, "worker.reward.on_error")
     judge = cfg.worker.reward.judge

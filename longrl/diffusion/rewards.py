@@ -20,6 +20,9 @@ from longrl.diffusion.prompts import GENEVAL_RELATIONS
 
 __all__ = ["COLOURS", "MediaRewardInput", "brightness", "colour", "colour_masks", "composition"]
 
+# Every reward here scores one sample per call.
+REWARD_TYPE = "sequential"
+
 
 class MediaRewardInput(TypedDict):
     media: torch.Tensor  # (3, H, W) or (3, F, H, W), float in [0, 1]

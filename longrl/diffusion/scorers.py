@@ -29,6 +29,9 @@ from longrl.diffusion.rewards import MediaRewardInput
 
 __all__ = ["clip_score"]
 
+# Scores a whole batch in one model call.
+REWARD_TYPE = "batch"
+
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 

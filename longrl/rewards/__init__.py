@@ -8,7 +8,13 @@ one validated :class:`RewardScore` per input. The default, ``longrl.rewards.r1v:
 torch.distributed or Ray: rewards run wherever the decoded responses are.
 """
 
-from longrl.rewards.loader import REWARD_TYPES, RewardFunction, RewardFunctionError, load_reward_function
+from longrl.rewards.loader import (
+    REWARD_TYPES,
+    RewardFunction,
+    RewardFunctionError,
+    RewardTypeError,
+    load_reward_function,
+)
 from longrl.rewards.types import RewardInput, RewardScore
 
 DEFAULT_REWARD_FUNCTION = "longrl.rewards.r1v:compute_score"
@@ -18,6 +24,7 @@ __all__ = [
     "REWARD_TYPES",
     "RewardFunction",
     "RewardFunctionError",
+    "RewardTypeError",
     "RewardInput",
     "RewardScore",
     "load_reward_function",

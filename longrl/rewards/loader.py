@@ -8,6 +8,10 @@ exist, as in EasyR1 / Long-RL reward files, so those files load unchanged:
 * ``batch`` -- ``compute_score(reward_inputs: list[dict], **kwargs) -> list[dict]``, called once per batch
   (for graders that vectorise, or that call an API and want to batch requests).
 
+Which one a function is follows EasyR1: ``worker.reward.reward_type`` when set, else the module's ``REWARD_TYPE``,
+else ``batch``. A function called the other way fails on its first call with :class:`RewardTypeError`, which says
+which type fits and how to set it (and is never skipped by ``on_error=skip_step``: no step could ever score).
+
 :func:`load_reward_function` hides the difference behind :class:`RewardFunction`, which the trainer calls on a list
 of inputs and gets a list of validated scores. Every way this can go wrong -- a missing file or function, a
 function that raises, a malformed return value -- becomes a :class:`RewardFunctionError` that names the function
@@ -38,6 +42,10 @@ _PREVIEW_CHARS = 300
 
 class RewardFunctionError(RuntimeError):
     """A reward function could not be loaded, raised, or returned something the trainer cannot use."""
+
+
+class RewardTypeError(TypeError):
+    """A reward function was called as the type (batch / sequential) it was not written for."""
 
 
 def _preview(value: object, limit: int = _PREVIEW_CHARS) -> str:
@@ -150,24 +158,50 @@ class RewardFunction:
     Ray worker that receives it re-imports the file there instead of needing the driver's module objects.
     """
 
-    def __init__(self, spec: str, reward_type: str, fn: Callable[..., Any], kwargs: Mapping[str, Any]):
+    def __init__(self, spec: str, reward_type: str, fn: Callable[..., Any], kwargs: Mapping[str, Any],
+                 type_source: str = "worker.reward.reward_type", configured_type: str | None = None):
         self.spec = spec
         self.reward_type = reward_type
+        self.type_source = type_source
+        self._configured_type = configured_type
         self.kwargs = dict(kwargs)
         self._fn = fn
+        self._first_call = True
 
     def __repr__(self) -> str:
         return f"RewardFunction({self.spec!r}, reward_type={self.reward_type!r}, kwargs={self.kwargs!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return load_reward_function, (self.spec, self.reward_type, self.kwargs)
+        return load_reward_function, (self.spec, self._configured_type, self.kwargs)
 
     def __call__(self, reward_inputs: Sequence[RewardInput]) -> list[RewardScore]:
         if not reward_inputs:
             return []
-        if self.reward_type == "batch":
-            return self._call_batch(reward_inputs)
-        return [self._validate(self._call_one(i, item), i) for i, item in enumerate(reward_inputs)]
+        try:
+            if self.reward_type == "batch":
+                return self._call_batch(reward_inputs)
+            return [self._validate(self._call_one(i, item), i) for i, item in enumerate(reward_inputs)]
+        except RewardFunctionError as error:
+            if self._first_call:
+                self._raise_if_the_other_type_fits(reward_inputs[0], error)
+            raise
+        finally:
+            self._first_call = False
+
+    def _raise_if_the_other_type_fits(self, sample: RewardInput, error: RewardFunctionError) -> None:
+        """After a failed first call: if the function scores ``sample`` when called the other way, say so."""
+        other = "sequential" if self.reward_type == "batch" else "batch"
+        try:
+            score = self._fn([sample], **self.kwargs)[0] if other == "batch" else self._fn(sample, **self.kwargs)
+            self._validate(score, 0)
+        except Exception:  # noqa: BLE001 - it fails either way: the original error is the one to report
+            return
+        shape = "a list of samples and returns a list" if other == "batch" else "one sample and returns a dict"
+        raise RewardTypeError(
+            f"reward function {self.spec} was called as a {self.reward_type} function ({self.type_source}) and "
+            f"failed, but it takes {shape}: it is a {other} function. Set REWARD_TYPE = \"{other}\" in its file, "
+            f"or worker.reward.reward_type={other}. The failure: {str(error).splitlines()[0]}"
+        ) from error
 
     def _call_one(self, index: int, reward_input: RewardInput) -> Any:
         try:
@@ -223,16 +257,31 @@ class RewardFunction:
         return checked  # type: ignore[return-value]  # keys beyond overall/format/accuracy are allowed
 
 
+def _resolve_type(reward_type: str | None, module: ModuleType, where: str) -> tuple[str, str]:
+    """(type, where it came from): the configured one, else the module's ``REWARD_TYPE``, else batch (EasyR1's)."""
+    if reward_type is not None:
+        resolved, source = reward_type, "worker.reward.reward_type"
+    elif getattr(module, "REWARD_TYPE", None) is not None:
+        resolved, source = module.REWARD_TYPE, f"REWARD_TYPE of {where}"
+    else:
+        resolved, source = "batch", "the default when neither worker.reward.reward_type nor REWARD_TYPE is set"
+    if resolved not in REWARD_TYPES:
+        raise RewardFunctionError(
+            f"unknown reward_type {resolved!r} ({source}); valid reward types: {', '.join(map(repr, REWARD_TYPES))}"
+        )
+    return resolved, source
+
+
 def load_reward_function(
-    spec: str, reward_type: str = "sequential", kwargs: Mapping[str, Any] | None = None
+    spec: str, reward_type: str | None = None, kwargs: Mapping[str, Any] | None = None
 ) -> RewardFunction:
     """Import the function named by ``spec`` and bind ``kwargs`` (``worker.reward.reward_function_kwargs``).
 
-    ``reward_type`` is ``"sequential"`` or ``"batch"`` (see the module docstring). Raises
-    :class:`RewardFunctionError` for an unknown type, a missing or unimportable file or module, a missing or
-    non-callable function, or keyword arguments the function does not accept.
+    ``reward_type`` is ``"sequential"``, ``"batch"`` or None (the module's ``REWARD_TYPE``, else batch; see the
+    module docstring). Raises :class:`RewardFunctionError` for an unknown type, a missing or unimportable file or
+    module, a missing or non-callable function, or keyword arguments the function does not accept.
     """
-    if reward_type not in REWARD_TYPES:
+    if reward_type is not None and reward_type not in REWARD_TYPES:
         raise RewardFunctionError(
             f"unknown reward_type {reward_type!r}; valid reward types: {', '.join(map(repr, REWARD_TYPES))}"
         )
@@ -251,4 +300,5 @@ def load_reward_function(
     if not callable(fn):
         raise RewardFunctionError(f"{label} is a {type(fn).__name__}, not a function")
     _check_kwargs(fn, kwargs, label)
-    return RewardFunction(label, reward_type, fn, kwargs)
+    resolved, type_source = _resolve_type(reward_type, module, where)
+    return RewardFunction(label, resolved, fn, kwargs, type_source, reward_type)

@@ -36,6 +36,9 @@ from math_verify import parse, verify
 
 from longrl.rewards.types import RewardInput, RewardScore
 
+REWARD_NAME = "r1v"
+REWARD_TYPE = "sequential"
+
 DEFAULT_FORMAT_WEIGHT = 0.1
 DEFAULT_NUMERIC_TOLERANCE = 1e-6
 # Seconds math_verify may spend parsing or comparing one expression (sympy can hang on adversarial input).

@@ -70,9 +70,9 @@ def score_batch(batch: Batch, inputs: list[dict], reward_fn: Reward,
 _PROCESS_REWARD: RewardFunction | None = None  # the reward function of a ParallelReward worker process
 
 
-def _load_process_reward(spec: str, reward_type: str, kwargs: dict) -> None:
+def _set_process_reward(fn: RewardFunction) -> None:
     global _PROCESS_REWARD
-    _PROCESS_REWARD = load_reward_function(spec, reward_type, kwargs)
+    _PROCESS_REWARD = fn  # unpickled in this process: the function's file imported here
 
 
 def _score_in_process(chunk: list[RewardInput]) -> list[RewardScore]:
@@ -87,8 +87,8 @@ class ParallelReward:
 
     def __init__(self, fn: RewardFunction, num_workers: int):
         self.num_workers = num_workers
-        self.pool = ProcessPoolExecutor(num_workers, mp_context=get_context("spawn"), initializer=_load_process_reward,
-                                        initargs=(fn.spec, fn.reward_type, fn.kwargs))
+        self.pool = ProcessPoolExecutor(num_workers, mp_context=get_context("spawn"), initializer=_set_process_reward,
+                                        initargs=(fn,))
 
     def __call__(self, reward_inputs: Sequence[RewardInput]) -> list[RewardScore]:
         size = max(1, math.ceil(len(reward_inputs) / self.num_workers))

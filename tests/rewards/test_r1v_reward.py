@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from longrl.rewards import RewardFunctionError, load_reward_function
+from longrl.rewards import RewardFunctionError, RewardTypeError, load_reward_function
 from longrl.rewards.r1v import answers_match, compute_score, extract_answer, format_score
 
 
@@ -131,5 +131,5 @@ def test_format_weight_outside_unit_interval_is_an_error_named_by_the_loader() -
 
 def test_loaded_as_batch_it_explains_the_type_to_use() -> None:
     reward = load_reward_function("longrl.rewards.r1v:compute_score", "batch")
-    with pytest.raises(RewardFunctionError, match="use reward_type='sequential'"):
+    with pytest.raises(RewardTypeError, match="it is a sequential function. Set REWARD_TYPE = \"sequential\""):
         reward([{"response": tagged("B"), "response_length": 3, "ground_truth": "B"}])

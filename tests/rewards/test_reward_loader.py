@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from longrl.rewards import RewardFunctionError, load_reward_function
+from longrl.rewards import RewardFunctionError, RewardTypeError, load_reward_function
 
 
 def write(path: Path, source: str) -> Path:
@@ -258,7 +258,9 @@ def test_batch_function_that_raises_says_the_sample_is_unknown_and_gives_the_bat
     ],
 )
 def test_malformed_batch_return_names_function_index_and_value(tmp_path: Path, returned: str, expected: str) -> None:
-    path = write(tmp_path / "bad.py", f"def compute_score(reward_inputs):\n    return {returned}\n")
+    # The function fails when called with one sample too, so no other reward type fits it.
+    path = write(tmp_path / "bad.py", f"def compute_score(reward_inputs):\n    assert isinstance(reward_inputs, list)\n"
+                                      f"    return {returned}\n")
     reward = load_reward_function(f"{path}:compute_score", "batch")
     with pytest.raises(RewardFunctionError) as info:
         reward([sample("a"), sample("b")])
@@ -280,6 +282,7 @@ def test_malformed_sequential_return_shows_what_was_returned(tmp_path: Path) -> 
 def test_list_from_a_sequential_call_hints_at_the_batch_type(tmp_path: Path) -> None:
     path = write(tmp_path / "listing.py", "def compute_score(reward_inputs):\n    return [{'overall': 1.0}]\n")
     reward = load_reward_function(f"{path}:compute_score", "sequential")
-    with pytest.raises(RewardFunctionError) as info:
+    with pytest.raises(RewardTypeError) as info:
         reward([sample("a")])
     assert "sample 0" in str(info.value) and "set reward_type='batch'" in str(info.value)
+    assert "it is a batch function" in str(info.value)

@@ -18,6 +18,8 @@ VLLM = ["worker.rollout.name=vllm", "worker.rollout.enforce_eager=true", "traine
         f"data.format_prompt={REPO / 'examples/format_prompt/r1v.jinja'}"]
 # Rewards that vary within a group on a random tiny model (even text length), so the update really moves weights.
 PARITY_REWARD = '''
+REWARD_TYPE = "sequential"
+
 def compute_score(reward_input):
     even = float(len(reward_input["response"]) % 2 == 0)
     return {"overall": even, "accuracy": even}

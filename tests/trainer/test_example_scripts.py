@@ -20,7 +20,7 @@ def test_example_script_trains_one_step(tiny_model_dir, tmp_path, algorithm, est
     data = tmp_path / "data"
     generate_dataset(data, num=10, frames=8, seed=4)
     reward = tmp_path / "parity.py"  # varies within a group on a random model, so DAPO's filter keeps some groups
-    reward.write_text("def compute_score(x):\n    even = float(len(x['response']) % 2 == 0)\n"
+    reward.write_text("REWARD_TYPE = 'sequential'\n\ndef compute_score(x):\n    even = float(len(x['response']) % 2 == 0)\n"
                       "    return {'overall': even, 'accuracy': even}\n")
     env = {**os.environ, "PYTHON": sys.executable, "MODEL_PATH": str(tiny_model_dir("qwen2_5_vl")),
            "TRAIN_FILES": str(data / "train.jsonl"), "VAL_FILES": str(data / "val.jsonl"), "N_GPUS_PER_NODE": "1"}

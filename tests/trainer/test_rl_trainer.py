@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 # Rewards that vary within a group on a random tiny model, so advantages (and DAPO's filter) have work to do:
 # whether the response's text has an even number of characters.
 PARITY_REWARD = '''
+REWARD_TYPE = "sequential"
+
 def compute_score(reward_input):
     even = float(len(reward_input["response"]) % 2 == 0)
     return {"overall": even, "accuracy": even}
