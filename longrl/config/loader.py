@@ -26,6 +26,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from longrl.config.errors import ConfigError
 from longrl.config.schema import RootConfig
+from longrl.config.upstream import log_unapplied_settings, upstream_overrides
 from longrl.config.validate import validate_config
 
 SCHEMA_NAME = "longrl_schema"
@@ -226,6 +227,8 @@ def compose_config(
     file_overrides = _file_overrides(Path(config_file)) if config_file else []
     config_dir = Path(config_dir) if config_dir else default_config_dir()
     given = file_overrides + [hydra_form for override in overrides for hydra_form in _as_hydra_overrides(override)]
+    if schema_type is RootConfig:  # the text stages take EasyR1's and Long-RL's keys
+        given = upstream_overrides(given)
     groups = {path.name for path in config_dir.iterdir() if path.is_dir()}
     unknown = _unknown_keys_error(given, file_overrides, config_file, schema_type, groups)
     if unknown is not None:
@@ -253,10 +256,12 @@ def load_config(
     """Compose (:func:`compose_config`), type-check and validate the configuration; any mistake raises
     :class:`ConfigError`."""
     composed = compose_config(overrides, config_file, config_dir, config_name, schema)
-    validate = schema[2]
+    _, schema_type, validate = schema
     try:
         cfg = OmegaConf.to_object(composed)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"invalid configuration value: {exc}") from exc
     validate(cfg)
+    if schema_type is RootConfig:
+        log_unapplied_settings(cfg)
     return cfg

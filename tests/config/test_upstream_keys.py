@@ -1,0 +1,107 @@
+"""EasyR1 / Long-RL keys: renamed ones are aliases, unneeded ones are dropped with a note, unimplemented ones are
+refused with the reason unless they hold their no-op value, and keys longrl does not act on are logged."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from longrl.config.errors import ConfigError
+from longrl.config.loader import load_config
+
+# The shape of an EasyR1 / Long-RL config.yaml: their section names and keys, values of our choosing.
+UPSTREAM_CONFIG = """
+data:
+  prompt_key: problem
+  image_dir: null
+  video_fps: 2.0
+  mini_rollout_batch_size: null
+  override_chat_template: null
+  rollout_batch_size: 8
+algorithm:
+  disable_kl: false
+  use_kl_loss: true
+worker:
+  actor:
+    global_batch_size: 8
+    dynamic_batching: true
+    loss_avg_mode: token
+    model:
+      lora:
+        rank: 0
+        alpha: 64
+        target_modules: all-linear
+        exclude_modules: .*visual.*
+    fsdp:
+      enable_rank0_init: true
+    offload:
+      offload_optimizer: true
+  rollout:
+    limit_images: 0
+    disable_tqdm: false
+trainer:
+  max_try_make_batch: 20
+  save_model_only: false
+  find_last_checkpoint: true
+"""
+
+
+def test_an_upstream_config_file_composes_with_notes_for_what_is_not_applied(tmp_path, caplog):
+    config = tmp_path / "config.yaml"
+    config.write_text(UPSTREAM_CONFIG)
+    with caplog.at_level(logging.WARNING, logger="longrl.config"):
+        cfg = load_config([], config_file=config)
+    assert cfg.worker.rollout.fps == 2.0 and cfg.worker.rollout.num_video_frames is None
+    assert cfg.algorithm.max_try_make_batch == 20 and cfg.worker.actor.loss_agg_mode == "token-mean"
+    notes = caplog.text
+    assert "worker.actor.dynamic_batching=true is not needed: longrl's micro-batches are fixed in size" in notes
+    assert "worker.actor.fsdp.enable_rank0_init=true is accepted but not applied" in notes
+    assert "worker.actor.offload.offload_optimizer=true is accepted but not applied" in notes
+
+
+@pytest.mark.parametrize("upstream, key, expected", [
+    ("trainer.max_try_make_batch=7", "algorithm.max_try_make_batch", 7),
+    ("worker.actor.loss_avg_mode=seq", "worker.actor.loss_agg_mode", "seq-mean-token-mean"),
+    ("worker.actor.loss_avg_mode=token", "worker.actor.loss_agg_mode", "token-mean"),
+    ("data.is_omni=true", "data.use_audio", True),
+    ("data.video_fps=0.5", "worker.rollout.fps", 0.5),
+])
+def test_renamed_keys_are_aliases(upstream, key, expected):
+    cfg = load_config([upstream])
+    node = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    assert node == expected
+
+
+def test_video_fps_keeps_an_explicit_frame_count_and_then_the_rule_applies():
+    with pytest.raises(ConfigError, match="set exactly one of worker.rollout.num_video_frames"):
+        load_config(["data.video_fps=2.0", "worker.rollout.num_video_frames=8"])
+
+
+def test_keys_longrl_does_not_need_are_dropped_with_the_reason(caplog):
+    with caplog.at_level(logging.WARNING, logger="longrl.config"):
+        load_config(["data.vila_model=true", "worker.rollout.trust_remote_code=true", "data.num_workers=1"])
+    assert "data.vila_model=true is not needed: longrl reads the model family from the model directory" in caplog.text
+    assert "worker.rollout.trust_remote_code=true is not needed" in caplog.text
+    assert "data.num_workers=1 is not needed" in caplog.text
+
+
+def test_unimplemented_keys_are_refused_together_with_their_reasons():
+    with pytest.raises(ConfigError) as error:
+        load_config(["worker.actor.loss_type=gspo_token", "worker.actor.model.lora.rank=64",
+                     "data.mini_rollout_batch_size=128", "trainer.save_model_only=true", "data.image_dir=/images"])
+    message = str(error.value)
+    assert message.startswith("not supported by longrl:\n")
+    for refused in ("worker.actor.loss_type=gspo_token: only the default dual-clip PPO loss",
+                    "worker.actor.model.lora.rank=64: LoRA for the vision-language RL stage is not implemented",
+                    "data.mini_rollout_batch_size=128", "trainer.save_model_only=true", "data.image_dir=/images"):
+        assert refused in message
+
+
+def test_a_strategy_longrl_does_not_apply_is_logged_not_ignored(caplog):
+    with caplog.at_level(logging.WARNING, logger="longrl.config"):
+        load_config(["worker.actor.optim.strategy=adamw_bf16"])
+    assert "worker.actor.optim.strategy=adamw_bf16 is accepted but not applied: the optimizer is AdamW with fp32" \
+           in caplog.text
