@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from longrl.config.describe import config_help
 from longrl.config.loader import DEFAULT_SCHEMA, compose_config, load_config, split_config_file_argument
 from longrl.config.schema import RootConfig
+from longrl.models.hub import resolve_model_path
 from longrl.trainer.embedded import prepare_embedded_default
 
 if TYPE_CHECKING:
@@ -84,6 +85,12 @@ def config_from_argv(argv: Sequence[str] | None, default_config_name: str = "con
         return None
     for line in prepare_embedded_default(cfg):
         print(f"generated {line}")
+    model = cfg.worker.actor.model
+    try:
+        model.model_path = resolve_model_path(model.model_path)
+    except FileNotFoundError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return None
     return cfg
 
 
