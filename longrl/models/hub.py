@@ -16,13 +16,11 @@ _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 def resolve_model_path(name: str, key: str = "worker.actor.model.model_path") -> str:
-    """A local directory holding the model ``name``: ``name`` itself when it exists, else the cached (or, when the
-    network allows, downloaded) snapshot of the hub ID ``name``. Raises :class:`FileNotFoundError` saying where it
-    looked."""
-    if Path(name).exists():
+    """A local directory holding the model ``name``: ``name`` itself when it exists or cannot be a hub ID (its loader
+    reports a missing path), else the cached (or, when the network allows, downloaded) snapshot of the hub ID
+    ``name``. Raises :class:`FileNotFoundError` saying where it looked."""
+    if Path(name).exists() or not _REPO_ID.match(name):
         return name
-    if not _REPO_ID.match(name):
-        raise FileNotFoundError(f"{key}={name!r}: no such directory (and not a hub ID of the form 'org/name')")
     from huggingface_hub import constants, snapshot_download
 
     try:

@@ -49,9 +49,3 @@ def test_a_hub_id_missing_offline_names_the_id_and_the_cache(tmp_path):
     assert result.returncode == 2
     assert ("config error: worker.actor.model.model_path='Qwen/Not-Cached': not a local directory, not in the Hugging "
             f"Face cache ({tmp_path / 'hf' / 'hub'}), and the download failed") in result.stderr
-
-
-def test_a_missing_local_path_is_named_as_such(tmp_path):
-    result = _run("from longrl.models.hub import resolve_model_path\n"
-                  f"resolve_model_path('{tmp_path}/nowhere/model')", tmp_path / "hf")
-    assert f"worker.actor.model.model_path='{tmp_path}/nowhere/model': no such directory" in result.stderr
