@@ -121,6 +121,11 @@ class ActorConfig:
     clip_ratio_high: float = 0.2
     clip_ratio_dual: float = 3.0
     loss_agg_mode: str = "token-mean"
+    # "default" (PPO-clip, clip-higher, dual-clip), "gspo", "gspo_token", "cispo" or "sapo", as in EasyR1
+    loss_type: str = "default"
+    # SAPO's gate temperatures for positive and negative advantages
+    tau_positive: float = 1.0
+    tau_negative: float = 1.05
     ppo_epochs: int = 1
     entropy_coeff: float = 0.0
     padding_free: bool = False

@@ -61,8 +61,6 @@ NOT_IMPLEMENTED: dict[str, tuple[tuple[Any, ...], str]] = {
                                               "implemented"),
     "data.image_dir": ((None,), "image paths resolve against data.video_dir (set that, or absolute paths)"),
     "data.override_chat_template": ((None,), "a replacement chat template is not implemented"),
-    "worker.actor.loss_type": (("default",), "only the default dual-clip PPO loss is implemented "
-                                             "(GSPO, CISPO and SAPO are not yet)"),
     "worker.actor.model.lora.rank": ((0,), "LoRA for the vision-language RL stage is not implemented "
                                            "(Flow-GRPO has it)"),
     "worker.actor.model.lora.alpha": ((64,), "LoRA for the vision-language RL stage is not implemented"),

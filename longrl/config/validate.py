@@ -122,12 +122,16 @@ def _validate_algorithm(cfg: RootConfig) -> None:
     from longrl.algos.advantages import ADVANTAGE_ESTIMATORS
     from longrl.algos.kl import KL_ESTIMATORS
     from longrl.algos.aggregation import LOSS_AGG_MODES
+    from longrl.algos.policy_loss import POLICY_LOSS_TYPES
 
     algo, actor = cfg.algorithm, cfg.worker.actor
     _one_of(algo.adv_estimator, list(ADVANTAGE_ESTIMATORS), "algorithm.adv_estimator")
     _one_of(algo.kl_penalty, list(KL_ESTIMATORS), "algorithm.kl_penalty")
     _one_of(algo.kl_type, KL_CONTROLLERS, "algorithm.kl_type")
     _one_of(actor.loss_agg_mode, list(LOSS_AGG_MODES), "worker.actor.loss_agg_mode")
+    _one_of(actor.loss_type, list(POLICY_LOSS_TYPES), "worker.actor.loss_type")
+    _require(actor.tau_positive > 0 and actor.tau_negative > 0,
+             f"worker.actor.tau_positive ({actor.tau_positive}) and tau_negative ({actor.tau_negative}) must be > 0")
     _require(algo.kl_coef >= 0, f"algorithm.kl_coef ({algo.kl_coef}) must be >= 0")
     _require(
         0 <= algo.filter_low < algo.filter_high <= 1,

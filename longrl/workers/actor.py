@@ -293,7 +293,8 @@ class PolicyModel:
         scores = self._scores(micro, self._update_features(micro), with_entropy=want_entropy)
         pg_loss, pg_metrics = compute_policy_loss(
             t["old_log_probs"], scores.log_probs, t["advantages"], t["response_mask"], actor.clip_ratio_low,
-            actor.clip_ratio_high, actor.clip_ratio_dual, actor.loss_agg_mode)
+            actor.clip_ratio_high, actor.clip_ratio_dual, actor.loss_agg_mode, actor.loss_type, actor.tau_positive,
+            actor.tau_negative)
         loss = pg_loss
         metrics = {"actor/pg_loss": pg_loss.item(), **{f"actor/{k}": float(v) for k, v in pg_metrics.items()}}
         if want_entropy:
