@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from longrl.config.errors import ConfigError
 from omegaconf import OmegaConf
 
 from longrl.config.describe import config_help
+from longrl.config.errors import ConfigError
 from longrl.config.loader import DEFAULT_SCHEMA, compose_config, load_config, split_config_file_argument
 from longrl.config.schema import RootConfig
 from longrl.models.hub import resolve_model_path
