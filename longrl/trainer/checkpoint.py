@@ -5,6 +5,8 @@ Layout under the root (``trainer.save_checkpoint_path``, else ``checkpoints/<pro
     root/global_step_N/actor/              written by the actor worker (DCP model/optim, huggingface/)
     root/global_step_N/trainer_state.json  written by the trainer, with rng.pt and dataloader.pt
     root/latest_checkpointed_iteration.txt "N"
+    root/checkpoint_tracker.json           {"last_global_step": N, "last_actor_path": ...}: EasyR1's resume pointer,
+                                           so its tools find the last step too
 
 A step is written by several owners (the driver and the actor ranks), possibly over minutes, so a crash can
 land in the middle. Everything for step N therefore goes into ``root/.global_step_N.tmp-<uuid>/`` first;
@@ -33,6 +35,7 @@ from omegaconf import OmegaConf
 from longrl.config.schema import TrainerConfig
 
 LATEST_FILE = "latest_checkpointed_iteration.txt"
+TRACKER_FILE = "checkpoint_tracker.json"
 STEP_PREFIX = "global_step_"
 TRAINER_STATE_FILE = "trainer_state.json"
 RNG_FILE = "rng.pt"
@@ -41,7 +44,8 @@ DATALOADER_FILE = "dataloader.pt"
 logger = logging.getLogger(__name__)
 
 _STEP_DIR = re.compile(rf"^{STEP_PREFIX}(\d+)$")
-_STALE = re.compile(rf"^\.({STEP_PREFIX}\d+\.(tmp|old)|{re.escape(LATEST_FILE)}\.tmp)-[0-9a-f]+$")
+_STALE = re.compile(rf"^\.({STEP_PREFIX}\d+\.(tmp|old)|({re.escape(LATEST_FILE)}|{re.escape(TRACKER_FILE)})\.tmp)"
+                    r"-[0-9a-f]+$")
 
 
 def default_checkpoint_root(trainer: TrainerConfig) -> Path:
@@ -102,6 +106,8 @@ class CheckpointManager:
         os.rename(tmp, final)
         _fsync_dir(self.root)
         _write_text_atomic(self.root / LATEST_FILE, str(step))
+        _write_text_atomic(self.root / TRACKER_FILE,
+                           json.dumps({"last_global_step": step, "last_actor_path": str(final / "actor")}))
         if displaced is not None:
             shutil.rmtree(displaced)
         self._prune()

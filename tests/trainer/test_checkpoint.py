@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from longrl.config.schema import TrainerConfig
 from longrl.trainer.checkpoint import (
     LATEST_FILE,
+    TRACKER_FILE,
     CheckpointManager,
     default_checkpoint_root,
     load_trainer_state,
@@ -41,8 +43,10 @@ def test_default_root_follows_easyr1_layout(tmp_path):
 def test_commit_publishes_step_and_latest(tmp_path):
     manager = CheckpointManager(tmp_path)
     _save(manager, 5)
-    assert _entries(tmp_path) == ["global_step_5", LATEST_FILE]
+    assert _entries(tmp_path) == [TRACKER_FILE, "global_step_5", LATEST_FILE]
     assert (tmp_path / LATEST_FILE).read_text() == "5"
+    assert json.loads((tmp_path / TRACKER_FILE).read_text()) == {
+        "last_global_step": 5, "last_actor_path": str(tmp_path / "global_step_5" / "actor")}
     assert (tmp_path / "global_step_5" / "actor" / "weights.bin").read_bytes() == bytes([5])
     assert manager.committed_steps() == [5]
     assert step_of(tmp_path / "global_step_5") == 5
@@ -54,13 +58,14 @@ def test_crash_before_commit_leaves_no_step_and_is_cleaned_on_restart(tmp_path):
     tmp = manager.begin(4)
     (tmp / "actor").mkdir()
     (tmp / "actor" / "half_written.bin").write_bytes(b"x")
-    # The process dies here: no commit.
+    # The process dies here: no commit (nor a finished tracker write).
+    (tmp_path / f".{TRACKER_FILE}.tmp-0123abcd").write_text("{")
     assert not (tmp_path / "global_step_4").exists()
     assert (tmp_path / LATEST_FILE).read_text() == "2"
     assert manager.latest_step() == 2
     restarted = CheckpointManager(tmp_path)
     assert not tmp.exists()
-    assert _entries(tmp_path) == ["global_step_2", LATEST_FILE]
+    assert _entries(tmp_path) == [TRACKER_FILE, "global_step_2", LATEST_FILE]
     assert restarted.find_resume_path(None) == tmp_path / "global_step_2"
 
 
@@ -71,7 +76,7 @@ def test_recommitting_a_step_replaces_it(tmp_path):
     (tmp / "new.txt").write_text("again")
     manager.commit(3)
     assert _entries(tmp_path / "global_step_3") == ["new.txt"]
-    assert _entries(tmp_path) == ["global_step_3", LATEST_FILE]
+    assert _entries(tmp_path) == [TRACKER_FILE, "global_step_3", LATEST_FILE]
 
 
 def test_abort_removes_the_temp_dir(tmp_path):
