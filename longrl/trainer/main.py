@@ -18,7 +18,7 @@ from longrl.config.describe import config_help
 from longrl.config.errors import ConfigError
 from longrl.config.loader import DEFAULT_SCHEMA, compose_config, load_config, split_config_file_argument
 from longrl.config.schema import RootConfig
-from longrl.models.hub import resolve_model_path
+from longrl.models.hub import resolve_dataset_specs, resolve_hub_path
 from longrl.trainer.embedded import prepare_embedded_default
 
 if TYPE_CHECKING:
@@ -87,7 +87,10 @@ def config_from_argv(argv: Sequence[str] | None, default_config_name: str = "con
         print(f"generated {line}")
     model = cfg.worker.actor.model
     try:
-        model.model_path = resolve_model_path(model.model_path)
+        model.model_path = resolve_hub_path(model.model_path, "worker.actor.model.model_path")
+        for split in ("train_files", "val_files"):
+            if getattr(cfg.data, split):
+                setattr(cfg.data, split, resolve_dataset_specs(getattr(cfg.data, split), f"data.{split}"))
     except FileNotFoundError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return None
