@@ -30,7 +30,10 @@ class DataConfig:
     # Give the model each row's audio (families that take audio: Qwen2.5-Omni): the file the row names under
     # data.audio_key, else its video's audio track (a video without one is a bad row: data.on_bad_row).
     use_audio: bool = False
+    # Where relative video and audio paths resolve (default: the dataset file's directory).
     video_dir: Optional[str] = None
+    # Where relative image paths resolve; relative videos too while data.video_dir is unset (EasyR1's meaning).
+    image_dir: Optional[str] = None
     max_prompt_length: int = 8192
     max_response_length: int = 1024
     rollout_batch_size: int = 8

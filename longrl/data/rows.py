@@ -141,7 +141,8 @@ def _image_paths(value: Any, root: Path, source: str, index: int) -> list[str]:
     return paths
 
 
-def normalise_row(raw: dict, index: int, source: str, cfg: DataConfig, video_root: Path) -> QARow:
+def normalise_row(raw: dict, index: int, source: str, cfg: DataConfig, video_root: Path,
+                  image_root: Path | None = None) -> QARow:
     """Map a raw row onto :class:`QARow` using the configured keys; a missing field names the keys present."""
 
     def required(key: str) -> Any:
@@ -171,7 +172,7 @@ def normalise_row(raw: dict, index: int, source: str, cfg: DataConfig, video_roo
         reasoning=raw.get(cfg.reasoning_key),
         video=video,
         task=str(task) if task is not None else None,
-        images=_image_paths(raw.get(cfg.image_key), video_root, source, index),
+        images=_image_paths(raw.get(cfg.image_key), image_root or video_root, source, index),
         audio=audio,
     )
 
@@ -179,15 +180,17 @@ def normalise_row(raw: dict, index: int, source: str, cfg: DataConfig, video_roo
 def iter_rows(files: str, cfg: DataConfig) -> Iterator[QARow]:
     """Normalised rows of every comma-separated source in ``files``, in order.
 
-    Relative video, image and audio paths resolve against ``data.video_dir`` when set, else against the dataset file's
-    directory.
+    Relative paths resolve against ``data.video_dir`` (videos, audio) and ``data.image_dir`` (images), each falling
+    back to the other and then to the dataset file's directory.
     """
     for spec in (part.strip() for part in files.split(",") if part.strip()):
         source, raw_rows = read_source(spec)
         default_root = Path(spec.partition("@")[0]).expanduser()
-        root = Path(cfg.video_dir).expanduser() if cfg.video_dir else (
+        media_dir = cfg.video_dir or cfg.image_dir
+        root = Path(media_dir).expanduser() if media_dir else (
             default_root if default_root.is_dir() else default_root.parent)
+        image_root = Path(cfg.image_dir).expanduser() if cfg.image_dir else root
         for index, raw in enumerate(raw_rows):
             if not isinstance(raw, dict):
                 raise DatasetRowError(source, index, f"a row must be a mapping, got {type(raw).__name__}")
-            yield normalise_row(raw, index, source, cfg, root)
+            yield normalise_row(raw, index, source, cfg, root, image_root)

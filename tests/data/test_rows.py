@@ -40,6 +40,19 @@ def test_longvideo_reason_layout_with_video_dir(tmp_path: Path):
     assert (row.source, row.row_index) == (str(path), 0)
 
 
+@pytest.mark.parametrize(("dirs", "video", "image"), [
+    ({"image_dir": "/imgs"}, "/imgs/videos/a.mp4", "/imgs/i.png"),  # EasyR1: image_dir roots videos too
+    ({"image_dir": "/imgs", "video_dir": "/vids"}, "/vids/videos/a.mp4", "/imgs/i.png"),
+    ({"video_dir": "/vids"}, "/vids/videos/a.mp4", "/vids/i.png"),
+])
+def test_image_dir_and_video_dir_root_relative_media(tmp_path: Path, dirs: dict, video: str, image: str):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({**OURS, "images": ["i.png"]}) + "\n")
+    cfg = DataConfig(train_files=str(path), prompt_key="question", video_key="video", **dirs)
+    [row] = list(iter_rows(str(path), cfg))
+    assert (row.video, row.images) == (video, [image])
+
+
 def test_relative_videos_default_to_the_dataset_directory(tmp_path: Path):
     path = tmp_path / "train.jsonl"
     path.write_text(json.dumps(OURS) + "\n" + json.dumps({**OURS, "id": "q2", "video": ["videos/b.mp4"]}) + "\n")
