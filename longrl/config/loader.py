@@ -19,20 +19,18 @@ from typing import Any, Callable, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from longrl.config.errors import ConfigError
+from longrl.config.override_values import UNPARSED, override_value
 from longrl.config.schema import RootConfig
 from longrl.config.upstream import log_unapplied_settings, upstream_overrides
 from longrl.config.validate import validate_config
 
 SCHEMA_NAME = "longrl_schema"
 DEFAULT_SCHEMA = (SCHEMA_NAME, RootConfig, validate_config)
-_OVERRIDE_PARSER = OverridesParser.create()
-_UNPARSED = object()
 _REPO_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -80,14 +78,6 @@ def _file_overrides(path: Path) -> list[str]:
     return _flatten("", OmegaConf.to_container(OmegaConf.load(path), resolve=False), f"config={path}")
 
 
-def _parsed_value(override: str) -> Any:
-    """The value of ``key=value`` as Hydra's grammar reads it; :data:`_UNPARSED` where it cannot."""
-    try:
-        return _OVERRIDE_PARSER.parse_override(override).value()
-    except HydraException:
-        return _UNPARSED
-
-
 def _as_hydra_overrides(override: str) -> list[str]:
     """One command-line override in the forms EasyR1 / Long-RL scripts write, as Hydra's grammar takes it.
 
@@ -99,14 +89,14 @@ def _as_hydra_overrides(override: str) -> list[str]:
     if not equals or key.startswith("~"):
         return [override]
     try:
-        structured = json.loads(value) if value.lstrip().startswith("{") else _UNPARSED
+        structured = json.loads(value) if value.lstrip().startswith("{") else UNPARSED
     except json.JSONDecodeError:
-        structured = _UNPARSED
-    if structured is _UNPARSED:
-        structured = _parsed_value(override)
+        structured = UNPARSED
+    if structured is UNPARSED:
+        structured = override_value(override)
     if isinstance(structured, dict):
         return _flatten(key, structured, f"{key}=")
-    if structured is _UNPARSED:
+    if structured is UNPARSED:
         return [f"{key}={_quote(value)}"]
     return [override]
 

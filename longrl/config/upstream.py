@@ -17,15 +17,13 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
 
 from longrl.config.errors import ConfigError
+from longrl.config.override_values import UNPARSED, override_value
 
 __all__ = ["NOT_APPLIED", "NOT_IMPLEMENTED", "NOT_NEEDED", "RENAMED", "log_unapplied_settings", "upstream_overrides"]
 
 logger = logging.getLogger("longrl.config")
-_OVERRIDE_PARSER = OverridesParser.create()
 
 _LOSS_AVG_MODES = {"token": "token-mean", "seq": "seq-mean-token-mean"}
 
@@ -84,11 +82,9 @@ NOT_APPLIED: dict[str, tuple[Any, str]] = {
 
 
 def _parse_scalar(text: str) -> Any:
-    """An override's value as Hydra reads it (``true`` -> True, ``0`` -> 0, ``null`` -> None, quotes dropped)."""
-    try:
-        return _OVERRIDE_PARSER.parse_override(f"key={text}").value()
-    except HydraException:
-        return text
+    """An override's value as Hydra reads it, or the text itself where Hydra cannot read it."""
+    value = override_value(f"key={text}")
+    return text if value is UNPARSED else value
 
 
 def _render(value: Any) -> str:
