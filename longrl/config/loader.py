@@ -15,7 +15,7 @@ import json
 import os
 import typing
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -26,11 +26,12 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from longrl.config.errors import ConfigError
 from longrl.config.override_values import UNPARSED, override_value
 from longrl.config.schema import RootConfig
+from longrl.config.stage_schema import StageSchema
 from longrl.config.upstream import log_unapplied_settings, upstream_overrides
 from longrl.config.validate import validate_config
 
 SCHEMA_NAME = "longrl_schema"
-DEFAULT_SCHEMA = (SCHEMA_NAME, RootConfig, validate_config)
+DEFAULT_SCHEMA = StageSchema(SCHEMA_NAME, RootConfig, validate_config, upstream_overrides, log_unapplied_settings)
 _REPO_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -205,20 +206,19 @@ def compose_config(
     config_file: str | Path | None = None,
     config_dir: str | Path | None = None,
     config_name: str = "config",
-    schema: tuple[str, type, Callable[[Any], None]] = DEFAULT_SCHEMA,
+    schema: StageSchema = DEFAULT_SCHEMA,
 ) -> DictConfig:
     """The composed tree before type conversion and validation (what ``--cfg job`` prints); unknown keys, all of
     them, raise :class:`ConfigError`.
 
-    ``schema`` is (name the config's defaults list, dataclass tree, validator): the text stages' by default; the
-    Flow-GRPO stage passes its own (:mod:`longrl.config.flow_schema`)."""
-    schema_name, schema_type, _ = schema
-    register_schema(schema_name, schema_type)
+    ``schema`` is the text stages' by default; the Flow-GRPO stage passes its own
+    (:data:`longrl.config.flow_validate.FLOW_SCHEMA`)."""
+    schema_type = schema.tree
+    register_schema(schema.name, schema_type)
     file_overrides = _file_overrides(Path(config_file)) if config_file else []
     config_dir = Path(config_dir) if config_dir else default_config_dir()
     given = file_overrides + [hydra_form for override in overrides for hydra_form in _as_hydra_overrides(override)]
-    if schema_type is RootConfig:  # the text stages take EasyR1's and Long-RL's keys
-        given = upstream_overrides(given)
+    given = schema.translate_upstream(given)
     groups = {path.name for path in config_dir.iterdir() if path.is_dir()}
     unknown = _unknown_keys_error(given, file_overrides, config_file, schema_type, groups)
     if unknown is not None:
@@ -241,17 +241,15 @@ def load_config(
     config_file: str | Path | None = None,
     config_dir: str | Path | None = None,
     config_name: str = "config",
-    schema: tuple[str, type, Callable[[Any], None]] = DEFAULT_SCHEMA,
+    schema: StageSchema = DEFAULT_SCHEMA,
 ) -> Any:
     """Compose (:func:`compose_config`), type-check and validate the configuration; any mistake raises
     :class:`ConfigError`."""
     composed = compose_config(overrides, config_file, config_dir, config_name, schema)
-    _, schema_type, validate = schema
     try:
         cfg = OmegaConf.to_object(composed)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"invalid configuration value: {exc}") from exc
-    validate(cfg)
-    if schema_type is RootConfig:
-        log_unapplied_settings(cfg)
+    schema.validate(cfg)
+    schema.report_unapplied(cfg)
     return cfg

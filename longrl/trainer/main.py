@@ -18,6 +18,7 @@ from longrl.config.describe import config_help
 from longrl.config.errors import ConfigError
 from longrl.config.loader import DEFAULT_SCHEMA, compose_config, load_config, split_config_file_argument
 from longrl.config.schema import RootConfig
+from longrl.config.stage_schema import StageSchema
 from longrl.models.hub import resolve_dataset_specs, resolve_hub_path
 from longrl.trainer.embedded import prepare_embedded_default
 
@@ -69,7 +70,7 @@ def run(cfg: RootConfig) -> tuple[dict[str, dict[str, float]], Path | None]:
 
 
 def config_from_argv(argv: Sequence[str] | None, default_config_name: str = "config",
-                     schema: tuple | None = None) -> Any:
+                     schema: StageSchema | None = None) -> Any:
     """EasyR1-style arguments -> the validated config, with the embedded default's artefacts generated; None (after
     printing why) on a config error. ``schema`` (see :func:`load_config`) is for a stage with its own config tree
     (Flow-GRPO), which has no embedded default."""
@@ -97,7 +98,7 @@ def config_from_argv(argv: Sequence[str] | None, default_config_name: str = "con
     return cfg
 
 
-def answer_help_or_cfg(argv: Sequence[str], default_config_name: str, schema: tuple | None = None,
+def answer_help_or_cfg(argv: Sequence[str], default_config_name: str, schema: StageSchema | None = None,
                        usage: str = "") -> int | None:
     """Answer ``--help`` / ``-h`` (every key with its default and note) or Hydra's ``--cfg job`` (the composed
     configuration, ``--resolve`` to resolve interpolations); the exit status, or None when ``argv`` asks neither."""
@@ -123,14 +124,14 @@ def answer_help_or_cfg(argv: Sequence[str], default_config_name: str, schema: tu
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     if wants_help:
-        print(config_help(usage or __doc__.split("\n\n")[0], composed, schema[1]))
+        print(config_help(usage or __doc__.split("\n\n")[0], composed, schema.tree))
     else:
         print(OmegaConf.to_yaml(composed, resolve=resolve), end="")
     return 0
 
 
 def cli(argv: Sequence[str] | None, run_stage: Callable[[Any], object], default_config_name: str,
-        schema: tuple | None = None, usage: str = "") -> int:
+        schema: StageSchema | None = None, usage: str = "") -> int:
     """A stage's command line: ``--help`` / ``--cfg job``, else the config from ``argv``, then ``run_stage``; exit
     status 2 on a config error. ``usage`` heads the help (the entry point's docstring summary)."""
     argv = list(sys.argv[1:] if argv is None else argv)
