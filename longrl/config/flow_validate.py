@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from longrl.config.errors import ConfigError
 from longrl.config.flow_schema import FlowRootConfig
+from longrl.config.flow_upstream import FLOW_UPSTREAM_KEYS
 from longrl.config.stage_schema import StageSchema
 from longrl.config.validate import REWARD_ERROR_POLICIES
 from longrl.rewards import REWARD_TYPES
@@ -60,4 +61,5 @@ def validate_flow_config(cfg: FlowRootConfig) -> None:
 
 
 # What longrl.config.loader.load_config(..., schema=FLOW_SCHEMA) composes and checks (configs/flow.yaml lists it).
-FLOW_SCHEMA = StageSchema("longrl_flow_schema", FlowRootConfig, validate_flow_config)
+FLOW_SCHEMA = StageSchema("longrl_flow_schema", FlowRootConfig, validate_flow_config, FLOW_UPSTREAM_KEYS.translate,
+                          FLOW_UPSTREAM_KEYS.report_unapplied)

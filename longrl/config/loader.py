@@ -27,11 +27,12 @@ from longrl.config.errors import ConfigError
 from longrl.config.override_values import UNPARSED, override_value
 from longrl.config.schema import RootConfig
 from longrl.config.stage_schema import StageSchema
-from longrl.config.upstream import log_unapplied_settings, upstream_overrides
+from longrl.config.upstream import TEXT_UPSTREAM_KEYS
 from longrl.config.validate import validate_config
 
 SCHEMA_NAME = "longrl_schema"
-DEFAULT_SCHEMA = StageSchema(SCHEMA_NAME, RootConfig, validate_config, upstream_overrides, log_unapplied_settings)
+DEFAULT_SCHEMA = StageSchema(SCHEMA_NAME, RootConfig, validate_config, TEXT_UPSTREAM_KEYS.translate,
+                             TEXT_UPSTREAM_KEYS.report_unapplied)
 _REPO_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 

@@ -1,38 +1,26 @@
-"""EasyR1 / Long-RL keys that longrl names differently, does not need, or does not implement yet.
+"""EasyR1 / Long-RL keys that the text stages name differently, do not need, or do not implement yet.
 
-Their scripts and ``config.yaml`` files pass these keys; each is handled here before composition, so none is an
-unknown-key error and none is accepted silently:
-
-* :data:`RENAMED` keys are aliases of a longrl key (with the value translated where the vocabularies differ);
-* :data:`NOT_NEEDED` keys are dropped with a logged note saying why nothing is lost;
-* :data:`NOT_IMPLEMENTED` keys are dropped while they hold a value with no effect (their upstream default), and
-  refused with the reason otherwise.
-
-Keys longrl's schema has but does not act on (:data:`NOT_APPLIED`) are logged when set away from their default.
+Their scripts and ``config.yaml`` files pass these keys; :data:`TEXT_UPSTREAM_KEYS` handles each before composition
+(the rule: :mod:`longrl.config.upstream_keys`).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
+from longrl.config.upstream_keys import UpstreamKeys, same_value
 
-from longrl.config.errors import ConfigError
-from longrl.config.override_values import UNPARSED, override_value
-
-__all__ = ["NOT_APPLIED", "NOT_IMPLEMENTED", "NOT_NEEDED", "RENAMED", "log_unapplied_settings", "upstream_overrides"]
-
-logger = logging.getLogger("longrl.config")
+__all__ = ["NOT_APPLIED", "NOT_IMPLEMENTED", "NOT_NEEDED", "RENAMED", "TEXT_UPSTREAM_KEYS"]
 
 _LOSS_AVG_MODES = {"token": "token-mean", "seq": "seq-mean-token-mean"}
 
 # upstream key -> (longrl key, value translation)
 RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "trainer.max_try_make_batch": ("algorithm.max_try_make_batch", lambda value: value),
+    "trainer.max_try_make_batch": ("algorithm.max_try_make_batch", same_value),
     "worker.actor.loss_avg_mode": ("worker.actor.loss_agg_mode", lambda value: _LOSS_AVG_MODES.get(value, value)),
-    "data.is_omni": ("data.use_audio", lambda value: value),  # Long-RL's Omni recipe trains on the audio too
-    "data.video_fps": ("worker.rollout.fps", lambda value: value),
+    "data.is_omni": ("data.use_audio", same_value),  # Long-RL's Omni recipe trains on the audio too
+    "data.video_fps": ("worker.rollout.fps", same_value),
 }
 
 _FAMILY_FROM_DIRECTORY = "longrl reads the model family from the model directory's config.json"
@@ -80,58 +68,6 @@ NOT_APPLIED: dict[str, tuple[Any, str]] = {
     "worker.actor.model.tokenizer_path": (None, "the tokenizer is read from worker.actor.model.model_path"),
 }
 
-
-def _parse_scalar(text: str) -> Any:
-    """An override's value as Hydra reads it, or the text itself where Hydra cannot read it."""
-    value = override_value(f"key={text}")
-    return text if value is UNPARSED else value
-
-
-def _render(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def upstream_overrides(overrides: Sequence[str]) -> list[str]:
-    """``overrides`` with upstream keys translated, dropped (logged) or refused (one :class:`ConfigError` naming
-    every refused key and why)."""
-    given_keys = {override.split("=", 1)[0].lstrip("+") for override in overrides}
-    translated: list[str] = []
-    refused: list[str] = []
-    for override in overrides:
-        key, _, text = override.partition("=")
-        bare = key.lstrip("+")
-        if bare in RENAMED:
-            target, translate = RENAMED[bare]
-            translated.append(f"{target}={_render(translate(_parse_scalar(text)))}")
-            if bare == "data.video_fps" and "worker.rollout.num_video_frames" not in given_keys:
-                translated.append("worker.rollout.num_video_frames=null")  # sample by time, as EasyR1 does
-            logger.warning("config: %s is longrl's %s", bare, target)
-        elif bare in NOT_NEEDED:
-            logger.warning("config: %s=%s is not needed: %s", bare, text, NOT_NEEDED[bare])
-        elif bare in NOT_IMPLEMENTED:
-            harmless, reason = NOT_IMPLEMENTED[bare]
-            if _parse_scalar(text) not in harmless:
-                refused.append(f"{bare}={text}: {reason}")
-        else:
-            translated.append(override)
-    if refused:
-        raise ConfigError("not supported by longrl:\n" + "\n".join(f"  {line}" for line in refused))
-    return translated
-
-
-def log_unapplied_settings(cfg: Any) -> list[str]:
-    """Log (and return) each :data:`NOT_APPLIED` key of ``cfg`` set away from its default."""
-    notes = []
-    for key, (default, what) in NOT_APPLIED.items():
-        node = cfg
-        for part in key.split("."):
-            node = getattr(node, part)
-        if node != default:
-            notes.append(f"{key}={_render(node)} is accepted but not applied: {what}")
-    for note in notes:
-        logger.warning("config: %s", note)
-    return notes
+TEXT_UPSTREAM_KEYS = UpstreamKeys(RENAMED, NOT_NEEDED, NOT_IMPLEMENTED, NOT_APPLIED,
+                                  # EasyR1 samples by time when video_fps is given
+                                  implies={"data.video_fps": ("worker.rollout.num_video_frames", "null")})

@@ -7,6 +7,8 @@ function (``path/to/file.py:fn``, sequential or batch) receives the same input a
 One reward input is a :class:`MediaRewardInput`: ``media``, a float tensor in ``[0, 1]``, ``(3, H, W)`` for an image
 or ``(3, F, H, W)`` for a video; ``prompt``, the prompt text; ``metadata``, the whole prompt row as read from its jsonl
 file (GenEval's ``tag`` and ``include`` included). A score is ``{"overall": float, ...}``; other keys are logged.
+Long-RL's diffusion reward files read the same media as ``images`` ``(3, H, W)`` or ``videos`` ``(F, 3, H, W)``, which
+every input also carries (:func:`with_long_rl_media_keys`), so those files run unchanged.
 """
 
 from __future__ import annotations
@@ -18,16 +20,28 @@ import torch
 
 from longrl.diffusion.prompts import GENEVAL_RELATIONS
 
-__all__ = ["COLOURS", "MediaRewardInput", "brightness", "colour", "colour_masks", "composition"]
+__all__ = ["COLOURS", "MediaRewardInput", "brightness", "colour", "colour_masks", "composition",
+           "with_long_rl_media_keys"]
 
 # Every reward here scores one sample per call.
 REWARD_TYPE = "sequential"
 
 
-class MediaRewardInput(TypedDict):
+class MediaRewardInput(TypedDict, total=False):
     media: torch.Tensor  # (3, H, W) or (3, F, H, W), float in [0, 1]
     prompt: str
     metadata: dict[str, Any]
+    images: torch.Tensor  # Long-RL's name for an image: media itself
+    videos: torch.Tensor  # Long-RL's layout of a video: media as (F, 3, H, W)
+
+
+def with_long_rl_media_keys(reward_input: MediaRewardInput) -> MediaRewardInput:
+    """``reward_input`` with its media also under Long-RL's key (``images``, or ``videos`` frame-first); views, not
+    copies."""
+    media = reward_input["media"]
+    if media.dim() == 3:
+        return {**reward_input, "images": media}
+    return {**reward_input, "videos": media.transpose(0, 1)}
 
 
 # The colour words of GenEval's prompts and the RGB each stands for; a pixel takes the name of the nearest one.

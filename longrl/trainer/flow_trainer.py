@@ -22,6 +22,7 @@ from PIL import Image
 from longrl.config.flow_schema import FlowRootConfig
 from longrl.diffusion.flow_grpo import group_advantages
 from longrl.diffusion.prompts import PromptDataset, PromptRow
+from longrl.diffusion.rewards import with_long_rl_media_keys
 from longrl.protocol import Batch
 from longrl.rewards import load_reward_function
 from longrl.trainer.loggers import Generation
@@ -74,8 +75,8 @@ class FlowTrainer(RunBase):
         """The reward of each row's ``media``: overall scores (b,) and the other parts' values by name. A failing reward
         function raises ``RewardFunctionError`` naming the sample (its prompt row and the media's shape)."""
         media, fields = batch.tensors["media"], batch.non_tensors
-        inputs = [{"media": media[i].float() / 255, "prompt": str(fields["prompt"][i]),
-                   "metadata": fields["metadata"][i]} for i in range(len(batch))]
+        inputs = [with_long_rl_media_keys({"media": media[i].float() / 255, "prompt": str(fields["prompt"][i]),
+                                           "metadata": fields["metadata"][i]}) for i in range(len(batch))]
         scores = self.reward(inputs)
         parts: dict[str, list[float]] = {}  # a part is averaged over the samples that have it (a row without
         for score in scores:  # position relations has no position part)

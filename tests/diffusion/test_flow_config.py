@@ -47,3 +47,90 @@ def test_mistakes_are_named(override, message):
 def test_the_entry_point_reports_a_config_error(capsys):
     assert main([*REQUIRED, "worker.rollout.n=1"]) == 2
     assert "config error: worker.rollout.n (1) must be >= 2" in capsys.readouterr().err
+
+
+# The keys of Long-RL's diffusion config files (written here with their key names and shapes, not copied) as the
+# video recipe sets them.
+LONG_RL_DIFFUSION_CONFIG = """\
+data:
+  train_files: prompts.jsonl
+  prompt_key: text
+  answer_key: answer
+  image_key: images
+  image_dir: null
+  max_prompt_length: 2048
+  mini_rollout_batch_size: null
+  format_prompt: ./examples/format_prompt/math.jinja
+  filter_overlong_prompts: false
+  diffusion: true
+algorithm:
+  adv_estimator: grpo
+  disable_kl: false
+  kl_penalty: flow_grpo
+  kl_coef: 1.0e-2
+  online_filtering: false
+  filter_key: overall
+worker:
+  actor:
+    global_batch_size: 1
+    micro_batch_size_per_device_for_update: 1
+    micro_batch_size_per_device_for_experience: 1
+    padding_free: true
+    ulysses_size: 1
+    diffusion: true
+    loss_avg_mode: seq
+    guidance_scale: 4.5
+    model:
+      model_path: /models/wan
+      trust_remote_code: false
+    fsdp:
+      use_orig_params: true
+  rollout:
+    n: 2
+    temperature: 1.0
+    tensor_parallel_size: 1
+    val_override_config:
+      temperature: 0.5
+      n: 1
+    diffusion: true
+    guidance_scale: 4.5
+    resolution: 256
+    num_steps: 4
+    num_frames: 17
+    kl_reward: 0.0
+  ref:
+    diffusion: true
+    scheduler: Wan-AI/Wan2.1-T2V-1.3B-Diffusers
+  reward:
+    reward_type: batch
+    reward_function: ./examples/reward_function/diffusion.py:compute_score
+trainer:
+  max_try_make_batch: 20
+  save_model_only: false
+  diffusion: true
+"""
+
+
+def test_a_long_rl_diffusion_config_composes_with_each_key_accounted_for(tmp_path, caplog):
+    config = tmp_path / "config_video_diffusion.yaml"
+    config.write_text(LONG_RL_DIFFUSION_CONFIG)
+    with caplog.at_level("WARNING", logger="longrl.config"):
+        cfg = load_config(["data.rollout_batch_size=1"], config_file=config, config_name="flow", schema=FLOW_SCHEMA)
+    rollout = cfg.worker.rollout
+    assert (rollout.height, rollout.width, rollout.num_frames, rollout.n, rollout.guidance_scale) == (256, 256, 17, 2,
+                                                                                                      4.5)
+    assert cfg.worker.reward.reward_function == "./examples/reward_function/diffusion.py:compute_score"
+    assert cfg.data.prompt_key == "text" and cfg.algorithm.kl_coef == 0.01
+    assert "worker.rollout.resolution is longrl's worker.rollout.height, worker.rollout.width" in caplog.text
+    assert "worker.rollout.val_override_config.temperature=0.5 is not needed: validation samples the deterministic" \
+        in caplog.text
+    assert "worker.actor.fsdp.use_orig_params=true is not needed" in caplog.text
+
+
+def test_long_rl_diffusion_settings_with_an_effect_longrl_lacks_are_refused_together(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        _load("algorithm.disable_kl=true", "worker.actor.ulysses_size=2", "algorithm.online_filtering=true")
+    message = str(error.value)
+    assert "algorithm.disable_kl=true: set algorithm.kl_coef=0 to train without the KL term" in message
+    assert "worker.actor.ulysses_size=2: sequence parallelism is not implemented for Flow-GRPO" in message
+    assert "algorithm.online_filtering=true: DAPO's group filter is not implemented for Flow-GRPO" in message

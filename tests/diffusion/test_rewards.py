@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import CLIPConfig, CLIPModel
 
-from longrl.diffusion.rewards import COLOURS, brightness, colour, composition
+from longrl.diffusion.rewards import COLOURS, brightness, colour, composition, with_long_rl_media_keys
 from longrl.diffusion.tiny import build_tokenizer
 from longrl.rewards import RewardFunctionError, load_reward_function
 
@@ -105,3 +105,13 @@ def test_clip_score_is_the_scaled_cosine_of_image_and_prompt(clip_dir):
     with pytest.raises(RewardFunctionError, match="is not a model directory"):
         load_reward_function("longrl.diffusion.scorers:clip_score", "batch",
                              {"model_dir": str(clip_dir / "missing")})(inputs)
+
+
+def test_inputs_also_carry_long_rl_media_keys_as_views():
+    image, video = torch.rand(3, 4, 6), torch.rand(3, 5, 4, 6)
+    with_image = with_long_rl_media_keys(_input(image))
+    assert with_image["images"] is image and "videos" not in with_image
+    with_video = with_long_rl_media_keys(_input(video))
+    assert with_video["videos"].shape == (5, 3, 4, 6) and "images" not in with_video
+    assert torch.equal(with_video["videos"][2], video[:, 2])
+    assert with_video["videos"].data_ptr() == video.data_ptr()
