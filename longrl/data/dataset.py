@@ -26,7 +26,14 @@ from longrl.data.prompts import FormatPrompt, build_messages
 from longrl.data.rows import DatasetRowError, QARow, iter_rows
 from longrl.data.decoders import read_video_header
 from longrl.data.images import ImageDecodeError, load_image, read_image_size
-from longrl.data.video import FrameSampling, VideoDecodeError, fit_under_pixels, load_video, sample_frame_indices
+from longrl.data.video import (
+    FrameSampling,
+    VideoDecodeError,
+    constant_rate_times,
+    fit_under_pixels,
+    load_video,
+    sample_frame_indices,
+)
 from longrl.models.registry import ModelAdapter
 from longrl.protocol import EMBED_ENTRY, TOKEN_KEYS, VIDEO_EMBEDS, Batch
 
@@ -124,7 +131,8 @@ class VideoQADataset(Dataset):
                 probe = read_video_header(row.video)
             except VideoDecodeError as exc:
                 return self._fail(row, f"unreadable video: {exc}", exc)
-            num_frames = len(sample_frame_indices(probe.num_frames, probe.fps, self.sampling))
+            # the header gives no frame times: the count assumes a constant rate (__getitem__ checks the real prompt)
+            num_frames = len(sample_frame_indices(*constant_rate_times(probe.num_frames, probe.fps), self.sampling))
             height, width = fit_under_pixels(probe.height, probe.width, self.max_pixels, self.data.min_pixels,
                                              self.adapter.video_size_factor)
             media_tokens += self.adapter.count_video_tokens(self.processor, num_frames, height, width)

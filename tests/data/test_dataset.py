@@ -77,7 +77,8 @@ def _with_bad_videos(synthetic_dir: Path, tmp_path: Path) -> Path:
     good = synthetic_dir / rows[0]["video"]
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "garbage.mp4").write_bytes(b"this is not a video" * 100)
-    (tmp_path / "truncated.mp4").write_bytes(good.read_bytes()[: good.stat().st_size * 2 // 5])
+    # cut after the first frames: the header and the first frame still read, the rest is gone
+    (tmp_path / "truncated.mp4").write_bytes(good.read_bytes()[: good.stat().st_size * 4 // 5])
     shutil.copy(good, tmp_path / "good.mp4")
     bad_rows = [{**rows[0], "id": name, "video": f"{name}.mp4"} for name in ("missing", "empty", "garbage", "truncated")]
     path = tmp_path / "mixed.jsonl"
