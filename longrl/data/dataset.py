@@ -63,6 +63,12 @@ class SkippedRow:
     reason: str
     file: str | None = None  # the row's video, if it names one
 
+    @classmethod
+    def from_error(cls, exc: DatasetRowError) -> SkippedRow:
+        prefix = f"{exc.kind}:"
+        return cls(exc.source, exc.row_index, exc.reason if exc.reason.startswith(prefix) else f"{prefix} {exc.reason}",
+                   exc.video)
+
     @property
     def kind(self) -> str:
         return self.reason.partition(":")[0]
@@ -136,7 +142,7 @@ class VideoQADataset(Dataset):
         return Counter(skip.kind for skip in self.skipped)
 
     def _skip_malformed(self, exc: DatasetRowError) -> None:
-        self.skipped.append(SkippedRow(exc.source, exc.row_index, f"{exc.kind}: {exc.reason}", exc.video))
+        self.skipped.append(SkippedRow.from_error(exc))
 
     def _fail(self, row: QARow, reason: str, cause: Exception | None = None) -> bool:
         if self.data.on_bad_row == "skip":
