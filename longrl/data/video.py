@@ -39,8 +39,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "decord", "pyav")
-# Seconds of slack when comparing times: keeps an instant that floating point puts a hair before a frame's
-# start (0.4 * 3 = 1.2000000000000002 vs 1.2) on that frame.
+# Seconds of slack when comparing times, so that rounding (0.1 * 3 = 0.30000000000000004) never moves an instant
+# that falls on a frame's start to the frame before it.
 _SLACK_S = 1e-9
 # Files whose decoder fallback has been logged (once per file, not once per epoch).
 _FALLBACK_LOGGED: set[str] = set()

@@ -117,16 +117,21 @@ def test_truncated_video_fails_when_loaded_naming_the_row(synthetic_dir, process
     assert f"{path} row 1 (video {tmp_path / 'truncated.mp4'})" in str(info.value) and "truncated" in str(info.value)
 
 
-def test_bad_videos_are_skipped_and_counted_when_configured(synthetic_dir, processor, tmp_path):
+def test_bad_videos_are_skipped_and_counted_when_configured(synthetic_dir, processor, tmp_path, caplog):
     path = _with_bad_videos(synthetic_dir, tmp_path)
     dataset = _dataset(path, processor, on_bad_row="skip")
     # missing, empty and garbage files go at build time; the truncated one when it is loaded
     assert [row.video for row in dataset.rows] == [str(tmp_path / "good.mp4"), str(tmp_path / "truncated.mp4")]
     assert [(s.row_index, s.reason.split(":")[0]) for s in dataset.skipped] == [(i, "unreadable video") for i in (1, 2, 3)]
-    batch = collate_left_padded([dataset[0], dataset[1]], pad_token_id=0)
+    caplog.clear()  # the build's summary
+    with caplog.at_level("WARNING", logger="longrl.data.dataset"):
+        batch = collate_left_padded([dataset[0], dataset[1]], pad_token_id=0)
+        dataset[1]  # a second epoch: counted again, not logged again
     assert batch["uid"] == [dataset.rows[0].uid] and len(batch["input_ids"]) == 1
     assert [(s.row_index, "truncated" in s.reason) for s in batch["skipped"]] == [(4, True)]
-    assert dataset.skip_reasons() == {"unreadable video": 4}
+    assert dataset.skip_reasons() == {"unreadable video": 5}
+    assert [record.getMessage().split(": ")[0] for record in caplog.records] == [
+        f"dropping {path} row 4 ({tmp_path / 'truncated.mp4'})"]
 
 
 def _hostile_rows(synthetic_dir: Path, bad_videos: dict[str, Path], tmp_path: Path) -> Path:
