@@ -44,7 +44,8 @@ class DataConfig:
     max_pixels: int = 200704
     min_pixels: int = 3136
     filter_overlong_prompts: bool = True
-    # "error" stops at the first unreadable row (naming row and file); "skip" drops it and counts it.
+    # "error" stops at the first unreadable row (naming row and file); "skip" drops it, counts it in
+    # data/skipped_rows and logs a summary by kind (python -m longrl.eval --on-bad-row takes the same values).
     on_bad_row: str = "error"
     cache_dir: Optional[str] = None
 

@@ -1,18 +1,21 @@
 """Rows rendered into tokenised prompts with their sampled, resized video (and image, and audio) tensors.
 
-Two checks happen when the dataset is built, before any training time is spent, from container headers only (no
-packet is read, so this stays cheap for thousands of hour-long videos): every row's video must exist and be a
-video (its images be images, and with ``data.use_audio`` its audio source hold an audio track: a silent video is a
-bad row), and (with ``data.filter_overlong_prompts``) a prompt whose length, computed from the stated frame count,
-size and audio duration, exceeds ``data.max_prompt_length`` is filtered. A row that fails raises
-:class:`DatasetRowError` naming the file and row, or with ``data.on_bad_row=skip`` is dropped and counted in
-:attr:`VideoQADataset.skipped`. The full verification (every packet present: truncated files) happens in
+Checks happen when the dataset is built, before any training time is spent, from container headers and first
+frames only (the rest of the packets are not read, so this stays cheap for thousands of hour-long videos): every row
+must be well formed (one video, or none in a file whose rows have none), its video exist and be a video (its images
+be images, and with ``data.use_audio`` its audio source hold an audio track: a silent video is a bad row), and (with
+``data.filter_overlong_prompts``) a prompt whose length, computed from the stated frame count, size and audio
+duration, exceeds ``data.max_prompt_length`` is filtered. A row that fails raises :class:`DatasetRowError` naming
+the file and row, or with ``data.on_bad_row=skip`` is dropped. Every dropped row is kept in
+:attr:`VideoQADataset.skipped` (the runs report their number as ``data/skipped_rows``) and summarised in one log
+block, counted by kind of fault. The full verification (every packet present: truncated files) happens in
 ``__getitem__``, where the bytes are read anyway; a failure there follows the same policy, returning a
-:class:`SkippedRow` that the collate function counts.
+:class:`SkippedRow` that the collate function counts (and logging it the first time).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,7 +29,14 @@ from longrl.data.prompts import FormatPrompt, build_messages
 from longrl.data.rows import DatasetRowError, QARow, iter_rows
 from longrl.data.decoders import read_video_header
 from longrl.data.images import ImageDecodeError, load_image, read_image_size
-from longrl.data.video import FrameSampling, VideoDecodeError, fit_under_pixels, load_video, sample_frame_indices
+from longrl.data.video import (
+    FrameSampling,
+    VideoDecodeError,
+    constant_rate_times,
+    fit_under_pixels,
+    load_video,
+    sample_frame_indices,
+)
 from longrl.models.registry import ModelAdapter
 from longrl.protocol import EMBED_ENTRY, TOKEN_KEYS, VIDEO_EMBEDS, Batch
 
@@ -35,13 +45,49 @@ if TYPE_CHECKING:
     from longrl.sft.targets import TargetTemplate
 
 
+logger = logging.getLogger(__name__)
+
+# Rows named per kind of fault in the summary logged when a dataset is built.
+_SUMMARY_EXAMPLES = 3
+
+
 @dataclass(frozen=True)
 class SkippedRow:
-    """A row dropped under ``data.on_bad_row=skip``: where it came from and why."""
+    """A row dropped (``data.on_bad_row=skip``, or ``data.filter_overlong_prompts``): where it came from and why.
+
+    ``reason`` reads "<kind>: <detail>"; the kind is what skipped rows are counted under.
+    """
 
     source: str
     row_index: int
     reason: str
+    file: str | None = None  # the row's video, if it names one
+
+    @classmethod
+    def from_error(cls, exc: DatasetRowError) -> SkippedRow:
+        prefix = f"{exc.kind}:"
+        return cls(exc.source, exc.row_index, exc.reason if exc.reason.startswith(prefix) else f"{prefix} {exc.reason}",
+                   exc.video)
+
+    @property
+    def kind(self) -> str:
+        return self.reason.partition(":")[0]
+
+    def where(self) -> str:
+        return f"{self.source} row {self.row_index}" + (f" ({self.file})" if self.file else "")
+
+
+def summarise_skips(name: str, kept: int, skipped: list[SkippedRow]) -> str:
+    """One block for the log: how many rows of ``name`` were kept, then per kind of fault the count and the first
+    few rows (file and row index, and the row's video)."""
+    counts = Counter(skip.kind for skip in skipped)
+    lines = [f"dataset {name}: kept {kept} rows, dropped {len(skipped)}:"]
+    width = max(len(kind) for kind in counts)
+    for kind, count in counts.most_common():
+        examples = [skip.where() for skip in skipped if skip.kind == kind][:_SUMMARY_EXAMPLES]
+        more = ", ..." if count > len(examples) else ""
+        lines.append(f"  {kind:<{width}}  {count:>6}  e.g. {'; '.join(examples)}{more}")
+    return "\n".join(lines)
 
 
 def frame_sampling(rollout: RolloutConfig) -> FrameSampling:
@@ -82,20 +128,36 @@ class VideoQADataset(Dataset):
         self.max_pixels = frame_max_pixels(data, rollout, adapter)
         self.format_prompt = FormatPrompt.from_file(data.format_prompt)
         self.skipped: list[SkippedRow] = []
-        self.rows: list[QARow] = [row for row in iter_rows(files, data) if self._admit(row)]
+        self._logged: set[tuple[str, int]] = set()  # rows whose skip while loading was logged (once, not per epoch)
+        on_bad_row = self._skip_malformed if data.on_bad_row == "skip" else None
+        self.rows: list[QARow] = [row for row in iter_rows(files, data, on_bad_row) if self._admit(row)]
+        if self.skipped:
+            logger.warning(summarise_skips(files, len(self.rows), self.skipped))
         if not self.rows:
             raise ValueError(f"dataset {files!r} has no usable rows ({len(self.skipped)} skipped: "
                              f"{dict(self.skip_reasons())})")
 
     def skip_reasons(self) -> Counter:
-        """How many rows were skipped per kind of reason (the text before the first colon)."""
-        return Counter(skip.reason.split(":")[0] for skip in self.skipped)
+        """How many rows were skipped per kind of fault."""
+        return Counter(skip.kind for skip in self.skipped)
+
+    def _skip_malformed(self, exc: DatasetRowError) -> None:
+        self.skipped.append(SkippedRow.from_error(exc))
 
     def _fail(self, row: QARow, reason: str, cause: Exception | None = None) -> bool:
         if self.data.on_bad_row == "skip":
-            self.skipped.append(SkippedRow(row.source, row.row_index, reason))
+            self.skipped.append(SkippedRow(row.source, row.row_index, reason, row.video))
             return False
         raise DatasetRowError(row.source, row.row_index, reason, row.video) from cause
+
+    def _skip_loaded(self, row: QARow, reason: str, cause: Exception | None = None) -> SkippedRow:
+        """A row that failed while loading: raised (``data.on_bad_row=error``) or logged once and returned."""
+        self._fail(row, reason, cause)
+        skipped = self.skipped[-1]
+        if (row.source, row.row_index) not in self._logged:
+            self._logged.add((row.source, row.row_index))
+            logger.warning("dropping %s: %s", skipped.where(), reason)
+        return skipped
 
     def _target_ids(self, row: QARow) -> list[int]:
         text = self.targets.render(row)
@@ -110,10 +172,11 @@ class VideoQADataset(Dataset):
                 return self._fail(row, f"overlong target: {length} tokens > data.max_response_length "
                                        f"{self.data.max_response_length} (raise the limit or shorten the reasoning)")
         if row.images and not self.adapter.supports_images:
-            return self._fail(row, f"the row has {len(row.images)} image(s) but model family {self.adapter.family!r} "
-                                   f"takes no images (data.image_key={self.data.image_key!r})")
+            return self._fail(row, f"images unsupported: the row has {len(row.images)} image(s) but model family "
+                                   f"{self.adapter.family!r} takes none (data.image_key={self.data.image_key!r})")
         if row.audio is not None and not self.adapter.supports_audio:
-            return self._fail(row, f"data.use_audio=true but model family {self.adapter.family!r} takes no audio")
+            return self._fail(row, f"audio unsupported: data.use_audio=true but model family {self.adapter.family!r} "
+                                   "takes no audio")
         try:
             image_sizes = [self._image_size(path) for path in row.images]
         except ImageDecodeError as exc:
@@ -124,7 +187,8 @@ class VideoQADataset(Dataset):
                 probe = read_video_header(row.video)
             except VideoDecodeError as exc:
                 return self._fail(row, f"unreadable video: {exc}", exc)
-            num_frames = len(sample_frame_indices(probe.num_frames, probe.fps, self.sampling))
+            # the header gives no frame times: the count assumes a constant rate (__getitem__ checks the real prompt)
+            num_frames = len(sample_frame_indices(*constant_rate_times(probe.num_frames, probe.fps), self.sampling))
             height, width = fit_under_pixels(probe.height, probe.width, self.max_pixels, self.data.min_pixels,
                                              self.adapter.video_size_factor)
             media_tokens += self.adapter.count_video_tokens(self.processor, num_frames, height, width)
@@ -141,7 +205,7 @@ class VideoQADataset(Dataset):
         length = text_tokens - len(row.images) - (row.video is not None) - (row.audio is not None) + media_tokens
         if length > self.data.max_prompt_length:
             self.skipped.append(SkippedRow(row.source, row.row_index, f"overlong prompt: {length} tokens > "
-                                           f"data.max_prompt_length {self.data.max_prompt_length}"))
+                                           f"data.max_prompt_length {self.data.max_prompt_length}", row.video))
             return False
         return True
 
@@ -183,31 +247,27 @@ class VideoQADataset(Dataset):
                     video = load_video(row.video, self.sampling, max_pixels=self.max_pixels,
                                        min_pixels=self.data.min_pixels, size_factor=self.adapter.video_size_factor)
                 except VideoDecodeError as exc:
-                    self._fail(row, f"unreadable video: {exc}", exc)
-                    return SkippedRow(row.source, row.row_index, f"unreadable video: {exc}")
+                    return self._skip_loaded(row, f"unreadable video: {exc}", exc)
                 timestamps = video.timestamps
             media: dict[str, Any] = {}
             try:
                 images = [load_image(path, self.data.max_pixels, self.data.min_pixels, self.adapter.video_size_factor)
                           for path in row.images]
             except ImageDecodeError as exc:
-                self._fail(row, f"unreadable image: {exc}", exc)
-                return SkippedRow(row.source, row.row_index, f"unreadable image: {exc}")
+                return self._skip_loaded(row, f"unreadable image: {exc}", exc)
             if images:
                 media["images"] = images
             if row.audio is not None:
                 try:
                     media["audio"] = load_audio(row.audio, self.adapter.audio_sampling_rate)
                 except AudioDecodeError as exc:
-                    self._fail(row, self._audio_reason(row, exc), exc)
-                    return SkippedRow(row.source, row.row_index, self._audio_reason(row, exc))
+                    return self._skip_loaded(row, self._audio_reason(row, exc), exc)
             inputs = self.adapter.encode(self.processor, messages, video, **media)
         length = int(inputs["input_ids"].shape[-1])
         if length > self.data.max_prompt_length:
-            reason = (f"prompt of {length} tokens exceeds data.max_prompt_length {self.data.max_prompt_length}; "
+            reason = (f"overlong prompt: {length} tokens exceed data.max_prompt_length {self.data.max_prompt_length}; "
                       "raise the limit, lower the frame count/pixels, or set data.filter_overlong_prompts=true")
-            self._fail(row, reason)
-            return SkippedRow(row.source, row.row_index, reason)
+            return self._skip_loaded(row, reason)
         return {
             "uid": row.uid,
             "inputs": {key: value[0] if key in TOKEN_KEYS else value for key, value in inputs.items()},

@@ -9,6 +9,10 @@ packet count against the count the container declares, so a damaged file is reje
 it. The probe's per-frame presentation timestamps also give both decoders one frame numbering: frame
 ``i`` is the frame with the ``i``-th smallest timestamp, which is how decord numbers frames too.
 
+Rotation: phones store portrait video as landscape frames plus a display matrix saying "turn this a quarter".
+decord applies it, PyAV hands over the stored frame, so the probe reads the rotation (from the first decoded
+frame: PyAV exposes it nowhere else), states the size as displayed, and the PyAV path turns its frames itself.
+
 Both decoders return exactly the frames asked for, or raise: a frame that cannot be produced is never
 replaced by a neighbour.
 """
@@ -53,11 +57,13 @@ class VideoProbe:
     stream_index: int
     num_frames: int
     fps: float
-    height: int
+    height: int  # as displayed, i.e. after ``rotation``
     width: int
     time_base: Fraction
     frame_pts: np.ndarray  # (num_frames,) int64, ascending: frame i has the i-th smallest timestamp
     keyframe_pts: np.ndarray  # ascending timestamps of the frames a decoder can start from
+    duration: float  # seconds from the first frame's start to the last frame's end
+    rotation: int = 0  # degrees (0, 90, 180 or 270) a player turns the stored frames counterclockwise
 
     @property
     def frame_times(self) -> np.ndarray:
@@ -81,6 +87,25 @@ def _stream_fps(stream: av.video.stream.VideoStream, frame_pts: np.ndarray, time
             return float(rate)
     span = float((frame_pts[-1] - frame_pts[0]) * time_base)
     return (len(frame_pts) - 1) / span if span > 0 else 1.0
+
+
+def quarter_turns(angle: float) -> int:
+    """A display rotation in degrees as counterclockwise quarter turns (0-3); 0 for an angle that is not one.
+
+    FFmpeg's own player and decord turn only by multiples of 90 degrees, so an odd angle is ignored alike.
+    """
+    turns = round(angle / 90)
+    return turns % 4 if abs(angle - 90 * turns) < 1 else 0
+
+
+def _rotation_of(frames: Iterator[av.VideoFrame]) -> int:
+    """The display rotation (degrees, 0/90/180/270) carried by the first of ``frames``; 0 when none decodes."""
+    first = next(frames, None)
+    return 0 if first is None else 90 * quarter_turns(first.rotation)
+
+
+def _displayed(height: int, width: int, rotation: int) -> tuple[int, int]:
+    return (width, height) if rotation in (90, 270) else (height, width)
 
 
 def _stated_end(stream: av.video.stream.VideoStream) -> float | None:
@@ -120,7 +145,7 @@ class VideoHeader:
     path: str
     num_frames: int
     fps: float
-    height: int
+    height: int  # as displayed (after the display rotation)
     width: int
 
 
@@ -145,9 +170,12 @@ def _open_video_stream(path: str) -> Iterator[tuple[av.container.InputContainer,
 
 
 def read_video_header(path: str | os.PathLike) -> VideoHeader:
-    """The header facts of ``path``; raises ``VideoDecodeError`` for files that are not a video at all."""
+    """The header facts of ``path``; raises ``VideoDecodeError`` for files that are not a video at all.
+
+    The first frame is decoded for its display rotation (PyAV states it nowhere else).
+    """
     path = os.fspath(path)
-    with _open_video_stream(path) as (_, stream):
+    with _open_video_stream(path) as (container, stream):
         rate = stream.average_rate or stream.guessed_rate
         if not rate or rate <= 0:
             raise VideoDecodeError(path, "the container states no frame rate")
@@ -158,23 +186,32 @@ def read_video_header(path: str | os.PathLike) -> VideoHeader:
             num_frames = round(end * fps) if end else 0
         if num_frames <= 0:
             raise VideoDecodeError(path, "the container states no frames (empty or truncated)")
-        return VideoHeader(path, num_frames, fps, stream.codec_context.height, stream.codec_context.width)
+        try:
+            rotation = _rotation_of(container.decode(stream))
+        except av.FFmpegError as err:
+            raise VideoDecodeError(path, f"the first frame cannot be decoded ({err})") from err
+        height, width = _displayed(stream.codec_context.height, stream.codec_context.width, rotation)
+        return VideoHeader(path, num_frames, fps, height, width)
 
 
 def probe_video(path: str | os.PathLike) -> VideoProbe:
     """Open ``path`` with PyAV, demux its video packets and check they are complete; raise on any defect."""
     path = os.fspath(path)
     with _open_video_stream(path) as (container, stream):
-        pts, durations, keyframe = [], [], []
+        pts, durations, keyframe, first_frames = [], [], [], []
         try:
             for packet in container.demux(stream):
                 if packet.size == 0:  # the demuxer's end-of-stream marker, not a frame
                     continue
                 if packet.pts is None:
                     raise VideoDecodeError(path, f"video packet {len(pts)} has no presentation timestamp")
+                if not first_frames:  # decode until the first frame comes out: it carries the rotation
+                    first_frames = stream.codec_context.decode(packet)
                 pts.append(packet.pts)
                 durations.append(packet.duration or 0)
                 keyframe.append(packet.is_keyframe)
+            if pts and not first_frames:
+                first_frames = stream.codec_context.decode(None)
         except av.FFmpegError as err:
             raise VideoDecodeError(path, f"container is damaged after {len(pts)} frames ({err})") from err
         declared = stream.frames
@@ -194,26 +231,31 @@ def probe_video(path: str | os.PathLike) -> VideoProbe:
         keyframe_pts = frame_pts[np.asarray(keyframe, dtype=bool)[order]]
         time_base = stream.time_base
         fps = _stream_fps(stream, frame_pts, time_base)
+        last_duration = float(durations[order[-1]] * time_base) or 1.0 / fps
         if declared <= 0:  # no frame count to check (e.g. Matroska/WebM): check the stated duration instead
-            last_duration = float(durations[order[-1]] * time_base) or 1.0 / fps
             _check_duration(path, stream, float(frame_pts[-1] * time_base) + last_duration, fps)
+        rotation = _rotation_of(iter(first_frames))
+        height, width = _displayed(stream.codec_context.height, stream.codec_context.width, rotation)
         return VideoProbe(
             path=path,
             stream_index=stream.index,
             num_frames=len(frame_pts),
             fps=fps,
-            height=stream.codec_context.height,
-            width=stream.codec_context.width,
+            height=height,
+            width=width,
             time_base=time_base,
             frame_pts=frame_pts,
             keyframe_pts=keyframe_pts,
+            duration=float((frame_pts[-1] - frame_pts[0]) * time_base) + last_duration,
+            rotation=rotation,
         )
 
 
 def resize_rgb(frame: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize one (H, W, 3) uint8 frame with bicubic filtering (antialiased when shrinking)."""
+    frame = np.ascontiguousarray(frame)  # a turned (rotated) frame is a strided view
     if frame.shape[:2] == (height, width):
-        return np.ascontiguousarray(frame)
+        return frame
     return np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BICUBIC))
 
 
@@ -229,7 +271,10 @@ def decode_with_decord(probe: VideoProbe, indices: np.ndarray, height: int, widt
         raise DecoderDisagreesError(
             probe.path, f"decord counts {len(reader)} frames but the container holds {probe.num_frames}"
         )
-    times = reader.get_frame_timestamp(np.asarray([0, *indices]))[:, 0]
+    try:
+        times = reader.get_frame_timestamp(np.asarray([0, *indices]))[:, 0]
+    except (decord.DECORDError, RuntimeError) as err:
+        raise VideoDecodeError(probe.path, f"decord cannot read the frame timestamps ({err})") from err
     expected = probe.frame_times[indices]
     if np.max(np.abs((times[1:] - times[0]) - expected)) > 0.5 / probe.fps:
         raise DecoderDisagreesError(probe.path, "decord's frame timestamps differ from the container's")
@@ -246,6 +291,11 @@ def decode_with_decord(probe: VideoProbe, indices: np.ndarray, height: int, widt
         batch = np.asarray(batch.asnumpy() if hasattr(batch, "asnumpy") else batch)
         if batch.shape[0] != len(chunk):
             raise VideoDecodeError(probe.path, f"decord returned {batch.shape[0]} frames for {len(chunk)}")
+        if batch.shape[1:3] != (probe.height, probe.width):
+            raise DecoderDisagreesError(
+                probe.path, f"decord returns {batch.shape[1]}x{batch.shape[2]} frames but the video displays "
+                f"{probe.height}x{probe.width} (rotation {probe.rotation})"
+            )
         for offset, frame in enumerate(batch):
             out[start + offset] = resize_rgb(frame, height, width)
     return out
@@ -254,7 +304,8 @@ def decode_with_decord(probe: VideoProbe, indices: np.ndarray, height: int, widt
 def decode_with_pyav(probe: VideoProbe, indices: np.ndarray, height: int, width: int) -> np.ndarray:
     """Decode the frames at sorted unique ``indices`` with PyAV; (len(indices), height, width, 3) uint8.
 
-    Frames are matched by presentation timestamp. The decoder seeks to the keyframe before a wanted frame
+    Frames are matched by presentation timestamp and turned upright by the display rotation, as decord
+    and players show them. The decoder seeks to the keyframe before a wanted frame
     when that keyframe lies ahead of the current position, so sparse sampling of a long video does not
     decode every frame.
     """
@@ -271,7 +322,8 @@ def decode_with_pyav(probe: VideoProbe, indices: np.ndarray, height: int, width:
                     container.seek(key, stream=stream, backward=True, any_frame=False)
                     frames = container.decode(stream)
                 frame, position = _advance_to(frames, target, probe, index)
-                out[slot] = resize_rgb(frame.to_ndarray(format="rgb24"), height, width)
+                upright = np.rot90(frame.to_ndarray(format="rgb24"), probe.rotation // 90)
+                out[slot] = resize_rgb(upright, height, width)
     except av.FFmpegError as err:
         raise VideoDecodeError(probe.path, f"PyAV failed while decoding ({err})") from err
     return out

@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from longrl.config.schema import DataConfig
 
@@ -23,10 +23,14 @@ _TASK_KEYS = ("task", "problem_type", "category")
 
 
 class DatasetRowError(ValueError):
-    """A row that cannot become a training sample; the message names the source file, the row and the reason."""
+    """A row that cannot become a training sample; the message names the source file, the row and the reason.
 
-    def __init__(self, source: str, row_index: int, reason: str, video: str | None = None):
-        self.source, self.row_index, self.reason, self.video = source, row_index, reason, video
+    ``kind`` is the short name of the fault that skipped rows are counted under (``data.on_bad_row=skip``).
+    """
+
+    def __init__(self, source: str, row_index: int, reason: str, video: str | None = None,
+                 kind: str = "malformed row"):
+        self.source, self.row_index, self.reason, self.video, self.kind = source, row_index, reason, video, kind
         where = f"{source} row {row_index}" + (f" (video {video})" if video else "")
         super().__init__(f"{where}: {reason}")
 
@@ -119,7 +123,8 @@ def _video_path(value: Any, root: Path, source: str, index: int, medium: str = "
         return None
     if isinstance(value, (list, tuple)):
         if len(value) != 1:
-            raise DatasetRowError(source, index, f"expected one {medium} per row, got {len(value)}")
+            raise DatasetRowError(source, index, f"expected one {medium} per row, got {len(value)}",
+                                  kind=f"several {medium} files")
         value = value[0]
     if not isinstance(value, str):
         raise DatasetRowError(source, index, f"the {medium} field must be a path string, got {type(value).__name__}")
@@ -142,8 +147,12 @@ def _image_paths(value: Any, root: Path, source: str, index: int) -> list[str]:
 
 
 def normalise_row(raw: dict, index: int, source: str, cfg: DataConfig, video_root: Path,
-                  image_root: Path | None = None) -> QARow:
-    """Map a raw row onto :class:`QARow` using the configured keys; a missing field names the keys present."""
+                  image_root: Path | None = None, video_expected: bool = False) -> QARow:
+    """Map a raw row onto :class:`QARow` using the configured keys; a missing field names the keys present.
+
+    With ``video_expected`` (other rows of the file have a video) a row with no video and no images is bad: it would
+    otherwise train silently as a text-only question.
+    """
 
     def required(key: str) -> Any:
         value = raw.get(key)
@@ -159,6 +168,11 @@ def normalise_row(raw: dict, index: int, source: str, cfg: DataConfig, video_roo
     uid = _first_present(raw, _ID_KEYS)
     task = _first_present(raw, _TASK_KEYS)
     video = _video_path(raw.get(cfg.video_key), video_root, source, index)
+    images = _image_paths(raw.get(cfg.image_key), image_root or video_root, source, index)
+    if video_expected and video is None and not images:
+        raise DatasetRowError(source, index, f"no video under data.video_key={cfg.video_key!r} (row keys: "
+                                             f"{sorted(raw)}) although other rows of this file have one",
+                              kind="missing video")
     audio = None
     if cfg.use_audio:
         audio = _video_path(raw.get(cfg.audio_key), video_root, source, index, "audio") or video
@@ -172,16 +186,18 @@ def normalise_row(raw: dict, index: int, source: str, cfg: DataConfig, video_roo
         reasoning=raw.get(cfg.reasoning_key),
         video=video,
         task=str(task) if task is not None else None,
-        images=_image_paths(raw.get(cfg.image_key), image_root or video_root, source, index),
+        images=images,
         audio=audio,
     )
 
 
-def iter_rows(files: str, cfg: DataConfig) -> Iterator[QARow]:
+def iter_rows(files: str, cfg: DataConfig,
+              on_bad_row: Callable[[DatasetRowError], None] | None = None) -> Iterator[QARow]:
     """Normalised rows of every comma-separated source in ``files``, in order.
 
     Relative paths resolve against ``data.video_dir`` (videos, audio) and ``data.image_dir`` (images), each falling
-    back to the other and then to the dataset file's directory.
+    back to the other and then to the dataset file's directory. A row that cannot be normalised raises
+    :class:`DatasetRowError`, or with ``on_bad_row`` is handed to it and left out (the reading goes on).
     """
     for spec in (part.strip() for part in files.split(",") if part.strip()):
         source, raw_rows = read_source(spec)
@@ -190,7 +206,15 @@ def iter_rows(files: str, cfg: DataConfig) -> Iterator[QARow]:
         root = Path(media_dir).expanduser() if media_dir else (
             default_root if default_root.is_dir() else default_root.parent)
         image_root = Path(cfg.image_dir).expanduser() if cfg.image_dir else root
+        has_videos = any(isinstance(raw, dict) and raw.get(cfg.video_key) not in (None, "", []) for raw in raw_rows)
         for index, raw in enumerate(raw_rows):
-            if not isinstance(raw, dict):
-                raise DatasetRowError(source, index, f"a row must be a mapping, got {type(raw).__name__}")
-            yield normalise_row(raw, index, source, cfg, root, image_root)
+            try:
+                if not isinstance(raw, dict):
+                    raise DatasetRowError(source, index, f"a row must be a mapping, got {type(raw).__name__}")
+                row = normalise_row(raw, index, source, cfg, root, image_root, video_expected=has_videos)
+            except DatasetRowError as exc:
+                if on_bad_row is None:
+                    raise
+                on_bad_row(exc)
+                continue
+            yield row

@@ -1,8 +1,9 @@
 """Decode a video into a fixed set of sampled, resized RGB frames.
 
 ``load_video`` = probe the container (``decoders.probe_video``: rejects missing, empty, corrupt and
-truncated files before any decoder touches them) -> choose frame indices (``sample_frame_indices``) ->
-decode only those frames with decord (PyAV where decord is missing or disagrees with the container) ->
+truncated files before any decoder touches them) -> choose frames by presentation time
+(``sample_frame_indices``) -> decode only those frames with decord (PyAV where decord is missing, fails on
+the file or disagrees with the container), turned upright by the display rotation ->
 resize every frame to one size under a pixel budget (``fit_under_pixels``).
 """
 
@@ -17,7 +18,6 @@ import numpy as np
 
 from longrl.data.decoders import (
     DECODERS,
-    DecoderDisagreesError,
     VideoDecodeError,
     VideoProbe,
     decord_available,
@@ -29,6 +29,7 @@ __all__ = [
     "FrameSampling",
     "VideoDecodeError",
     "VideoProbe",
+    "constant_rate_times",
     "fit_under_pixels",
     "load_video",
     "probe_video",
@@ -38,12 +39,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "decord", "pyav")
+# Seconds of slack when comparing times, so that rounding (0.1 * 3 = 0.30000000000000004) never moves an instant
+# that falls on a frame's start to the frame before it.
+_SLACK_S = 1e-9
+# Files whose decoder fallback has been logged (once per file, not once per epoch).
+_FALLBACK_LOGGED: set[str] = set()
 
 
 @dataclass(frozen=True)
 class FrameSampling:
-    """Which frames of a video to keep: exactly ``num_frames`` spread uniformly, or ``fps`` frames per
-    second of video time capped at ``max_frames`` (spread uniformly over the whole video when the cap bites).
+    """Which frames of a video to keep: exactly ``num_frames`` spread evenly in time, or ``fps`` frames per
+    second of video time capped at ``max_frames`` (spread evenly over the whole video when the cap bites).
     """
 
     num_frames: int | None = None
@@ -73,42 +79,67 @@ class DecodedVideo:
     timestamps: np.ndarray  # (T,) float64 seconds of each sampled frame from the start of the source video
     source_fps: float
     source_num_frames: int
+    # seconds the source runs; None for source_num_frames / source_fps (a constant frame rate)
+    source_duration: float | None = None
 
     @property
     def sampled_fps(self) -> float:
         """Sampled frames per second of source video (T / duration): the fps Qwen2.5-VL's processor expects."""
-        duration = self.source_num_frames / self.source_fps
+        duration = self.source_duration or self.source_num_frames / self.source_fps
         return len(self.frames) / duration
 
 
-def _uniform_indices(total_frames: int, count: int) -> np.ndarray:
-    """``count`` indices from 0 to total_frames - 1, evenly spaced, rounded half up (repeats if count > total)."""
+def _nearest_frames(frame_times: np.ndarray, count: int) -> np.ndarray:
+    """The frames nearest to ``count`` instants spread evenly from the first frame's time to the last's
+    (a tie goes to the later frame; with more instants than frames, frames repeat)."""
     if count == 1:
         return np.zeros(1, dtype=np.int64)
-    positions = np.arange(count, dtype=np.float64) * (total_frames - 1) / (count - 1)
-    return np.floor(positions + 0.5).astype(np.int64)
+    instants = frame_times[0] + np.arange(count, dtype=np.float64) * (frame_times[-1] - frame_times[0]) / (count - 1)
+    midpoints = (frame_times[:-1] + frame_times[1:]) / 2
+    return np.searchsorted(midpoints, instants + _SLACK_S, side="right").astype(np.int64)
 
 
-def sample_frame_indices(total_frames: int, source_fps: float, sampling: FrameSampling) -> np.ndarray:
-    """Indices (int64, non-decreasing) of the frames to keep from a video of ``total_frames`` at ``source_fps``.
+def _frames_on_screen(frame_times: np.ndarray, duration: float, fps: float) -> np.ndarray:
+    """The frames on screen at some instant k / ``fps`` (k = 0, 1, ...) before ``duration``, each once.
 
-    By count: ``num_frames`` indices spread evenly from the first to the last frame (a video shorter than
-    ``num_frames`` repeats frames, so the count is always exact). By rate: frame ``floor(k * source_fps /
-    fps)`` for k = 0, 1, ... while inside the video; a rate above ``source_fps`` keeps every frame once.
-    When that gives more than ``max_frames``, ``max_frames`` frames are spread evenly instead.
+    Frame i is on screen from its own time to the next frame's (the last one until ``duration``), so this is
+    decided per frame, without listing the instants (a high ``fps`` over hours would be millions of them).
     """
-    if total_frames < 1:
-        raise ValueError(f"total_frames must be >= 1, got {total_frames}")
-    if not source_fps > 0:
-        raise ValueError(f"source_fps must be > 0, got {source_fps}")
+    starts = (frame_times - _SLACK_S) * fps
+    ends = np.append(frame_times[1:], frame_times[0] + duration) * fps - _SLACK_S * fps
+    return np.flatnonzero(np.ceil(starts) < ends).astype(np.int64)
+
+
+def sample_frame_indices(frame_times: np.ndarray, duration: float, sampling: FrameSampling) -> np.ndarray:
+    """Indices (int64, non-decreasing) of the frames to keep, chosen by presentation time.
+
+    ``frame_times`` are the frames' times in seconds (ascending; a variable frame rate is fine), ``duration`` the
+    time from the first frame's start to the last one's end. By count: ``num_frames`` instants spread evenly from
+    the first frame to the last, each taking the nearest frame (a video with fewer frames repeats frames, so the
+    count is always exact). By rate: the frame on screen at each instant k / ``fps`` inside the video, each frame
+    once (so a rate above the source's keeps every frame once). When that gives more than ``max_frames``,
+    ``max_frames`` are taken by count instead.
+    """
+    frame_times = np.asarray(frame_times, dtype=np.float64)
+    if frame_times.ndim != 1 or len(frame_times) < 1:
+        raise ValueError(f"frame_times must list at least one frame, got shape {frame_times.shape}")
+    if not duration > 0:
+        raise ValueError(f"duration must be > 0, got {duration}")
     if sampling.num_frames is not None:
-        return _uniform_indices(total_frames, sampling.num_frames)
-    step = source_fps / min(sampling.fps, source_fps)  # source frames per sample, >= 1
-    # the small slack keeps exact multiples (e.g. 20 frames at step 2.0000000001) from losing a sample
-    count = math.ceil(total_frames / step - 1e-9)
-    if count > sampling.max_frames:
-        return _uniform_indices(total_frames, sampling.max_frames)
-    return np.floor(np.arange(count, dtype=np.float64) * step + 1e-9).astype(np.int64)
+        return _nearest_frames(frame_times, sampling.num_frames)
+    kept = _frames_on_screen(frame_times, duration, sampling.fps)
+    if len(kept) > sampling.max_frames:
+        return _nearest_frames(frame_times, sampling.max_frames)
+    return kept
+
+
+def constant_rate_times(num_frames: int, fps: float) -> tuple[np.ndarray, float]:
+    """Frame times and duration of ``num_frames`` at a constant ``fps``: what a header alone lets one assume."""
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    return np.arange(num_frames, dtype=np.float64) / fps, num_frames / fps
 
 
 def _multiple(value: float, factor: int, how: str) -> int:
@@ -183,26 +214,40 @@ def load_video(
 ) -> DecodedVideo:
     """Decode the sampled frames of ``path``, resized under ``max_pixels``; raise ``VideoDecodeError`` on bad input.
 
-    ``backend="auto"`` uses decord when it is importable and falls back to PyAV for a file whose frame
-    count or timestamps decord reads differently from the container; "decord" / "pyav" force one.
+    ``backend="auto"`` uses decord when it is importable and PyAV for a file decord fails on or reads differently
+    from the container (logged once per file); "decord" / "pyav" force one.
     """
     path = os.fspath(path)
     chosen = _choose_backend(backend)
     probe = probe_video(path)
-    indices = sample_frame_indices(probe.num_frames, probe.fps, sampling)
+    indices = sample_frame_indices(probe.frame_times, probe.duration, sampling)
     unique, inverse = np.unique(indices, return_inverse=True)
     height, width = fit_under_pixels(probe.height, probe.width, max_pixels, min_pixels, size_factor)
     try:
         frames = DECODERS[chosen](probe, unique, height, width)
-    except DecoderDisagreesError as err:
-        if backend != "auto":
+    except VideoDecodeError as first:
+        if backend != "auto" or chosen == "pyav":
             raise
-        logger.warning("%s; decoding it with PyAV instead", err)
-        frames = DECODERS["pyav"](probe, unique, height, width)
+        frames = _decode_with_pyav_after(first, probe, unique, height, width)
     return DecodedVideo(
         path=path,
         frames=frames[inverse],
         timestamps=probe.frame_times[indices],
         source_fps=probe.fps,
         source_num_frames=probe.num_frames,
+        source_duration=probe.duration,
     )
+
+
+def _decode_with_pyav_after(
+    failure: VideoDecodeError, probe: VideoProbe, indices: np.ndarray, height: int, width: int
+) -> np.ndarray:
+    """PyAV's frames for a file decord failed on; a file neither can decode raises with both reasons."""
+    try:
+        frames = DECODERS["pyav"](probe, indices, height, width)
+    except VideoDecodeError as second:
+        raise VideoDecodeError(probe.path, f"decord: {failure.reason}; PyAV: {second.reason}") from second
+    if probe.path not in _FALLBACK_LOGGED:
+        _FALLBACK_LOGGED.add(probe.path)
+        logger.warning("%s; decoded it with PyAV instead", failure)
+    return frames

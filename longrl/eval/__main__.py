@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from longrl.config.schema import DataConfig, RolloutConfig
+from longrl.config.validate import BAD_ROW_POLICIES
 from longrl.eval.benchmarks import FORMATS
 from longrl.eval.runner import evaluate, format_report
 from longrl.inference import BACKENDS
@@ -29,8 +30,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backend", default="hf", choices=BACKENDS)
     parser.add_argument("--batch-size", type=int, default=8, help="requests per generation call")
     parser.add_argument("--max-new-tokens", type=int, default=1024)
-    parser.add_argument("--output-dir", help="default: outputs/eval/<model dir name>/<data file stem>")
+    parser.add_argument("--output-dir", help="default: outputs/eval/<model path tail>--<path hash>/<data file stem>, "
+                                              "so every checkpoint gets its own folder")
     parser.add_argument("--limit", type=int, help="evaluate only the first N rows")
+    parser.add_argument("--on-bad-row", default=DataConfig.on_bad_row, choices=BAD_ROW_POLICIES,
+                        help="as data.on_bad_row in training: 'error' stops at the first row that cannot be read "
+                             "(naming file and row); 'skip' leaves it out of the scores and counts it")
     return parser.parse_args(argv)
 
 
@@ -39,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     result = evaluate(args.model, args.data, video_dir=args.video_dir, data_format=args.format, thinking=args.thinking,
                       num_video_frames=args.num_video_frames, fps=args.fps, max_video_frames=args.max_video_frames,
                       max_pixels=args.max_pixels, backend=args.backend, batch_size=args.batch_size,
-                      max_new_tokens=args.max_new_tokens, output_dir=args.output_dir, limit=args.limit)
+                      max_new_tokens=args.max_new_tokens, output_dir=args.output_dir, limit=args.limit,
+                      on_bad_row=args.on_bad_row)
     print(format_report(result.metrics))
     print(f"metrics: {result.output_dir / 'metrics.json'}\ngenerations: {result.output_dir / 'generations.jsonl'}")
 

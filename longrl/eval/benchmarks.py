@@ -83,7 +83,8 @@ def _resolve(value: Any, root: Path, row: _Row) -> str | None:
         return None
     if isinstance(value, list):
         if len(value) != 1:
-            raise row.error(f"expected one video per row, got {len(value)}")
+            raise DatasetRowError(row.source, row.index, f"expected one video per row, got {len(value)}",
+                                  kind="several video files")
         value = value[0]
     path = Path(str(value)).expanduser()
     return str(path if path.is_absolute() else root / path)
@@ -128,8 +129,12 @@ def detect_format(raw: Mapping[str, Any]) -> str | None:
 
 
 def read_benchmark(path: str | Path, video_dir: str | Path | None = None, fmt: str = "auto",
-                   limit: int | None = None) -> tuple[str, list[BenchmarkRow]]:
-    """The format used and the first ``limit`` (default: all) rows of ``path``."""
+                   limit: int | None = None,
+                   on_bad_row: Callable[[DatasetRowError], None] | None = None) -> tuple[str, list[BenchmarkRow]]:
+    """The format used and the first ``limit`` (default: all) rows of ``path``.
+
+    A row that cannot be read raises :class:`DatasetRowError`, or with ``on_bad_row`` is handed to it and left out.
+    """
     if fmt != "auto" and fmt not in FORMATS:
         raise ValueError(f"unknown benchmark format {fmt!r}; expected auto or one of {sorted(FORMATS)}")
     source, raws = read_source(str(path))
@@ -146,7 +151,12 @@ def read_benchmark(path: str | Path, video_dir: str | Path | None = None, fmt: s
     root = Path(video_dir).expanduser() if video_dir is not None else Path(source).parent
     rows = []
     for index, raw in enumerate(raws[:limit]):
-        if not isinstance(raw, Mapping):
-            raise DatasetRowError(source, index, f"a row must be a mapping, got {type(raw).__name__}")
-        rows.append(FORMATS[fmt](_Row(raw, index, source, fmt), root))
+        try:
+            if not isinstance(raw, Mapping):
+                raise DatasetRowError(source, index, f"a row must be a mapping, got {type(raw).__name__}")
+            rows.append(FORMATS[fmt](_Row(raw, index, source, fmt), root))
+        except DatasetRowError as exc:
+            if on_bad_row is None:
+                raise
+            on_bad_row(exc)
     return fmt, rows

@@ -47,7 +47,7 @@ def evaluate_stage(cfg: RootConfig, model_dir: str | Path, stage: str) -> dict[s
     result = evaluate(model_dir, data.test_files, video_dir=data.video_dir, num_video_frames=rollout.num_video_frames,
                       fps=rollout.fps, max_video_frames=rollout.max_video_frames, max_pixels=data.max_pixels,
                       min_pixels=data.min_pixels, thinking_prompt=data.format_prompt, batch_size=16,
-                      max_new_tokens=data.max_response_length,
+                      max_new_tokens=data.max_response_length, on_bad_row=data.on_bad_row,
                       output_dir=Path("outputs") / "eval" / cfg.trainer.experiment_name / stage)
     print(f"test accuracy {stage}: {format_report(result.metrics)}")
     print(f"  generations: {result.output_dir / 'generations.jsonl'}")

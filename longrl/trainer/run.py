@@ -151,12 +151,14 @@ class TrainingRun(RunBase):
         def dataset(files: str) -> VideoQADataset:
             return VideoQADataset(files, cfg.data, cfg.worker.rollout, adapter, self.processor, cache, targets)
 
-        self.skipped_rows = 0
-        super().__init__(cfg, worker_cls, dataset(cfg.data.train_files),
-                         dataset(cfg.data.val_files) if cfg.data.val_files else None)
+        train = dataset(cfg.data.train_files)
+        val = dataset(cfg.data.val_files) if cfg.data.val_files else None
+        # data/skipped_rows: the rows dropped while the datasets were built, then those dropped while loading
+        self.skipped_rows = len(train.skipped) + (len(val.skipped) if val is not None else 0)
+        super().__init__(cfg, worker_cls, train, val)
 
     def collate(self, samples: list[dict[str, Any] | SkippedRow]) -> Batch:
-        """A loader batch as the workers' :class:`Batch`; rows skipped under ``data.on_bad_row=skip`` are counted."""
+        """A loader batch as the workers' :class:`Batch`; rows dropped while loading are counted."""
         collated = collate_left_padded(samples, self.tokenizer.pad_token_id)
         self.skipped_rows += len(collated["skipped"])
         return self.to_batch(collated)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -103,3 +104,57 @@ def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
     """A 6-video synthetic dataset (seed 5, 48 frames, 112 px, 2 fps) shared by the synthetic tests."""
     root = tmp_path_factory.mktemp("synthetic")
     return root, generate_dataset(root, num=6, frames=48, seed=5, size=112, fps=2.0)
+
+
+def quadrant_image(height: int = 56, width: int = 112) -> np.ndarray:
+    """Four coloured quadrants (red, green / blue, white): which way up a decoded frame is can be read off it."""
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    image[: height // 2, : width // 2] = (255, 0, 0)
+    image[: height // 2, width // 2 :] = (0, 255, 0)
+    image[height // 2 :, : width // 2] = (0, 0, 255)
+    image[height // 2 :, width // 2 :] = (255, 255, 255)
+    return image
+
+
+def _encode(path: Path, frames: list[np.ndarray], pts_ms: list[int], rotation: int = 0, pix_fmt: str = "yuv420p"):
+    """An H.264 mp4 of ``frames`` shown from ``pts_ms`` (milliseconds), with a display rotation when not 0."""
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = pix_fmt
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"bf": "0", "crf": "18", "threads": "1"}
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for image, pts in zip(frames, pts_ms):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=pix_fmt)
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.fixture(scope="session")
+def rotated_video(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], tuple[Path, np.ndarray]]:
+    """``rotated_video(angle)``: an mp4 of 4 :func:`quadrant_image` frames stored with a display rotation of ``angle``
+    degrees, and the stored (unturned) image."""
+    root = tmp_path_factory.mktemp("rotated")
+    image = quadrant_image()
+    return lambda angle: (_encode(root / f"rot{angle}.mp4", [image] * 4, [0, 100, 200, 300], angle), image)
+
+
+@pytest.fixture(scope="session")
+def vfr_video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[float]]:
+    """A variable-frame-rate mp4 and its frame start times: bursts at 10 fps with gaps of 1.5 s and 1.9 s, ending
+    at 4.3 s; frame k shows k (index frames)."""
+    times = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 2.0, 2.1, 4.0, 4.1, 4.2]
+    path = tmp_path_factory.mktemp("vfr") / "vfr.mp4"
+    return _encode(path, [index_frame(k) for k in range(len(times))], [round(t * 1000) for t in times]), times
+
+
+@pytest.fixture(scope="session")
+def one_pixel_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A valid 1x1 video (4 grey frames, 0/60/120/180): PyAV decodes it, decord fails on it."""
+    frames = [np.full((1, 1, 3), 60 * k, dtype=np.uint8) for k in range(4)]
+    return _encode(tmp_path_factory.mktemp("one_pixel") / "one_pixel.mp4", frames, [0, 250, 500, 750],
+                   pix_fmt="yuv444p")

@@ -1,6 +1,7 @@
 """Rows + real synthetic videos + a tiny model's processor -> tokenised samples; bad rows error or are counted."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -77,7 +78,8 @@ def _with_bad_videos(synthetic_dir: Path, tmp_path: Path) -> Path:
     good = synthetic_dir / rows[0]["video"]
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "garbage.mp4").write_bytes(b"this is not a video" * 100)
-    (tmp_path / "truncated.mp4").write_bytes(good.read_bytes()[: good.stat().st_size * 2 // 5])
+    # cut after the first frames: the header and the first frame still read, the rest is gone
+    (tmp_path / "truncated.mp4").write_bytes(good.read_bytes()[: good.stat().st_size * 4 // 5])
     shutil.copy(good, tmp_path / "good.mp4")
     bad_rows = [{**rows[0], "id": name, "video": f"{name}.mp4"} for name in ("missing", "empty", "garbage", "truncated")]
     path = tmp_path / "mixed.jsonl"
@@ -115,16 +117,68 @@ def test_truncated_video_fails_when_loaded_naming_the_row(synthetic_dir, process
     assert f"{path} row 1 (video {tmp_path / 'truncated.mp4'})" in str(info.value) and "truncated" in str(info.value)
 
 
-def test_bad_videos_are_skipped_and_counted_when_configured(synthetic_dir, processor, tmp_path):
+def test_bad_videos_are_skipped_and_counted_when_configured(synthetic_dir, processor, tmp_path, caplog):
     path = _with_bad_videos(synthetic_dir, tmp_path)
     dataset = _dataset(path, processor, on_bad_row="skip")
     # missing, empty and garbage files go at build time; the truncated one when it is loaded
     assert [row.video for row in dataset.rows] == [str(tmp_path / "good.mp4"), str(tmp_path / "truncated.mp4")]
     assert [(s.row_index, s.reason.split(":")[0]) for s in dataset.skipped] == [(i, "unreadable video") for i in (1, 2, 3)]
-    batch = collate_left_padded([dataset[0], dataset[1]], pad_token_id=0)
+    caplog.clear()  # the build's summary
+    with caplog.at_level("WARNING", logger="longrl.data.dataset"):
+        batch = collate_left_padded([dataset[0], dataset[1]], pad_token_id=0)
+        dataset[1]  # a second epoch: counted again, not logged again
     assert batch["uid"] == [dataset.rows[0].uid] and len(batch["input_ids"]) == 1
     assert [(s.row_index, "truncated" in s.reason) for s in batch["skipped"]] == [(4, True)]
-    assert dataset.skip_reasons() == {"unreadable video": 4}
+    assert dataset.skip_reasons() == {"unreadable video": 5}
+    assert [record.getMessage().split(": ")[0] for record in caplog.records] == [
+        f"dropping {path} row 4 ({tmp_path / 'truncated.mp4'})"]
+
+
+def _hostile_rows(synthetic_dir: Path, bad_videos: dict[str, Path], tmp_path: Path) -> Path:
+    """Two good rows among every kind of row a dataset build drops."""
+    good = json.loads((synthetic_dir / "train.jsonl").read_text().splitlines()[0])
+    video = str(synthetic_dir / good["video"])
+    files = {"missing": "missing", "empty": "empty.mp4", "audio only": "audio_only.mp4",
+             "moov cut off": "truncated40_index_last.mp4"}
+    rows = [{**good, "video": video},
+            *({**good, "id": name, "video": str(bad_videos[case])} for name, case in files.items()),
+            {key: value for key, value in good.items() if key != "video"},
+            {**good, "id": "two", "video": [video, video]},
+            {**good, "id": "long", "video": video, "question": "why " * 9000},
+            {**good, "id": "good2", "video": video}]
+    path = tmp_path / "hostile.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_every_dropped_row_is_counted_by_kind_and_logged_once(synthetic_dir, processor, bad_videos, tmp_path,
+                                                              caplog):
+    path = _hostile_rows(synthetic_dir, bad_videos, tmp_path)
+    with caplog.at_level("WARNING", logger="longrl.data.dataset"):
+        dataset = _dataset(path, processor, on_bad_row="skip")
+    assert [row.uid for row in dataset.rows] == [dataset.rows[0].uid, "good2"]
+    assert [(s.row_index, s.kind) for s in dataset.skipped] == [
+        (1, "unreadable video"), (2, "unreadable video"), (3, "unreadable video"), (4, "unreadable video"),
+        (5, "missing video"), (6, "several video files"), (7, "overlong prompt")]
+    assert dataset.skip_reasons() == {"unreadable video": 4, "missing video": 1, "several video files": 1,
+                                      "overlong prompt": 1}
+    [record] = caplog.records  # one block
+    lines = record.getMessage().splitlines()
+    assert lines[0] == f"dataset {path}: kept 2 rows, dropped 7:"
+    assert lines[1].split()[:3] == ["unreadable", "video", "4"]
+    assert f"{path} row 1 ({bad_videos['missing']})" in lines[1] and lines[1].endswith(", ...")  # first 3 of 4
+    assert lines[2].split()[:3] == ["missing", "video", "1"] and f"{path} row 5" in lines[2]
+
+
+def test_rows_without_their_video_or_with_several_are_named_under_error(synthetic_dir, processor, bad_videos,
+                                                                        tmp_path):
+    lines = _hostile_rows(synthetic_dir, bad_videos, tmp_path).read_text().splitlines()
+    path = tmp_path / "two.jsonl"
+    for row, message in [(5, "row 0: no video under data.video_key='video' (row keys: ['answer', "),
+                         (6, "row 0: expected one video per row, got 2")]:
+        path.write_text(lines[row] + "\n" + lines[0] + "\n")
+        with pytest.raises(DatasetRowError, match=re.escape(message)):
+            _dataset(path, processor)
 
 
 def test_overlong_prompts_are_filtered_or_fail_with_the_limit(synthetic_dir, processor):
@@ -137,7 +191,7 @@ def test_overlong_prompts_are_filtered_or_fail_with_the_limit(synthetic_dir, pro
     assert len(filtered) + len(filtered.skipped) == 4
     assert all(s.reason.startswith("overlong prompt") for s in filtered.skipped)
     unfiltered = _dataset(files, processor, max_prompt_length=full - 1, filter_overlong_prompts=False)
-    with pytest.raises(DatasetRowError, match=f"prompt of {full} tokens exceeds data.max_prompt_length {full - 1}"):
+    with pytest.raises(DatasetRowError, match=f"overlong prompt: {full} tokens exceed data.max_prompt_length {full - 1}"):
         unfiltered[0]
 
 

@@ -87,6 +87,6 @@ def test_bad_images_fail_naming_row_and_file_or_are_skipped(tmp_path, tiny_model
 def test_a_text_only_family_refuses_image_rows(tmp_path, tiny_model_dir):
     _write_image(tmp_path / "a.png", 56, 56, seed=5)
     files = _rows(tmp_path, [{"question": "q", "answer": "a", "images": ["a.png"]}])
-    with pytest.raises(DatasetRowError, match=r"row 0: the row has 1 image\(s\) but model family 'qwen2' takes no "
-                                              r"images \(data\.image_key='images'\)"):
+    with pytest.raises(DatasetRowError, match=r"row 0: images unsupported: the row has 1 image\(s\) but model family "
+                                              r"'qwen2' takes none \(data\.image_key='images'\)"):
         _dataset(files, "qwen2", tiny_model_dir("qwen2"))

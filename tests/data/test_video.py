@@ -15,6 +15,7 @@ from longrl.data.video import (
     DecodedVideo,
     FrameSampling,
     VideoDecodeError,
+    constant_rate_times,
     fit_under_pixels,
     load_video,
     probe_video,
@@ -56,7 +57,7 @@ def read_indices(frames: np.ndarray) -> list[int]:
     ],
 )
 def test_sample_frame_indices_exact(total, fps, sampling, expected):
-    indices = sample_frame_indices(total, fps, sampling)
+    indices = sample_frame_indices(*constant_rate_times(total, fps), sampling)
     assert indices.dtype == np.int64
     assert indices.tolist() == expected
 
@@ -77,10 +78,30 @@ def test_frame_sampling_validation(kwargs, message):
 
 
 def test_sample_frame_indices_rejects_empty_video():
-    with pytest.raises(ValueError, match="total_frames"):
-        sample_frame_indices(0, 2.0, FrameSampling(num_frames=2))
-    with pytest.raises(ValueError, match="source_fps"):
-        sample_frame_indices(10, 0.0, FrameSampling(num_frames=2))
+    with pytest.raises(ValueError, match="at least one frame"):
+        sample_frame_indices(np.zeros(0), 1.0, FrameSampling(num_frames=2))
+    with pytest.raises(ValueError, match="duration must be > 0"):
+        sample_frame_indices(np.zeros(1), 0.0, FrameSampling(num_frames=2))
+    with pytest.raises(ValueError, match="fps must be > 0"):
+        constant_rate_times(10, 0.0)
+
+
+# Frame k starts at VFR_TIMES[k] seconds (the vfr_video fixture): 10 fps bursts with gaps of 1.5 s and 1.9 s.
+VFR_TIMES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 2.0, 2.1, 4.0, 4.1, 4.2]
+VFR_PICKS = [
+        # instants 0, 1, 2, 3, 4 s: on screen are frames 0, 5 (shown 0.5-2.0 s), 6, 7 (2.1-4.0 s), 8
+        (FrameSampling(fps=1.0), [0, 5, 6, 7, 8]),
+        # instants 0, 1.4, 2.8, 4.2 s: the frames starting nearest to them (2.0 s is nearer 1.4 s than 0.5 s)
+        (FrameSampling(num_frames=4), [0, 6, 7, 10]),
+        # instants every 0.25 s: 0.25 s shows frame 2, 0.5-1.75 s frame 5 (kept once), 4.25 s frame 10
+        (FrameSampling(fps=4.0), [0, 2, 5, 6, 7, 8, 10]),
+]
+
+
+@pytest.mark.parametrize("sampling, expected", VFR_PICKS)
+def test_sample_frame_indices_by_presentation_time(sampling, expected):
+    """A variable frame rate: frame-index spacing would pick frames 0, 3, 7, 10 for four samples."""
+    assert sample_frame_indices(np.asarray(VFR_TIMES), 4.3, sampling).tolist() == expected
 
 
 # ---------------------------------------------------------------- pixel budget
@@ -214,9 +235,53 @@ def test_auto_backend_falls_back_when_decord_disagrees(indexed_video, monkeypatc
     monkeypatch.setitem(decoders.DECODERS, "decord", disagreeing)
     decoded = load_video(path, FrameSampling(num_frames=3), backend="auto")
     assert read_indices(decoded.frames) == [0, 15, 29]
-    assert "decoding it with PyAV instead" in caplog.text
+    assert "decoded it with PyAV instead" in caplog.text
     with pytest.raises(VideoDecodeError, match="decord counts 31 frames"):
         load_video(path, FrameSampling(num_frames=3), backend="decord")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_load_video_samples_a_variable_frame_rate_file_by_time(vfr_video, backend):
+    path, times = vfr_video
+    assert times == VFR_TIMES
+    probe = probe_video(path)
+    np.testing.assert_allclose(probe.frame_times, VFR_TIMES, atol=1e-6)
+    assert probe.duration == pytest.approx(4.3, abs=1e-3)
+    for sampling, expected in VFR_PICKS:
+        decoded = load_video(path, sampling, backend=backend)
+        assert read_indices(decoded.frames) == expected
+        np.testing.assert_allclose(decoded.timestamps, np.asarray(VFR_TIMES)[expected], atol=1e-6)
+        assert decoded.sampled_fps == pytest.approx(len(expected) / 4.3, rel=1e-3)
+
+
+@pytest.mark.parametrize("angle, turns", [(90, 1), (180, 2), (-90, 3)])
+def test_both_backends_turn_rotated_video_upright(rotated_video, angle, turns):
+    """A 56x112 frame stored with a display rotation comes back as a player shows it, from either decoder."""
+    from longrl.data.decoders import read_video_header
+
+    path, stored = rotated_video(angle)
+    upright = np.rot90(stored, turns)  # the display matrix turns counterclockwise
+    header, probe = read_video_header(path), probe_video(path)
+    assert (header.height, header.width) == (probe.height, probe.width) == upright.shape[:2]
+    assert probe.rotation == 90 * turns
+    by_backend = {backend: load_video(path, FrameSampling(num_frames=2), backend=backend).frames
+                  for backend in BACKENDS}
+    for frames in by_backend.values():
+        assert frames.shape == (2, *upright.shape)
+        # colour edges blur under 4:2:0 chroma; the mean error over the frame stays small
+        assert np.abs(frames.astype(int) - upright.astype(int)).mean() < 6
+    assert np.abs(by_backend["decord"].astype(int) - by_backend["pyav"].astype(int)).max() <= 2
+
+
+def test_auto_backend_retries_a_file_decord_fails_on_with_pyav(one_pixel_video, caplog):
+    """decord fails on a valid 1x1 video (an internal size check); PyAV reads it, and the switch is logged once."""
+    with pytest.raises(VideoDecodeError, match="decord failed on frames"):
+        load_video(one_pixel_video, FrameSampling(num_frames=4), backend="decord")
+    with caplog.at_level("WARNING", logger="longrl.data.video"):
+        for _ in range(2):
+            decoded = load_video(one_pixel_video, FrameSampling(num_frames=4), backend="auto")
+            np.testing.assert_allclose(decoded.frames.mean(axis=(1, 2, 3)), [0, 60, 120, 180], atol=3)
+    assert caplog.text.count("decoded it with PyAV instead") == 1
 
 
 def test_unknown_backend_is_rejected(indexed_video):

@@ -143,13 +143,22 @@ def test_raising_reward_skips_the_step_when_configured(setup, monkeypatch, tmp_p
     root, model_dir = setup
     monkeypatch.chdir(tmp_path)
     (root / "failing2.py").write_text(FAILING_REWARD)
-    run(_cfg(root, model_dir, "skipping", "trainer.max_steps=4", "trainer.save_freq=-1",
-             f"worker.reward.reward_function={root / 'failing2.py'}:compute_score", "worker.reward.reward_type=batch",
-             "worker.reward.on_error=skip_step"))
+    # the same rows plus three the build drops under data.on_bad_row=skip: they count in data/skipped_rows
+    lines = (root / "data/train.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    bad = [{**first, "video": "videos/missing.mp4"}, {k: v for k, v in first.items() if k != "video"},
+           {**first, "video": [first["video"]] * 2}]
+    (root / "data/with_bad.jsonl").write_text("\n".join(lines + [json.dumps(row) for row in bad]) + "\n")
+    cfg = _cfg(root, model_dir, "skipping", "trainer.max_steps=4", "trainer.save_freq=-1",
+               f"worker.reward.reward_function={root / 'failing2.py'}:compute_score", "worker.reward.reward_type=batch",
+               "worker.reward.on_error=skip_step", "data.on_bad_row=skip")
+    cfg.data.train_files = str(root / "data/with_bad.jsonl")
+    run(cfg)
     steps = _metrics("skipping")
     assert [m["step"] for m in steps] == [1, 2, 3, 4]
     assert steps[2] == {"step": 3, "reward/failed_step": 1.0}
     assert "actor/pg_loss" in steps[3]
+    assert [m["data/skipped_rows"] for m in steps if m["step"] != 3] == [3.0, 3.0, 3.0]
 
 
 def _first_step(root: Path, model_dir: Path, name: str, *extra: str) -> dict:
