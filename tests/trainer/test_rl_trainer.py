@@ -36,6 +36,24 @@ def compute_score(reward_inputs):
     return [{"overall": 0.0, "accuracy": 0.0} for _ in reward_inputs]
 '''
 
+# DAPO's refill: the first batch scores every response alike (all groups dropped), later ones by parity, so a run over
+# the whole epoch draws more batches than the epoch has.
+FIRST_BATCH_FILTERED_REWARD = '''
+REWARD_TYPE = "batch"
+CALLS = []
+
+def compute_score(reward_inputs):
+    CALLS.append(len(reward_inputs))
+    even = [float(len(item["response"]) % 2 == 0) for item in reward_inputs]
+    return [{"overall": 1.0, "accuracy": 1.0} if len(CALLS) == 1 else {"overall": e, "accuracy": e} for e in even]
+'''
+CONSTANT_REWARD = '''
+REWARD_TYPE = "batch"
+
+def compute_score(reward_inputs):
+    return [{"overall": 1.0, "accuracy": 1.0} for _ in reward_inputs]
+'''
+
 
 @pytest.fixture(scope="module")
 def setup(tiny_model_dir, tmp_path_factory):
@@ -43,6 +61,8 @@ def setup(tiny_model_dir, tmp_path_factory):
     generate_dataset(root / "data", num=10, frames=8, seed=2)
     (root / "parity.py").write_text(PARITY_REWARD)
     (root / "failing.py").write_text(FAILING_REWARD)
+    (root / "first_filtered.py").write_text(FIRST_BATCH_FILTERED_REWARD)
+    (root / "constant.py").write_text(CONSTANT_REWARD)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield root, tiny_model_dir("qwen2_5_vl")
     ray.shutdown()
@@ -87,6 +107,30 @@ def test_three_steps_of_each_algorithm(setup, algorithm, monkeypatch, tmp_path):
         assert all("critic/kl" in m for m in steps)
     else:
         assert "critic/kl" not in steps[0]
+
+
+def test_dapo_refills_from_the_next_epoch_and_names_the_fix_when_nothing_passes(setup, monkeypatch, tmp_path,
+                                                                                  caplog):
+    """The 8 training rows make 4 steps of 2 prompts; a dropped first batch makes DAPO need a fifth batch, which comes
+    from epoch 2 instead of ending the run. A reward that never varies stops at one pass over the data, saying why."""
+    root, model_dir = setup
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("WARNING", logger="longrl.trainer.rl_trainer"):
+        run(_cfg(root, model_dir, "dapo_refill", "algorithm=dapo", "trainer.save_freq=-1",
+                 f"worker.reward.reward_function={root / 'first_filtered.py'}:compute_score"))
+    steps = _metrics("dapo_refill")
+    assert [m["step"] for m in steps] == [1, 2, 3, 4]
+    assert steps[0]["filter/tries"] >= 2 and sum(m["filter/tries"] for m in steps) >= 5
+    refills = [r.getMessage() for r in caplog.records if "refilling from epoch 2" in r.getMessage()]
+    assert len(refills) == 1 and "used up the 1 epoch(s) of trainer.total_epochs" in refills[0]
+    with pytest.raises(RuntimeError) as info:
+        run(_cfg(root, model_dir, "dapo_constant", "algorithm=dapo", "trainer.save_freq=-1",
+                 f"worker.reward.reward_function={root / 'constant.py'}:compute_score"))
+    message = str(info.value)
+    assert message.startswith("step 1: online filtering kept no group of prompts in 4 batches "
+                              "(algorithm.max_try_make_batch=20, 4 batches per epoch)")
+    assert "'accuracy' was outside (algorithm.filter_low=0.01, algorithm.filter_high=0.99)" in message
+    assert "algorithm.online_filtering=false" in message
 
 
 def test_resume_continues_exactly(setup, monkeypatch, tmp_path):
