@@ -115,8 +115,9 @@ def test_dapo_refills_from_the_next_epoch_and_names_the_fix_when_nothing_passes(
     from epoch 2 instead of ending the run. A reward that never varies stops at one pass over the data, saying why."""
     root, model_dir = setup
     monkeypatch.chdir(tmp_path)
+    dapo = ("algorithm=dapo", "algorithm.overlong_buffer_len=4", "trainer.save_freq=-1")
     with caplog.at_level("WARNING", logger="longrl.trainer.rl_trainer"):
-        run(_cfg(root, model_dir, "dapo_refill", "algorithm=dapo", "trainer.save_freq=-1",
+        run(_cfg(root, model_dir, "dapo_refill", *dapo,
                  f"worker.reward.reward_function={root / 'first_filtered.py'}:compute_score"))
     steps = _metrics("dapo_refill")
     assert [m["step"] for m in steps] == [1, 2, 3, 4]
@@ -124,7 +125,7 @@ def test_dapo_refills_from_the_next_epoch_and_names_the_fix_when_nothing_passes(
     refills = [r.getMessage() for r in caplog.records if "refilling from epoch 2" in r.getMessage()]
     assert len(refills) == 1 and "used up the 1 epoch(s) of trainer.total_epochs" in refills[0]
     with pytest.raises(RuntimeError) as info:
-        run(_cfg(root, model_dir, "dapo_constant", "algorithm=dapo", "trainer.save_freq=-1",
+        run(_cfg(root, model_dir, "dapo_constant", *dapo,
                  f"worker.reward.reward_function={root / 'constant.py'}:compute_score"))
     message = str(info.value)
     assert message.startswith("step 1: online filtering kept no group of prompts in 4 batches "
