@@ -84,7 +84,7 @@ class RLTrainer(TrainingRun):
                 scored = self.rewards.score(rollout)
             append_metrics(metrics, scored.metrics)
             rollout = scored.attach(rollout)
-            keep = online_filter_mask({"overall": scored.scores, **scored.parts},
+            keep = online_filter_mask(scored.filter_values(),
                                       np.asarray(rollout.non_tensors["uid"]), algo.filter_key, algo.filter_low,
                                       algo.filter_high)
             append_metrics(metrics, {"filter/kept_ratio": float(keep.mean())})
@@ -168,11 +168,11 @@ class RLTrainer(TrainingRun):
         for prompts in self.val_batches():
             rollout = self.workers.generate(prompts, step=self.global_step, validate=True)
             scored = self.rewards.score(rollout)
-            inputs, batch_scores, parts = scored.inputs, scored.scores, scored.parts
+            inputs, batch_scores = scored.inputs, scored.scores
             for key, value in scored.metrics.items():  # summed over the split: seconds, judge requests, ...
                 reward_metrics[f"val/{key}"] = reward_metrics.get(f"val/{key}", 0.0) + value
             scores += batch_scores.tolist()
-            accuracy += parts.get("accuracy", batch_scores.tolist())
+            accuracy += scored.accuracy().tolist()
             tasks += list(rollout.non_tensors["task"])
             generations += [Generation(item["problem"], item["response"], item["ground_truth"], float(score))
                             for item, score in zip(inputs, batch_scores.tolist())]
