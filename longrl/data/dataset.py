@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from longrl.config.schema import DataConfig, RolloutConfig
+from longrl.data.progress import RowProgress
 from longrl.data.audio import AudioDecodeError, NoAudioTrackError, load_audio, read_audio_header
 from longrl.data.prompts import FormatPrompt, build_messages
 from longrl.data.rows import DatasetRowError, QARow, iter_rows
@@ -82,7 +83,9 @@ class VideoQADataset(Dataset):
         self.max_pixels = frame_max_pixels(data, rollout, adapter)
         self.format_prompt = FormatPrompt.from_file(data.format_prompt)
         self.skipped: list[SkippedRow] = []
-        self.rows: list[QARow] = [row for row in iter_rows(files, data) if self._admit(row)]
+        progress = RowProgress(files)
+        self.rows: list[QARow] = [row for row in iter_rows(files, data) if progress.count(self._admit(row))]
+        progress.finish()
         if not self.rows:
             raise ValueError(f"dataset {files!r} has no usable rows ({len(self.skipped)} skipped: "
                              f"{dict(self.skip_reasons())})")
