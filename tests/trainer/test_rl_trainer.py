@@ -101,6 +101,10 @@ def test_three_steps_of_each_algorithm(setup, algorithm, monkeypatch, tmp_path):
     for m in steps:
         for key in ("critic/score/mean", "actor/pg_loss", "actor/grad_norm", "actor/entropy", "response_length/mean"):
             assert m[key] is not None and abs(m[key]) < 1e6, (key, m)
+    curves = json.loads((Path("outputs/logs/longrl") / name / "curves/curves.json").read_text())
+    for curve, key in (("reward", "critic/score/mean"), ("accuracy", "critic/accuracy/mean"), ("entropy",
+                       "actor/entropy"), ("response_length", "response_length/mean"), ("step_time", "timing_s/step")):
+        assert curves[curve]["series"][key] == {"steps": [1, 2, 3], "values": [m[key] for m in steps]}, curve
     if algorithm == "dapo":
         assert all(m["filter/kept_ratio"] <= 1.0 for m in steps)
     if algorithm == "reinforce":
