@@ -83,6 +83,7 @@ def curve_data(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]
 def draw(name: str, curve: Mapping[str, Any], path: Path) -> None:
     """One PNG: the training series as a line with a marker per step, validation points as larger markers."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(6.4, 3.6), layout="constrained")
     axes = figure.add_subplot()
@@ -90,6 +91,7 @@ def draw(name: str, curve: Mapping[str, Any], path: Path) -> None:
         style = {"marker": "o", "markersize": 3, "linewidth": 1} if index == 0 else {"marker": "s", "linestyle": "--"}
         axes.plot(points["steps"], points["values"], label=key, **style)
     axes.set_xlabel("step")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     axes.set_ylabel(curve["label"])
     axes.set_title(name.replace("_", " "))
     axes.grid(alpha=0.3)
