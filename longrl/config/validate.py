@@ -149,3 +149,22 @@ def _validate_algorithm(cfg: RootConfig) -> None:
         f"algorithm.overlong_buffer_len ({algo.overlong_buffer_len}) must be in [0, data.max_response_length "
         f"({cfg.data.max_response_length}))",
     )
+    _validate_one_overlong_penalty(cfg)
+
+
+def _validate_one_overlong_penalty(cfg: RootConfig) -> None:
+    """One overlong penalty per sample. Long-RL's ``dapo.py`` reward applies DAPO's soft overlong punishment itself,
+    declared by its ``overlong_buffer_length`` / ``overlong_penalty_factor`` arguments (given through
+    ``reward_function_kwargs``); ``algorithm.overlong_buffer_len`` adds longrl's own to the same ``overall``. Both
+    on would punish a long response twice, so that combination is refused with both keys named."""
+    algo, kwargs = cfg.algorithm, cfg.worker.reward.reward_function_kwargs
+    ours = algo.overlong_buffer_len > 0 and algo.overlong_penalty_factor != 0
+    theirs = (kwargs.get("overlong_buffer_length") or 0) > 0 and kwargs.get("overlong_penalty_factor", 1.0) != 0
+    _require(
+        not (ours and theirs),
+        "the overlong penalty is on twice: the reward function applies its own (worker.reward.reward_function_kwargs"
+        f".overlong_buffer_length={kwargs.get('overlong_buffer_length')}, as Long-RL's dapo.py does) and "
+        f"algorithm.overlong_buffer_len={algo.overlong_buffer_len} adds longrl's (algorithm=dapo turns it on). Keep "
+        "one: algorithm.overlong_buffer_len=0 to keep the reward file's, or "
+        "worker.reward.reward_function_kwargs.overlong_penalty_factor=0 to keep longrl's",
+    )

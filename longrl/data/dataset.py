@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from longrl.config.schema import DataConfig, RolloutConfig
+from longrl.data.progress import RowProgress
 from longrl.data.audio import AudioDecodeError, NoAudioTrackError, load_audio, read_audio_header
 from longrl.data.prompts import FormatPrompt, build_messages
 from longrl.data.rows import DatasetRowError, QARow, iter_rows
@@ -130,7 +131,9 @@ class VideoQADataset(Dataset):
         self.skipped: list[SkippedRow] = []
         self._logged: set[tuple[str, int]] = set()  # rows whose skip while loading was logged (once, not per epoch)
         on_bad_row = self._skip_malformed if data.on_bad_row == "skip" else None
-        self.rows: list[QARow] = [row for row in iter_rows(files, data, on_bad_row) if self._admit(row)]
+        progress = RowProgress(files)
+        self.rows: list[QARow] = [row for row in iter_rows(files, data, on_bad_row) if progress.count(self._admit(row))]
+        progress.finish()
         if self.skipped:
             logger.warning(summarise_skips(files, len(self.rows), self.skipped))
         if not self.rows:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tqdm import tqdm
-
 from longrl.config.schema import RootConfig
 from longrl.protocol import Batch
 from longrl.sft.batch import sft_batch
@@ -72,10 +70,8 @@ class SFTTrainer(TrainingRun):
         if self.val is not None and trainer.val_before_train and self.global_step == 0:
             summary["before"] = self.validate()
             self.tracker.log(summary["before"], self.global_step)
-        progress = tqdm(total=self.total_steps, initial=self.global_step, desc="SFT steps", unit="step", disable=None)
         while self.global_step < self.total_steps:
             self.global_step += 1
-            progress.update(1)
             metrics = self.step()
             last = self.global_step == self.total_steps
             if self.val is not None and ((trainer.val_freq > 0 and self.global_step % trainer.val_freq == 0) or last):
@@ -84,5 +80,4 @@ class SFTTrainer(TrainingRun):
             self.tracker.log(metrics, self.global_step)
             if (trainer.save_freq > 0 and self.global_step % trainer.save_freq == 0) or last:
                 self.save()
-        progress.close()
         return summary

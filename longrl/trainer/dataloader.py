@@ -120,6 +120,14 @@ class PromptLoader:
             self._stream = iter(self)
         return next(self._stream)
 
+    def add_epoch(self) -> int:
+        """Allow one more epoch past ``total_epochs`` and return its number: DAPO's dynamic sampling draws more batches
+        than it makes steps, so it can run out before the last step. The epoch's order is ``seed + epoch`` as any
+        other's, so a run resumed inside it sees the same batches."""
+        self.total_epochs = max(self.total_epochs, self.epoch) + 1
+        self._stream = None
+        return self.total_epochs - 1
+
     def __iter__(self) -> Iterator[Any]:
         while self.epoch < self.total_epochs:
             order = epoch_order(self.num_samples, self.epoch, self.seed, self.shuffle)

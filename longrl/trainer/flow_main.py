@@ -3,7 +3,7 @@
 Flow-GRPO on an image or video generator (a diffusers pipeline directory: SD3 or Wan), with the text stages' argument
 habits: an optional ``config=FILE`` and Hydra overrides over ``configs/flow.yaml`` (``--config-name NAME`` picks
 another file of ``configs/``). It trains, validates before and after (the mean reward of ODE samples of
-``data.val_files``), checkpoints, and prints where the checkpoint, metrics and validation media went, and the
+``data.val_files``), checkpoints, and prints where the checkpoint, metrics, curves and validation media went, and the
 command that turns the checkpoint into a diffusers pipeline directory (:mod:`longrl.trainer.flow_merge`).
 """
 
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from longrl.config.flow_schema import FlowRootConfig
 from longrl.config.flow_validate import FLOW_SCHEMA
+from longrl.trainer.curves import report_curves
 from longrl.trainer.main import cli
 
 
@@ -35,6 +36,7 @@ def run(cfg: FlowRootConfig) -> dict[str, dict[str, float]]:
         print(f"checkpoint: {actor_dir.parent}")
         print(f"pipeline with the trained transformer: python -m longrl.trainer.flow_merge --local_dir {actor_dir}")
     print(f"metrics: {trainer.log_dir / 'metrics.jsonl'}")
+    report_curves(trainer.log_dir)
     print(f"validation media: {trainer.log_dir / 'media'}")
     return summary
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, TextIO
 
+from longrl.trainer.progress import StepProgress
+
 METRICS_FILE = "metrics.jsonl"
 GENERATIONS_FILE = "generations.jsonl"
 
@@ -70,17 +72,18 @@ def _finite_or_none(value: float) -> float | None:
 
 
 class ConsoleBackend:
-    """One compact line per step, keys sorted so successive lines line up by eye."""
+    """One short line per step (:class:`StepProgress`: ``step N/T``, elapsed, ETA, headline numbers), flushed, so a
+    terminal and a Slurm log read alike; the full set of metrics goes to the ``file`` backend."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, total_steps: int | None = None, stream: TextIO | None = None) -> None:
         self.stream = stream
+        self.progress = StepProgress(total_steps)
 
     def _out(self) -> TextIO:
         return self.stream or sys.stdout
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
-        fields = " ".join(f"{key}={value:.4g}" for key, value in sorted(metrics.items()))
-        print(f"step {step}: {fields}", file=self._out(), flush=True)
+        print(self.progress.line(step, metrics), file=self._out(), flush=True)
 
     def log_generations(self, generations: Sequence[Generation], step: int) -> None:
         for generation in generations:
@@ -196,12 +199,13 @@ class Tracker:
         experiment: str,
         config: Any,
         log_dir: str | Path,
+        total_steps: int | None = None,
     ) -> None:
         unknown = [name for name in backends if name not in BACKENDS]
         if unknown:
             raise ValueError(f"trainer.logger has unknown backend(s) {unknown}; choose from {list(BACKENDS)}")
         factories = {
-            "console": lambda: ConsoleBackend(),
+            "console": lambda: ConsoleBackend(total_steps),
             "file": lambda: FileBackend(log_dir),
             "tensorboard": lambda: TensorBoardBackend(log_dir),
             "wandb": lambda: WandbBackend(project, experiment, config, log_dir),

@@ -34,8 +34,9 @@ def _config_name(argv: list[str], default: str) -> tuple[str, list[str]]:
 
 
 def report_checkpoint(trainer: "TrainingRun") -> Path | None:
-    """Print the run's last checkpoint, merge it into a Hugging Face directory and print that; returns the merged
-    directory (None when nothing was saved)."""
+    """Print the run's last checkpoint, merge it into a Hugging Face directory and print that, then the metrics file
+    and the curves drawn from it; returns the merged directory (None when nothing was saved)."""
+    from longrl.trainer.curves import report_curves
     from longrl.trainer.merge import merge_actor_checkpoint
 
     latest = trainer.checkpoints.latest_step()
@@ -46,6 +47,7 @@ def report_checkpoint(trainer: "TrainingRun") -> Path | None:
         merged = merge_actor_checkpoint(actor_dir, overwrite=True)
         print(f"merged Hugging Face model: {merged}")
     print(f"metrics: {trainer.log_dir / 'metrics.jsonl'}")
+    report_curves(trainer.log_dir)
     return merged
 
 

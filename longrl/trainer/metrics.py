@@ -62,7 +62,9 @@ def compute_data_metrics(
     Reads ``response_mask`` (N, T) and ``attention_mask`` (N, P + T, prompt and response) from the tensors,
     ``advantages`` and ``rollout_log_probs`` / ``old_log_probs`` (N, T) when present, and ``task`` from the non-tensors when present. ``scores`` (N,) is each
     response's sequence reward and ``reward_parts`` the reward function's other keys (``accuracy``, ``format``,
-    ...) per response. Per-task accuracy uses the ``accuracy`` part when there is one, else the score.
+    ...) per response. Accuracy (``critic/accuracy/mean``, per task ``accuracy/<task>``) is the ``accuracy`` part when
+    there is one, else the score, read as a fraction correct (:func:`accuracy_fraction`); ``reward/<part>`` are the
+    reward's raw means.
     """
     response_mask = batch.tensors["response_mask"].float()
     response_length = response_mask.sum(-1)
@@ -90,9 +92,22 @@ def compute_data_metrics(
         if values.numel() != len(batch):
             raise ValueError(f"reward part {key!r} has {values.numel()} values for a batch of {len(batch)} responses")
         metrics[f"reward/{key}"] = values.mean().item()
+    accuracy = accuracy_fraction(parts.get("accuracy", scores))
+    metrics["critic/accuracy/mean"] = accuracy.mean().item()
     if "task" in batch.non_tensors:
-        metrics.update(per_task_mean(batch.non_tensors["task"], parts.get("accuracy", scores), prefix="accuracy"))
+        metrics.update(per_task_mean(batch.non_tensors["task"], accuracy, prefix="accuracy"))
     return metrics
+
+
+def accuracy_fraction(values: torch.Tensor | Sequence[float]) -> torch.Tensor:
+    """A reward's ``accuracy`` as a fraction correct: values clamped into [0, 1].
+
+    EasyR1's rewards give 0/1 (or partial credit in between), which pass unchanged; Long-RL's ``dapo.py`` gives -1 for
+    wrong and +1 for right, where clamping turns -1 into 0 and the mean into the share answered right (its mean
+    of -1 would read as an impossible accuracy). Mapping (x + 1) / 2 instead would need to know each reward's
+    convention and would turn a 0/1 reward's 0 into 0.5.
+    """
+    return torch.as_tensor(values, dtype=torch.float32).clamp(0.0, 1.0)
 
 
 def per_task_mean(tasks: Sequence[object], values: torch.Tensor, prefix: str) -> dict[str, float]:

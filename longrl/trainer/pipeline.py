@@ -4,7 +4,7 @@ stages in one command, CoT-SFT then RL, with the held-out split evaluated before
 1. evaluate the base model on ``data.test_files``;
 2. CoT-SFT (``configs/sft.yaml``) from ``worker.actor.model.model_path``; merge its last checkpoint; evaluate it;
 3. RL (``configs/config.yaml``, ``algorithm=`` as usual) from the merged SFT model; merge; evaluate it;
-4. print the three accuracies side by side.
+4. print the three accuracies side by side and chart them (``test_accuracy.png`` in the RL stage's log directory).
 
 Overrides before any marker apply to both stages (data, model, frames, cluster size); those after ``--sft`` or
 ``--rl`` to that stage only, after the stage defaults of :data:`RL_STAGE_DEFAULTS`. ``make quickstart`` runs this on
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from longrl.config.schema import RootConfig
+from longrl.trainer.curves import plot_stage_accuracy
 from longrl.trainer.embedded import embedded_test_split_mismatch
 from longrl.trainer.main import answer_help_or_cfg, config_from_argv
 
@@ -83,6 +84,9 @@ def run_pipeline(argv: Sequence[str]) -> dict[str, dict[str, Any]] | None:
     results["rl"] = evaluate_stage(rl_cfg, rl_model, "rl")
     print("test accuracy by stage: " + ", ".join(f"{stage} {metrics['accuracy']:.3f}"
                                                  for stage, metrics in results.items()))
+    log_dir = Path("outputs") / "logs" / rl_cfg.trainer.project_name / rl_cfg.trainer.experiment_name
+    chart = plot_stage_accuracy({stage: metrics["accuracy"] for stage, metrics in results.items()}, log_dir)
+    print(f"curve: {chart}")
     return results
 
 

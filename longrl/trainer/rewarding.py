@@ -30,6 +30,7 @@ from longrl.protocol import Batch
 from longrl.rewards import RewardFunction, RewardInput, RewardScore, load_reward_function
 from longrl.rewards.judge import OpenAIJudge
 from longrl.rewards.open_ended import OpenEndedReward
+from longrl.trainer.metrics import accuracy_fraction
 
 
 def reward_inputs(batch: Batch, tokenizer) -> list[dict]:
@@ -116,6 +117,16 @@ class ScoredBatch:
     scores: torch.Tensor  # (N,) sequence rewards
     parts: dict[str, list[float]]  # named score parts
     metrics: dict[str, float]  # timing_s/reward_compute and the judge's counters
+
+    def accuracy(self) -> torch.Tensor:
+        """(N,) the ``accuracy`` part (else the score) as a fraction correct in [0, 1], whatever the reward's
+        convention (0/1 or Long-RL's -1/+1): what validation reports and what ``filter_key=accuracy`` filters on."""
+        return accuracy_fraction(self.parts.get("accuracy", self.scores))
+
+    def filter_values(self) -> dict[str, Any]:
+        """The per-sample values ``algorithm.filter_key`` may name: ``overall``, every part, ``accuracy`` in [0, 1]."""
+        return {"overall": self.scores, **self.parts, **({"accuracy": self.accuracy()} if "accuracy" in self.parts
+                                                          else {})}
 
     def attach(self, batch: Batch) -> Batch:
         """``batch`` with ``scores`` and a ``score_<part>`` array per part."""

@@ -9,6 +9,7 @@ a checkpoint continues exactly as if it had not stopped.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ from longrl.trainer.run import TrainingRun
 from longrl.trainer.timer import timer
 from longrl.workers.hybrid import HybridWorker, needs_reference
 from longrl.workers.rollout.output import align_prompt_width
+
+logger = logging.getLogger(__name__)
 
 
 class RLTrainer(TrainingRun):
@@ -74,21 +77,21 @@ class RLTrainer(TrainingRun):
         kept_prompts, tries = 0, 0
         while kept_prompts < cfg.data.rollout_batch_size:
             tries += 1
-            prompts = self.loader.next_batch()
+            prompts = self._refill_prompts()
             with timer("gen", timings):
                 rollout = self.workers.generate(prompts, step=self.global_step * 1000 + tries)
             with timer("reward", timings):
                 scored = self.rewards.score(rollout)
             append_metrics(metrics, scored.metrics)
             rollout = scored.attach(rollout)
-            keep = online_filter_mask({"overall": scored.scores, **scored.parts},
+            keep = online_filter_mask(scored.filter_values(),
                                       np.asarray(rollout.non_tensors["uid"]), algo.filter_key, algo.filter_low,
                                       algo.filter_high)
             append_metrics(metrics, {"filter/kept_ratio": float(keep.mean())})
             rollout = rollout[keep]
-            if tries >= algo.max_try_make_batch and kept_prompts + len(rollout) // cfg.worker.rollout.n == 0:
-                raise RuntimeError(f"online filtering kept no group in {tries} batches: every group's "
-                                   f"{algo.filter_key} is outside ({algo.filter_low}, {algo.filter_high})")
+            if kept_prompts + len(rollout) // cfg.worker.rollout.n == 0 and (
+                    tries >= algo.max_try_make_batch or tries >= self.loader.steps_per_epoch):
+                raise RuntimeError(self._nothing_kept(tries))
             kept.append(rollout)
             kept_prompts += len(rollout) // cfg.worker.rollout.n
             if tries >= algo.max_try_make_batch:
@@ -97,6 +100,29 @@ class RLTrainer(TrainingRun):
         rows = min(len(batch), cfg.data.rollout_batch_size * cfg.worker.rollout.n)
         append_metrics(metrics, {"filter/tries": tries})
         return batch[:rows], None
+
+    def _refill_prompts(self) -> Batch:
+        """The next prompts for dynamic sampling. It draws more batches than it makes steps, so it can use up the data
+        of ``trainer.total_epochs`` before the last step: it then goes on into the next epoch (as EasyR1 does), and
+        says so, instead of ending the run inside a step."""
+        try:
+            return self.loader.next_batch()
+        except StopIteration:
+            epoch = self.loader.add_epoch()
+            logger.warning("step %d/%d: online filtering has used up the %d epoch(s) of trainer.total_epochs; "
+                           "refilling from epoch %d (the same rows in a new order)", self.global_step,
+                           self.total_steps, epoch, epoch + 1)
+            return self.loader.next_batch()
+
+    def _nothing_kept(self, tries: int) -> str:
+        """Why dynamic sampling gave up, and what to change."""
+        algo, rollout = self.cfg.algorithm, self.cfg.worker.rollout
+        return (f"step {self.global_step}: online filtering kept no group of prompts in {tries} batches "
+                f"(algorithm.max_try_make_batch={algo.max_try_make_batch}, {self.loader.steps_per_epoch} batches per "
+                f"epoch): every group's {algo.filter_key!r} was outside (algorithm.filter_low={algo.filter_low}, "
+                f"algorithm.filter_high={algo.filter_high}), i.e. all {rollout.n} responses scored alike. Check that "
+                f"the reward's {algo.filter_key!r} varies within a group (worker.rollout.n, temperature), widen the "
+                "filter bounds, raise algorithm.max_try_make_batch, or set algorithm.online_filtering=false")
 
     def step(self) -> dict[str, Any]:
         """One training step; returns its metrics."""
@@ -142,11 +168,11 @@ class RLTrainer(TrainingRun):
         for prompts in self.val_batches():
             rollout = self.workers.generate(prompts, step=self.global_step, validate=True)
             scored = self.rewards.score(rollout)
-            inputs, batch_scores, parts = scored.inputs, scored.scores, scored.parts
+            inputs, batch_scores = scored.inputs, scored.scores
             for key, value in scored.metrics.items():  # summed over the split: seconds, judge requests, ...
                 reward_metrics[f"val/{key}"] = reward_metrics.get(f"val/{key}", 0.0) + value
             scores += batch_scores.tolist()
-            accuracy += parts.get("accuracy", batch_scores.tolist())
+            accuracy += scored.accuracy().tolist()
             tasks += list(rollout.non_tensors["task"])
             generations += [Generation(item["problem"], item["response"], item["ground_truth"], float(score))
                             for item, score in zip(inputs, batch_scores.tolist())]

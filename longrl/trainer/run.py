@@ -14,8 +14,6 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from torch.utils.data import Dataset
 
 from longrl.config.schema import RootConfig
@@ -55,7 +53,7 @@ class RunBase(ABC):
                                              cfg.trainer.save_limit)
         self.log_dir = Path("outputs") / "logs" / cfg.trainer.project_name / cfg.trainer.experiment_name
         self.tracker = Tracker(cfg.trainer.logger, cfg.trainer.project_name, cfg.trainer.experiment_name,
-                               config=cfg, log_dir=self.log_dir)
+                               config=cfg, log_dir=self.log_dir, total_steps=self.total_steps)
         # Else a cluster the launcher (or a test) started and will stop.
         self._started_ray = start_local_ray(max(2, cfg.trainer.nnodes * cfg.trainer.n_gpus_per_node))
         self.pool = ResourcePool(cfg.trainer.nnodes, cfg.trainer.n_gpus_per_node)
@@ -93,11 +91,8 @@ class RunBase(ABC):
             self.tracker.log(summary["before"], self.global_step)
             if trainer.val_only:
                 return summary
-        progress = tqdm(total=self.total_steps, initial=self.global_step, desc="training steps", unit="step",
-                        disable=None)
         while self.global_step < self.total_steps:
             self.global_step += 1
-            progress.update(1)
             try:
                 metrics = self.step()
             except RewardFunctionError:
@@ -112,7 +107,6 @@ class RunBase(ABC):
             self.tracker.log(metrics, self.global_step)
             if trainer.save_freq > 0 and (self.global_step % trainer.save_freq == 0 or last):
                 self.save_step()
-        progress.close()
         return summary
 
     def val_batches(self) -> list[Batch]:

@@ -129,12 +129,23 @@ def test_wrong_value_type_is_a_config_error():
          "worker.rollout.prompt_input='pixels' is not one of ['embeds', 'multi_modal']"),
         (["trainer.n_gpus_per_node=4", "worker.rollout.tensor_parallel_size=2"],
          "worker.rollout.tensor_parallel_size (2) must be >= 1 and divide worker.actor.ulysses_size (1)"),
+        (["algorithm=dapo", "+worker.reward.reward_function_kwargs.overlong_buffer_length=256",
+          "+worker.reward.reward_function_kwargs.overlong_penalty_factor=1.0"],
+         "the overlong penalty is on twice: the reward function applies its own (worker.reward.reward_function_kwargs"
+         ".overlong_buffer_length=256, as Long-RL's dapo.py does) and algorithm.overlong_buffer_len=16 adds longrl's"),
     ],
 )
 def test_inconsistent_values_fail_with_the_rule(overrides, expected):
     with pytest.raises(ConfigError) as info:
         load_config(overrides)
     assert expected in str(info.value)
+
+
+@pytest.mark.parametrize("keep", ["algorithm.overlong_buffer_len=0",
+                                  "+worker.reward.reward_function_kwargs.overlong_penalty_factor=0"])
+def test_one_overlong_penalty_is_accepted(keep):
+    cfg = load_config(["algorithm=dapo", "+worker.reward.reward_function_kwargs.overlong_buffer_length=256", keep])
+    assert cfg.worker.reward.reward_function_kwargs["overlong_buffer_length"] == 256
 
 
 def test_valid_multi_rank_batch_passes():

@@ -117,9 +117,11 @@ def test_truncated_video_fails_when_loaded_naming_the_row(synthetic_dir, process
     assert f"{path} row 1 (video {tmp_path / 'truncated.mp4'})" in str(info.value) and "truncated" in str(info.value)
 
 
-def test_bad_videos_are_skipped_and_counted_when_configured(synthetic_dir, processor, tmp_path, caplog):
+def test_bad_videos_are_skipped_and_counted_when_configured(synthetic_dir, processor, tmp_path, caplog, capsys):
     path = _with_bad_videos(synthetic_dir, tmp_path)
     dataset = _dataset(path, processor, on_bad_row="skip")
+    assert re.fullmatch(rf"dataset {re.escape(str(path))}: 5 rows read, 2 kept \(\d+\.\d s\), done\n",
+                        capsys.readouterr().out)
     # missing, empty and garbage files go at build time; the truncated one when it is loaded
     assert [row.video for row in dataset.rows] == [str(tmp_path / "good.mp4"), str(tmp_path / "truncated.mp4")]
     assert [(s.row_index, s.reason.split(":")[0]) for s in dataset.skipped] == [(i, "unreadable video") for i in (1, 2, 3)]

@@ -59,6 +59,14 @@ def test_loss_falls_and_greedy_generation_has_the_target_format(setup, monkeypat
                                "worker.actor.optim.lr=3e-3", "worker.actor.optim.lr_warmup_steps=2"))
     losses = [m["sft/loss"] for m in _metrics("overfit") if "sft/loss" in m]
     assert len(losses) == 80
+    curves = Path("outputs/logs/longrl/overfit/curves")  # drawn at the end of the run: one point per step
+    loss_curve = json.loads((curves / "curves.json").read_text())["loss"]["series"]
+    assert loss_curve["sft/loss"] == {"steps": list(range(1, 81)), "values": losses}
+    val = loss_curve["val/sft_loss"]  # before training, at val_freq=40 and after the last step
+    assert val["steps"] == [0, 40, 80]
+    assert val["values"][0] == summary["before"]["val/sft_loss"]
+    assert val["values"][-1] == summary["after"]["val/sft_loss"]
+    assert sorted(p.name for p in curves.glob("*.png")) == ["loss.png", "step_time.png"]
     assert sum(losses[-5:]) / 5 < 0.3 * sum(losses[:5]) / 5, losses
     assert summary["after"]["val/sft_loss"] < summary["before"]["val/sft_loss"]
 

@@ -73,6 +73,24 @@ def test_next_batch_draws_one_stream_and_resumes():
         resumed.next_batch()
 
 
+def test_add_epoch_continues_past_the_last_epoch_in_seed_order_and_resumes():
+    """DAPO's refill: after the 2 epochs the stream goes on into epoch 2, ordered by seed + 2, resumable inside it."""
+    loader = _loader(n=6, batch=3, epochs=2)
+    for _ in range(4):
+        loader.next_batch()
+    with pytest.raises(StopIteration):
+        loader.next_batch()
+    assert loader.add_epoch() == 2
+    order = epoch_order(6, 2, seed=7, shuffle=True)
+    assert loader.next_batch() == order[:3]
+    resumed = _loader(n=6, batch=3, epochs=2)
+    resumed.load_state_dict(loader.state_dict())
+    with pytest.raises(StopIteration):  # a resumed run past its epochs refills the same way
+        resumed.next_batch()
+    assert resumed.add_epoch() == 2
+    assert resumed.next_batch() == order[3:]
+
+
 def test_state_names_the_next_unseen_batch():
     loader = _loader()
     it = iter(loader)

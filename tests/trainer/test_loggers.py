@@ -34,10 +34,12 @@ def test_file_backend_writes_one_object_per_step(tmp_path):
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1]) == {"step": 3, "loss": 0.25}
 
 
-def test_console_backend_prints_one_sorted_line(tmp_path, capsys):
-    tracker = Tracker(["console"], "proj", "exp", {}, tmp_path)
-    tracker.log({"b": 2.0, "a": 0.123456}, step=7)
-    assert capsys.readouterr().out == "step 7: a=0.1235 b=2\n"
+def test_console_backend_prints_the_progress_line_not_every_metric(tmp_path, capsys):
+    tracker = Tracker(["console"], "proj", "exp", {}, tmp_path, total_steps=10)
+    tracker.log({"critic/score/mean": 0.5, "critic/accuracy/mean": 0.25, "response_length/mean": 11.25,
+                 "actor/entropy": 2.0, "actor/pg_loss": 0.1, "timing_s/step": 0.25, "timing_s/gen": 0.125}, step=7)
+    assert capsys.readouterr().out == ("step 7/10 | elapsed 0:00:00 | eta 0:00:01 | reward 0.500 acc 0.250 len 11.2 "
+                                       "entropy 2.000 | 0.2 s/step\n")
     tracker.log_generations(GENERATIONS[:1], step=7)
     assert "[output] <answer>A</answer>" in capsys.readouterr().out
     assert not any(tmp_path.iterdir())

@@ -1,5 +1,7 @@
 """The main entry point on the embedded default: artefacts generated once, a short run reported; config errors."""
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from longrl.trainer.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = ["embedded.num_videos=8", "embedded.frames=8", "data.rollout_batch_size=2", "worker.actor.global_batch_size=2", "worker.rollout.num_video_frames=4",
-         "data.max_response_length=8", "trainer.max_steps=1", "trainer.save_freq=1", "trainer.logger=[file]",
+         "data.max_response_length=8", "trainer.max_steps=1", "trainer.save_freq=1", "trainer.logger=[console,file]",
          f"data.format_prompt={REPO / 'examples/format_prompt/r1v.jinja'}"]
 
 
@@ -32,6 +34,15 @@ def test_main_generates_the_embedded_default_trains_and_reports(tmp_path: Path, 
     assert f"merged Hugging Face model: {checkpoint / 'actor/merged'}" in lines
     assert (checkpoint / "actor/merged/config.json").is_file()
     assert "metrics: outputs/logs/longrl/embedded_qwen2_5_vl/metrics.jsonl" in lines
+    progress = [line for line in lines if line.startswith("step ")]
+    assert len(progress) == 2 and progress[0].startswith("step 0/1 | elapsed ") and " | val_reward " in progress[0]
+    assert re.fullmatch(r"step 1/1 \| elapsed \d:\d\d:\d\d \| eta 0:00:00 \| reward -?\d\.\d{3} acc \d\.\d{3} "
+                        r"len \d+\.\d (kl \S+ )?entropy \d+\.\d{3} val_reward .+ \| \d+\.\d s/step", progress[1])
+    curves = Path("outputs/logs/longrl/embedded_qwen2_5_vl/curves")
+    assert [line for line in lines if line.startswith("curve: ")] == [
+        f"curve: {curves / name}.png" for name in ("reward", "accuracy", "response_length", "kl", "entropy",
+                                                   "step_time")]
+    assert json.loads((curves / "curves.json").read_text())["entropy"]["series"]["actor/entropy"]["steps"] == [1]
     assert prepare_embedded_default(load_config([f"embedded.root={root}", *SMALL])) == []
 
 

@@ -10,6 +10,7 @@ import torch
 
 from longrl.protocol import Batch
 from longrl.trainer.metrics import (
+    accuracy_fraction,
     append_metrics,
     compute_data_metrics,
     compute_throughput_metrics,
@@ -57,7 +58,7 @@ def test_data_metrics_on_a_hand_made_batch():
         # valid advantage tokens: 1, 1, -1 x4, 0.5, 2 x3 -> sum 4.5 over 10
         "critic/advantages/mean": 0.45, "critic/advantages/max": 2.0, "critic/advantages/min": -1.0,
         "reward/accuracy": 0.5, "reward/format": 0.75,
-        "accuracy/count": 0.5, "accuracy/order": 0.0,
+        "critic/accuracy/mean": 0.5, "accuracy/count": 0.5, "accuracy/order": 0.0,
     }
     assert metrics.keys() == expected.keys()
     for key, value in expected.items():
@@ -68,6 +69,16 @@ def test_per_task_accuracy_falls_back_to_the_score():
     metrics = compute_data_metrics(_rollout_batch(), torch.tensor([1.0, 0.0, 0.5, 0.5]), max_response_length=8)
     assert metrics["accuracy/count"] == pytest.approx(0.75)
     assert metrics["response_length/clip_ratio"] == 0.0
+
+
+def test_plus_minus_one_accuracy_reads_as_the_share_answered_right():
+    """Long-RL's dapo.py scores accuracy -1 (wrong) / +1 (right): 3 of 4 right is accuracy 0.75, not 0.5; the reward
+    part's own mean stays as the reward gave it."""
+    parts = {"accuracy": [1.0, -1.0, 1.0, 1.0]}
+    metrics = compute_data_metrics(_rollout_batch(), torch.tensor([1.0, -1.0, 1.0, 1.0]), 4, reward_parts=parts)
+    assert metrics["critic/accuracy/mean"] == 0.75 and metrics["reward/accuracy"] == 0.5
+    assert metrics["accuracy/count"] == 1.0 and metrics["accuracy/order"] == 0.0
+    assert accuracy_fraction([0.0, 0.25, 1.0, -1.0, -0.5, 2.0]).tolist() == [0.0, 0.25, 1.0, 0.0, 0.0, 1.0]
 
 
 def test_mismatched_scores_are_refused():

@@ -1,6 +1,7 @@
 """The two-stage pipeline: CoT-SFT, then RL from the merged SFT model, with the test split evaluated after each."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,11 @@ import yaml
 from longrl.trainer.pipeline import main, run_pipeline, split_stage_arguments
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = ["embedded.num_videos=10", "embedded.frames=8", "worker.rollout.num_video_frames=4", "trainer.logger=[file]",
+# step N/T | elapsed H:MM:SS | eta H:MM:SS | headline numbers | S.s s/step
+PROGRESS = re.compile(r"step (\d+)/(\d+) \| elapsed \d+:\d\d:\d\d( \| eta \d+:\d\d:\d\d)? \| (.+?)"
+                      r"( \| \d+\.\d s/step)?")
+SHARED = ["embedded.num_videos=10", "embedded.frames=8", "worker.rollout.num_video_frames=4",
+          "trainer.logger=[console,file]",
           f"data.format_prompt={REPO / 'examples/format_prompt/r1v.jinja'}"]
 SFT = ["--sft", "trainer.max_steps=3", "data.rollout_batch_size=4", "worker.actor.global_batch_size=4",
        "worker.actor.micro_batch_size_per_device_for_update=4"]
@@ -57,3 +62,24 @@ def test_sft_then_rl_with_an_evaluation_after_each_stage(tmp_path, capsys, monke
     summary = [line for line in out.splitlines() if line.startswith("test accuracy by stage: ")]
     assert summary == ["test accuracy by stage: " + ", ".join(
         f"{stage} {results[stage]['accuracy']:.3f}" for stage in ("base", "sft", "rl"))]
+    # the console: one short line per step (0 = validation before training), SFT's 3 steps then RL's 1
+    progress = [PROGRESS.fullmatch(line) for line in out.splitlines() if line.startswith("step ")]
+    assert all(progress) and [(m[1], m[2]) for m in progress] == [("0", "3"), ("1", "3"), ("2", "3"), ("3", "3"),
+                                                                  ("0", "1"), ("1", "1")]
+    assert [bool(m[3]) for m in progress] == [False, True, True, True, False, True]  # an ETA once a step ran
+    assert progress[0][4].startswith("val_loss ") and progress[3][4].startswith("loss ")
+    assert "val_loss " in progress[3][4] and progress[4][4].startswith("val_reward ")
+    assert progress[5][4].startswith("reward ") and " acc " in progress[5][4] and " len " in progress[5][4]
+    assert max(len(m[0]) for m in progress) < 160
+    # the curves of each stage, one point per step, and the test accuracy per stage
+    sft_curves = json.loads(Path("outputs/logs/longrl/embedded_sft_qwen2_5_vl/curves/curves.json").read_text())
+    assert sft_curves["loss"]["series"]["sft/loss"]["steps"] == [1, 2, 3]
+    rl_log = Path("outputs/logs/longrl/embedded_qwen2_5_vl")
+    rl_metrics = json.loads((rl_log / "metrics.jsonl").read_text().splitlines()[-1])
+    rl_curves = json.loads((rl_log / "curves/curves.json").read_text())
+    assert rl_curves["reward"]["series"]["critic/score/mean"] == {"steps": [1],
+                                                                  "values": [rl_metrics["critic/score/mean"]]}
+    assert f"curve: {rl_log / 'curves/reward.png'}" in out and (rl_log / "curves/reward.png").is_file()
+    assert f"curve: {rl_log / 'test_accuracy.png'}" in out
+    assert json.loads((rl_log / "test_accuracy.json").read_text()) == {
+        "stages": ["base", "sft", "rl"], "accuracy": [results[stage]["accuracy"] for stage in ("base", "sft", "rl")]}

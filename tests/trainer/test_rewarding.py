@@ -59,3 +59,21 @@ def test_scorer_runs_the_reward_beside_the_caller(monkeypatch):
     assert scored.metrics["timing_s/reward_compute"] >= 0
     assert calls[0].startswith("reward")
     scorer.close()
+
+
+def test_accuracy_filter_reads_plus_minus_one_accuracy_as_a_fraction():
+    """Long-RL's dapo.py gives accuracy -1/+1: a group half right has raw mean 0, which filter_low=0.01 would drop as
+    all wrong; read in [0, 1] it is 0.5 and kept. The parts keep the reward's own values."""
+    import numpy as np
+    import torch
+
+    from longrl.algos import online_filter_mask
+    from longrl.trainer.rewarding import ScoredBatch
+
+    accuracy = [1.0, -1.0, 1.0, -1.0, -1.0, -1.0, -1.0, -1.0]
+    scored = ScoredBatch([], torch.tensor(accuracy), {"accuracy": accuracy}, {})
+    assert scored.accuracy().tolist() == [1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    uid = np.array(["a"] * 4 + ["b"] * 4)
+    keep = online_filter_mask(scored.filter_values(), uid, "accuracy", 0.01, 0.99)
+    assert keep.tolist() == [True] * 4 + [False] * 4
+    assert scored.filter_values()["overall"].tolist() == accuracy and scored.parts["accuracy"] == accuracy

@@ -36,6 +36,24 @@ def compute_score(reward_inputs):
     return [{"overall": 0.0, "accuracy": 0.0} for _ in reward_inputs]
 '''
 
+# DAPO's refill: the first two batches score every response alike (all groups dropped), later ones by parity, so
+# three steps of 2 of the 8 training rows need more than the epoch's 4 batches.
+FIRST_BATCHES_FILTERED_REWARD = '''
+REWARD_TYPE = "batch"
+CALLS = []
+
+def compute_score(reward_inputs):
+    CALLS.append(len(reward_inputs))
+    even = [float(len(item["response"]) % 2 == 0) for item in reward_inputs]
+    return [{"overall": 1.0, "accuracy": 1.0} if len(CALLS) <= 2 else {"overall": e, "accuracy": e} for e in even]
+'''
+CONSTANT_REWARD = '''
+REWARD_TYPE = "batch"
+
+def compute_score(reward_inputs):
+    return [{"overall": 1.0, "accuracy": 1.0} for _ in reward_inputs]
+'''
+
 
 @pytest.fixture(scope="module")
 def setup(tiny_model_dir, tmp_path_factory):
@@ -43,6 +61,8 @@ def setup(tiny_model_dir, tmp_path_factory):
     generate_dataset(root / "data", num=10, frames=8, seed=2)
     (root / "parity.py").write_text(PARITY_REWARD)
     (root / "failing.py").write_text(FAILING_REWARD)
+    (root / "first_filtered.py").write_text(FIRST_BATCHES_FILTERED_REWARD)
+    (root / "constant.py").write_text(CONSTANT_REWARD)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield root, tiny_model_dir("qwen2_5_vl")
     ray.shutdown()
@@ -70,23 +90,53 @@ def _deterministic(metrics: dict) -> dict:
 
 
 @pytest.mark.parametrize("algorithm", ["grpo", "dapo", "reinforce"])
-def test_three_steps_of_each_algorithm(setup, algorithm, monkeypatch, tmp_path):
+def test_three_steps_of_each_algorithm(setup, algorithm, monkeypatch, tmp_path, caplog):
+    """DAPO's first two batches are all dropped, so its three steps need a batch past the epoch's four: it refills
+    from epoch 2 (and says so) instead of ending the run."""
     root, model_dir = setup
     monkeypatch.chdir(tmp_path)
     name = f"algo_{algorithm}"
-    run(_cfg(root, model_dir, name, f"algorithm={algorithm}", "trainer.max_steps=3", "trainer.save_freq=-1",
-             "algorithm.overlong_buffer_len=4"))
+    first_filtered = f"worker.reward.reward_function={root / 'first_filtered.py'}:compute_score"
+    reward = [first_filtered] if algorithm == "dapo" else []
+    with caplog.at_level("WARNING", logger="longrl.trainer.rl_trainer"):
+        run(_cfg(root, model_dir, name, f"algorithm={algorithm}", "trainer.max_steps=3", "trainer.save_freq=-1",
+                 "algorithm.overlong_buffer_len=4", *reward))
     steps = _metrics(name)
     assert [m["step"] for m in steps] == [1, 2, 3]
     for m in steps:
         for key in ("critic/score/mean", "actor/pg_loss", "actor/grad_norm", "actor/entropy", "response_length/mean"):
             assert m[key] is not None and abs(m[key]) < 1e6, (key, m)
+    curves = json.loads((Path("outputs/logs/longrl") / name / "curves/curves.json").read_text())
+    for curve, key in (("reward", "critic/score/mean"), ("accuracy", "critic/accuracy/mean"), ("entropy",
+                       "actor/entropy"), ("response_length", "response_length/mean"), ("step_time", "timing_s/step")):
+        assert curves[curve]["series"][key] == {"steps": [1, 2, 3], "values": [m[key] for m in steps]}, curve
+    refills = [r.getMessage() for r in caplog.records if "refilling" in r.getMessage()]
     if algorithm == "dapo":
         assert all(m["filter/kept_ratio"] <= 1.0 for m in steps)
+        assert steps[0]["filter/tries"] >= 3 and sum(m["filter/tries"] for m in steps) >= 5
+        assert len(refills) == 1 and "online filtering has used up the 1 epoch(s) of trainer.total_epochs; " \
+            "refilling from epoch 2" in refills[0]
+    else:
+        assert refills == []
     if algorithm == "reinforce":
         assert all("critic/kl" in m for m in steps)
     else:
         assert "critic/kl" not in steps[0]
+
+
+def test_dapo_names_the_fix_when_no_group_passes_the_filter(setup, monkeypatch, tmp_path):
+    """A reward that never varies within a group stops DAPO after one pass over the data (4 batches), saying why."""
+    root, model_dir = setup
+    monkeypatch.chdir(tmp_path)
+    dapo = ("algorithm=dapo", "algorithm.overlong_buffer_len=4", "trainer.save_freq=-1")
+    with pytest.raises(RuntimeError) as info:
+        run(_cfg(root, model_dir, "dapo_constant", *dapo,
+                 f"worker.reward.reward_function={root / 'constant.py'}:compute_score"))
+    message = str(info.value)
+    assert message.startswith("step 1: online filtering kept no group of prompts in 4 batches "
+                              "(algorithm.max_try_make_batch=20, 4 batches per epoch)")
+    assert "'accuracy' was outside (algorithm.filter_low=0.01, algorithm.filter_high=0.99)" in message
+    assert "algorithm.online_filtering=false" in message
 
 
 def test_resume_continues_exactly(setup, monkeypatch, tmp_path):
