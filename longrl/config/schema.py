@@ -196,9 +196,10 @@ class JudgeConfig:
     max_tokens: int = 32
     extra_body: dict[str, Any] = field(default_factory=dict)  # merged into every request (server-specific options)
     max_concurrency: int = 8
-    timeout_s: float = 30.0
-    max_retries: int = 3
+    timeout_s: float = 30.0  # per request: no answer within it is retried
+    max_retries: int = 3  # time-outs, dropped connections, 5xx/429, bodies without a reply; never 401/403/404
     backoff_s: float = 1.0
+    retry_after_max_s: float = 60.0  # a 429/5xx's Retry-After replaces the backoff, capped at this
     on_outage: str = "zero"  # after the retries: "zero" scores 0 and counts it, "fail" fails the step
     cache: bool = True
 

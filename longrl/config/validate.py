@@ -39,8 +39,10 @@ def validate_config(cfg: RootConfig) -> None:
     _one_of(cfg.worker.reward.on_error, REWARD_ERROR_POLICIES, "worker.reward.on_error")
     judge = cfg.worker.reward.judge
     _one_of(judge.on_outage, JUDGE_OUTAGE_POLICIES, "worker.reward.judge.on_outage")
-    _require(judge.max_concurrency >= 1 and judge.max_retries >= 0 and judge.timeout_s > 0,
-             "worker.reward.judge needs max_concurrency >= 1, max_retries >= 0 and timeout_s > 0")
+    _require(judge.max_concurrency >= 1 and judge.max_retries >= 0 and judge.timeout_s > 0
+             and judge.retry_after_max_s >= 0,
+             "worker.reward.judge needs max_concurrency >= 1, max_retries >= 0, timeout_s > 0 and "
+             "retry_after_max_s >= 0")
     _require(cfg.worker.reward.num_workers >= 0,
              f"worker.reward.num_workers ({cfg.worker.reward.num_workers}) must be >= 0")
     _require(
