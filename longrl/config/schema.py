@@ -217,6 +217,9 @@ class RewardConfig:
     # computed while the old/reference log-probs are (unless online filtering needs them first). In a process the
     # grader runs on its main thread, where math_verify's time-out (SIGALRM) works; in a thread it cannot.
     num_workers: int = 1
+    # Seconds one reward call may take (per sample for sequential functions, per batch for batch ones); past it the
+    # call fails naming the function and sample, through on_error. Needs num_workers >= 1; null: no limit.
+    timeout_s: Optional[float] = 600.0
     judge: JudgeConfig = field(default_factory=JudgeConfig)
 
 

@@ -45,6 +45,8 @@ def validate_config(cfg: RootConfig) -> None:
              "retry_after_max_s >= 0")
     _require(cfg.worker.reward.num_workers >= 0,
              f"worker.reward.num_workers ({cfg.worker.reward.num_workers}) must be >= 0")
+    _require(cfg.worker.reward.timeout_s is None or cfg.worker.reward.timeout_s > 0,
+             f"worker.reward.timeout_s ({cfg.worker.reward.timeout_s}) must be positive, or null for no limit")
     _require(
         0 < data.min_pixels <= data.max_pixels,
         f"data.min_pixels ({data.min_pixels}) must be positive and at most data.max_pixels ({data.max_pixels})",
