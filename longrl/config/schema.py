@@ -248,6 +248,10 @@ class TrainerConfig:
     save_limit: int = -1
     save_checkpoint_path: Optional[str] = None
     load_checkpoint_path: Optional[str] = None
+    # Seconds a rank waits for its peers in a collective (all-gather, all-to-all, all-reduce) before the step fails
+    # naming the rank and the method; a hung or stopped rank otherwise stalls the run. Also bounds rank 0's longest
+    # solo work between collectives (checkpoint writes), so keep it above that.
+    collective_timeout_s: float = 600.0
 
 
 @dataclass

@@ -45,6 +45,8 @@ def validate_config(cfg: RootConfig) -> None:
              "retry_after_max_s >= 0")
     _require(cfg.worker.reward.num_workers >= 0,
              f"worker.reward.num_workers ({cfg.worker.reward.num_workers}) must be >= 0")
+    _require(cfg.trainer.collective_timeout_s > 0,
+             f"trainer.collective_timeout_s ({cfg.trainer.collective_timeout_s}) must be positive")
     _require(cfg.worker.reward.timeout_s is None or cfg.worker.reward.timeout_s > 0,
              f"worker.reward.timeout_s ({cfg.worker.reward.timeout_s}) must be positive, or null for no limit")
     _require(
