@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from longrl.algos import overlong_penalty
-from longrl.config.schema import RootConfig
+from longrl.config.flow_schema import FlowRewardConfig
+from longrl.config.schema import RewardConfig, RootConfig
 from longrl.protocol import Batch
 from longrl.rewards import RewardFunction, RewardFunctionError, RewardInput, RewardScore, load_reward_function
 from longrl.rewards.judge import OpenAIJudge
@@ -146,18 +147,23 @@ class ParallelReward:
         self.pool.shutdown(cancel_futures=True)
 
 
-def build_reward(cfg: RootConfig) -> Reward:
-    """The trainer's reward: ``worker.reward.*`` (+ processes) (+ the open-ended judge)."""
-    reward = cfg.worker.reward
-    fn: Reward = load_reward_function(reward.reward_function, reward.reward_type, reward.reward_function_kwargs,
-                                      reward.timeout_s)
+def load_configured_reward(reward: RewardConfig | FlowRewardConfig) -> Reward:
+    """The function of ``worker.reward.*``, in ``num_workers`` processes when asked (RL and Flow-GRPO alike)."""
+    fn = load_reward_function(reward.reward_function, reward.reward_type, reward.reward_function_kwargs,
+                              reward.timeout_s)
     if reward.num_workers > 0:
-        fn = ParallelReward(fn, reward.num_workers)
-    elif reward.timeout_s is not None:
+        return ParallelReward(fn, reward.num_workers)
+    if reward.timeout_s is not None:
         logger.warning("worker.reward.timeout_s=%g is not applied with worker.reward.num_workers=0: a call in a "
                        "thread of the trainer cannot be interrupted (set num_workers >= 1)", reward.timeout_s)
+    return fn
+
+
+def build_reward(cfg: RootConfig) -> Reward:
+    """The trainer's reward: ``worker.reward.*`` (+ processes) (+ the open-ended judge)."""
+    fn = load_configured_reward(cfg.worker.reward)
     if cfg.worker.rollout.open_ended_reward:
-        fn = OpenEndedReward(fn, OpenAIJudge(reward.judge))
+        fn = OpenEndedReward(fn, OpenAIJudge(cfg.worker.reward.judge))
     return fn
 
 
