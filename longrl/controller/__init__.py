@@ -26,4 +26,5 @@ from longrl.controller.decorators import CollectiveTimeout, Dispatch, Execute, r
 from longrl.controller.dispatch import RankLayout
 from longrl.controller.worker import Worker, distributed_backend
 
-__all__ = ["CollectiveTimeout", "Dispatch", "Execute", "RankLayout", "Worker", "colocate", "distributed_backend", "register"]
+__all__ = ["CollectiveTimeout", "Dispatch", "Execute", "RankLayout", "Worker", "colocate", "distributed_backend",
+           "register"]

@@ -44,7 +44,7 @@ class PendingResult:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready, pending = ray.wait(pending, num_returns=1, timeout=left)
             if not ready:
-                raise GetTimeoutError(f"{len(pending)} of {len(self._refs)} rank(s) did not answer within {timeout_s} s")
+                raise GetTimeoutError(f"{len(pending)} of {len(self._refs)} ranks gave no result in {timeout_s} s")
             ray.get(ready)  # raises that rank's error now
         return collect(self._plan, ray.get(self._refs))
 

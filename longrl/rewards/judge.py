@@ -6,8 +6,8 @@ searched with ``score_pattern`` for a score in ``[0, 1]``. Around each request:
 * **concurrency** — a bounded thread pool (``max_concurrency``), since a judge call is network-bound;
 * **failed requests** — :mod:`longrl.rewards.chat_client` decides, as for LongVideo-Reason: time-outs, dropped
   connections, 5xx/429 (``Retry-After`` honoured up to ``retry_after_max_s``), bodies that are not JSON or lack the
-  reply are retried ``max_retries`` times; HTTP 401/403/404 raise :class:`~longrl.rewards.chat_client.ChatConfigError` at once and stop the run (a wrong key is
-  never scored 0, nor skipped by ``worker.reward.on_error``);
+  reply are retried ``max_retries`` times; HTTP 401/403/404 raise its ``ChatConfigError`` at once and stop the run
+  (a wrong key is never scored 0, nor skipped by ``worker.reward.on_error``);
 * **outage** — a request still failing after the retries (or any other 4xx): ``on_outage="zero"`` scores the
   sample 0 and counts it (``judge/failed``); ``"fail"`` raises :class:`JudgeUnavailable` naming the sample, so the
   step fails (or is skipped by ``worker.reward.on_error=skip_step``). Never silent;

@@ -178,7 +178,7 @@ class RewardFunction:
         return load_reward_function, (self.spec, self._configured_type, self.kwargs, self.timeout_s)
 
     def __call__(self, reward_inputs: Sequence[RewardInput], first_index: int = 0) -> list[RewardScore]:
-        """Scores of ``reward_inputs``; errors number the samples from ``first_index`` (a chunk's place in its batch)."""
+        """Scores of ``reward_inputs``; errors number samples from ``first_index`` (a chunk's place in its batch)."""
         if not reward_inputs:
             return []
         try:
