@@ -94,6 +94,9 @@ class FlowRewardConfig:
     on_error: str = "fail"
     # Processes that run the reward calls (0: a thread of the trainer process); the media are sent to them.
     num_workers: int = 0
+    # Seconds one reward call may take (per sample, or per batch for a batch function); past it the call fails
+    # naming the sample, through on_error. Applied with num_workers >= 1; null: no limit.
+    timeout_s: Optional[float] = None
 
 
 @dataclass

@@ -58,6 +58,8 @@ def validate_flow_config(cfg: FlowRootConfig) -> None:
     _require(reward.on_error in REWARD_ERROR_POLICIES,
              f"worker.reward.on_error={reward.on_error!r} is not one of {sorted(REWARD_ERROR_POLICIES)}")
     _require(reward.num_workers >= 0, f"worker.reward.num_workers ({reward.num_workers}) must be >= 0")
+    _require(reward.timeout_s is None or reward.timeout_s > 0,
+             f"worker.reward.timeout_s ({reward.timeout_s}) must be positive, or null for no limit")
 
 
 # What longrl.config.loader.load_config(..., schema=FLOW_SCHEMA) composes and checks (configs/flow.yaml lists it).

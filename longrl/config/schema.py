@@ -200,9 +200,10 @@ class JudgeConfig:
     max_tokens: int = 32
     extra_body: dict[str, Any] = field(default_factory=dict)  # merged into every request (server-specific options)
     max_concurrency: int = 8
-    timeout_s: float = 30.0
-    max_retries: int = 3
+    timeout_s: float = 30.0  # per request: no answer within it is retried
+    max_retries: int = 3  # time-outs, dropped connections, 5xx/429, bodies without a reply; never 401/403/404
     backoff_s: float = 1.0
+    retry_after_max_s: float = 60.0  # a 429/5xx's Retry-After replaces the backoff, capped at this
     on_outage: str = "zero"  # after the retries: "zero" scores 0 and counts it, "fail" fails the step
     cache: bool = True
 
@@ -220,6 +221,9 @@ class RewardConfig:
     # computed while the old/reference log-probs are (unless online filtering needs them first). In a process the
     # grader runs on its main thread, where math_verify's time-out (SIGALRM) works; in a thread it cannot.
     num_workers: int = 1
+    # Seconds one reward call may take (per sample for sequential functions, per batch for batch ones); past it the
+    # call fails naming the function and sample, through on_error. Needs num_workers >= 1; null: no limit.
+    timeout_s: Optional[float] = 600.0
     judge: JudgeConfig = field(default_factory=JudgeConfig)
 
 
@@ -248,6 +252,10 @@ class TrainerConfig:
     save_limit: int = -1
     save_checkpoint_path: Optional[str] = None
     load_checkpoint_path: Optional[str] = None
+    # Seconds a rank waits for its peers in a collective (all-gather, all-to-all, all-reduce) before the step fails
+    # naming the rank and the method; a hung or stopped rank otherwise stalls the run. Also bounds rank 0's longest
+    # solo work between collectives (checkpoint writes), so keep it above that.
+    collective_timeout_s: float = 600.0
 
 
 @dataclass

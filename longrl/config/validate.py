@@ -39,10 +39,16 @@ def validate_config(cfg: RootConfig) -> None:
     _one_of(cfg.worker.reward.on_error, REWARD_ERROR_POLICIES, "worker.reward.on_error")
     judge = cfg.worker.reward.judge
     _one_of(judge.on_outage, JUDGE_OUTAGE_POLICIES, "worker.reward.judge.on_outage")
-    _require(judge.max_concurrency >= 1 and judge.max_retries >= 0 and judge.timeout_s > 0,
-             "worker.reward.judge needs max_concurrency >= 1, max_retries >= 0 and timeout_s > 0")
+    _require(judge.max_concurrency >= 1 and judge.max_retries >= 0 and judge.timeout_s > 0
+             and judge.retry_after_max_s >= 0,
+             "worker.reward.judge needs max_concurrency >= 1, max_retries >= 0, timeout_s > 0 and "
+             "retry_after_max_s >= 0")
     _require(cfg.worker.reward.num_workers >= 0,
              f"worker.reward.num_workers ({cfg.worker.reward.num_workers}) must be >= 0")
+    _require(cfg.trainer.collective_timeout_s > 0,
+             f"trainer.collective_timeout_s ({cfg.trainer.collective_timeout_s}) must be positive")
+    _require(cfg.worker.reward.timeout_s is None or cfg.worker.reward.timeout_s > 0,
+             f"worker.reward.timeout_s ({cfg.worker.reward.timeout_s}) must be positive, or null for no limit")
     _require(
         0 < data.min_pixels <= data.max_pixels,
         f"data.min_pixels ({data.min_pixels}) must be positive and at most data.max_pixels ({data.max_pixels})",

@@ -22,8 +22,9 @@ its methods without importing Ray.
 """
 
 from longrl.controller.colocate import colocate
-from longrl.controller.decorators import Dispatch, Execute, register
+from longrl.controller.decorators import CollectiveTimeout, Dispatch, Execute, register
 from longrl.controller.dispatch import RankLayout
 from longrl.controller.worker import Worker, distributed_backend
 
-__all__ = ["Dispatch", "Execute", "RankLayout", "Worker", "colocate", "distributed_backend", "register"]
+__all__ = ["CollectiveTimeout", "Dispatch", "Execute", "RankLayout", "Worker", "colocate", "distributed_backend",
+           "register"]

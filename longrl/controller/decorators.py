@@ -2,17 +2,19 @@
 
 The mark is a plain attribute on the function, so a worker class stays an ordinary Python class
 (testable without Ray); :class:`~longrl.controller.worker_group.RayWorkerGroup` reads the marks
-to build its group-level methods.
+to build its group-level methods. Every group call passes through here, so this is also where a collective that
+timed out (a peer rank hung, stopped or dead) is renamed with the rank and the method it was in.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
 
-__all__ = ["Dispatch", "Execute", "MethodSpec", "register", "registered_methods"]
+__all__ = ["CollectiveTimeout", "Dispatch", "Execute", "MethodSpec", "register", "registered_methods"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _MARK = "__longrl_register__"
@@ -33,6 +35,29 @@ class Execute(Enum):
     ASYNC = "async"  # return a PendingResult; ``.get()`` waits and collects (overlap with other work)
 
 
+class CollectiveTimeout(RuntimeError):
+    """A rank waited past ``trainer.collective_timeout_s`` for its peers in a torch.distributed collective."""
+
+
+def _name_collective_timeout(func: F) -> F:
+    """``func`` with a collective's time-out (torch says only "Timed out waiting Nms for recv operation") re-raised
+    as :class:`CollectiveTimeout` naming this rank and the group method."""
+
+    @functools.wraps(func)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(self, *args, **kwargs)
+        except RuntimeError as error:
+            if isinstance(error, CollectiveTimeout) or "timed out" not in str(error).lower():
+                raise
+            raise CollectiveTimeout(
+                f"rank {getattr(self, 'rank', '?')} of {getattr(self, 'world_size', '?')} timed out in a collective "
+                f"during {type(self).__name__}.{func.__name__} (trainer.collective_timeout_s): another rank is hung, "
+                f"stopped or dead; see its log. torch: {error}") from error
+
+    return call  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     dispatch: Dispatch
@@ -49,8 +74,9 @@ def register(
         raise TypeError(f"execute_mode must be an Execute, got {execute_mode!r}")
 
     def mark(func: F) -> F:
-        setattr(func, _MARK, MethodSpec(dispatch_mode, execute_mode))
-        return func
+        wrapped = _name_collective_timeout(func)
+        setattr(wrapped, _MARK, MethodSpec(dispatch_mode, execute_mode))
+        return wrapped
 
     return mark
 

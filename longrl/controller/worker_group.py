@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import random
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import ray
+from ray.exceptions import GetTimeoutError
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from longrl.controller.decorators import Dispatch, Execute, MethodSpec, registered_methods
@@ -32,7 +34,19 @@ class PendingResult:
         self._plan, self._refs = plan, refs
 
     def get(self, timeout_s: float | None = None) -> Any:
-        return collect(self._plan, ray.get(self._refs, timeout=timeout_s))
+        """Every rank's result, collected; the first rank's error as soon as it arrives.
+
+        ``ray.get`` of all ranks would wait for every one: with a rank hung (SIGSTOP, a deadlock), the ranks that
+        timed out in their collectives would report to nobody and the run would hang."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        pending = list(self._refs)
+        while pending:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, pending = ray.wait(pending, num_returns=1, timeout=left)
+            if not ready:
+                raise GetTimeoutError(f"{len(pending)} of {len(self._refs)} ranks gave no result in {timeout_s} s")
+            ray.get(ready)  # raises that rank's error now
+        return collect(self._plan, ray.get(self._refs))
 
 
 def free_rendezvous_port(attempts: int = 64) -> int:

@@ -4,11 +4,13 @@ One request per (question, reference, response): the prompt is a jinja template 
 searched with ``score_pattern`` for a score in ``[0, 1]``. Around each request:
 
 * **concurrency** — a bounded thread pool (``max_concurrency``), since a judge call is network-bound;
-* **time-outs and retries** — a request that times out, cannot connect, or gets a 5xx/429 is retried
-  ``max_retries`` times with exponential backoff; any other 4xx is a configuration error and raises at once;
-* **outage** — after the retries, ``on_outage="zero"`` scores the sample 0 and counts it (``judge/failed``);
-  ``"fail"`` raises :class:`JudgeUnavailable` naming the sample, so the step fails (or is skipped by
-  ``worker.reward.on_error``). Never silent;
+* **failed requests** — :mod:`longrl.rewards.chat_client` decides, as for LongVideo-Reason: time-outs, dropped
+  connections, 5xx/429 (``Retry-After`` honoured up to ``retry_after_max_s``), bodies that are not JSON or lack the
+  reply are retried ``max_retries`` times; HTTP 401/403/404 raise its ``ChatConfigError`` at once and stop the run
+  (a wrong key is never scored 0, nor skipped by ``worker.reward.on_error``);
+* **outage** — a request still failing after the retries (or any other 4xx): ``on_outage="zero"`` scores the
+  sample 0 and counts it (``judge/failed``); ``"fail"`` raises :class:`JudgeUnavailable` naming the sample, so the
+  step fails (or is skipped by ``worker.reward.on_error=skip_step``). Never silent;
 * **malformed replies** — no score in the reply: 0, counted (``judge/malformed``), logged with a preview;
 * **cache** — verdicts keyed by a hash of (question, reference, response), so a response repeated within a group or
   across steps costs one request (``judge/cache_hits``).
@@ -24,11 +26,7 @@ import json
 import logging
 import os
 import re
-import socket
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,16 +36,16 @@ from pathlib import Path
 import jinja2
 
 from longrl.config.schema import JudgeConfig
+from longrl.rewards.chat_client import ChatClient, ChatRequestFailed
 
 __all__ = ["JudgeItem", "JudgeUnavailable", "OpenAIJudge"]
 
 logger = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-_RETRYABLE_STATUS = {408, 409, 429}
 
 
 class JudgeUnavailable(RuntimeError):
-    """The judge could not be reached (after retries) or rejected the request."""
+    """The judge gave no usable reply for a sample (after the retries), under ``on_outage="fail"``."""
 
 
 @dataclass(frozen=True)
@@ -57,16 +55,14 @@ class JudgeItem:
     response: str
 
 
-class _Retryable(Exception):
-    pass
-
-
 class OpenAIJudge:
     """Scores :class:`JudgeItem` s in ``[0, 1]``; :meth:`drain_counts` returns (and resets) the event counters."""
 
     def __init__(self, cfg: JudgeConfig):
         self.cfg = cfg
         self.base_url = (cfg.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self.client = ChatClient(self.base_url, "worker.reward.judge", cfg.api_key_env, cfg.timeout_s,
+                                 cfg.max_retries, cfg.backoff_s, cfg.retry_after_max_s)
         template = Path(cfg.prompt_template)
         if not template.is_file():
             raise FileNotFoundError(f"worker.reward.judge.prompt_template: {template} does not exist")
@@ -90,9 +86,9 @@ class OpenAIJudge:
         return {**{f"judge/{key}": float(value) for key, value in counts.items()},
                 **({"timing_s/judge_requests": seconds} if counts.get("requests") else {})}
 
-    def _count(self, key: str, seconds: float = 0.0) -> None:
+    def _count(self, key: str, seconds: float = 0.0, times: int = 1) -> None:
         with self._lock:
-            self._counts[key] += 1
+            self._counts[key] += times
             self._seconds += seconds
 
     def _score_one(self, index: int, item: JudgeItem) -> float:
@@ -103,7 +99,7 @@ class OpenAIJudge:
         try:
             reply = self._request(self.template.render(question=item.question, reference=item.reference,
                                                         response=item.response))
-        except JudgeUnavailable as error:
+        except ChatRequestFailed as error:
             if self.cfg.on_outage == "fail":
                 raise JudgeUnavailable(f"judging sample {index} (question {item.question[:80]!r}): {error}") from error
             self._count("failed")
@@ -121,45 +117,11 @@ class OpenAIJudge:
         return score
 
     def _request(self, prompt: str) -> str:
+        """The reply text; raises ``ChatRequestFailed`` (outage policy) or ``ChatConfigError`` (stops the run)."""
         body = {"model": self.cfg.model, "messages": [{"role": "user", "content": prompt}],
                 "temperature": self.cfg.temperature, "max_tokens": self.cfg.max_tokens, **self.cfg.extra_body}
-        last = ""
-        for attempt in range(self.cfg.max_retries + 1):
-            if attempt:
-                time.sleep(self.cfg.backoff_s * 2 ** (attempt - 1))
-                self._count("retries")
-            start = time.perf_counter()
-            try:
-                reply = self._post(body)
-            except _Retryable as error:
-                last = str(error)
-                continue
-            self._count("requests", time.perf_counter() - start)
-            return reply
-        raise JudgeUnavailable(f"{self.base_url}/chat/completions failed {self.cfg.max_retries + 1} time(s); "
-                               f"last: {last}")
-
-    def _post(self, body: dict) -> str:
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.cfg.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=json.dumps(body).encode(),
-                                         headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as response:
-                payload = json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            if error.code >= 500 or error.code in _RETRYABLE_STATUS:
-                raise _Retryable(f"HTTP {error.code} {error.reason}") from None
-            raise JudgeUnavailable(f"{self.base_url}/chat/completions answered HTTP {error.code} {error.reason}: "
-                                   f"{error.read()[:300]!r} (check worker.reward.judge.model / base_url and "
-                                   f"${self.cfg.api_key_env})") from None
-        except (TimeoutError, socket.timeout) as error:
-            raise _Retryable(f"no answer within {self.cfg.timeout_s} s ({error})") from None
-        except urllib.error.URLError as error:
-            raise _Retryable(f"cannot reach {self.base_url}: {error.reason}") from None
-        try:
-            return payload["choices"][0]["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError):
-            raise _Retryable(f"response without choices[0].message.content: {str(payload)[:200]}") from None
+        reply = self.client.complete(body)
+        if reply.retries:
+            self._count("retries", times=reply.retries)
+        self._count("requests", reply.seconds)
+        return reply.content

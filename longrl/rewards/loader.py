@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any, Callable
 
+from longrl.rewards.deadline import RewardTimeout, deadline
 from longrl.rewards.types import RewardInput, RewardScore
 
 REWARD_TYPES = ("batch", "sequential")
@@ -159,8 +160,10 @@ class RewardFunction:
     """
 
     def __init__(self, spec: str, reward_type: str, fn: Callable[..., Any], kwargs: Mapping[str, Any],
-                 type_source: str = "worker.reward.reward_type", configured_type: str | None = None):
+                 type_source: str = "worker.reward.reward_type", configured_type: str | None = None,
+                 timeout_s: float | None = None):
         self.spec = spec
+        self.timeout_s = timeout_s
         self.reward_type = reward_type
         self.type_source = type_source
         self._configured_type = configured_type
@@ -172,17 +175,19 @@ class RewardFunction:
         return f"RewardFunction({self.spec!r}, reward_type={self.reward_type!r}, kwargs={self.kwargs!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return load_reward_function, (self.spec, self._configured_type, self.kwargs)
+        return load_reward_function, (self.spec, self._configured_type, self.kwargs, self.timeout_s)
 
-    def __call__(self, reward_inputs: Sequence[RewardInput]) -> list[RewardScore]:
+    def __call__(self, reward_inputs: Sequence[RewardInput], first_index: int = 0) -> list[RewardScore]:
+        """Scores of ``reward_inputs``; errors number samples from ``first_index`` (a chunk's place in its batch)."""
         if not reward_inputs:
             return []
         try:
             if self.reward_type == "batch":
                 return self._call_batch(reward_inputs)
-            return [self._validate(self._call_one(i, item), i) for i, item in enumerate(reward_inputs)]
+            return [self._validate(self._call_one(first_index + i, item), first_index + i)
+                    for i, item in enumerate(reward_inputs)]
         except RewardFunctionError as error:
-            if self._first_call:
+            if self._first_call and not isinstance(error.__cause__, RewardTimeout):  # a hung call: don't call again
                 self._raise_if_the_other_type_fits(reward_inputs[0], error)
             raise
         finally:
@@ -205,8 +210,9 @@ class RewardFunction:
 
     def _call_one(self, index: int, reward_input: RewardInput) -> Any:
         try:
-            return self._fn(reward_input, **self.kwargs)
-        except Exception as exc:
+            with deadline(self.timeout_s):
+                return self._fn(reward_input, **self.kwargs)
+        except (Exception, RewardTimeout) as exc:
             raise RewardFunctionError(
                 f"reward function {self.spec} raised {type(exc).__name__}: {exc}\n"
                 f"  on sample {index}: {_describe_input(reward_input)}"
@@ -214,8 +220,9 @@ class RewardFunction:
 
     def _call_batch(self, reward_inputs: Sequence[RewardInput]) -> list[RewardScore]:
         try:
-            scores = self._fn(list(reward_inputs), **self.kwargs)
-        except Exception as exc:
+            with deadline(self.timeout_s):
+                scores = self._fn(list(reward_inputs), **self.kwargs)
+        except (Exception, RewardTimeout) as exc:
             raise RewardFunctionError(
                 f"batch reward function {self.spec} raised {type(exc).__name__}: {exc}\n"
                 f"  on a batch of {len(reward_inputs)} samples; a batch function scores all samples in one call, "
@@ -273,9 +280,13 @@ def _resolve_type(reward_type: str | None, module: ModuleType, where: str) -> tu
 
 
 def load_reward_function(
-    spec: str, reward_type: str | None = None, kwargs: Mapping[str, Any] | None = None
+    spec: str, reward_type: str | None = None, kwargs: Mapping[str, Any] | None = None,
+    timeout_s: float | None = None,
 ) -> RewardFunction:
     """Import the function named by ``spec`` and bind ``kwargs`` (``worker.reward.reward_function_kwargs``).
+
+    ``timeout_s`` (``worker.reward.timeout_s``) limits each call where calls run on a main thread (see
+    :mod:`longrl.rewards.deadline`); a call past it raises :class:`RewardFunctionError` naming the sample.
 
     ``reward_type`` is ``"sequential"``, ``"batch"`` or None (the module's ``REWARD_TYPE``, else batch; see the
     module docstring). Raises :class:`RewardFunctionError` for an unknown type, a missing or unimportable file or
@@ -301,4 +312,4 @@ def load_reward_function(
         raise RewardFunctionError(f"{label} is a {type(fn).__name__}, not a function")
     _check_kwargs(fn, kwargs, label)
     resolved, type_source = _resolve_type(reward_type, module, where)
-    return RewardFunction(label, resolved, fn, kwargs, type_source, reward_type)
+    return RewardFunction(label, resolved, fn, kwargs, type_source, reward_type, timeout_s)

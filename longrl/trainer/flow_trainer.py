@@ -24,10 +24,9 @@ from longrl.diffusion.flow_grpo import group_advantages
 from longrl.diffusion.prompts import PromptDataset, PromptRow
 from longrl.diffusion.rewards import with_long_rl_media_keys
 from longrl.protocol import Batch
-from longrl.rewards import load_reward_function
 from longrl.trainer.loggers import Generation
 from longrl.trainer.metrics import append_metrics, compute_timing_metrics, reduce_metrics
-from longrl.trainer.rewarding import ParallelReward, Reward
+from longrl.trainer.rewarding import Reward, load_configured_reward
 from longrl.trainer.run import RunBase
 from longrl.trainer.timer import timer
 from longrl.workers.flow_worker import FlowWorker
@@ -57,10 +56,7 @@ class FlowTrainer(RunBase):
         train = PromptDataset(data.train_files, data.prompt_key)
         val = PromptDataset(data.val_files, data.prompt_key) if data.val_files else None
         reward = cfg.worker.reward
-        self.reward: Reward = load_reward_function(reward.reward_function, reward.reward_type,
-                                                   reward.reward_function_kwargs)
-        if reward.num_workers > 0:
-            self.reward = ParallelReward(self.reward, reward.num_workers)
+        self.reward: Reward = load_configured_reward(reward)
         super().__init__(cfg, FlowWorker, train, val)
         rollout = cfg.worker.rollout
         self.trained_steps = max(1, round(cfg.worker.actor.timestep_fraction * rollout.num_steps))

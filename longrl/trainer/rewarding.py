@@ -13,10 +13,13 @@ workers' log-prob passes instead of stalling them.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
@@ -25,12 +28,15 @@ import numpy as np
 import torch
 
 from longrl.algos import overlong_penalty
-from longrl.config.schema import RootConfig
+from longrl.config.flow_schema import FlowRewardConfig
+from longrl.config.schema import RewardConfig, RootConfig
 from longrl.protocol import Batch
-from longrl.rewards import RewardFunction, RewardInput, RewardScore, load_reward_function
+from longrl.rewards import RewardFunction, RewardFunctionError, RewardInput, RewardScore, load_reward_function
 from longrl.rewards.judge import OpenAIJudge
 from longrl.rewards.open_ended import OpenEndedReward
 from longrl.trainer.metrics import accuracy_fraction
+
+logger = logging.getLogger(__name__)
 
 
 def reward_inputs(batch: Batch, tokenizer) -> list[dict]:
@@ -71,43 +77,94 @@ def score_batch(batch: Batch, inputs: list[dict], reward_fn: Reward,
 _PROCESS_REWARD: RewardFunction | None = None  # the reward function of a ParallelReward worker process
 
 
-def _set_process_reward(fn: RewardFunction) -> None:
+def _set_process_reward(fn: RewardFunction, parent_pid: int) -> None:
     global _PROCESS_REWARD
     _PROCESS_REWARD = fn  # unpickled in this process: the function's file imported here
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()
 
 
-def _score_in_process(chunk: list[RewardInput]) -> list[RewardScore]:
+def _exit_with_parent(parent_pid: int) -> None:
+    """End this worker once its trainer is gone (``kill -9`` included): nothing else would, it waits for work.
+
+    A thread polling the parent pid rather than ``PR_SET_PDEATHSIG``, which fires when the *thread* that spawned
+    the process ends (a pool's helper thread, say) and exists on Linux only."""
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _score_in_process(chunk: list[RewardInput], first_index: int) -> list[RewardScore]:
     assert _PROCESS_REWARD is not None, "reward worker process started without its reward function"
-    return _PROCESS_REWARD(chunk)
+    return _PROCESS_REWARD(chunk, first_index)
 
 
 class ParallelReward:
     """A reward function run by ``num_workers`` spawned processes, each loading it once (module state persists
     across calls, as in one process); a batch is split over them and the scores come back in input order. An error
-    names its sample as it would in-process."""
+    names its sample as it would in-process.
+
+    With ``fn.timeout_s`` each call is limited inside the worker (:mod:`longrl.rewards.deadline`). A chunk still
+    running at ``timeout_s`` per call plus one more (code stuck in native code, or that swallowed the time-out) gets
+    its processes killed and restarted, and raises :class:`RewardFunctionError` naming the function and samples."""
 
     def __init__(self, fn: RewardFunction, num_workers: int):
-        self.num_workers = num_workers
-        self.pool = ProcessPoolExecutor(num_workers, mp_context=get_context("spawn"), initializer=_set_process_reward,
-                                        initargs=(fn,))
+        self.fn, self.num_workers = fn, num_workers
+        self._start()
+
+    def _start(self) -> None:
+        """Start all processes now (they load the reward function while the trainer sets up); a call waits for
+        them first, so their start-up never counts against the time-out."""
+        self.pool = ProcessPoolExecutor(self.num_workers, mp_context=get_context("spawn"),
+                                        initializer=_set_process_reward, initargs=(self.fn, os.getpid()))
+        self._started = [self.pool.submit(os.getpid) for _ in range(self.num_workers)]
 
     def __call__(self, reward_inputs: Sequence[RewardInput]) -> list[RewardScore]:
+        for started in self._started:
+            started.result()
         size = max(1, math.ceil(len(reward_inputs) / self.num_workers))
-        chunks = [list(reward_inputs[i : i + size]) for i in range(0, len(reward_inputs), size)]
-        return [score for part in self.pool.map(_score_in_process, chunks) for score in part]
+        starts = range(0, len(reward_inputs), size)
+        futures = [self.pool.submit(_score_in_process, list(reward_inputs[i : i + size]), i) for i in starts]
+        timeout = self.fn.timeout_s
+        calls = 1 if self.fn.reward_type == "batch" else size
+        _, running = wait(futures, timeout=None if timeout is None else timeout * (calls + 1))
+        if running:
+            stuck = [f"{i}-{min(i + size, len(reward_inputs)) - 1}" for i, f in zip(starts, futures) if f in running]
+            self._restart()
+            raise RewardFunctionError(
+                f"reward function {self.fn.spec} did not return on samples {', '.join(stuck)} within "
+                f"{timeout * (calls + 1):g} s ({calls} call(s) at worker.reward.timeout_s={timeout:g} s, plus one): "
+                f"it ignores the time-out (stuck in native code, or it catches the interruption); its worker "
+                f"processes were restarted")
+        return [score for future in futures for score in future.result()]
+
+    def _restart(self) -> None:
+        # ProcessPoolExecutor cannot stop a running task (terminate_workers() is Python 3.14+): kill its processes.
+        for process in list(self.pool._processes.values()):
+            process.kill()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self._start()
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
 
 
+def load_configured_reward(reward: RewardConfig | FlowRewardConfig) -> Reward:
+    """The function of ``worker.reward.*``, in ``num_workers`` processes when asked (RL and Flow-GRPO alike)."""
+    fn = load_reward_function(reward.reward_function, reward.reward_type, reward.reward_function_kwargs,
+                              reward.timeout_s)
+    if reward.num_workers > 0:
+        return ParallelReward(fn, reward.num_workers)
+    if reward.timeout_s is not None:
+        logger.warning("worker.reward.timeout_s=%g is not applied with worker.reward.num_workers=0: a call in a "
+                       "thread of the trainer cannot be interrupted (set num_workers >= 1)", reward.timeout_s)
+    return fn
+
+
 def build_reward(cfg: RootConfig) -> Reward:
     """The trainer's reward: ``worker.reward.*`` (+ processes) (+ the open-ended judge)."""
-    reward = cfg.worker.reward
-    fn: Reward = load_reward_function(reward.reward_function, reward.reward_type, reward.reward_function_kwargs)
-    if reward.num_workers > 0:
-        fn = ParallelReward(fn, reward.num_workers)
+    fn = load_configured_reward(cfg.worker.reward)
     if cfg.worker.rollout.open_ended_reward:
-        fn = OpenEndedReward(fn, OpenAIJudge(reward.judge))
+        fn = OpenEndedReward(fn, OpenAIJudge(cfg.worker.reward.judge))
     return fn
 
 

@@ -40,7 +40,7 @@ class FlowWorker(Worker):
     def __init__(self, cfg: FlowRootConfig, total_steps: int):
         super().__init__()
         self.cfg = cfg
-        self.init_distributed()
+        self.init_distributed(cfg.trainer.collective_timeout_s)
         device = self.device()
         actor = cfg.worker.actor
         path = Path(actor.model.model_path)

@@ -26,7 +26,7 @@ class PolicyWorker(Worker):
         self.cfg = cfg
         actor = cfg.worker.actor
         self.sp_size = actor.ulysses_size
-        self.init_distributed()
+        self.init_distributed(cfg.trainer.collective_timeout_s)
         self.groups = build_sp_groups(actor.ulysses_size)
         self.dp_size = self.groups.dp_size
         self.model_path = actor.model.model_path

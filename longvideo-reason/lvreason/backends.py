@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
-from typing import Optional, Protocol
+from typing import Any, Optional, Protocol
 
 from lvreason.config import ModelConfig, ModelsConfig
 
@@ -50,16 +50,39 @@ def make_backend(cfg: ModelConfig, role: str) -> Backend:
     return LocalBackend(cfg, role)
 
 
+class _Tallied:
+    """A backend that counts its requests and those that got no reply (for :meth:`ModelPool.tally`)."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self.requests = self.unanswered = 0
+
+    @property
+    def failures(self) -> int:
+        return self.backend.failures
+
+    def complete(self, requests: Sequence[Request], **options: Any) -> list[Optional[list[str]]]:
+        replies = self.backend.complete(requests, **options)
+        self.requests += len(requests)
+        self.unanswered += sum(reply is None for reply in replies)
+        return replies
+
+
 class ModelPool:
     """Each role's backend, built when a step first asks for it; identical configs share one backend."""
 
     def __init__(self, models: ModelsConfig):
         self.models = models
-        self._built: dict[str, Backend] = {}
+        self._built: dict[str, _Tallied] = {}
 
     def get(self, role: str) -> Backend:
         cfg: ModelConfig = getattr(self.models, role)
         key = repr(astuple(cfg))
         if key not in self._built:
-            self._built[key] = make_backend(cfg, role)
+            self._built[key] = _Tallied(make_backend(cfg, role))
         return self._built[key]
+
+    def tally(self) -> tuple[int, int]:
+        """(requests, requests without a reply) over every role so far: a step compares them before and after."""
+        return (sum(backend.requests for backend in self._built.values()),
+                sum(backend.unanswered for backend in self._built.values()))

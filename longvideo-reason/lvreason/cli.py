@@ -15,7 +15,7 @@ import longrl  # noqa: F401  (before anything imports torchvision: the CPU shim)
 
 from lvreason.backends import BackendConfigError, ModelPool
 from lvreason.config import ConfigError, load_config
-from lvreason.pipeline import StepResult, run_pipeline, run_step
+from lvreason.pipeline import StepFailed, StepResult, run_pipeline, run_step
 
 
 def _parse(description: str, argv: Optional[list[str]], with_force: bool) -> argparse.Namespace:
@@ -41,7 +41,7 @@ def main(step: Optional[str] = None, argv: Optional[list[str]] = None) -> dict[s
             results = run_pipeline(cfg)
         else:
             results = {step: run_step(step, cfg, ModelPool(cfg.models), force=args.force)}
-    except (ConfigError, BackendConfigError, FileNotFoundError) as error:  # the message says what to fix
+    except (ConfigError, BackendConfigError, FileNotFoundError, StepFailed) as error:  # the message says what to fix
         raise SystemExit(f"error: {error}") from None
     for name, result in results.items():
         _report(name, result)

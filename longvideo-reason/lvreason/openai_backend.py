@@ -2,45 +2,31 @@
 
 * ``n`` replies are ``n`` requests (seeded ``seed``, ``seed + 1``, ...), because many servers ignore the ``n``
   field; requests run ``max_concurrency`` at a time (calls are network-bound).
-* A request that times out, cannot connect, or gets HTTP 408/409/429/5xx is retried ``max_retries`` times with
-  exponential backoff; after that, or on another 4xx (say, a prompt over the context length), that request's
-  replies are ``None``: logged, counted in :attr:`failures`, and the step drops the item. HTTP 401/403/404 mean
-  the role's key, URL or model name is wrong for every request, so they raise :class:`BackendConfigError` at once.
+* Requests go through longrl's :class:`~longrl.rewards.chat_client.ChatClient`, the judge's client: time-outs,
+  dropped connections, 5xx/429 and bodies without a reply are retried ``max_retries`` times (``Retry-After``
+  honoured); after that, or on another 4xx (say, a prompt over the context length), that request's replies are
+  ``None``: logged, counted in :attr:`failures`, and the step drops the item. HTTP 401/403/404 mean the role's key,
+  URL or model name is wrong for every request, so they raise :class:`BackendConfigError` at once.
 * A request with a video sends its sampled frames as ``image_url`` parts before the text.
-* The API key is read from ``$<api_key_env>`` per request and sent only in the ``Authorization`` header.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import socket
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 from longrl.data.video import VideoDecodeError
+from longrl.rewards.chat_client import ChatClient, ChatConfigError, ChatRequestFailed
 
 from lvreason.backends import BackendConfigError, Request
 from lvreason.config import ModelConfig
 from lvreason.frames import frame_data_urls, image_parts
 
 logger = logging.getLogger(__name__)
-_RETRYABLE_STATUS = {408, 409, 429}
-_CONFIG_STATUS = {401, 403, 404}
-
-
-class _Retryable(Exception):
-    pass
-
-
-class _Failed(Exception):
-    pass
 
 
 class OpenAIBackend:
@@ -49,7 +35,9 @@ class OpenAIBackend:
         base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
             raise BackendConfigError(f"models.{role}.base_url is not set (nor $OPENAI_BASE_URL)")
-        self.url = f"{base_url.rstrip('/')}/chat/completions"
+        self.client = ChatClient(base_url, f"models.{role}", cfg.api_key_env, cfg.timeout_s, cfg.max_retries,
+                                 cfg.backoff_s)
+        self.url = self.client.url
         self.failures = 0
         self._lock = threading.Lock()
 
@@ -88,46 +76,9 @@ class OpenAIBackend:
         if seed is not None:
             body["seed"] = seed + sample
         try:
-            return self._with_retries(body)
-        except _Failed as error:
+            return self.client.complete(body).content
+        except ChatRequestFailed as error:
             self._fail(error)
             return None
-
-    def _with_retries(self, body: dict) -> str:
-        last = ""
-        for attempt in range(self.cfg.max_retries + 1):
-            if attempt:
-                time.sleep(self.cfg.backoff_s * 2 ** (attempt - 1))
-            try:
-                return self._post(body)
-            except _Retryable as error:
-                last = str(error)
-        raise _Failed(f"{self.url} failed {self.cfg.max_retries + 1} time(s); last: {last}")
-
-    def _post(self, body: dict) -> str:
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.cfg.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as response:
-                payload = json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            detail = f"HTTP {error.code} {error.reason}: {error.read()[:300]!r}"
-            if error.code >= 500 or error.code in _RETRYABLE_STATUS:
-                raise _Retryable(detail) from None
-            if error.code in _CONFIG_STATUS:
-                raise BackendConfigError(f"models.{self.role}: {self.url} answered {detail} (check models.{self.role}"
-                                         f".base_url / .model and ${self.cfg.api_key_env})") from None
-            raise _Failed(detail) from None
-        except (TimeoutError, socket.timeout) as error:
-            raise _Retryable(f"no answer within {self.cfg.timeout_s} s ({error})") from None
-        except urllib.error.URLError as error:
-            raise _Retryable(f"cannot reach {self.url}: {error.reason}") from None
-        except json.JSONDecodeError as error:
-            raise _Retryable(f"the answer is not JSON ({error.msg})") from None
-        try:
-            return payload["choices"][0]["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError):
-            raise _Retryable(f"an answer without choices[0].message.content: {str(payload)[:200]}") from None
+        except ChatConfigError as error:
+            raise BackendConfigError(str(error)) from None

@@ -6,14 +6,18 @@ tests run in file order (pytest's default) and the 4-rank fixture takes the 2-ra
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import time
+from datetime import timedelta
 
 import pytest
 import ray
 import torch
 import torch.distributed as dist
 
-from longrl.controller import Dispatch, Execute, Worker, colocate, register
+from longrl.controller import CollectiveTimeout, Dispatch, Execute, Worker, colocate, register
 from longrl.controller.resource_pool import ResourcePool
 from longrl.controller.worker_group import RayWorkerGroup
 from longrl.protocol import Batch
@@ -55,6 +59,15 @@ class Toy(Worker):
     def seen_uids(self) -> list[str]:
         return self.seen
 
+    @register(Dispatch.ONE_TO_ALL)
+    def all_reduce_with_rank_one_stopped(self, timeout_s: float) -> float:
+        group = dist.new_group(timeout=timedelta(seconds=timeout_s))  # this call's own time-out
+        if self.rank == 1:
+            os.kill(os.getpid(), signal.SIGSTOP)  # hung: neither answers nor dies
+        value = torch.ones(1)
+        dist.all_reduce(value, group=group)
+        return value.item()
+
 
 @pytest.fixture(scope="module")
 def ray_cluster():
@@ -95,6 +108,15 @@ def test_dp_compute_matches_a_single_process(pair: RayWorkerGroup) -> None:
     out, expected = pair.transform(batch), transform(batch)
     assert len(out) == 5 and torch.equal(out.tensors["y"], expected.tensors["y"])
     assert out.non_tensors["uid"].tolist() == expected.non_tensors["uid"].tolist()
+
+
+def test_a_stopped_rank_fails_the_call_naming_the_rank_and_method(pair: RayWorkerGroup) -> None:
+    """Last test of ``pair``: its rank 1 stays stopped until the next fixture kills the group."""
+    start = time.monotonic()
+    with pytest.raises(CollectiveTimeout, match=r"rank 0 of 2 timed out in a collective during "
+                                                r"Toy\.all_reduce_with_rank_one_stopped"):
+        pair.all_reduce_with_rank_one_stopped(2.0)
+    assert time.monotonic() - start < 2.0 + 10.0  # the time-out, not a wait for the stopped rank
 
 
 def test_sp_groups_share_a_chunk_and_are_collected_once(hybrid: RayWorkerGroup) -> None:

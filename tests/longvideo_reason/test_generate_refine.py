@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from lvr_helpers import prompt_text
 from lvreason.backends import ModelPool
+from lvreason.cli import main
 from lvreason.config import load_config
 from lvreason.pipeline import run_step
 from lvreason.records import write_jsonl
@@ -84,3 +87,18 @@ def test_items_are_built_in_code_and_bad_replies_are_dropped_and_counted(tmp_pat
     [refined] = [json.loads(line) for line in (work / "refined.jsonl").read_text().splitlines()]
     assert refined["refined_reasoning"] == f"I watch the ball stay left. So the answer is {item['answer']}."
     assert {key: refined[key] for key in item} == item
+
+
+def test_a_step_whose_requests_all_fail_exits_non_zero_and_a_rerun_redoes_it(tmp_path, scripted_endpoint):
+    work, config = tmp_path / "work", tmp_path / "config.yaml"
+    write_jsonl(work / "captions.jsonl", [
+        {"video": "v1.mp4", "index": 0, "start_s": 0.0, "end_s": 10.0, "clip": "c/0.mp4", "caption": "v1-a"},
+        {"video": "v2.mp4", "index": 0, "start_s": 0.0, "end_s": 10.0, "clip": "c/2.mp4", "caption": "v2-a"}])
+    config.write_text(CONFIG.format(videos=tmp_path, work=work, url=scripted_endpoint(lambda body: 503).url))
+    with pytest.raises(SystemExit) as failed:
+        main("generate", ["--config", str(config)])
+    assert str(failed.value.code).startswith("error: step generate failed: none of its 4 model requests got a reply")
+    assert not (work / "items.jsonl").exists()  # not finished: the next run does not skip it
+    config.write_text(CONFIG.format(videos=tmp_path, work=work, url=scripted_endpoint(script).url))
+    result = main("generate", ["--config", str(config)])["generate"]
+    assert result.ran and result.stats["items"] == 1

@@ -13,6 +13,7 @@ from longrl.data.video import probe_video
 from index_frames import read_index
 from lvr_helpers import write_index_video
 from lvreason.backends import ModelPool
+from lvreason.cli import main
 from lvreason.config import load_config
 from lvreason.pipeline import run_step
 from lvreason.segment import clip_windows
@@ -76,3 +77,10 @@ def test_videos_in_subfolders_keep_relative_names_and_a_broken_one_is_counted(tm
     assert rows[3]["clip"] == "clips/sports/match/clip_0000.mp4"
     stats = json.loads((tmp_path / "work" / "stats" / "segment.json").read_text())
     assert stats["videos"] == 3 and stats["videos_failed"] == ["broken.mp4"] and stats["clips"] == 5
+
+
+def test_no_video_found_fails_without_marking_the_step_done(tmp_path):
+    (tmp_path / "videos").mkdir()
+    with pytest.raises(SystemExit, match=r"step segment failed: it wrote no rows to .*segments\.jsonl"):
+        main("segment", [f"videos_dir={tmp_path / 'videos'}", f"work_dir={tmp_path / 'work'}"])
+    assert not (tmp_path / "work" / "segments.jsonl").exists()

@@ -1,4 +1,5 @@
-"""Loopback servers for the judge tests: the real judge server in a subprocess, and a fault-injecting proxy.
+"""Loopback servers for the judge tests: the real judge server in a subprocess, a fault-injecting proxy in front of
+it, and a scripted fault server (FaultServer) for the failures a healthy server never shows.
 
 The proxy forwards to the real server unchanged except where its plan says otherwise for the n-th request
 (``"503"``: answer HTTP 503 without forwarding; ``"sleep:S"``: wait S seconds, then forward). It counts the
@@ -7,6 +8,7 @@ requests that reached the real server and keeps every request's headers, for the
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -102,3 +104,62 @@ class FaultyProxy:
 
     def stop(self) -> None:
         self.server.shutdown()
+
+
+class FaultServer:
+    """A chat-completions endpoint that answers the n-th request as ``plan[n - 1]`` (the last entry repeats).
+
+    Actions: ``"ok:TEXT"`` (a well-formed reply), ``"hang"`` (answers nothing until stopped), ``"reset"`` (drops the
+    connection without an answer), ``"status:CODE"`` or ``"status:CODE:RETRY_AFTER"``, ``"notjson"`` (HTTP 200
+    with a body that is not JSON), ``"nofield"`` (JSON without ``choices``). Request times are kept in :attr:`times`.
+    """
+
+    def __init__(self, plan: list[str]):
+        self.plan, self.times = plan, []
+        self._stop = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                server.times.append(time.monotonic())
+                action = server.plan[min(len(server.times), len(server.plan)) - 1]
+                kind, _, arg = action.partition(":")
+                if kind == "hang":
+                    server._stop.wait()
+                    return
+                if kind == "reset":
+                    self.close_connection = True
+                    self.connection.shutdown(2)  # SHUT_RDWR: the client sees the connection dropped
+                    return
+                status, headers = 200, {}
+                body = b""
+                if kind == "status":
+                    code, _, retry_after = arg.partition(":")
+                    status, body = int(code), b'{"error": "scripted"}'
+                    if retry_after:
+                        headers["Retry-After"] = retry_after
+                elif kind == "notjson":
+                    body = b"<html>502 from a load balancer</html>"
+                elif kind == "nofield":
+                    body = b'{"object": "chat.completion"}'
+                else:
+                    body = json.dumps({"choices": [{"message": {"role": "assistant", "content": arg}}]}).encode()
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()

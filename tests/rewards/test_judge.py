@@ -15,6 +15,7 @@ import pytest
 
 from longrl.config.schema import JudgeConfig
 from longrl.rewards import RewardFunctionError, load_reward_function
+from longrl.rewards.chat_client import ChatConfigError
 from longrl.rewards.judge import JudgeItem, JudgeUnavailable, OpenAIJudge
 from longrl.rewards.open_ended import OpenEndedReward
 
@@ -94,8 +95,8 @@ def test_outage_scores_zero_or_fails_as_configured(proxy, judge_cfg, caplog):
 
 def test_wrong_key_fails_at_once_without_showing_it(proxy, judge_cfg, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-123")
-    with pytest.raises(JudgeUnavailable, match="HTTP 401") as failure:
-        OpenAIJudge(replace(judge_cfg, on_outage="fail")).score([ITEM])
+    with pytest.raises(ChatConfigError, match="HTTP 401") as failure:  # whatever on_outage says: never scored 0
+        OpenAIJudge(judge_cfg).score([ITEM])
     assert "sk-wrong-key-123" not in str(failure.value) and proxy.seen == 1  # not retried
 
 
