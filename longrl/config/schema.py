@@ -34,6 +34,9 @@ class DataConfig:
     max_prompt_length: int = 8192
     max_response_length: int = 1024
     rollout_batch_size: int = 8
+    # Prompts per round of generation (EasyR1's key, verl's gen_batch_size); rounds run until rollout_batch_size
+    # prompts are kept (with algorithm.online_filtering, those whose groups pass the filter). null: one round.
+    mini_rollout_batch_size: Optional[int] = None
     val_batch_size: int = -1
     format_prompt: Optional[str] = None
     shuffle: bool = True

@@ -57,8 +57,6 @@ NOT_NEEDED: dict[str, str] = {
 
 # upstream key -> (values with no effect, why other values are refused)
 NOT_IMPLEMENTED: dict[str, tuple[tuple[Any, ...], str]] = {
-    "data.mini_rollout_batch_size": ((None,), "generation rounds smaller than data.rollout_batch_size are not "
-                                              "implemented"),
     "data.image_dir": ((None,), "image paths resolve against data.video_dir (set that, or absolute paths)"),
     "data.override_chat_template": ((None,), "a replacement chat template is not implemented"),
     "worker.actor.model.lora.rank": ((0,), "LoRA for the vision-language RL stage is not implemented "

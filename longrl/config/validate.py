@@ -78,6 +78,8 @@ def _validate_batches(cfg: RootConfig) -> None:
         f"the world size trainer.nnodes x trainer.n_gpus_per_node = {world} must be divisible by "
         f"worker.actor.ulysses_size ({actor.ulysses_size})",
     )
+    mini = data.mini_rollout_batch_size
+    _require(mini is None or mini >= 1, f"data.mini_rollout_batch_size ({mini}) must be >= 1, or null")
     dp = world // actor.ulysses_size
     _require(
         data.rollout_batch_size % actor.global_batch_size == 0,

@@ -43,9 +43,11 @@ class RunBase(ABC):
 
     def __init__(self, cfg: Any, worker_cls: type[Worker], train: Dataset, val: Dataset | None):
         self.cfg, self.val = cfg, val
-        self.loader = PromptLoader(train, cfg.data.rollout_batch_size, seed=cfg.data.seed, shuffle=cfg.data.shuffle,
+        round_size = self.prompts_per_round(cfg)
+        self.loader = PromptLoader(train, round_size, seed=cfg.data.seed, shuffle=cfg.data.shuffle,
                                    total_epochs=cfg.trainer.total_epochs, collate_fn=self.collate)
-        self.total_steps = self.loader.total_steps
+        # As EasyR1 counts: the epochs' prompts over the prompts a step trains on.
+        self.total_steps = self.loader.total_steps * round_size // cfg.data.rollout_batch_size
         if cfg.trainer.max_steps:  # a cap, as in EasyR1: the data of trainer.total_epochs is all there is
             if cfg.trainer.max_steps > self.total_steps:
                 logger.warning("trainer.max_steps=%d exceeds the %d steps of trainer.total_epochs=%d; stopping at %d",
@@ -62,6 +64,10 @@ class RunBase(ABC):
         print(f"resource pool: {self.pool.describe()}", flush=True)
         self.workers = RayWorkerGroup(self.pool, worker_cls, cfg, self.total_steps)
         self.global_step = 0
+
+    def prompts_per_round(self, cfg: Any) -> int:
+        """Prompts per loader batch (one round of generation); a step draws as many rounds as it needs."""
+        return cfg.data.rollout_batch_size
 
     @abstractmethod
     def collate(self, samples: list[Any]) -> Batch:

@@ -90,13 +90,18 @@ def test_keys_longrl_does_not_need_are_dropped_with_the_reason(caplog):
 
 def test_unimplemented_keys_are_refused_together_with_their_reasons():
     with pytest.raises(ConfigError) as error:
-        load_config(["worker.actor.model.lora.rank=64",
-                     "data.mini_rollout_batch_size=128", "trainer.save_model_only=true", "data.image_dir=/images"])
+        load_config(["worker.actor.model.lora.rank=64", "trainer.save_model_only=true", "data.image_dir=/images"])
     message = str(error.value)
     assert message.startswith("not supported by longrl:\n")
     for refused in ("worker.actor.model.lora.rank=64: LoRA for the vision-language RL stage is not implemented",
-                    "data.mini_rollout_batch_size=128", "trainer.save_model_only=true", "data.image_dir=/images"):
+                    "trainer.save_model_only=true", "data.image_dir=/images"):
         assert refused in message
+
+
+def test_mini_rollout_batch_size_is_a_key_of_its_own():
+    assert load_config(["data.mini_rollout_batch_size=2"]).data.mini_rollout_batch_size == 2
+    with pytest.raises(ConfigError, match="data.mini_rollout_batch_size"):
+        load_config(["data.mini_rollout_batch_size=0"])
 
 
 def test_a_strategy_longrl_does_not_apply_is_logged_not_ignored(caplog):
