@@ -131,6 +131,9 @@ class ActorConfig:
     tau_negative: float = 1.05
     ppo_epochs: int = 1
     entropy_coeff: float = 0.0
+    # Micro-batches packed by tokens (budget: the micro_batch_size_per_device_* keys x the batch's padded width)
+    # instead of fixed row counts; the loss is the same either way. Packs real tokens with padding_free/ulysses.
+    dynamic_batching: bool = False
     padding_free: bool = False
     # Score the n rows of one prompt (uid) as that prompt once plus n response branches (implies the packed,
     # sharded prefill even at ulysses_size=1); exact, and the prompt's cost is paid once per group.

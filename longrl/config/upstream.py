@@ -45,7 +45,6 @@ NOT_NEEDED: dict[str, str] = {
     "worker.rollout.trust_remote_code": "EasyR1 and Long-RL overwrite it with worker.actor.model.trust_remote_code, "
                                         "the key longrl reads",
     "worker.rollout.disable_tqdm": "longrl's rollout engines draw no progress bar",
-    "worker.actor.dynamic_batching": "longrl's micro-batches are fixed in size; the loss is the same",
     "worker.rollout.max_model_len": "longrl sizes the vLLM engine from data.max_prompt_length + "
                                     "data.max_response_length",
     "data.audio_max_length": "longrl counts each row's audio tokens in the prompt length",

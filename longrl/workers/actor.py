@@ -45,6 +45,7 @@ from longrl.mrsp.audio import append_row_audio, encode_row_audio
 from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.workers.fsdp import load_sharded_model
 from longrl.workers.logprob import ResponseScores, response_log_probs
+from longrl.workers.micro_batches import fixed_micro_batches, loss_share, token_budget_micro_batches
 from longrl.workers.vision_inputs import (VIDEO_EMBEDS, has_pixels, joined_features, placeholder_tokens,
                                           position_inputs)
 
@@ -193,13 +194,32 @@ class PolicyModel:
         batch = self.with_video_features(batch)
         batch, inverse = self._by_prompt(batch)
         outputs: dict[str, list[torch.Tensor]] = {"log_probs": [], "entropy": []}
-        for micro in batch.split(self.cfg.worker.actor.micro_batch_size_per_device_for_experience):
+        plan = self._micro_batches(batch, self.cfg.worker.actor.micro_batch_size_per_device_for_experience)
+        for rows in plan:
+            micro = batch[rows]
             scores = self._scores(micro, list(micro.non_tensors[VIDEO_EMBEDS]), with_entropy)
             outputs["log_probs"].append(scores.log_probs.cpu())
             if with_entropy:
                 outputs["entropy"].append(scores.entropy.cpu())
-        restore = (lambda t: t[torch.from_numpy(inverse)]) if inverse is not None else (lambda t: t)
-        return Batch.from_dict({key: restore(torch.cat(values)) for key, values in outputs.items() if values})
+        restore = np.argsort(np.concatenate(plan))  # micro-batch order -> batch order (-> the caller's order)
+        if inverse is not None:
+            restore = restore[inverse]
+        index = torch.from_numpy(restore)
+        return Batch.from_dict({key: torch.cat(values)[index] for key, values in outputs.items() if values})
+
+    def _micro_batches(self, batch: Batch, size: int) -> list[np.ndarray]:
+        """Row indices of ``batch``'s micro-batches: ``size`` rows each, or with ``worker.actor.dynamic_batching``
+        packed under ``size`` x the batch's width tokens. Rows count their real tokens where the forward drops the
+        padding (the packed prefill); a padded forward costs every row the full width, so there the packing only
+        balances."""
+        actor = self.cfg.worker.actor
+        if not actor.dynamic_batching:
+            return fixed_micro_batches(len(batch), size)
+        mask = batch.tensors["attention_mask"]
+        if not self.sharded_prefill:
+            mask = torch.ones_like(mask)
+        groups = batch.non_tensors["uid"] if actor.shared_prefix and "uid" in batch.non_tensors else None
+        return token_budget_micro_batches(mask, size, groups)
 
     def _by_prompt(self, batch: Batch) -> tuple[Batch, np.ndarray | None]:
         """With ``shared_prefix``: ``batch`` with the rows of each uid made contiguous (groups in order of first
@@ -233,14 +253,15 @@ class PolicyModel:
 
     @torch.no_grad()
     def supervised_loss(self, batch: Batch) -> dict[str, float]:
-        """The SFT loss of ``batch`` without training (validation): the micro-batches' losses weighted by their rows."""
+        """The SFT loss of ``batch`` without training (validation), aggregated over the whole batch."""
         self.model.eval()
         batch = self.with_video_features(batch)
-        losses = []
-        for micro in batch.split(self.cfg.worker.actor.micro_batch_size_per_device_for_experience):
-            loss, _ = self._sft_loss(micro)
-            losses.append(loss.item() * len(micro))
-        return {"loss": sum(losses) / len(batch)}
+        actor, mask = self.cfg.worker.actor, batch.tensors["response_mask"]
+        loss = 0.0
+        for rows in self._micro_batches(batch, actor.micro_batch_size_per_device_for_experience):
+            micro_loss, _ = self._sft_loss(batch[rows])
+            loss += micro_loss.item() * loss_share(mask[rows], mask, actor.loss_agg_mode)
+        return {"loss": loss}
 
     def _prepare_update(self, batch: Batch) -> Batch:
         """Once per update, before its epochs: train mode, the step's features on every row (a frozen tower is not
@@ -259,11 +280,7 @@ class PolicyModel:
         cfg, actor = self.cfg, self.cfg.worker.actor
         mini_rows = max(1, actor.global_batch_size * cfg.worker.rollout.n // data_parallel_size)
         for mini in batch.split(mini_rows):
-            for micro in mini.split(actor.micro_batch_size_per_device_for_update):
-                loss, step_metrics = loss_fn(micro)
-                (loss * (len(micro) / len(mini))).backward()
-                for key, value in step_metrics.items():
-                    metrics.setdefault(key, []).append(value)
+            self._accumulate(mini, loss_fn, metrics)
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 [p for p in self.model.parameters() if p.requires_grad], actor.max_grad_norm)
             grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
@@ -271,6 +288,17 @@ class PolicyModel:
                 self.optimizer.step()
             metrics.setdefault("actor/grad_norm", []).append(grad_norm)
             self.optimizer.zero_grad(set_to_none=True)
+
+    def _accumulate(self, mini: Batch, loss_fn: LossFn, metrics: dict[str, list[float]]) -> None:
+        """Back-propagate ``mini``'s loss micro-batch by micro-batch. Each micro-batch's loss is weighted by its share
+        of the mini-batch (:func:`loss_share`), so the gradient is the mini-batch loss's whichever rows share a
+        micro-batch."""
+        actor, mask = self.cfg.worker.actor, mini.tensors["response_mask"]
+        for rows in self._micro_batches(mini, actor.micro_batch_size_per_device_for_update):
+            loss, step_metrics = loss_fn(mini[rows])
+            (loss * loss_share(mask[rows], mask, actor.loss_agg_mode)).backward()
+            for key, value in step_metrics.items():
+                metrics.setdefault(key, []).append(value)
 
     def _finish_update(self, metrics: dict[str, list[float]]) -> dict[str, float]:
         """Advance the lr schedule (once per trainer step) and average the metrics over micro-batches."""

@@ -55,7 +55,7 @@ def test_an_upstream_config_file_composes_with_notes_for_what_is_not_applied(tmp
     assert cfg.worker.rollout.fps == 2.0 and cfg.worker.rollout.num_video_frames is None
     assert cfg.algorithm.max_try_make_batch == 20 and cfg.worker.actor.loss_agg_mode == "token-mean"
     notes = caplog.text
-    assert "worker.actor.dynamic_batching=true is not needed: longrl's micro-batches are fixed in size" in notes
+    assert cfg.worker.actor.dynamic_batching is True
     assert "worker.actor.fsdp.enable_rank0_init=true is accepted but not applied" in notes
     assert "worker.actor.offload.offload_optimizer=true is accepted but not applied" in notes
 
