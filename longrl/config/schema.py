@@ -88,6 +88,7 @@ class OptimConfig:
     lr: float = 1.0e-6
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 1.0e-2
+    # "adamw" (float32 state for float32 weights) or "adamw_bf16" (AdamW with its moments stored in bfloat16)
     strategy: str = "adamw"
     lr_warmup_ratio: float = 0.0
     lr_warmup_steps: Optional[int] = None

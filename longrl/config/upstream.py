@@ -72,7 +72,6 @@ NOT_IMPLEMENTED: dict[str, tuple[tuple[Any, ...], str]] = {
 
 # longrl key -> (its default, what is not applied)
 NOT_APPLIED: dict[str, tuple[Any, str]] = {
-    "worker.actor.optim.strategy": ("adamw", "the optimizer is AdamW with fp32 state whatever the strategy"),
     "worker.actor.fsdp.enable_rank0_init": (False, "every rank loads the checkpoint itself"),
     "worker.ref.fsdp.enable_rank0_init": (False, "every rank loads the checkpoint itself"),
     "worker.actor.offload.offload_optimizer": (False, "the optimizer state stays on the GPU"),

@@ -125,6 +125,7 @@ def _validate_algorithm(cfg: RootConfig) -> None:
     from longrl.algos.kl import KL_ESTIMATORS
     from longrl.algos.aggregation import LOSS_AGG_MODES
     from longrl.algos.policy_loss import POLICY_LOSS_TYPES
+    from longrl.workers.optimizers import OPTIMIZER_STRATEGIES
 
     algo, actor = cfg.algorithm, cfg.worker.actor
     _one_of(algo.adv_estimator, list(ADVANTAGE_ESTIMATORS), "algorithm.adv_estimator")
@@ -132,6 +133,7 @@ def _validate_algorithm(cfg: RootConfig) -> None:
     _one_of(algo.kl_type, KL_CONTROLLERS, "algorithm.kl_type")
     _one_of(actor.loss_agg_mode, list(LOSS_AGG_MODES), "worker.actor.loss_agg_mode")
     _one_of(actor.loss_type, list(POLICY_LOSS_TYPES), "worker.actor.loss_type")
+    _one_of(actor.optim.strategy, list(OPTIMIZER_STRATEGIES), "worker.actor.optim.strategy")
     _require(actor.tau_positive > 0 and actor.tau_negative > 0,
              f"worker.actor.tau_positive ({actor.tau_positive}) and tau_negative ({actor.tau_negative}) must be > 0")
     _require(algo.kl_coef >= 0, f"algorithm.kl_coef ({algo.kl_coef}) must be >= 0")

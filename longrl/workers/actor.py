@@ -46,6 +46,7 @@ from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.workers.fsdp import load_sharded_model
 from longrl.workers.logprob import ResponseScores, response_log_probs
 from longrl.workers.micro_batches import fixed_micro_batches, loss_share, token_budget_micro_batches
+from longrl.workers.optimizers import make_optimizer
 from longrl.workers.vision_inputs import (VIDEO_EMBEDS, has_pixels, joined_features, placeholder_tokens,
                                           position_inputs)
 
@@ -70,10 +71,10 @@ def warmup_then_decay(total_steps: int, warmup_steps: int, scheduler: str, min_l
 
 def build_optimizer(model: torch.nn.Module, optim: OptimConfig,
                     total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW over ``model``'s trainable parameters and its ``worker.actor.optim`` schedule (warmup steps, or a ratio
-    of ``total_steps``)."""
+    """The ``worker.actor.optim.strategy`` optimizer over ``model``'s trainable parameters and its schedule (warmup
+    steps, or a ratio of ``total_steps``)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
+    optimizer = make_optimizer(params, optim.strategy, optim.lr, tuple(optim.betas), optim.weight_decay)
     warmup = optim.lr_warmup_steps if optim.lr_warmup_steps is not None else int(optim.lr_warmup_ratio * total_steps)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_then_decay(total_steps, warmup, optim.lr_scheduler_type, optim.min_lr_ratio or 0.0))

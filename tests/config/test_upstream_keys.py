@@ -104,8 +104,7 @@ def test_mini_rollout_batch_size_is_a_key_of_its_own():
         load_config(["data.mini_rollout_batch_size=0"])
 
 
-def test_a_strategy_longrl_does_not_apply_is_logged_not_ignored(caplog):
-    with caplog.at_level(logging.WARNING, logger="longrl.config"):
-        load_config(["worker.actor.optim.strategy=adamw_bf16"])
-    assert "worker.actor.optim.strategy=adamw_bf16 is accepted but not applied: the optimizer is AdamW with fp32" \
-           in caplog.text
+def test_an_unknown_optimizer_strategy_is_refused_with_the_known_ones():
+    assert load_config(["worker.actor.optim.strategy=adamw_bf16"]).worker.actor.optim.strategy == "adamw_bf16"
+    with pytest.raises(ConfigError, match=r"worker.actor.optim.strategy='sgd' is not one of \['adamw', 'adamw_bf16'\]"):
+        load_config(["worker.actor.optim.strategy=sgd"])
