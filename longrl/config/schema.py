@@ -250,6 +250,9 @@ class TrainerConfig:
     save_freq: int = -1
     save_limit: int = -1
     save_checkpoint_path: Optional[str] = None
+    # Checkpoints without the optimizer state (about a third of the size with AdamW); a resume from one restarts the
+    # optimizer's moments from zero, with a warning.
+    save_model_only: bool = False
     load_checkpoint_path: Optional[str] = None
 
 

@@ -65,7 +65,6 @@ NOT_IMPLEMENTED: dict[str, tuple[tuple[Any, ...], str]] = {
                                                                "implemented"),
     "worker.actor.model.lora.exclude_modules": ((".*visual.*",), "LoRA for the vision-language RL stage is not "
                                                                  "implemented"),
-    "trainer.save_model_only": ((False,), "checkpoints always hold the optimizer state, so that a resume is exact"),
     "trainer.find_last_checkpoint": ((True,), "longrl always resumes from the last checkpoint under "
                                               "trainer.save_checkpoint_path"),
 }

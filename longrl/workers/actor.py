@@ -362,10 +362,11 @@ class PolicyModel:
             yield name, tensor.detach()
 
     def save(self, directory: str | Path, processor: Any) -> None:
-        """``model/`` and ``optim/`` as sharded DCP, ``extra.pt`` (lr schedule), ``huggingface/`` (config, tokenizer)."""
+        """``model/`` and (unless ``trainer.save_model_only``) ``optim/`` as sharded DCP, ``extra.pt`` (lr schedule),
+        ``huggingface/`` (config, tokenizer)."""
         directory = Path(directory)
         dcp.save(get_model_state_dict(self.model), checkpoint_id=str(directory / "model"))
-        if self.optimizer is not None:
+        if self.optimizer is not None and not self.cfg.trainer.save_model_only:
             dcp.save(get_optimizer_state_dict(self.model, self.optimizer), checkpoint_id=str(directory / "optim"))
         if dist.get_rank() == 0:
             if self.scheduler is not None:
@@ -382,8 +383,9 @@ class PolicyModel:
         model_state = get_model_state_dict(self.model)
         dcp.load(model_state, checkpoint_id=str(directory / "model"))
         set_model_state_dict(self.model, model_state)
-        if self.optimizer is not None:
+        if self.optimizer is not None and (directory / "optim").is_dir():  # else model-only: a fresh optimizer
             optim_state = get_optimizer_state_dict(self.model, self.optimizer)
             dcp.load(optim_state, checkpoint_id=str(directory / "optim"))
             set_optimizer_state_dict(self.model, self.optimizer, optim_state)
+        if self.scheduler is not None:
             self.scheduler.load_state_dict(torch.load(directory / "extra.pt", weights_only=False)["lr_scheduler"])
