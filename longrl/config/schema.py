@@ -75,12 +75,17 @@ class AlgorithmConfig:
 @dataclass
 class ModelConfig:
     model_path: str = "???"
+    # Where the tokenizer / processor is read from (null: model_path), as in EasyR1; checkpoints save this one.
     tokenizer_path: Optional[str] = None
     enable_gradient_checkpointing: bool = True
     trust_remote_code: bool = False
     freeze_vision_tower: bool = False
     # transformers' kernels fetched from the Hugging Face hub on CUDA (needs internet); off by default
     use_hub_kernels: bool = False
+
+    def processor_path(self) -> str:
+        """The directory the tokenizer / processor is loaded from."""
+        return self.tokenizer_path or self.model_path
 
 
 @dataclass

@@ -75,7 +75,6 @@ NOT_APPLIED: dict[str, tuple[Any, str]] = {
     "worker.ref.fsdp.enable_rank0_init": (False, "every rank loads the checkpoint itself"),
     "worker.actor.offload.offload_optimizer": (False, "the optimizer state stays on the GPU"),
     "worker.actor.fsdp.mp_buffer_dtype": ("fp32", "buffers keep the dtype the model was loaded in"),
-    "worker.actor.model.tokenizer_path": (None, "the tokenizer is read from worker.actor.model.model_path"),
 }
 
 

@@ -1,5 +1,5 @@
-"""The FSDP policy's optimizer state on one gloo rank: adamw_bf16 under FSDP, model-only checkpoints
-(trainer.save_model_only) and a resume from them."""
+"""The policy worker on one gloo rank: adamw_bf16 under FSDP, model-only checkpoints (trainer.save_model_only) and a
+resume from them, and a tokenizer read from worker.actor.model.tokenizer_path."""
 
 from __future__ import annotations
 
@@ -15,17 +15,18 @@ from mrsp.spawn import run_on_ranks
 pytestmark = pytest.mark.slow
 
 
-def _policy(model_dir: str, *overrides: str):
+PROBE = "<longrl_tokenizer_probe>"
+
+
+def _worker(model_dir: str, *overrides: str):
+    """A real policy worker (the process group is already joined) training the tiny model with adamw_bf16."""
     from longrl.config.loader import load_config
-    from longrl.models import get_adapter
-    from longrl.mrsp import build_sp_groups
-    from longrl.workers.actor import PolicyModel
+    from longrl.workers.policy_worker import PolicyWorker
 
     cfg = load_config([f"worker.actor.model.model_path={model_dir}", "worker.actor.model.freeze_vision_tower=false",
                        "worker.actor.model.enable_gradient_checkpointing=false", "algorithm.disable_kl=true",
                        "worker.actor.optim.lr=1e-3", "worker.actor.optim.strategy=adamw_bf16", *overrides])
-    return PolicyModel(cfg, get_adapter("qwen2"), torch.device("cpu"), cfg.worker.actor.fsdp, cfg.worker.actor.offload,
-                       trainable=True, groups=build_sp_groups(1), pad_token_id=0)
+    return PolicyWorker(cfg, total_steps=2)
 
 
 def _one_update(policy) -> None:
@@ -48,41 +49,62 @@ def _state(policy) -> dict[str, torch.Tensor]:
     return {**weights, **moments}
 
 
-def _save_and_resume(model_dir: str, full: str, model_only: str) -> dict:
-    """Train one step with adamw_bf16, save it in full and model-only, and resume a fresh policy from each."""
-    from longrl.models import get_adapter
-
-    processor = get_adapter("qwen2").load_processor(model_dir)
-    policy = _policy(model_dir)
+def _save_and_resume(model_dir: str, tokenizer_dir: str, full: str, model_only: str) -> dict:
+    """Train one step, save it in full and model-only, and resume a fresh policy from each."""
+    worker = _worker(model_dir, f"worker.actor.model.tokenizer_path={tokenizer_dir}")
+    policy = worker.actor
     _one_update(policy)
-    policy.save(full, processor)
-    policy.cfg.trainer.save_model_only = True
-    policy.save(model_only, processor)
-    result = {"saved": _state(policy), "dtypes": {str(s["exp_avg"].dtype) for s in policy.optimizer.state.values()}}
+    worker.save_checkpoint(full)
+    worker.cfg.trainer.save_model_only = True
+    worker.save_checkpoint(model_only)
+    result = {"saved": _state(policy), "dtypes": {str(s["exp_avg"].dtype) for s in policy.optimizer.state.values()},
+              "probe_id": worker.tokenizer.convert_tokens_to_ids(PROBE)}
     for name, out in (("full", full), ("model_only", model_only)):
-        resumed = _policy(model_dir)
+        resumed = _worker(model_dir).actor
         resumed.load(out)
         result[name] = {"state": _state(resumed), "lr_steps": resumed.scheduler.last_epoch}
     return result
 
 
-def test_a_model_only_checkpoint_resumes_the_weights_with_a_fresh_optimizer(tiny_model_dir, tmp_path):
-    steps = {name: tmp_path / name / "global_step_1" for name in ("full", "model_only")}
-    for step in steps.values():
-        (step / "actor").mkdir(parents=True)
-    [result] = run_on_ranks(1, _save_and_resume, str(tiny_model_dir("qwen2")), str(steps["full"] / "actor"),
-                            str(steps["model_only"] / "actor"))
+@pytest.fixture(scope="module")
+def saved(tiny_model_dir, tmp_path_factory):
+    """The spawn's results and the two step directories."""
+    from transformers import AutoTokenizer
+
+    root = tmp_path_factory.mktemp("policy_state")
+    model_dir = tiny_model_dir("qwen2")
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer.add_tokens([PROBE])
+    tokenizer.save_pretrained(root / "tokenizer")
+    steps = {name: root / name / "global_step_1" for name in ("full", "model_only")}
+    [result] = run_on_ranks(1, _save_and_resume, str(model_dir), str(root / "tokenizer"),
+                            str(steps["full"] / "actor"), str(steps["model_only"] / "actor"))
+    return result, steps
+
+
+def test_a_model_only_checkpoint_resumes_the_weights_with_a_fresh_optimizer(saved):
+    result, steps = saved
     assert result["dtypes"] == {"torch.bfloat16"}  # adamw_bf16's moments, on FSDP's sharded parameters
-    saved = result["saved"]
-    weights = [key for key in saved if key.startswith("w/")]
-    moments = [key for key in saved if key.startswith("m/")]
+    saved_state = result["saved"]
+    weights = [key for key in saved_state if key.startswith("w/")]
+    moments = [key for key in saved_state if key.startswith("m/")]
     assert weights and moments
     for name in ("full", "model_only"):
         resumed = result[name]["state"]
-        assert all(torch.equal(saved[key], resumed[key]) for key in weights), name
+        assert all(torch.equal(saved_state[key], resumed[key]) for key in weights), name
         assert result[name]["lr_steps"] == 1, name  # the lr schedule resumes either way
-    assert all(torch.equal(saved[key], result["full"]["state"][key]) for key in moments)
+    assert all(torch.equal(saved_state[key], result["full"]["state"][key]) for key in moments)
     assert not any(key.startswith("m/") for key in result["model_only"]["state"])  # empty until the next step
     assert (steps["full"] / "actor" / "optim").is_dir() and not (steps["model_only"] / "actor" / "optim").exists()
     assert fresh_optimizer_note(steps["full"]) is None
     assert "the optimizer starts fresh" in fresh_optimizer_note(steps["model_only"])
+
+
+def test_the_tokenizer_comes_from_tokenizer_path_and_is_checkpointed(saved, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    result, steps = saved
+    base = AutoTokenizer.from_pretrained(str(tiny_model_dir("qwen2")))
+    assert PROBE not in base.get_vocab() and result["probe_id"] == len(base)  # the added token, not unk
+    checkpointed = AutoTokenizer.from_pretrained(str(steps["full"] / "actor" / "huggingface"))
+    assert checkpointed.convert_tokens_to_ids(PROBE) == result["probe_id"]
