@@ -114,7 +114,9 @@ class FSDPConfig:
 
 @dataclass
 class OffloadConfig:
+    # FSDP keeps the parameters (and gradients) on the CPU, moving them to the GPU per block (GPU only)
     offload_params: bool = False
+    # The optimizer state waits on the CPU between updates and comes to the GPU for each (actor only)
     offload_optimizer: bool = False
 
 

@@ -73,8 +73,6 @@ NOT_IMPLEMENTED: dict[str, tuple[tuple[Any, ...], str]] = {
 NOT_APPLIED: dict[str, tuple[Any, str]] = {
     "worker.actor.fsdp.enable_rank0_init": (False, "every rank loads the checkpoint itself"),
     "worker.ref.fsdp.enable_rank0_init": (False, "every rank loads the checkpoint itself"),
-    "worker.actor.offload.offload_optimizer": (False, "the optimizer state stays on the GPU"),
-    "worker.actor.fsdp.mp_buffer_dtype": ("fp32", "buffers keep the dtype the model was loaded in"),
 }
 
 

@@ -46,7 +46,7 @@ from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.workers.fsdp import load_sharded_model
 from longrl.workers.logprob import ResponseScores, response_log_probs
 from longrl.workers.micro_batches import fixed_micro_batches, loss_share, token_budget_micro_batches
-from longrl.workers.optimizers import make_optimizer
+from longrl.workers.optimizers import make_optimizer, move_optimizer_state
 from longrl.workers.vision_inputs import (VIDEO_EMBEDS, has_pixels, joined_features, placeholder_tokens,
                                           position_inputs)
 
@@ -103,6 +103,7 @@ class PolicyModel:
             tower.register_forward_hook(self._count_encoded_slices, with_kwargs=True)
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+        self.offload_optimizer = trainable and offload.offload_optimizer
         if not trainable:
             self.model.requires_grad_(False)
             return
@@ -269,9 +270,16 @@ class PolicyModel:
         re-run) and, with ``shared_prefix``, each prompt's rows together so mini- and micro-batches share it."""
         assert self.optimizer is not None and self.scheduler is not None, "an update was called on the reference"
         self.model.train()
+        self._place_optimizer_state(next(self.model.parameters()).device)  # the GPU, or the CPU with offload_params
         if not self.tower_trained:
             batch = self.with_video_features(batch)
         return self._by_prompt(batch)[0]
+
+    def _place_optimizer_state(self, device: torch.device) -> None:
+        """With ``worker.actor.offload.offload_optimizer``, the optimizer state goes to ``device``: the CPU between
+        updates, this rank's device for one."""
+        if self.offload_optimizer:
+            move_optimizer_state(self.optimizer, device)
 
     def _optimize(self, batch: Batch, data_parallel_size: int, loss_fn: LossFn,
                   metrics: dict[str, list[float]]) -> None:
@@ -302,9 +310,11 @@ class PolicyModel:
                 metrics.setdefault(key, []).append(value)
 
     def _finish_update(self, metrics: dict[str, list[float]]) -> dict[str, float]:
-        """Advance the lr schedule (once per trainer step) and average the metrics over micro-batches."""
+        """Advance the lr schedule (once per trainer step), park the optimizer state if it is offloaded, and average
+        the metrics over micro-batches."""
         metrics["actor/lr"] = [self.scheduler.get_last_lr()[0]]
         self.scheduler.step()
+        self._place_optimizer_state(torch.device("cpu"))
         return {key: sum(values) / len(values) for key, values in metrics.items()}
 
     def _sft_loss(self, micro: Batch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -387,5 +397,6 @@ class PolicyModel:
             optim_state = get_optimizer_state_dict(self.model, self.optimizer)
             dcp.load(optim_state, checkpoint_id=str(directory / "optim"))
             set_optimizer_state_dict(self.model, self.optimizer, optim_state)
+            self._place_optimizer_state(torch.device("cpu"))
         if self.scheduler is not None:
             self.scheduler.load_state_dict(torch.load(directory / "extra.pt", weights_only=False)["lr_scheduler"])

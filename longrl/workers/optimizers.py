@@ -69,3 +69,15 @@ def make_optimizer(params: list[torch.Tensor], strategy: str, lr: float, betas: 
     if strategy == "adamw_bf16":
         return AdamWBF16(params, lr=lr, betas=betas, weight_decay=weight_decay)
     raise ValueError(f"worker.actor.optim.strategy={strategy!r} is not one of {list(OPTIMIZER_STRATEGIES)}")
+
+
+def move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device | str) -> None:
+    """Move ``optimizer``'s per-parameter state (moments, Kahan buffers; FSDP's sharded DTensors included) to
+    ``device``, in place: ``worker.actor.offload.offload_optimizer`` parks it on the CPU between updates. Scalar
+    state (AdamW's ``step`` counter) stays where the optimizer keeps it."""
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0:
+                state[key] = value.to(device, non_blocking=True)
+    if torch.device(device).type == "cpu" and torch.cuda.is_available():
+        torch.cuda.synchronize()  # the copies have landed before their GPU memory is reused

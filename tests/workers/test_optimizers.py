@@ -1,11 +1,14 @@
-"""worker.actor.optim.strategy: adamw_bf16 keeps AdamW's moments in bfloat16 and steps as AdamW does from them."""
+"""worker.actor.optim.strategy (adamw_bf16 keeps AdamW's moments in bfloat16 and steps as AdamW does from them), the
+optimizer offload's mover and the FSDP buffer dtype."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from longrl.workers.optimizers import AdamWBF16, make_optimizer
+from longrl.models import get_adapter
+from longrl.workers.fsdp import cast_floating_buffers
+from longrl.workers.optimizers import AdamWBF16, make_optimizer, move_optimizer_state
 
 LR, BETAS, EPS, DECAY = 1e-2, (0.9, 0.999), 1e-8, 0.1
 
@@ -65,3 +68,27 @@ def test_bf16_weights_keep_updates_smaller_than_their_rounding():
 def test_an_unknown_strategy_names_the_known_ones():
     with pytest.raises(ValueError, match=r"'sgd' is not one of \['adamw', 'adamw_bf16'\]"):
         make_optimizer([torch.nn.Parameter(torch.zeros(1))], "sgd", LR, BETAS, DECAY)
+
+
+@pytest.mark.parametrize("strategy", ["adamw", "adamw_bf16"])
+def test_offloading_moves_every_moment_and_leaves_the_step_counter(strategy):
+    """The mover of worker.actor.offload.offload_optimizer, onto a device other than the CPU this suite has: meta."""
+    param = torch.nn.Parameter(torch.randn(8, 4))
+    optimizer = make_optimizer([param], strategy, LR, BETAS, DECAY)
+    param.grad = torch.ones(8, 4)
+    optimizer.step()
+    move_optimizer_state(optimizer, "meta")
+    state = optimizer.state[param]
+    assert {key: value.device.type for key, value in state.items()} == {
+        "step": "cpu", "exp_avg": "meta", "exp_avg_sq": "meta"}
+
+
+def test_mp_buffer_dtype_casts_the_floating_buffers_only(tiny_model_dir):
+    model = get_adapter("qwen2_5_vl").load_model(tiny_model_dir("qwen2_5_vl"))
+    floating = {name for name, buffer in model.named_buffers() if buffer.is_floating_point()}
+    others = {name: buffer.clone() for name, buffer in model.named_buffers() if not buffer.is_floating_point()}
+    assert floating  # the rotary frequencies
+    cast_floating_buffers(model, torch.bfloat16)
+    buffers = dict(model.named_buffers())
+    assert all(buffers[name].dtype == torch.bfloat16 for name in floating)
+    assert all(torch.equal(buffers[name], value) for name, value in others.items())

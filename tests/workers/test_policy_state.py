@@ -1,5 +1,6 @@
-"""The policy worker on one gloo rank: adamw_bf16 under FSDP, model-only checkpoints (trainer.save_model_only) and a
-resume from them, and a tokenizer read from worker.actor.model.tokenizer_path."""
+"""The policy worker on one gloo rank: adamw_bf16 under FSDP with its state offloaded between updates, model-only
+checkpoints (trainer.save_model_only) and a resume from them, and a tokenizer read from
+worker.actor.model.tokenizer_path."""
 
 from __future__ import annotations
 
@@ -51,14 +52,17 @@ def _state(policy) -> dict[str, torch.Tensor]:
 
 def _save_and_resume(model_dir: str, tokenizer_dir: str, full: str, model_only: str) -> dict:
     """Train one step, save it in full and model-only, and resume a fresh policy from each."""
-    worker = _worker(model_dir, f"worker.actor.model.tokenizer_path={tokenizer_dir}")
+    worker = _worker(model_dir, f"worker.actor.model.tokenizer_path={tokenizer_dir}",
+                     "worker.actor.offload.offload_optimizer=true")
     policy = worker.actor
     _one_update(policy)
     worker.save_checkpoint(full)
     worker.cfg.trainer.save_model_only = True
     worker.save_checkpoint(model_only)
     result = {"saved": _state(policy), "dtypes": {str(s["exp_avg"].dtype) for s in policy.optimizer.state.values()},
-              "probe_id": worker.tokenizer.convert_tokens_to_ids(PROBE)}
+              "probe_id": worker.tokenizer.convert_tokens_to_ids(PROBE),
+              "offloaded_to": {value.to_local().device.type for s in policy.optimizer.state.values()
+                               for value in s.values() if value.dim() > 0}}
     for name, out in (("full", full), ("model_only", model_only)):
         resumed = _worker(model_dir).actor
         resumed.load(out)
@@ -85,6 +89,7 @@ def saved(tiny_model_dir, tmp_path_factory):
 def test_a_model_only_checkpoint_resumes_the_weights_with_a_fresh_optimizer(saved):
     result, steps = saved
     assert result["dtypes"] == {"torch.bfloat16"}  # adamw_bf16's moments, on FSDP's sharded parameters
+    assert result["offloaded_to"] == {"cpu"}  # offload_optimizer's path ran (on this CPU-only suite, a no-op move)
     saved_state = result["saved"]
     weights = [key for key in saved_state if key.startswith("w/")]
     moments = [key for key in saved_state if key.startswith("m/")]
