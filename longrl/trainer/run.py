@@ -106,6 +106,15 @@ class RunBase(ABC):
             progress.update(1)
             try:
                 metrics = self.step()
+            except StopIteration:  # rounds of generation (online filtering) drew more prompts than the epochs hold
+                logger.warning("the prompts of trainer.total_epochs=%d ran out in step %d of %d: stopping after step "
+                               "%d (online filtering or data.mini_rollout_batch_size drew more prompts per step than "
+                               "data.rollout_batch_size; raise trainer.total_epochs to train longer)",
+                               trainer.total_epochs, self.global_step, self.total_steps, self.global_step - 1)
+                self.global_step -= 1
+                if trainer.save_freq > 0 and self.global_step % trainer.save_freq:  # the last step, unless saved
+                    self.save_step()
+                break
             except RewardFunctionError:
                 if self.cfg.worker.reward.on_error != "skip_step":
                     raise
