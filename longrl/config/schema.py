@@ -35,7 +35,7 @@ class DataConfig:
     max_response_length: int = 1024
     rollout_batch_size: int = 8
     # Prompts per round of generation (EasyR1's key, verl's gen_batch_size); rounds run until rollout_batch_size
-    # prompts are kept (with algorithm.online_filtering, those whose groups pass the filter). null: one round.
+    # prompts are kept (with algorithm.online_filtering, those whose groups pass the filter). null: rollout_batch_size.
     mini_rollout_batch_size: Optional[int] = None
     val_batch_size: int = -1
     format_prompt: Optional[str] = None

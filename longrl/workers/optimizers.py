@@ -51,8 +51,8 @@ class AdamWBF16(torch.optim.Optimizer):
         state["exp_avg"].copy_(state["exp_avg"].float().mul_(beta1).add_(grad, alpha=1 - beta1))
         state["exp_avg_sq"].copy_(state["exp_avg_sq"].float().mul_(beta2).addcmul_(grad, grad, value=1 - beta2))
         denom = (state["exp_avg_sq"].float().sqrt() / math.sqrt(1 - beta2 ** step)).add_(group["eps"])
-        weights = param.float()
-        target = weights * (1 - lr * group["weight_decay"]) - (lr / (1 - beta1 ** step)) * state["exp_avg"].float() / denom
+        step_size = lr / (1 - beta1 ** step)
+        target = param.float() * (1 - lr * group["weight_decay"]) - step_size * state["exp_avg"].float() / denom
         if "compensation" in state:
             target = target + state["compensation"].float()
             param.copy_(target)
