@@ -37,6 +37,9 @@ class DataConfig:
     max_prompt_length: int = 8192
     max_response_length: int = 1024
     rollout_batch_size: int = 8
+    # Prompts per round of generation (EasyR1's key, verl's gen_batch_size); rounds run until rollout_batch_size
+    # prompts are kept (with algorithm.online_filtering, those whose groups pass the filter). null: rollout_batch_size.
+    mini_rollout_batch_size: Optional[int] = None
     val_batch_size: int = -1
     format_prompt: Optional[str] = None
     shuffle: bool = True
@@ -76,6 +79,7 @@ class AlgorithmConfig:
 @dataclass
 class ModelConfig:
     model_path: str = "???"
+    # Where the tokenizer / processor is read from (null: model_path), as in EasyR1; checkpoints save this one.
     tokenizer_path: Optional[str] = None
     enable_gradient_checkpointing: bool = True
     trust_remote_code: bool = False
@@ -83,12 +87,17 @@ class ModelConfig:
     # transformers' kernels fetched from the Hugging Face hub on CUDA (needs internet); off by default
     use_hub_kernels: bool = False
 
+    def processor_path(self) -> str:
+        """The directory the tokenizer / processor is loaded from."""
+        return self.tokenizer_path or self.model_path
+
 
 @dataclass
 class OptimConfig:
     lr: float = 1.0e-6
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 1.0e-2
+    # "adamw" (float32 state for float32 weights) or "adamw_bf16" (AdamW with its moments stored in bfloat16)
     strategy: str = "adamw"
     lr_warmup_ratio: float = 0.0
     lr_warmup_steps: Optional[int] = None
@@ -109,7 +118,9 @@ class FSDPConfig:
 
 @dataclass
 class OffloadConfig:
+    # FSDP keeps the parameters (and gradients) on the CPU, moving them to the GPU per block (GPU only)
     offload_params: bool = False
+    # The optimizer state waits on the CPU between updates and comes to the GPU for each (actor only)
     offload_optimizer: bool = False
 
 
@@ -132,6 +143,9 @@ class ActorConfig:
     tau_negative: float = 1.05
     ppo_epochs: int = 1
     entropy_coeff: float = 0.0
+    # Micro-batches packed by tokens (budget: the micro_batch_size_per_device_* keys x the batch's padded width)
+    # instead of fixed row counts; the loss is the same either way. Packs real tokens with padding_free/ulysses.
+    dynamic_batching: bool = False
     padding_free: bool = False
     # Score the n rows of one prompt (uid) as that prompt once plus n response branches (implies the packed,
     # sharded prefill even at ulysses_size=1); exact, and the prompt's cost is paid once per group.
@@ -251,6 +265,9 @@ class TrainerConfig:
     save_freq: int = -1
     save_limit: int = -1
     save_checkpoint_path: Optional[str] = None
+    # Checkpoints without the optimizer state (about a third of the size with AdamW); a resume from one restarts the
+    # optimizer's moments from zero, with a warning.
+    save_model_only: bool = False
     load_checkpoint_path: Optional[str] = None
     # Seconds a rank waits for its peers in a collective (all-gather, all-to-all, all-reduce) before the step fails
     # naming the rank and the method; a hung or stopped rank otherwise stalls the run. Also bounds rank 0's longest

@@ -31,7 +31,6 @@ NOT_NEEDED: dict[str, str] = {
     "worker.rollout.trust_remote_code": "EasyR1 and Long-RL overwrite it with worker.actor.model.trust_remote_code, "
                                         "the key longrl reads",
     "worker.rollout.disable_tqdm": "longrl's rollout engines draw no progress bar",
-    "worker.actor.dynamic_batching": "longrl's micro-batches are fixed in size; the loss is the same",
     "worker.rollout.max_model_len": "longrl sizes the vLLM engine from data.max_prompt_length + "
                                     "data.max_response_length",
     "data.audio_max_length": "longrl counts each row's audio tokens in the prompt length",
@@ -43,8 +42,6 @@ NOT_NEEDED: dict[str, str] = {
 
 # upstream key -> (values with no effect, why other values are refused)
 NOT_IMPLEMENTED: dict[str, tuple[tuple[Any, ...], str]] = {
-    "data.mini_rollout_batch_size": ((None,), "generation rounds smaller than data.rollout_batch_size are not "
-                                              "implemented"),
     "data.override_chat_template": ((None,), "a replacement chat template is not implemented"),
     "worker.actor.model.lora.rank": ((0,), "LoRA for the vision-language RL stage is not implemented "
                                            "(Flow-GRPO has it)"),
@@ -53,19 +50,14 @@ NOT_IMPLEMENTED: dict[str, tuple[tuple[Any, ...], str]] = {
                                                                "implemented"),
     "worker.actor.model.lora.exclude_modules": ((".*visual.*",), "LoRA for the vision-language RL stage is not "
                                                                  "implemented"),
-    "trainer.save_model_only": ((False,), "checkpoints always hold the optimizer state, so that a resume is exact"),
     "trainer.find_last_checkpoint": ((True,), "longrl always resumes from the last checkpoint under "
                                               "trainer.save_checkpoint_path"),
 }
 
 # longrl key -> (its default, what is not applied)
 NOT_APPLIED: dict[str, tuple[Any, str]] = {
-    "worker.actor.optim.strategy": ("adamw", "the optimizer is AdamW with fp32 state whatever the strategy"),
     "worker.actor.fsdp.enable_rank0_init": (False, "every rank loads the checkpoint itself"),
     "worker.ref.fsdp.enable_rank0_init": (False, "every rank loads the checkpoint itself"),
-    "worker.actor.offload.offload_optimizer": (False, "the optimizer state stays on the GPU"),
-    "worker.actor.fsdp.mp_buffer_dtype": ("fp32", "buffers keep the dtype the model was loaded in"),
-    "worker.actor.model.tokenizer_path": (None, "the tokenizer is read from worker.actor.model.model_path"),
 }
 
 TEXT_UPSTREAM_KEYS = UpstreamKeys(RENAMED, NOT_NEEDED, NOT_IMPLEMENTED, NOT_APPLIED,

@@ -84,6 +84,8 @@ def _validate_batches(cfg: RootConfig) -> None:
         f"the world size trainer.nnodes x trainer.n_gpus_per_node = {world} must be divisible by "
         f"worker.actor.ulysses_size ({actor.ulysses_size})",
     )
+    mini = data.mini_rollout_batch_size
+    _require(mini is None or mini >= 1, f"data.mini_rollout_batch_size ({mini}) must be >= 1, or null")
     dp = world // actor.ulysses_size
     _require(
         data.rollout_batch_size % actor.global_batch_size == 0,
@@ -129,6 +131,7 @@ def _validate_algorithm(cfg: RootConfig) -> None:
     from longrl.algos.kl import KL_ESTIMATORS
     from longrl.algos.aggregation import LOSS_AGG_MODES
     from longrl.algos.policy_loss import POLICY_LOSS_TYPES
+    from longrl.workers.optimizers import OPTIMIZER_STRATEGIES
 
     algo, actor = cfg.algorithm, cfg.worker.actor
     _one_of(algo.adv_estimator, list(ADVANTAGE_ESTIMATORS), "algorithm.adv_estimator")
@@ -136,6 +139,7 @@ def _validate_algorithm(cfg: RootConfig) -> None:
     _one_of(algo.kl_type, KL_CONTROLLERS, "algorithm.kl_type")
     _one_of(actor.loss_agg_mode, list(LOSS_AGG_MODES), "worker.actor.loss_agg_mode")
     _one_of(actor.loss_type, list(POLICY_LOSS_TYPES), "worker.actor.loss_type")
+    _one_of(actor.optim.strategy, list(OPTIMIZER_STRATEGIES), "worker.actor.optim.strategy")
     _require(actor.tau_positive > 0 and actor.tau_negative > 0,
              f"worker.actor.tau_positive ({actor.tau_positive}) and tau_negative ({actor.tau_negative}) must be > 0")
     _require(algo.kl_coef >= 0, f"algorithm.kl_coef ({algo.kl_coef}) must be >= 0")

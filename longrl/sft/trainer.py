@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from longrl.config.errors import ConfigError
 from longrl.config.schema import RootConfig
 from longrl.protocol import Batch
 from longrl.sft.batch import sft_batch
@@ -28,6 +29,10 @@ class SFTTrainer(TrainingRun):
     """One SFT run over ``data.train_files`` (and the validation loss on ``data.val_files``)."""
 
     def __init__(self, cfg: RootConfig):
+        if cfg.data.mini_rollout_batch_size is not None:
+            raise ConfigError(f"data.mini_rollout_batch_size={cfg.data.mini_rollout_batch_size} sizes rounds of "
+                              "generation, which the SFT stage does not run: unset it (data.rollout_batch_size "
+                              "rows make a step)")
         super().__init__(cfg, SFTWorker, targets=TargetTemplate.from_file(cfg.sft.target_template))
 
     def to_batch(self, collated: dict[str, Any]) -> Batch:

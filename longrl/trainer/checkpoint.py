@@ -208,7 +208,20 @@ def resume_run(manager: CheckpointManager, load_checkpoint_path: str | None, wor
     workers.load_checkpoint(str(path / "actor"))
     loader.load_state_dict(loader_state)
     logger.info("resumed from %s at step %d", path, state["global_step"])
+    note = fresh_optimizer_note(path)
+    if note is not None:
+        logger.warning("%s", note)
     return state
+
+
+def fresh_optimizer_note(step_dir: str | Path) -> str | None:
+    """What a resume from ``step_dir`` loses, when it was saved with ``trainer.save_model_only=true`` (no ``optim/``):
+    the optimizer's state starts fresh; None for a full checkpoint."""
+    if (Path(step_dir) / "actor" / "optim").is_dir():
+        return None
+    return (f"{step_dir} was saved with trainer.save_model_only=true and holds no optimizer state: the weights, the "
+            "lr schedule, the data position and the RNG states resume, but the optimizer starts fresh (AdamW moments "
+            "at zero), so this run does not continue exactly as an uninterrupted one would")
 
 
 # ---------------------------------------------------------------------- the trainer's own files

@@ -10,6 +10,7 @@ a checkpoint continues exactly as if it had not stopped.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from longrl.trainer.metrics import (
 )
 from longrl.trainer.rewarding import RewardScorer, build_reward
 from longrl.trainer.run import TrainingRun
+from longrl.trainer.sampling import collect_rounds
 from longrl.trainer.timer import timer
 from longrl.workers.hybrid import HybridWorker, needs_reference
 from longrl.workers.rollout.output import align_prompt_width
@@ -49,6 +51,9 @@ class RLTrainer(TrainingRun):
         self.kl_ctrl = (get_kl_controller(algo.kl_type, algo.kl_coef, algo.kl_target, algo.kl_horizon)
                         if needs_reference(cfg) and not algo.use_kl_loss else None)
 
+    def prompts_per_round(self, cfg: RootConfig) -> int:
+        return cfg.data.mini_rollout_batch_size or cfg.data.rollout_batch_size
+
     # ----- checkpoints -----------------------------------------------------------------------------------------
     def resume(self) -> None:
         state = self.resume_state()
@@ -60,51 +65,49 @@ class RLTrainer(TrainingRun):
 
     # ----- the phases of one step ------------------------------------------------------------------------------
     def _rollout_and_score(self, timings: dict[str, float], metrics: dict[str, Any]) -> tuple[Batch, Future | None]:
-        """Generate ``n`` responses per prompt and score them; with online filtering, keep drawing prompts until
-        enough groups have informative rewards (DAPO's dynamic sampling).
+        """Generate ``n`` responses per prompt, in rounds of ``data.mini_rollout_batch_size`` prompts when set; with
+        online filtering, score each round and keep drawing until enough groups have informative rewards (DAPO's
+        dynamic sampling).
 
         Without online filtering nothing waits for the rewards: they are computed in the background and the pending
         result is returned with the unscored batch (joined by :meth:`step` after the log-prob passes).
         """
         cfg, algo = self.cfg, self.cfg.algorithm
-        if not algo.online_filtering:
-            prompts = self.loader.next_batch()
-            with timer("gen", timings):
-                rollout = self.workers.generate(prompts, step=self.global_step * 1000 + 1)
-            append_metrics(metrics, {"filter/tries": 1})
-            return rollout, self.rewards.submit(rollout)
-        kept: list[Batch] = []
-        kept_prompts, tries = 0, 0
-        while kept_prompts < cfg.data.rollout_batch_size:
-            tries += 1
+
+        def generate_round(index: int) -> Batch:
             prompts = self._refill_prompts()
             with timer("gen", timings):
-                rollout = self.workers.generate(prompts, step=self.global_step * 1000 + tries)
+                return self.workers.generate(prompts, step=self.global_step * 1000 + index)
+
+        keep = self._filter_round(timings, metrics) if algo.online_filtering else None
+        kept, rounds = collect_rounds(generate_round, keep, cfg.data.rollout_batch_size, cfg.worker.rollout.n,
+                                      algo.max_try_make_batch, self.loader.steps_per_epoch, self._nothing_kept)
+        batch = Batch.concat(align_prompt_width(kept, self.tokenizer.pad_token_id)) if len(kept) > 1 else kept[0]
+        batch = batch[: cfg.data.rollout_batch_size * cfg.worker.rollout.n]
+        append_metrics(metrics, {"filter/tries": rounds})
+        return batch, (None if algo.online_filtering else self.rewards.submit(batch))
+
+    def _filter_round(self, timings: dict[str, float], metrics: dict[str, Any]) -> Callable[[Batch], Batch]:
+        """Online filtering of one round: its rewards are computed and attached, and the groups whose mean
+        ``algorithm.filter_key`` lies inside the filter bounds are kept."""
+        algo = self.cfg.algorithm
+
+        def keep(rollout: Batch) -> Batch:
             with timer("reward", timings):
                 scored = self.rewards.score(rollout)
             append_metrics(metrics, scored.metrics)
-            rollout = scored.attach(rollout)
-            keep = online_filter_mask(scored.filter_values(),
+            mask = online_filter_mask(scored.filter_values(),
                                       np.asarray(rollout.non_tensors["uid"]), algo.filter_key, algo.filter_low,
                                       algo.filter_high)
-            append_metrics(metrics, {"filter/kept_ratio": float(keep.mean())})
-            rollout = rollout[keep]
-            if kept_prompts + len(rollout) // cfg.worker.rollout.n == 0 and (
-                    tries >= algo.max_try_make_batch or tries >= self.loader.steps_per_epoch):
-                raise RuntimeError(self._nothing_kept(tries))
-            kept.append(rollout)
-            kept_prompts += len(rollout) // cfg.worker.rollout.n
-            if tries >= algo.max_try_make_batch:
-                break
-        batch = Batch.concat(align_prompt_width(kept, self.tokenizer.pad_token_id))
-        rows = min(len(batch), cfg.data.rollout_batch_size * cfg.worker.rollout.n)
-        append_metrics(metrics, {"filter/tries": tries})
-        return batch[:rows], None
+            append_metrics(metrics, {"filter/kept_ratio": float(mask.mean())})
+            return scored.attach(rollout)[mask]
+
+        return keep
 
     def _refill_prompts(self) -> Batch:
-        """The next prompts for dynamic sampling. It draws more batches than it makes steps, so it can use up the data
-        of ``trainer.total_epochs`` before the last step: it then goes on into the next epoch (as EasyR1 does), and
-        says so, instead of ending the run inside a step."""
+        """The next prompts for a round of generation. Online filtering draws more batches than it makes steps, so it
+        can use up the data of ``trainer.total_epochs`` before the last step: it then goes on into the next epoch (as
+        EasyR1 does), and says so, instead of ending the run inside a step."""
         try:
             return self.loader.next_batch()
         except StopIteration:

@@ -41,9 +41,11 @@ class RunBase(ABC):
 
     def __init__(self, cfg: Any, worker_cls: type[Worker], train: Dataset, val: Dataset | None):
         self.cfg, self.val = cfg, val
-        self.loader = PromptLoader(train, cfg.data.rollout_batch_size, seed=cfg.data.seed, shuffle=cfg.data.shuffle,
+        round_size = self.prompts_per_round(cfg)
+        self.loader = PromptLoader(train, round_size, seed=cfg.data.seed, shuffle=cfg.data.shuffle,
                                    total_epochs=cfg.trainer.total_epochs, collate_fn=self.collate)
-        self.total_steps = self.loader.total_steps
+        # As EasyR1 counts: the epochs' prompts over the prompts a step trains on.
+        self.total_steps = self.loader.total_steps * round_size // cfg.data.rollout_batch_size
         if cfg.trainer.max_steps:  # a cap, as in EasyR1: the data of trainer.total_epochs is all there is
             if cfg.trainer.max_steps > self.total_steps:
                 logger.warning("trainer.max_steps=%d exceeds the %d steps of trainer.total_epochs=%d; stopping at %d",
@@ -60,6 +62,10 @@ class RunBase(ABC):
         print(f"resource pool: {self.pool.describe()}", flush=True)
         self.workers = RayWorkerGroup(self.pool, worker_cls, cfg, self.total_steps)
         self.global_step = 0
+
+    def prompts_per_round(self, cfg: Any) -> int:
+        """Prompts per loader batch (one round of generation); a step draws as many rounds as it needs."""
+        return cfg.data.rollout_batch_size
 
     @abstractmethod
     def collate(self, samples: list[Any]) -> Batch:
@@ -138,7 +144,7 @@ class TrainingRun(RunBase):
     def __init__(self, cfg: RootConfig, worker_cls: type[Worker], targets: TargetTemplate | None = None):
         model_path = cfg.worker.actor.model.model_path
         adapter = adapter_for_model_dir(model_path)
-        self.processor = adapter.load_processor(model_path)
+        self.processor = adapter.load_processor(cfg.worker.actor.model.processor_path())
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         cache = EmbeddingCache.from_config(cfg, adapter)
 

@@ -45,6 +45,8 @@ from longrl.mrsp.audio import append_row_audio, encode_row_audio
 from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.workers.fsdp import load_sharded_model
 from longrl.workers.logprob import ResponseScores, response_log_probs
+from longrl.workers.micro_batches import fixed_micro_batches, loss_share, token_budget_micro_batches
+from longrl.workers.optimizers import make_optimizer, move_optimizer_state
 from longrl.workers.vision_inputs import (VIDEO_EMBEDS, has_pixels, joined_features, placeholder_tokens,
                                           position_inputs)
 
@@ -69,10 +71,10 @@ def warmup_then_decay(total_steps: int, warmup_steps: int, scheduler: str, min_l
 
 def build_optimizer(model: torch.nn.Module, optim: OptimConfig,
                     total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW over ``model``'s trainable parameters and its ``worker.actor.optim`` schedule (warmup steps, or a ratio
-    of ``total_steps``)."""
+    """The ``worker.actor.optim.strategy`` optimizer over ``model``'s trainable parameters and its schedule (warmup
+    steps, or a ratio of ``total_steps``)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
+    optimizer = make_optimizer(params, optim.strategy, optim.lr, tuple(optim.betas), optim.weight_decay)
     warmup = optim.lr_warmup_steps if optim.lr_warmup_steps is not None else int(optim.lr_warmup_ratio * total_steps)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_then_decay(total_steps, warmup, optim.lr_scheduler_type, optim.min_lr_ratio or 0.0))
@@ -101,6 +103,7 @@ class PolicyModel:
             tower.register_forward_hook(self._count_encoded_slices, with_kwargs=True)
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+        self.offload_optimizer = trainable and offload.offload_optimizer
         if not trainable:
             self.model.requires_grad_(False)
             return
@@ -193,13 +196,32 @@ class PolicyModel:
         batch = self.with_video_features(batch)
         batch, inverse = self._by_prompt(batch)
         outputs: dict[str, list[torch.Tensor]] = {"log_probs": [], "entropy": []}
-        for micro in batch.split(self.cfg.worker.actor.micro_batch_size_per_device_for_experience):
+        plan = self._micro_batches(batch, self.cfg.worker.actor.micro_batch_size_per_device_for_experience)
+        for rows in plan:
+            micro = batch[rows]
             scores = self._scores(micro, list(micro.non_tensors[VIDEO_EMBEDS]), with_entropy)
             outputs["log_probs"].append(scores.log_probs.cpu())
             if with_entropy:
                 outputs["entropy"].append(scores.entropy.cpu())
-        restore = (lambda t: t[torch.from_numpy(inverse)]) if inverse is not None else (lambda t: t)
-        return Batch.from_dict({key: restore(torch.cat(values)) for key, values in outputs.items() if values})
+        restore = np.argsort(np.concatenate(plan))  # micro-batch order -> batch order (-> the caller's order)
+        if inverse is not None:
+            restore = restore[inverse]
+        index = torch.from_numpy(restore)
+        return Batch.from_dict({key: torch.cat(values)[index] for key, values in outputs.items() if values})
+
+    def _micro_batches(self, batch: Batch, size: int) -> list[np.ndarray]:
+        """Row indices of ``batch``'s micro-batches: ``size`` rows each, or with ``worker.actor.dynamic_batching``
+        packed under ``size`` x the batch's width tokens. Rows count their real tokens where the forward drops the
+        padding (the packed prefill); a padded forward costs every row the full width, so there the packing only
+        balances."""
+        actor = self.cfg.worker.actor
+        if not actor.dynamic_batching:
+            return fixed_micro_batches(len(batch), size)
+        mask = batch.tensors["attention_mask"]
+        if not self.sharded_prefill:
+            mask = torch.ones_like(mask)
+        groups = batch.non_tensors["uid"] if actor.shared_prefix and "uid" in batch.non_tensors else None
+        return token_budget_micro_batches(mask, size, groups)
 
     def _by_prompt(self, batch: Batch) -> tuple[Batch, np.ndarray | None]:
         """With ``shared_prefix``: ``batch`` with the rows of each uid made contiguous (groups in order of first
@@ -233,23 +255,31 @@ class PolicyModel:
 
     @torch.no_grad()
     def supervised_loss(self, batch: Batch) -> dict[str, float]:
-        """The SFT loss of ``batch`` without training (validation): the micro-batches' losses weighted by their rows."""
+        """The SFT loss of ``batch`` without training (validation), aggregated over the whole batch."""
         self.model.eval()
         batch = self.with_video_features(batch)
-        losses = []
-        for micro in batch.split(self.cfg.worker.actor.micro_batch_size_per_device_for_experience):
-            loss, _ = self._sft_loss(micro)
-            losses.append(loss.item() * len(micro))
-        return {"loss": sum(losses) / len(batch)}
+        actor, mask = self.cfg.worker.actor, batch.tensors["response_mask"]
+        loss = 0.0
+        for rows in self._micro_batches(batch, actor.micro_batch_size_per_device_for_experience):
+            micro_loss, _ = self._sft_loss(batch[rows])
+            loss += micro_loss.item() * loss_share(mask[rows], mask, actor.loss_agg_mode)
+        return {"loss": loss}
 
     def _prepare_update(self, batch: Batch) -> Batch:
         """Once per update, before its epochs: train mode, the step's features on every row (a frozen tower is not
         re-run) and, with ``shared_prefix``, each prompt's rows together so mini- and micro-batches share it."""
         assert self.optimizer is not None and self.scheduler is not None, "an update was called on the reference"
         self.model.train()
+        self._place_optimizer_state(next(self.model.parameters()).device)  # the GPU, or the CPU with offload_params
         if not self.tower_trained:
             batch = self.with_video_features(batch)
         return self._by_prompt(batch)[0]
+
+    def _place_optimizer_state(self, device: torch.device) -> None:
+        """With ``worker.actor.offload.offload_optimizer``, the optimizer state goes to ``device``: the CPU between
+        updates, this rank's device for one."""
+        if self.offload_optimizer:
+            move_optimizer_state(self.optimizer, device)
 
     def _optimize(self, batch: Batch, data_parallel_size: int, loss_fn: LossFn,
                   metrics: dict[str, list[float]]) -> None:
@@ -259,11 +289,7 @@ class PolicyModel:
         cfg, actor = self.cfg, self.cfg.worker.actor
         mini_rows = max(1, actor.global_batch_size * cfg.worker.rollout.n // data_parallel_size)
         for mini in batch.split(mini_rows):
-            for micro in mini.split(actor.micro_batch_size_per_device_for_update):
-                loss, step_metrics = loss_fn(micro)
-                (loss * (len(micro) / len(mini))).backward()
-                for key, value in step_metrics.items():
-                    metrics.setdefault(key, []).append(value)
+            self._accumulate(mini, loss_fn, metrics)
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 [p for p in self.model.parameters() if p.requires_grad], actor.max_grad_norm)
             grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
@@ -272,10 +298,23 @@ class PolicyModel:
             metrics.setdefault("actor/grad_norm", []).append(grad_norm)
             self.optimizer.zero_grad(set_to_none=True)
 
+    def _accumulate(self, mini: Batch, loss_fn: LossFn, metrics: dict[str, list[float]]) -> None:
+        """Back-propagate ``mini``'s loss micro-batch by micro-batch. Each micro-batch's loss is weighted by its share
+        of the mini-batch (:func:`loss_share`), so the gradient is the mini-batch loss's whichever rows share a
+        micro-batch."""
+        actor, mask = self.cfg.worker.actor, mini.tensors["response_mask"]
+        for rows in self._micro_batches(mini, actor.micro_batch_size_per_device_for_update):
+            loss, step_metrics = loss_fn(mini[rows])
+            (loss * loss_share(mask[rows], mask, actor.loss_agg_mode)).backward()
+            for key, value in step_metrics.items():
+                metrics.setdefault(key, []).append(value)
+
     def _finish_update(self, metrics: dict[str, list[float]]) -> dict[str, float]:
-        """Advance the lr schedule (once per trainer step) and average the metrics over micro-batches."""
+        """Advance the lr schedule (once per trainer step), park the optimizer state if it is offloaded, and average
+        the metrics over micro-batches."""
         metrics["actor/lr"] = [self.scheduler.get_last_lr()[0]]
         self.scheduler.step()
+        self._place_optimizer_state(torch.device("cpu"))
         return {key: sum(values) / len(values) for key, values in metrics.items()}
 
     def _sft_loss(self, micro: Batch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -333,10 +372,11 @@ class PolicyModel:
             yield name, tensor.detach()
 
     def save(self, directory: str | Path, processor: Any) -> None:
-        """``model/`` and ``optim/`` as sharded DCP, ``extra.pt`` (lr schedule), ``huggingface/`` (config, tokenizer)."""
+        """``model/`` and (unless ``trainer.save_model_only``) ``optim/`` as sharded DCP, ``extra.pt`` (lr schedule),
+        ``huggingface/`` (config, tokenizer)."""
         directory = Path(directory)
         dcp.save(get_model_state_dict(self.model), checkpoint_id=str(directory / "model"))
-        if self.optimizer is not None:
+        if self.optimizer is not None and not self.cfg.trainer.save_model_only:
             dcp.save(get_optimizer_state_dict(self.model, self.optimizer), checkpoint_id=str(directory / "optim"))
         if dist.get_rank() == 0:
             if self.scheduler is not None:
@@ -353,8 +393,10 @@ class PolicyModel:
         model_state = get_model_state_dict(self.model)
         dcp.load(model_state, checkpoint_id=str(directory / "model"))
         set_model_state_dict(self.model, model_state)
-        if self.optimizer is not None:
+        if self.optimizer is not None and (directory / "optim").is_dir():  # else model-only: a fresh optimizer
             optim_state = get_optimizer_state_dict(self.model, self.optimizer)
             dcp.load(optim_state, checkpoint_id=str(directory / "optim"))
             set_optimizer_state_dict(self.model, self.optimizer, optim_state)
+            self._place_optimizer_state(torch.device("cpu"))
+        if self.scheduler is not None:
             self.scheduler.load_state_dict(torch.load(directory / "extra.pt", weights_only=False)["lr_scheduler"])

@@ -94,13 +94,15 @@ class FlowWorker(Worker):
 
     @register(Dispatch.ONE_TO_ALL)
     def save_checkpoint(self, directory: str) -> None:
-        """``model/`` and ``optim/`` as sharded DCP (LoRA: the adapters only), ``extra.pt`` (the lr schedule) and
-        ``transformer_config.json`` (what the weights are for, with the LoRA settings)."""
+        """``model/`` and (unless ``trainer.save_model_only``) ``optim/`` as sharded DCP (LoRA: the adapters only),
+        ``extra.pt`` (the lr schedule) and ``transformer_config.json`` (what the weights are for, with the LoRA
+        settings)."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         dcp.save(get_model_state_dict(self.model, options=self.state_options), checkpoint_id=str(out / "model"))
-        dcp.save(get_optimizer_state_dict(self.model, self.optimizer, options=self.state_options),
-                 checkpoint_id=str(out / "optim"))
+        if not self.cfg.trainer.save_model_only:
+            dcp.save(get_optimizer_state_dict(self.model, self.optimizer, options=self.state_options),
+                     checkpoint_id=str(out / "optim"))
         if dist.get_rank() == 0:
             torch.save({"lr_scheduler": self.scheduler.state_dict()}, out / "extra.pt")
             lora = self.cfg.worker.actor.lora
@@ -116,7 +118,8 @@ class FlowWorker(Worker):
         model_state = get_model_state_dict(self.model, options=self.state_options)
         dcp.load(model_state, checkpoint_id=str(path / "model"))
         set_model_state_dict(self.model, model_state, options=self.load_options)
-        optim_state = get_optimizer_state_dict(self.model, self.optimizer, options=self.state_options)
-        dcp.load(optim_state, checkpoint_id=str(path / "optim"))
-        set_optimizer_state_dict(self.model, self.optimizer, optim_state, options=self.load_options)
+        if (path / "optim").is_dir():  # else a model-only checkpoint: the optimizer starts fresh (the driver logs it)
+            optim_state = get_optimizer_state_dict(self.model, self.optimizer, options=self.state_options)
+            dcp.load(optim_state, checkpoint_id=str(path / "optim"))
+            set_optimizer_state_dict(self.model, self.optimizer, optim_state, options=self.load_options)
         self.scheduler.load_state_dict(torch.load(path / "extra.pt", weights_only=True)["lr_scheduler"])

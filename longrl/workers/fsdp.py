@@ -2,8 +2,9 @@
 
 Each block named in the model's ``_no_split_modules`` (decoder layers, vision blocks) becomes its own FSDP unit so
 only one block's full parameters exist at a time, then the root takes what is left (embeddings, head, norms).
-Mixed precision follows ``worker.*.fsdp.mp_*_dtype`` on GPU; on CPU everything stays float32, since CPU bf16
-matmuls are slow and the CPU runs are the numerical references; CPU offload applies on GPU only.
+Mixed precision follows ``worker.*.fsdp.mp_*_dtype`` on GPU (``mp_buffer_dtype``: floating buffers such as the
+rotary frequencies are cast to it, since FSDP2's policy covers parameters only); on CPU everything stays float32,
+since CPU bf16 matmuls are slow and the CPU runs are the numerical references; CPU offload applies on GPU only.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def load_sharded_model(
     on_gpu = device.type == "cuda"
     load_dtype = parse_dtype(fsdp.torch_dtype) if (fsdp.torch_dtype and on_gpu) else torch.float32
     model = adapter.load_model(model_path, dtype=load_dtype).to(device)
+    if on_gpu:
+        cast_floating_buffers(model, parse_dtype(fsdp.mp_buffer_dtype))
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     shard_model(model, fsdp, offload, device)
@@ -46,6 +49,14 @@ def load_sharded_model(
         if hasattr(model, method):
             register_fsdp_forward_method(model, method)
     return model
+
+
+def cast_floating_buffers(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Every floating-point buffer of ``model`` in ``dtype``, in place (integer buffers, e.g. position ids, stay)."""
+    for module in model.modules():
+        for name, buffer in module.named_buffers(recurse=False):
+            if buffer is not None and buffer.is_floating_point():
+                setattr(module, name, buffer.to(dtype))
 
 
 def shard_model(model: torch.nn.Module, fsdp: FSDPConfig, offload: OffloadConfig, device: torch.device) -> None:

@@ -59,7 +59,7 @@ class HybridWorker(PolicyWorker):
 
         max_model_len = self.cfg.data.max_prompt_length + self.cfg.data.max_response_length
         return VLLMRollout(model_path, rollout, max_model_len, self.adapter.positions_3d, dtype=dtype,
-                           seed=rollout.seed)
+                           seed=rollout.seed, tokenizer_dir=self.cfg.worker.actor.model.processor_path())
 
     def _sampling(self, step: int, validate: bool) -> SamplingParams:
         rollout = self.cfg.worker.rollout

@@ -55,9 +55,9 @@ def test_an_upstream_config_file_composes_with_notes_for_what_is_not_applied(tmp
     assert cfg.worker.rollout.fps == 2.0 and cfg.worker.rollout.num_video_frames is None
     assert cfg.algorithm.max_try_make_batch == 20 and cfg.worker.actor.loss_agg_mode == "token-mean"
     notes = caplog.text
-    assert "worker.actor.dynamic_batching=true is not needed: longrl's micro-batches are fixed in size" in notes
+    assert cfg.worker.actor.dynamic_batching is True
     assert "worker.actor.fsdp.enable_rank0_init=true is accepted but not applied" in notes
-    assert "worker.actor.offload.offload_optimizer=true is accepted but not applied" in notes
+    assert cfg.worker.actor.offload.offload_optimizer is True and "offload_optimizer" not in notes
 
 
 @pytest.mark.parametrize("upstream, key, expected", [
@@ -90,17 +90,21 @@ def test_keys_longrl_does_not_need_are_dropped_with_the_reason(caplog):
 
 def test_unimplemented_keys_are_refused_together_with_their_reasons():
     with pytest.raises(ConfigError) as error:
-        load_config(["worker.actor.model.lora.rank=64",
-                     "data.mini_rollout_batch_size=128", "trainer.save_model_only=true"])
+        load_config(["worker.actor.model.lora.rank=64", "trainer.find_last_checkpoint=false"])
     message = str(error.value)
     assert message.startswith("not supported by longrl:\n")
     for refused in ("worker.actor.model.lora.rank=64: LoRA for the vision-language RL stage is not implemented",
-                    "data.mini_rollout_batch_size=128", "trainer.save_model_only=true"):
+                    "trainer.find_last_checkpoint=false: longrl always resumes from the last checkpoint"):
         assert refused in message
 
 
-def test_a_strategy_longrl_does_not_apply_is_logged_not_ignored(caplog):
-    with caplog.at_level(logging.WARNING, logger="longrl.config"):
-        load_config(["worker.actor.optim.strategy=adamw_bf16"])
-    assert "worker.actor.optim.strategy=adamw_bf16 is accepted but not applied: the optimizer is AdamW with fp32" \
-           in caplog.text
+def test_mini_rollout_batch_size_is_a_key_of_its_own():
+    assert load_config(["data.mini_rollout_batch_size=2"]).data.mini_rollout_batch_size == 2
+    with pytest.raises(ConfigError, match="data.mini_rollout_batch_size"):
+        load_config(["data.mini_rollout_batch_size=0"])
+
+
+def test_an_unknown_optimizer_strategy_is_refused_with_the_known_ones():
+    assert load_config(["worker.actor.optim.strategy=adamw_bf16"]).worker.actor.optim.strategy == "adamw_bf16"
+    with pytest.raises(ConfigError, match=r"worker.actor.optim.strategy='sgd' is not one of \['adamw', 'adamw_bf16'\]"):
+        load_config(["worker.actor.optim.strategy=sgd"])

@@ -139,6 +139,20 @@ def test_dapo_names_the_fix_when_no_group_passes_the_filter(setup, monkeypatch, 
     assert "algorithm.online_filtering=false" in message
 
 
+def test_dapo_generates_in_rounds_of_mini_rollout_batch_size(setup, monkeypatch, tmp_path):
+    """Rounds of one prompt (EasyR1's data.mini_rollout_batch_size=1): a step of 2 prompts needs at least 2 rounds,
+    one more for each group the filter drops, and trains on 2 groups of 4 rows."""
+    root, model_dir = setup
+    monkeypatch.chdir(tmp_path)
+    run(_cfg(root, model_dir, "dapo_rounds", "algorithm=dapo", "data.mini_rollout_batch_size=1", "trainer.max_steps=2",
+             "trainer.save_freq=-1", "algorithm.overlong_buffer_len=4"))
+    steps = _metrics("dapo_rounds")
+    assert [m["step"] for m in steps] == [1, 2]
+    for m in steps:
+        # kept_ratio is the mean over rounds of the kept share of each round (0 or 1 with one prompt per round)
+        assert m["filter/tries"] >= 2 and m["filter/kept_ratio"] == pytest.approx(2 / m["filter/tries"])
+
+
 def test_resume_continues_exactly(setup, monkeypatch, tmp_path):
     root, model_dir = setup
     monkeypatch.chdir(tmp_path)

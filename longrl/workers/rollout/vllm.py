@@ -67,7 +67,7 @@ class VLLMRollout(RolloutEngine):
     """vLLM's ``LLM`` over the checkpoint in ``model_dir``, configured from ``worker.rollout``."""
 
     def __init__(self, model_dir: str | Path, rollout: RolloutConfig, max_model_len: int, positions_3d: bool,
-                 dtype: torch.dtype = torch.float32, seed: int = 0):
+                 dtype: torch.dtype = torch.float32, seed: int = 0, tokenizer_dir: str | Path | None = None):
         vllm = load_vllm()
         self._sampling_params_cls = vllm.SamplingParams
         self.rollout = rollout
@@ -90,6 +90,7 @@ class VLLMRollout(RolloutEngine):
                       if self.video_token_id is not None else {})
         self.llm: Any = vllm.LLM(
             model=str(model_dir),
+            tokenizer=str(tokenizer_dir or model_dir),
             dtype=_DTYPE_NAMES[dtype],
             seed=seed,
             max_model_len=max_model_len,
