@@ -34,6 +34,8 @@ class DataConfig:
     video_dir: Optional[str] = None
     # Where relative image paths resolve; relative videos too while data.video_dir is unset (EasyR1's meaning).
     image_dir: Optional[str] = None
+    # A jinja chat template file replacing the processor's (prompts, and the template saved with checkpoints).
+    override_chat_template: Optional[str] = None
     max_prompt_length: int = 8192
     max_response_length: int = 1024
     rollout_batch_size: int = 8

@@ -42,7 +42,6 @@ NOT_NEEDED: dict[str, str] = {
 
 # upstream key -> (values with no effect, why other values are refused)
 NOT_IMPLEMENTED: dict[str, tuple[tuple[Any, ...], str]] = {
-    "data.override_chat_template": ((None,), "a replacement chat template is not implemented"),
     "worker.actor.model.lora.rank": ((0,), "LoRA for the vision-language RL stage is not implemented "
                                            "(Flow-GRPO has it)"),
     "worker.actor.model.lora.alpha": ((64,), "LoRA for the vision-language RL stage is not implemented"),

@@ -23,6 +23,7 @@ from longrl.controller.worker_group import RayWorkerGroup
 from longrl.data.dataset import SkippedRow, VideoQADataset, collate_left_padded, prompts_to_batch
 from longrl.embeds.cache import EmbeddingCache
 from longrl.models.registry import adapter_for_model_dir
+from longrl.models.run_processor import load_run_processor
 from longrl.protocol import Batch
 from longrl.rewards import RewardFunctionError
 from longrl.sft.targets import TargetTemplate
@@ -144,7 +145,7 @@ class TrainingRun(RunBase):
     def __init__(self, cfg: RootConfig, worker_cls: type[Worker], targets: TargetTemplate | None = None):
         model_path = cfg.worker.actor.model.model_path
         adapter = adapter_for_model_dir(model_path)
-        self.processor = adapter.load_processor(cfg.worker.actor.model.processor_path())
+        self.processor = load_run_processor(adapter, cfg)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         cache = EmbeddingCache.from_config(cfg, adapter)
 

@@ -14,6 +14,7 @@ from longrl.config.schema import RootConfig
 from longrl.controller import Dispatch, Worker, register
 from longrl.models.hub_kernels import use_hub_kernels
 from longrl.models.registry import adapter_for_model_dir
+from longrl.models.run_processor import load_run_processor
 from longrl.mrsp import build_sp_groups
 from longrl.workers.actor import PolicyModel
 
@@ -32,7 +33,7 @@ class PolicyWorker(Worker):
         self.model_path = actor.model.model_path
         use_hub_kernels(actor.model.use_hub_kernels)
         self.adapter = adapter_for_model_dir(self.model_path)
-        self.processor = self.adapter.load_processor(actor.model.processor_path())
+        self.processor = load_run_processor(self.adapter, cfg)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.pad_token_id = self.tokenizer.pad_token_id
         self.actor = PolicyModel(cfg, self.adapter, self.device(), actor.fsdp, actor.offload, trainable=True,
