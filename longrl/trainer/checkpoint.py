@@ -33,6 +33,7 @@ import torch
 from omegaconf import OmegaConf
 
 from longrl.config.schema import TrainerConfig
+from longrl.safe_load import load_plain
 
 LATEST_FILE = "latest_checkpointed_iteration.txt"
 TRACKER_FILE = "checkpoint_tracker.json"
@@ -228,9 +229,9 @@ def load_trainer_state(step_dir: str | Path) -> tuple[dict[str, Any], dict[str, 
     for name in (TRAINER_STATE_FILE, RNG_FILE, DATALOADER_FILE):
         if not (step_dir / name).is_file():
             raise FileNotFoundError(f"checkpoint {step_dir} has no {name}; it was not written by the longrl trainer")
-    set_rng_state(torch.load(step_dir / RNG_FILE, weights_only=True))
+    set_rng_state(load_plain(step_dir / RNG_FILE))
     state = json.loads((step_dir / TRAINER_STATE_FILE).read_text())
-    return state, torch.load(step_dir / DATALOADER_FILE, weights_only=True)
+    return state, load_plain(step_dir / DATALOADER_FILE)
 
 
 def rng_state() -> dict[str, Any]:

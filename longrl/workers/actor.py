@@ -43,6 +43,7 @@ from longrl.mrsp import (
 )
 from longrl.mrsp.audio import append_row_audio, encode_row_audio
 from longrl.protocol import TOKEN_KEYS, Batch
+from longrl.safe_load import load_plain
 from longrl.workers.fsdp import load_sharded_model
 from longrl.workers.logprob import ResponseScores, response_log_probs
 from longrl.workers.vision_inputs import (VIDEO_EMBEDS, has_pixels, joined_features, placeholder_tokens,
@@ -357,4 +358,4 @@ class PolicyModel:
             optim_state = get_optimizer_state_dict(self.model, self.optimizer)
             dcp.load(optim_state, checkpoint_id=str(directory / "optim"))
             set_optimizer_state_dict(self.model, self.optimizer, optim_state)
-            self.scheduler.load_state_dict(torch.load(directory / "extra.pt", weights_only=False)["lr_scheduler"])
+            self.scheduler.load_state_dict(load_plain(directory / "extra.pt")["lr_scheduler"])

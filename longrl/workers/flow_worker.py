@@ -32,6 +32,7 @@ from longrl.diffusion.models import family_of
 from longrl.diffusion.policy import FlowPolicy
 from longrl.diffusion.text import TextEncoder
 from longrl.protocol import Batch
+from longrl.safe_load import load_plain
 from longrl.workers.actor import build_optimizer
 from longrl.workers.fsdp import shard_model
 
@@ -119,4 +120,4 @@ class FlowWorker(Worker):
         optim_state = get_optimizer_state_dict(self.model, self.optimizer, options=self.state_options)
         dcp.load(optim_state, checkpoint_id=str(path / "optim"))
         set_optimizer_state_dict(self.model, self.optimizer, optim_state, options=self.load_options)
-        self.scheduler.load_state_dict(torch.load(path / "extra.pt", weights_only=True)["lr_scheduler"])
+        self.scheduler.load_state_dict(load_plain(path / "extra.pt")["lr_scheduler"])

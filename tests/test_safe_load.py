@@ -1,0 +1,48 @@
+"""Checkpoint files are loaded without unpickling code: a crafted file is refused and its payload never runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from longrl.safe_load import UnsafeFileError, load_plain
+from longrl.trainer.checkpoint import load_trainer_state, save_trainer_state
+
+
+class _WritesMarker:
+    """Unpickling this calls ``Path.touch`` on the marker: what an attacker's ``__reduce__`` would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_crafted_extra_pt_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"lr_scheduler": _WritesMarker(marker)}, tmp_path / "extra.pt")
+    with pytest.raises(UnsafeFileError, match=r"refusing to load .*extra\.pt.*arbitrary code"):
+        load_plain(tmp_path / "extra.pt")
+    assert not marker.exists()
+
+
+def test_scheduler_state_loads(tmp_path):
+    """What the actor writes to extra.pt (a LambdaLR state over a closure) passes the restricted loader."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (step + 1))
+    optimizer.step()
+    scheduler.step()
+    torch.save({"lr_scheduler": scheduler.state_dict()}, tmp_path / "extra.pt")
+    assert load_plain(tmp_path / "extra.pt")["lr_scheduler"] == scheduler.state_dict()
+
+
+def test_crafted_rng_pt_is_refused_on_resume(tmp_path):
+    save_trainer_state(tmp_path, {"global_step": 1}, {"epoch": 0})
+    marker = tmp_path / "pwned"
+    torch.save({"python": _WritesMarker(marker)}, tmp_path / "rng.pt")
+    with pytest.raises(UnsafeFileError, match=r"rng\.pt"):
+        load_trainer_state(tmp_path)
+    assert not marker.exists()
