@@ -123,12 +123,12 @@ def test_wrong_value_type_is_a_config_error():
         (["algorithm.filter_low=0.9", "algorithm.filter_high=0.5"], "algorithm.filter_low (0.9) must be below"),
         (["data.on_bad_row=ignore"], "data.on_bad_row='ignore' is not one of ['error', 'skip']"),
         (["worker.reward.judge.on_outage=retry"], "worker.reward.judge.on_outage='retry' is not one of ['fail', 'zero']"),
-        (["worker.reward.judge.timeout_s=0"], "worker.reward.judge needs max_concurrency >= 1"),
-        (["worker.reward.num_workers=-1"], "worker.reward.num_workers (-1) must be >= 0"),
+        (["worker.reward.judge.timeout_s=0"], "worker.reward.judge.timeout_s=0.0: allowed > 0"),
+        (["worker.reward.num_workers=-1"], "worker.reward.num_workers=-1: allowed >= 0"),
         (["worker.rollout.prompt_input=pixels"],
          "worker.rollout.prompt_input='pixels' is not one of ['embeds', 'multi_modal']"),
         (["trainer.n_gpus_per_node=4", "worker.rollout.tensor_parallel_size=2"],
-         "worker.rollout.tensor_parallel_size (2) must be >= 1 and divide worker.actor.ulysses_size (1)"),
+         "worker.rollout.tensor_parallel_size (2) must divide worker.actor.ulysses_size (1)"),
     ],
 )
 def test_inconsistent_values_fail_with_the_rule(overrides, expected):
