@@ -18,6 +18,7 @@ manager starts.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ import torch
 from omegaconf import OmegaConf
 
 from longrl.config.schema import TrainerConfig
-from longrl.safe_load import load_plain
+from longrl.plain_pt import load_plain, save_plain, write_file
 
 LATEST_FILE = "latest_checkpointed_iteration.txt"
 TRACKER_FILE = "checkpoint_tracker.json"
@@ -43,6 +44,15 @@ RNG_FILE = "rng.pt"
 DATALOADER_FILE = "dataloader.pt"
 
 logger = logging.getLogger(__name__)
+
+# What a full disk looks like: the OS errors, and torch's own file writer's words for them (it drops the errno).
+_OUT_OF_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_OUT_OF_SPACE_WORDS = ("No space left on device", "Disk quota exceeded", "File too large", "unexpected pos",
+                       "file write failed")
+
+
+class CheckpointSaveError(RuntimeError):
+    """Writing a checkpoint failed; the partial step was removed and the previous checkpoint is intact."""
 
 _STEP_DIR = re.compile(rf"^{STEP_PREFIX}(\d+)$")
 _STALE = re.compile(rf"^\.({STEP_PREFIX}\d+\.(tmp|old)|({re.escape(LATEST_FILE)}|{re.escape(TRACKER_FILE)})\.tmp)"
@@ -98,7 +108,11 @@ class CheckpointManager:
         if step not in self._pending:
             raise RuntimeError(f"no checkpoint begun for step {step}: call begin({step}) before commit({step})")
         tmp = self._pending.pop(step)
-        _fsync_tree(tmp)
+        try:
+            _fsync_tree(tmp)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         final = self.step_dir(step)
         displaced = None
         if final.exists():
@@ -190,12 +204,29 @@ def step_of(step_dir: str | Path) -> int:
 def save_run(manager: CheckpointManager, step: int, workers: Any, loader: Any, cfg: Any,
              state: dict[str, Any]) -> Path:
     """Checkpoint a run at ``step``: the workers' ``actor/``, the loop ``state`` (plus ``global_step``), the data
-    loader's position and RNG states, and the config; committed atomically. Shared by the RL and SFT stages."""
+    loader's position and RNG states, and the config; committed atomically. Shared by the RL and SFT stages.
+
+    A write that fails (a full disk, most often) removes the partial step and raises :class:`CheckpointSaveError`
+    saying what the OS said and which checkpoint is still the last good one.
+    """
     staging = manager.begin(step)
-    workers.save_checkpoint(str(staging / "actor"))
-    save_trainer_state(staging, {"global_step": step, **state}, loader.state_dict())
-    (staging / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-    return manager.commit(step)
+    try:
+        workers.save_checkpoint(str(staging / "actor"))
+        save_trainer_state(staging, {"global_step": step, **state}, loader.state_dict())
+        write_file(staging / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        return manager.commit(step)
+    except Exception as error:
+        manager.abort(step)
+        reason = _write_failure(error)
+        if reason is None:
+            raise
+        last = manager.latest_step()
+        kept = f"the last good checkpoint, {manager.step_dir(last)}, is kept" if last is not None else \
+            "there is no earlier checkpoint"
+        raise CheckpointSaveError(
+            f"saving the checkpoint of step {step} into {staging} failed: {reason}. The partial step was removed and "
+            f"{kept}; free space under {manager.root} (or lower trainer.save_limit) and resume."
+        ) from error
 
 
 def resume_run(manager: CheckpointManager, load_checkpoint_path: str | None, workers: Any,
@@ -212,15 +243,30 @@ def resume_run(manager: CheckpointManager, load_checkpoint_path: str | None, wor
     return state
 
 
+def _write_failure(error: BaseException) -> str | None:
+    """What went wrong in words, if ``error`` (or an error it wraps: a cause, a Ray task's cause) is a failed write;
+    None for other errors, which are not ours to reword."""
+    seen: list[BaseException] = []
+    while error is not None and error not in seen:
+        seen.append(error)
+        error = error.__cause__ or error.__context__ or getattr(error, "cause", None)
+    os_errors = [e for e in seen if isinstance(e, OSError) and e.errno is not None]
+    if any(e.errno in _OUT_OF_SPACE_ERRNOS for e in os_errors) or \
+            any(word in str(e) for e in seen for word in _OUT_OF_SPACE_WORDS):
+        detail = str(os_errors[0]) if os_errors else str(seen[-1]).strip().splitlines()[-1]
+        return f"no space left on device (or over a file-size or disk-quota limit): {detail}"
+    return str(os_errors[0]) if os_errors else None
+
+
 # ---------------------------------------------------------------------- the trainer's own files
 
 
 def save_trainer_state(step_dir: str | Path, state: dict[str, Any], dataloader_state: dict[str, Any]) -> None:
     """Write ``trainer_state.json`` (JSON-serialisable loop state), ``rng.pt`` and ``dataloader.pt``."""
     step_dir = Path(step_dir)
-    (step_dir / TRAINER_STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True))
-    torch.save(rng_state(), step_dir / RNG_FILE)
-    torch.save(dataloader_state, step_dir / DATALOADER_FILE)
+    write_file(step_dir / TRAINER_STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
+    save_plain(rng_state(), step_dir / RNG_FILE)
+    save_plain(dataloader_state, step_dir / DATALOADER_FILE)
 
 
 def load_trainer_state(step_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -289,9 +335,13 @@ def _fsync_dir(path: Path) -> None:
 def _write_text_atomic(path: Path, text: str) -> None:
     """Write via a temp file in the same directory and ``os.replace``: readers see the old or the new text."""
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(tmp, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     _fsync_dir(path.parent)

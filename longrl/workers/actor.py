@@ -43,7 +43,7 @@ from longrl.mrsp import (
 )
 from longrl.mrsp.audio import append_row_audio, encode_row_audio
 from longrl.protocol import TOKEN_KEYS, Batch
-from longrl.safe_load import load_plain
+from longrl.plain_pt import load_plain, save_plain
 from longrl.workers.fsdp import load_sharded_model
 from longrl.workers.logprob import ResponseScores, response_log_probs
 from longrl.workers.vision_inputs import (VIDEO_EMBEDS, has_pixels, joined_features, placeholder_tokens,
@@ -341,7 +341,7 @@ class PolicyModel:
             dcp.save(get_optimizer_state_dict(self.model, self.optimizer), checkpoint_id=str(directory / "optim"))
         if dist.get_rank() == 0:
             if self.scheduler is not None:
-                torch.save({"lr_scheduler": self.scheduler.state_dict()}, directory / "extra.pt")
+                save_plain({"lr_scheduler": self.scheduler.state_dict()}, directory / "extra.pt")
             self.model.config.save_pretrained(directory / "huggingface")
             generation_config = getattr(self.model, "generation_config", None)
             if generation_config is not None:

@@ -32,7 +32,7 @@ from longrl.diffusion.models import family_of
 from longrl.diffusion.policy import FlowPolicy
 from longrl.diffusion.text import TextEncoder
 from longrl.protocol import Batch
-from longrl.safe_load import load_plain
+from longrl.plain_pt import load_plain, save_plain
 from longrl.workers.actor import build_optimizer
 from longrl.workers.fsdp import shard_model
 
@@ -103,7 +103,7 @@ class FlowWorker(Worker):
         dcp.save(get_optimizer_state_dict(self.model, self.optimizer, options=self.state_options),
                  checkpoint_id=str(out / "optim"))
         if dist.get_rank() == 0:
-            torch.save({"lr_scheduler": self.scheduler.state_dict()}, out / "extra.pt")
+            save_plain({"lr_scheduler": self.scheduler.state_dict()}, out / "extra.pt")
             lora = self.cfg.worker.actor.lora
             info = {"transformer": dict(self.model.config), "model_path": str(self.cfg.worker.actor.model.model_path),
                     "lora": {"rank": lora.rank, "alpha": lora.alpha, "target_modules": list(lora.target_modules)}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
 import torch
 
-from longrl.safe_load import UnsafeFileError, load_plain
+from longrl.plain_pt import UnsafeFileError, load_plain, save_plain
 from longrl.trainer.checkpoint import load_trainer_state, save_trainer_state
 
 
@@ -46,3 +47,12 @@ def test_crafted_rng_pt_is_refused_on_resume(tmp_path):
     with pytest.raises(UnsafeFileError, match=r"rng\.pt"):
         load_trainer_state(tmp_path)
     assert not marker.exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_full_device_raises_enospc_naming_the_file():
+    """torch's own writer says ``unexpected pos``; save_plain surfaces the OS error with the path."""
+    with pytest.raises(OSError) as info:
+        save_plain({"x": torch.zeros(1000)}, "/dev/full")
+    assert info.value.errno == errno.ENOSPC and info.value.filename == "/dev/full"
+    assert "No space left on device" in str(info.value)
