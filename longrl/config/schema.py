@@ -248,6 +248,9 @@ class TrainerConfig:
     save_limit: int = -1
     save_checkpoint_path: Optional[str] = None
     load_checkpoint_path: Optional[str] = None
+    # "error" refuses to resume from a checkpoint whose saved run differs in algorithm, model or training data
+    # (listing the keys); "allow" resumes anyway and logs the differences.
+    resume_mismatch: str = "error"
 
 
 @dataclass

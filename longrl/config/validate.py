@@ -16,6 +16,7 @@ BAD_ROW_POLICIES = ("error", "skip")
 KL_CONTROLLERS = ("fixed", "adaptive")
 REWARD_ERROR_POLICIES = ("fail", "skip_step")
 JUDGE_OUTAGE_POLICIES = ("zero", "fail")
+RESUME_MISMATCH_POLICIES = ("error", "allow")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -42,6 +43,7 @@ def validate_config(cfg: RootConfig) -> None:
     _one_of(cfg.worker.reward.on_error, REWARD_ERROR_POLICIES, "worker.reward.on_error")
     judge = cfg.worker.reward.judge
     _one_of(judge.on_outage, JUDGE_OUTAGE_POLICIES, "worker.reward.judge.on_outage")
+    _one_of(cfg.trainer.resume_mismatch, RESUME_MISMATCH_POLICIES, "trainer.resume_mismatch")
     _require(data.min_pixels <= data.max_pixels,
              f"data.min_pixels ({data.min_pixels}) must be at most data.max_pixels ({data.max_pixels})")
     _one_of(rollout.prompt_input, ROLLOUT_PROMPT_INPUTS, "worker.rollout.prompt_input")

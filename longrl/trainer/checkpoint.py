@@ -35,6 +35,7 @@ from omegaconf import OmegaConf
 
 from longrl.config.schema import TrainerConfig
 from longrl.plain_pt import load_plain, save_plain, write_file
+from longrl.trainer.resume_check import CONFIG_FILE, check_resume_matches
 
 LATEST_FILE = "latest_checkpointed_iteration.txt"
 TRACKER_FILE = "checkpoint_tracker.json"
@@ -213,7 +214,7 @@ def save_run(manager: CheckpointManager, step: int, workers: Any, loader: Any, c
     try:
         workers.save_checkpoint(str(staging / "actor"))
         save_trainer_state(staging, {"global_step": step, **state}, loader.state_dict())
-        write_file(staging / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        write_file(staging / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.structured(cfg)))
         return manager.commit(step)
     except Exception as error:
         manager.abort(step)
@@ -229,17 +230,18 @@ def save_run(manager: CheckpointManager, step: int, workers: Any, loader: Any, c
         ) from error
 
 
-def resume_run(manager: CheckpointManager, load_checkpoint_path: str | None, workers: Any,
-               loader: Any) -> dict[str, Any] | None:
+def resume_run(manager: CheckpointManager, cfg: Any, workers: Any, loader: Any) -> dict[str, Any] | None:
     """Restore the workers, the loader's position and the RNG states from the checkpoint to resume from (see
-    :meth:`CheckpointManager.find_resume_path`); returns the saved loop state, or None when starting fresh."""
-    path = manager.find_resume_path(load_checkpoint_path)
+    :meth:`CheckpointManager.find_resume_path`), once its saved run is known to be this one (see
+    :func:`check_resume_matches`); returns the saved loop state, or None when starting fresh."""
+    path = manager.find_resume_path(cfg.trainer.load_checkpoint_path)
     if path is None:
         return None
+    check_resume_matches(path, cfg)
     state, loader_state = load_trainer_state(path)
     workers.load_checkpoint(str(path / "actor"))
     loader.load_state_dict(loader_state)
-    logger.info("resumed from %s at step %d", path, state["global_step"])
+    print(f"resumed from {path} at step {state['global_step']}", flush=True)
     return state
 
 

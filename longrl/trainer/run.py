@@ -123,7 +123,7 @@ class RunBase(ABC):
 
     def resume_state(self) -> dict[str, Any] | None:
         """Restore workers, loader and RNGs from the checkpoint to resume from; the saved loop state, or None."""
-        state = resume_run(self.checkpoints, self.cfg.trainer.load_checkpoint_path, self.workers, self.loader)
+        state = resume_run(self.checkpoints, self.cfg, self.workers, self.loader)
         if state is not None:
             self.global_step = state["global_step"]
         return state
