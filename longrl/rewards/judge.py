@@ -38,6 +38,7 @@ from pathlib import Path
 import jinja2
 
 from longrl.config.schema import JudgeConfig
+from longrl.redact import redact
 
 __all__ = ["JudgeItem", "JudgeUnavailable", "OpenAIJudge"]
 
@@ -113,7 +114,7 @@ class OpenAIJudge:
         if match is None:
             self._count("malformed")
             logger.warning("judge reply for sample %d has no score matching %r: %r", index, self.cfg.score_pattern,
-                           reply[:200])
+                           self._redact(reply)[:200])
             return 0.0  # not cached: a retry of the same sample may parse
         score = min(1.0, max(0.0, float(match.group(1))))
         if self.cfg.cache:
@@ -136,8 +137,8 @@ class OpenAIJudge:
                 continue
             self._count("requests", time.perf_counter() - start)
             return reply
-        raise JudgeUnavailable(f"{self.base_url}/chat/completions failed {self.cfg.max_retries + 1} time(s); "
-                               f"last: {last}")
+        raise JudgeUnavailable(f"{self._redact(self.base_url)}/chat/completions failed {self.cfg.max_retries + 1} "
+                               f"time(s); last: {last}")
 
     def _post(self, body: dict) -> str:
         headers = {"Content-Type": "application/json"}
@@ -151,15 +152,20 @@ class OpenAIJudge:
                 payload = json.loads(response.read())
         except urllib.error.HTTPError as error:
             if error.code >= 500 or error.code in _RETRYABLE_STATUS:
-                raise _Retryable(f"HTTP {error.code} {error.reason}") from None
-            raise JudgeUnavailable(f"{self.base_url}/chat/completions answered HTTP {error.code} {error.reason}: "
-                                   f"{error.read()[:300]!r} (check worker.reward.judge.model / base_url and "
-                                   f"${self.cfg.api_key_env})") from None
+                raise _Retryable(self._redact(f"HTTP {error.code} {error.reason}")) from None
+            answer = f"HTTP {error.code} {self._redact(str(error.reason))}: {self._redact(str(error.read()))[:300]}"
+            raise JudgeUnavailable(f"{self._redact(self.base_url)}/chat/completions answered {answer} (check "
+                                   f"worker.reward.judge.model / base_url and ${self.cfg.api_key_env})") from None
         except (TimeoutError, socket.timeout) as error:
             raise _Retryable(f"no answer within {self.cfg.timeout_s} s ({error})") from None
         except urllib.error.URLError as error:
-            raise _Retryable(f"cannot reach {self.base_url}: {error.reason}") from None
+            raise _Retryable(self._redact(f"cannot reach {self.base_url}: {error.reason}")) from None
         try:
             return payload["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
-            raise _Retryable(f"response without choices[0].message.content: {str(payload)[:200]}") from None
+            raise _Retryable(f"response without choices[0].message.content: {self._redact(str(payload))[:200]}") \
+                from None
+
+    def _redact(self, text: str) -> str:
+        """``text`` without the API key in use or anything shaped like a credential (a server may echo them)."""
+        return redact(text, [os.environ.get(self.cfg.api_key_env)])

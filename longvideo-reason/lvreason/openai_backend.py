@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 from longrl.data.video import VideoDecodeError
+from longrl.redact import redact
 
 from lvreason.backends import BackendConfigError, Request
 from lvreason.config import ModelConfig
@@ -102,7 +103,7 @@ class OpenAIBackend:
                 return self._post(body)
             except _Retryable as error:
                 last = str(error)
-        raise _Failed(f"{self.url} failed {self.cfg.max_retries + 1} time(s); last: {last}")
+        raise _Failed(f"{self._redact(self.url)} failed {self.cfg.max_retries + 1} time(s); last: {last}")
 
     def _post(self, body: dict) -> str:
         headers = {"Content-Type": "application/json"}
@@ -114,20 +115,25 @@ class OpenAIBackend:
             with urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as response:
                 payload = json.loads(response.read())
         except urllib.error.HTTPError as error:
-            detail = f"HTTP {error.code} {error.reason}: {error.read()[:300]!r}"
+            detail = f"HTTP {error.code} {self._redact(str(error.reason))}: {self._redact(str(error.read()))[:300]}"
             if error.code >= 500 or error.code in _RETRYABLE_STATUS:
                 raise _Retryable(detail) from None
             if error.code in _CONFIG_STATUS:
-                raise BackendConfigError(f"models.{self.role}: {self.url} answered {detail} (check models.{self.role}"
-                                         f".base_url / .model and ${self.cfg.api_key_env})") from None
+                raise BackendConfigError(f"models.{self.role}: {self._redact(self.url)} answered {detail} (check "
+                                         f"models.{self.role}.base_url / .model and ${self.cfg.api_key_env})") from None
             raise _Failed(detail) from None
         except (TimeoutError, socket.timeout) as error:
             raise _Retryable(f"no answer within {self.cfg.timeout_s} s ({error})") from None
         except urllib.error.URLError as error:
-            raise _Retryable(f"cannot reach {self.url}: {error.reason}") from None
+            raise _Retryable(self._redact(f"cannot reach {self.url}: {error.reason}")) from None
         except json.JSONDecodeError as error:
             raise _Retryable(f"the answer is not JSON ({error.msg})") from None
         try:
             return payload["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
-            raise _Retryable(f"an answer without choices[0].message.content: {str(payload)[:200]}") from None
+            raise _Retryable(f"an answer without choices[0].message.content: {self._redact(str(payload))[:200]}") \
+                from None
+
+    def _redact(self, text: str) -> str:
+        """``text`` without the API key in use or anything shaped like a credential (a server may echo them)."""
+        return redact(text, [os.environ.get(self.cfg.api_key_env)])
