@@ -78,6 +78,8 @@ class ModelConfig:
     model_path: str = "???"
     tokenizer_path: Optional[str] = None
     enable_gradient_checkpointing: bool = True
+    # Let the model directory's own Python (named by its config's auto_map) run when loading; a directory that
+    # loads only through its code (VILA's, when it ships it) is refused while false. What runs is logged.
     trust_remote_code: bool = False
     freeze_vision_tower: bool = False
     # transformers' kernels fetched from the Hugging Face hub on CUDA (needs internet); off by default

@@ -144,7 +144,7 @@ class TrainingRun(RunBase):
     def __init__(self, cfg: RootConfig, worker_cls: type[Worker], targets: TargetTemplate | None = None):
         model_path = cfg.worker.actor.model.model_path
         adapter = adapter_for_model_dir(model_path)
-        self.processor = adapter.load_processor(model_path)
+        self.processor = adapter.load_processor(model_path, cfg.worker.actor.model.trust_remote_code)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         cache = EmbeddingCache.from_config(cfg, adapter)
 

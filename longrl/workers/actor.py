@@ -90,7 +90,8 @@ class PolicyModel:
         actor = cfg.worker.actor
         self.sharded_prefill = groups.enabled or actor.padding_free or actor.shared_prefix
         self.model = load_sharded_model(adapter, actor.model.model_path, fsdp, offload, device,
-                                        gradient_checkpointing=trainable and actor.model.enable_gradient_checkpointing)
+                                        gradient_checkpointing=trainable and actor.model.enable_gradient_checkpointing,
+                                        trust_remote_code=actor.model.trust_remote_code)
         if self.sharded_prefill:
             text = self.model.config.get_text_config()
             kv_head_repeat(text.num_attention_heads, text.num_key_value_heads, groups.sp_size)  # fail at start

@@ -32,7 +32,7 @@ class PolicyWorker(Worker):
         self.model_path = actor.model.model_path
         use_hub_kernels(actor.model.use_hub_kernels)
         self.adapter = adapter_for_model_dir(self.model_path)
-        self.processor = self.adapter.load_processor(self.model_path)
+        self.processor = self.adapter.load_processor(self.model_path, actor.model.trust_remote_code)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.pad_token_id = self.tokenizer.pad_token_id
         self.actor = PolicyModel(cfg, self.adapter, self.device(), actor.fsdp, actor.offload, trainable=True,
