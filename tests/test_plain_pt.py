@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import errno
+import pickle
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
-from longrl.plain_pt import UnsafeFileError, load_plain, save_plain
+from longrl.plain_pt import UnsafeFileError, load_dcp_metadata, load_plain, save_plain
 from longrl.trainer.checkpoint import load_trainer_state, save_trainer_state
+from longrl.trainer.merge import checkpoint_tensor_dtypes
 
 
 class _WritesMarker:
@@ -56,3 +61,26 @@ def test_full_device_raises_enospc_naming_the_file():
         save_plain({"x": torch.zeros(1000)}, "/dev/full")
     assert info.value.errno == errno.ENOSPC and info.value.filename == "/dev/full"
     assert "No space left on device" in str(info.value)
+
+
+def test_dcp_metadata_of_real_model_and_optimizer_checkpoints_loads(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*assuming the intent is to (save|load) in a single process")
+        dcp.save(get_model_state_dict(model), checkpoint_id=str(tmp_path / "model"), no_dist=True)
+        dcp.save(get_optimizer_state_dict(model, optimizer), checkpoint_id=str(tmp_path / "optim"), no_dist=True)
+    assert set(load_dcp_metadata(tmp_path / "model").state_dict_metadata) == {"weight", "bias"}
+    assert checkpoint_tensor_dtypes(tmp_path / "model") == {"weight": torch.float32, "bias": torch.float32}
+    assert "state.weight.exp_avg" in load_dcp_metadata(tmp_path / "optim").state_dict_metadata
+
+
+def test_crafted_dcp_metadata_is_refused_before_dcp_unpickles_it(tmp_path):
+    marker = tmp_path / "pwned"
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / ".metadata").write_bytes(pickle.dumps(_WritesMarker(marker)))
+    with pytest.raises(UnsafeFileError, match=r"refusing to load .*model/\.metadata: it names Python objects") as info:
+        checkpoint_tensor_dtypes(tmp_path / "model")  # the merger's first read
+    assert "global 'pathlib.Path.touch'" in str(info.value) and not marker.exists()

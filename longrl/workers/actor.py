@@ -43,7 +43,7 @@ from longrl.mrsp import (
 )
 from longrl.mrsp.audio import append_row_audio, encode_row_audio
 from longrl.protocol import TOKEN_KEYS, Batch
-from longrl.plain_pt import load_plain, save_plain
+from longrl.plain_pt import load_dcp_metadata, load_plain, save_plain
 from longrl.workers.fsdp import load_sharded_model
 from longrl.workers.logprob import ResponseScores, response_log_probs
 from longrl.workers.vision_inputs import (VIDEO_EMBEDS, has_pixels, joined_features, placeholder_tokens,
@@ -353,10 +353,12 @@ class PolicyModel:
     def load(self, directory: str | Path) -> None:
         directory = Path(directory)
         model_state = get_model_state_dict(self.model)
+        load_dcp_metadata(directory / "model")  # refuses a crafted one before DCP unpickles it unrestricted
         dcp.load(model_state, checkpoint_id=str(directory / "model"))
         set_model_state_dict(self.model, model_state)
         if self.optimizer is not None:
             optim_state = get_optimizer_state_dict(self.model, self.optimizer)
+            load_dcp_metadata(directory / "optim")
             dcp.load(optim_state, checkpoint_id=str(directory / "optim"))
             set_optimizer_state_dict(self.model, self.optimizer, optim_state)
             self.scheduler.load_state_dict(load_plain(directory / "extra.pt")["lr_scheduler"])
