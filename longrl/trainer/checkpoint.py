@@ -230,14 +230,21 @@ def save_run(manager: CheckpointManager, step: int, workers: Any, loader: Any, c
         ) from error
 
 
-def resume_run(manager: CheckpointManager, cfg: Any, workers: Any, loader: Any) -> dict[str, Any] | None:
-    """Restore the workers, the loader's position and the RNG states from the checkpoint to resume from (see
-    :meth:`CheckpointManager.find_resume_path`), once its saved run is known to be this one (see
-    :func:`check_resume_matches`); returns the saved loop state, or None when starting fresh."""
+def find_resume(manager: CheckpointManager, cfg: Any) -> Path | None:
+    """The step directory this run resumes from (see :meth:`CheckpointManager.find_resume_path`), once its saved run
+    is known to be this one (see :func:`check_resume_matches`); None when starting fresh. Cheap, so a run calls it
+    before starting any worker."""
     path = manager.find_resume_path(cfg.trainer.load_checkpoint_path)
+    if path is not None:
+        check_resume_matches(path, cfg)
+    return path
+
+
+def resume_run(path: Path | None, workers: Any, loader: Any) -> dict[str, Any] | None:
+    """Restore the workers, the loader's position and the RNG states from ``path`` (from :func:`find_resume`);
+    returns the saved loop state, or None when starting fresh."""
     if path is None:
         return None
-    check_resume_matches(path, cfg)
     state, loader_state = load_trainer_state(path)
     workers.load_checkpoint(str(path / "actor"))
     loader.load_state_dict(loader_state)

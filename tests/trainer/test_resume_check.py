@@ -10,7 +10,7 @@ import pytest
 from longrl.config.errors import ConfigError
 from longrl.config.loader import load_config
 from longrl.plain_pt import load_plain, save_plain
-from longrl.trainer.checkpoint import CheckpointManager, resume_run, save_run
+from longrl.trainer.checkpoint import CheckpointManager, find_resume, resume_run, save_run
 from longrl.trainer.dataloader import PromptLoader
 
 
@@ -41,7 +41,7 @@ def _saved_run(root: Path, cfg) -> CheckpointManager:
 
 def _resume(manager: CheckpointManager, cfg) -> tuple[dict | None, _ActorFiles]:
     actor = _ActorFiles()
-    return resume_run(manager, cfg, actor, PromptLoader(list(range(4)), batch_size=2, seed=0)), actor
+    return resume_run(find_resume(manager, cfg), actor, PromptLoader(list(range(4)), batch_size=2, seed=0)), actor
 
 
 def test_same_run_resumes_and_says_so(tmp_path, grpo_cfg, capsys):
