@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -33,6 +34,11 @@ def grpo_cfg():
     return load_config(["algorithm=grpo"])
 
 
+@pytest.fixture(scope="module")
+def dapo_cfg():
+    return load_config(["algorithm=dapo"])
+
+
 def _saved_run(root: Path, cfg) -> CheckpointManager:
     manager = CheckpointManager(root)
     save_run(manager, 2, _ActorFiles(), PromptLoader(list(range(4)), batch_size=2, seed=0), cfg, {})
@@ -50,11 +56,10 @@ def test_same_run_resumes_and_says_so(tmp_path, grpo_cfg, capsys):
     assert capsys.readouterr().out == f"resumed from {tmp_path / 'global_step_2'} at step 2\n"
 
 
-def test_other_algorithm_is_refused_before_anything_loads(tmp_path, grpo_cfg):
+def test_other_algorithm_is_refused_before_anything_loads(tmp_path, grpo_cfg, dapo_cfg):
     manager = _saved_run(tmp_path, grpo_cfg)
-    dapo = load_config(["algorithm=dapo"])
     with pytest.raises(ConfigError) as info:
-        _resume(manager, dapo)
+        _resume(manager, dapo_cfg)
     message = str(info.value)
     assert message.startswith(f"refusing to resume from {tmp_path / 'global_step_2'}")
     assert "  algorithm.disable_kl: checkpoint False, this run True\n" in message
@@ -74,9 +79,10 @@ def test_other_model_and_data_are_listed(tmp_path, grpo_cfg):
     assert "  data.train_files: checkpoint" in str(info.value)
 
 
-def test_allow_resumes_and_logs_the_differences(tmp_path, grpo_cfg, caplog):
+def test_allow_resumes_and_logs_the_differences(tmp_path, grpo_cfg, dapo_cfg, caplog):
     manager = _saved_run(tmp_path, grpo_cfg)
-    dapo = load_config(["algorithm=dapo", "trainer.resume_mismatch=allow"])
+    dapo = copy.deepcopy(dapo_cfg)
+    dapo.trainer.resume_mismatch = "allow"
     with caplog.at_level(logging.WARNING, logger="longrl.trainer.resume_check"):
         state, _ = _resume(manager, dapo)
     assert state == {"global_step": 2}
