@@ -77,7 +77,7 @@ def test_redact_masks_keys_headers_tokens_and_url_passwords():
         f'{{"Authorization": "{MASK}", "X-Api-Key": "{MASK}"}}'
     assert redact("sent bearer tok_123 and api_key=abc&x=1") == f"sent bearer {MASK} and api_key={MASK}&x=1"
     assert redact("key sk-proj-abcdefghij12") == f"key sk-{MASK}"
-    assert redact("cannot reach https://user:hunter2@judge.example/v1") == f"cannot reach https://{MASK}@judge.example/v1"
+    assert redact("reach https://user:hunter2@judge.example/v1") == f"reach https://{MASK}@judge.example/v1"
     assert redact("HTTP 401 Unauthorized: model 'judge' not found") == "HTTP 401 Unauthorized: model 'judge' not found"
 
 

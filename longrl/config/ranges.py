@@ -42,7 +42,8 @@ class Range:
 
     def describe(self) -> str:
         if self.low is not None and self.high is not None:
-            text = f"in {'(' if self.low_open else '['}{_num(self.low)}, {_num(self.high)}{')' if self.high_open else ']'}"
+            opening, closing = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            text = f"in {opening}{_num(self.low)}, {_num(self.high)}{closing}"
         elif self.low is not None:
             text = f"{'>' if self.low_open else '>='} {_num(self.low)}"
         else:
@@ -128,6 +129,10 @@ NUMERIC_RANGES: dict[str, Range] = {
     "embedded.frames": POSITIVE,
     "embedded.seed": SEED,
 }
+
+
+# The trainer.* keys: every stage shares TrainerConfig (the Flow-GRPO stage checks these too).
+TRAINER_RANGES = {key: allowed for key, allowed in NUMERIC_RANGES.items() if key.startswith("trainer.")}
 
 
 def check_ranges(cfg: Any, ranges: dict[str, Range] = NUMERIC_RANGES) -> None:
