@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     groups = build_sp_groups(cfg.worker.actor.ulysses_size)
     model_path = cfg.worker.actor.model.model_path
     adapter = adapter_for_model_dir(model_path)
-    processor = adapter.load_processor(model_path)
+    processor = adapter.load_processor(model_path, cfg.worker.actor.model.trust_remote_code)
     cache = EmbeddingCache.from_config(cfg, adapter)
     files = [f for f in (cfg.data.train_files, cfg.data.val_files) if f]
     datasets = [VideoQADataset(f, cfg.data, cfg.worker.rollout, adapter, processor) for f in files]
@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     if dist.is_initialized():
         dist.barrier()
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = adapter.load_model(model_path, dtype=dtype).to(device).eval()
+    model = adapter.load_model(model_path, dtype=dtype, trust_remote_code=cfg.worker.actor.model.trust_remote_code)
+    model = model.to(device).eval()
     encoder = adapter.video_encoder(model)
     rounds = math.ceil(len(todo) / groups.dp_size)
     written, encoded, start = 0, 0, time.perf_counter()

@@ -43,11 +43,11 @@ class _LogitBias(LogitsProcessor):
 class ChatModel:
     """The model and tokenizer of ``model_dir``, answering chat requests one at a time."""
 
-    def __init__(self, model_dir: str, name: str):
+    def __init__(self, model_dir: str, name: str, trust_remote_code: bool = False):
         adapter = adapter_for_model_dir(model_dir)
-        processor = adapter.load_processor(model_dir)
+        processor = adapter.load_processor(model_dir, trust_remote_code)
         self.tokenizer = getattr(processor, "tokenizer", processor)
-        self.model = adapter.load_model(model_dir).eval()
+        self.model = adapter.load_model(model_dir, trust_remote_code=trust_remote_code).eval()
         self.name = name
         self._lock = threading.Lock()
 
@@ -126,8 +126,11 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--api-key", default=os.environ.get("JUDGE_SERVER_API_KEY"))
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let the model directory's own Python code run (refused without it)")
     args = parser.parse_args()
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(ChatModel(args.model, args.name), args.api_key))
+    model = ChatModel(args.model, args.name, args.trust_remote_code)
+    server = ThreadingHTTPServer((args.host, args.port), make_handler(model, args.api_key))
     host, port = server.server_address[:2]
     print(f"listening on http://{host}:{port}/v1", flush=True)
     server.serve_forever()

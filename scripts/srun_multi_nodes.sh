@@ -16,7 +16,9 @@
 #   CPUS_PER_NODE           CPUs asked per node (salloc --cpus-per-task) and offered to Ray (default: all the node has)
 #   CPU_ONLY=1              nodes without GPUs: the trainer places one rank per CPU
 #   RAY_PORT (6379)         the head's GCS port
-#   DASHBOARD_PORT (8265)   the Ray dashboard on the head, on every interface; empty: no dashboard
+#   DASHBOARD_PORT (8265)   the Ray dashboard's port on the head; empty: no dashboard
+#   DASHBOARD_HOST          the dashboard's interface (127.0.0.1: the head only, reach it by an SSH tunnel;
+#                           0.0.0.0 opens it, and the job submission it serves, to the network)
 #   WAIT_TIMEOUT (600)      seconds for every node and GPU to join before giving up (naming what joined)
 #   SALLOC_ARGS, SRUN_ARGS  extra salloc / srun options; RAY_START_ARGS: extra `ray start` options
 #   PYTHON (python3)        the interpreter with longrl installed, on every node
@@ -67,7 +69,9 @@ node_args=(--ranks "${GPUS_PER_NODE}")
 if [ "${CPU_ONLY:-0}" = 1 ]; then node_args+=(--cpu-only); fi
 if [ -n "${CPUS_PER_NODE:-}" ]; then node_args+=(--num-cpus "${CPUS_PER_NODE}"); fi
 head_args=(--port "${RAY_PORT}")
-if [ -n "${DASHBOARD_PORT}" ]; then head_args+=(--dashboard-port "${DASHBOARD_PORT}"); fi
+if [ -n "${DASHBOARD_PORT}" ]; then
+    head_args+=(--dashboard-port "${DASHBOARD_PORT}" --dashboard-host "${DASHBOARD_HOST:-127.0.0.1}")
+fi
 
 ADDRESS="$("${STEP[@]}" -w "${NODES[0]}" "${CLUSTER[@]}" ip):${RAY_PORT}"
 steps=()  # the srun processes of the nodes' Ray

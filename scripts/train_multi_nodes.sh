@@ -14,7 +14,9 @@
 #   CPUS_PER_NODE           CPUs each node offers to Ray (default: all the machine has)
 #   CPU_ONLY=1              nodes without GPUs: the trainer places one rank per CPU
 #   RAY_PORT (6379)         the head's GCS port
-#   DASHBOARD_PORT (8265)   the Ray dashboard on the head, on every interface; empty: no dashboard
+#   DASHBOARD_PORT (8265)   the Ray dashboard's port on the head; empty: no dashboard
+#   DASHBOARD_HOST          the dashboard's interface (127.0.0.1: the head only, reach it by an SSH tunnel;
+#                           0.0.0.0 opens it, and the job submission it serves, to the network)
 #   WAIT_TIMEOUT (600)      seconds for every node and GPU to join before giving up (naming what joined)
 #   RAY_START_ARGS          extra `ray start` options; PYTHON (python3): the interpreter with longrl installed
 #   RAY_AUTH_TOKEN          Ray's token authentication: every node and the job need the head's token, kept in
@@ -41,7 +43,9 @@ fi
 TRAIN_SCRIPT=${1:?usage: NNODES=N NODE_RANK=0 $0 TRAIN_SCRIPT [args ...]}
 shift
 head_args=(--port "${RAY_PORT}")
-if [ -n "${DASHBOARD_PORT}" ]; then head_args+=(--dashboard-port "${DASHBOARD_PORT}"); fi
+if [ -n "${DASHBOARD_PORT}" ]; then
+    head_args+=(--dashboard-port "${DASHBOARD_PORT}" --dashboard-host "${DASHBOARD_HOST:-127.0.0.1}")
+fi
 trap 'cluster stop --port "${RAY_PORT}" || true' EXIT
 cluster head "${head_args[@]}" "${node_args[@]}"
 ADDRESS="$(cluster ip):${RAY_PORT}"  # the address the head announces, which the workers reach too

@@ -8,8 +8,9 @@ from __future__ import annotations
 from longrl.config.errors import ConfigError
 from longrl.config.flow_schema import FlowRootConfig
 from longrl.config.flow_upstream import FLOW_UPSTREAM_KEYS
+from longrl.config.ranges import TRAINER_RANGES, check_ranges
 from longrl.config.stage_schema import StageSchema
-from longrl.config.validate import REWARD_ERROR_POLICIES
+from longrl.config.validate import RESUME_MISMATCH_POLICIES, REWARD_ERROR_POLICIES
 from longrl.rewards import REWARD_TYPES
 
 
@@ -19,7 +20,12 @@ def _require(condition: bool, message: str) -> None:
 
 
 def validate_flow_config(cfg: FlowRootConfig) -> None:
-    """Raise :class:`ConfigError` naming the first rule that ``cfg`` breaks."""
+    """Raise :class:`ConfigError` listing the ``trainer.*`` values out of range, else naming the first rule that
+    ``cfg`` breaks."""
+    check_ranges(cfg, TRAINER_RANGES)
+    _require(cfg.trainer.resume_mismatch in RESUME_MISMATCH_POLICIES,
+             f"trainer.resume_mismatch={cfg.trainer.resume_mismatch!r} is not one of "
+             f"{sorted(RESUME_MISMATCH_POLICIES)}")
     data, actor, rollout, reward = cfg.data, cfg.worker.actor, cfg.worker.rollout, cfg.worker.reward
     world = cfg.trainer.nnodes * cfg.trainer.n_gpus_per_node
     _require(world >= 1, f"trainer.nnodes x trainer.n_gpus_per_node ({world}) must be >= 1")

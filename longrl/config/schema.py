@@ -84,6 +84,8 @@ class ModelConfig:
     # Where the tokenizer / processor is read from (null: model_path), as in EasyR1; checkpoints save this one.
     tokenizer_path: Optional[str] = None
     enable_gradient_checkpointing: bool = True
+    # Let the model directory's own Python (named by its config's auto_map) run when loading; a directory that
+    # loads only through its code (VILA's, when it ships it) is refused while false. What runs is logged.
     trust_remote_code: bool = False
     freeze_vision_tower: bool = False
     # transformers' kernels fetched from the Hugging Face hub on CUDA (needs internet); off by default
@@ -275,6 +277,9 @@ class TrainerConfig:
     # naming the rank and the method; a hung or stopped rank otherwise stalls the run. Also bounds rank 0's longest
     # solo work between collectives (checkpoint writes), so keep it above that.
     collective_timeout_s: float = 600.0
+    # "error" refuses to resume from a checkpoint whose saved run differs in algorithm, model or training data
+    # (listing the keys); "allow" resumes anyway and logs the differences.
+    resume_mismatch: str = "error"
 
 
 @dataclass

@@ -6,6 +6,7 @@ Each rule's message states the rule and the values that broke it, so the fix is 
 from __future__ import annotations
 
 from longrl.config.errors import ConfigError
+from longrl.config.ranges import check_ranges
 from longrl.config.schema import RootConfig
 from longrl.rewards import REWARD_TYPES
 
@@ -15,6 +16,7 @@ BAD_ROW_POLICIES = ("error", "skip")
 KL_CONTROLLERS = ("fixed", "adaptive")
 REWARD_ERROR_POLICIES = ("fail", "skip_step")
 JUDGE_OUTAGE_POLICIES = ("zero", "fail")
+RESUME_MISMATCH_POLICIES = ("error", "allow")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -27,7 +29,9 @@ def _one_of(value: str, valid: tuple[str, ...] | list[str], key: str) -> None:
 
 
 def validate_config(cfg: RootConfig) -> None:
-    """Raise :class:`ConfigError` naming the first rule that ``cfg`` breaks."""
+    """Raise :class:`ConfigError` listing every value out of its range (:mod:`longrl.config.ranges`), else naming
+    the first cross-field rule that ``cfg`` breaks."""
+    check_ranges(cfg)
     _validate_batches(cfg)
     _validate_video_sampling(cfg)
     _validate_algorithm(cfg)
@@ -39,25 +43,9 @@ def validate_config(cfg: RootConfig) -> None:
     _one_of(cfg.worker.reward.on_error, REWARD_ERROR_POLICIES, "worker.reward.on_error")
     judge = cfg.worker.reward.judge
     _one_of(judge.on_outage, JUDGE_OUTAGE_POLICIES, "worker.reward.judge.on_outage")
-    _require(judge.max_concurrency >= 1 and judge.max_retries >= 0 and judge.timeout_s > 0
-             and judge.retry_after_max_s >= 0,
-             "worker.reward.judge needs max_concurrency >= 1, max_retries >= 0, timeout_s > 0 and "
-             "retry_after_max_s >= 0")
-    _require(cfg.worker.reward.num_workers >= 0,
-             f"worker.reward.num_workers ({cfg.worker.reward.num_workers}) must be >= 0")
-    _require(cfg.trainer.collective_timeout_s > 0,
-             f"trainer.collective_timeout_s ({cfg.trainer.collective_timeout_s}) must be positive")
-    _require(cfg.worker.reward.timeout_s is None or cfg.worker.reward.timeout_s > 0,
-             f"worker.reward.timeout_s ({cfg.worker.reward.timeout_s}) must be positive, or null for no limit")
-    _require(
-        0 < data.min_pixels <= data.max_pixels,
-        f"data.min_pixels ({data.min_pixels}) must be positive and at most data.max_pixels ({data.max_pixels})",
-    )
-    _require(data.max_prompt_length > 0 and data.max_response_length > 0,
-             "data.max_prompt_length and data.max_response_length must be positive")
-    _require(rollout.temperature >= 0, f"worker.rollout.temperature ({rollout.temperature}) must be >= 0")
-    _require(0 < rollout.top_p <= 1, f"worker.rollout.top_p ({rollout.top_p}) must be in (0, 1]")
-    _require(rollout.num_chunk_seq >= 1, f"worker.rollout.num_chunk_seq ({rollout.num_chunk_seq}) must be >= 1")
+    _one_of(cfg.trainer.resume_mismatch, RESUME_MISMATCH_POLICIES, "trainer.resume_mismatch")
+    _require(data.min_pixels <= data.max_pixels,
+             f"data.min_pixels ({data.min_pixels}) must be at most data.max_pixels ({data.max_pixels})")
     _one_of(rollout.prompt_input, ROLLOUT_PROMPT_INPUTS, "worker.rollout.prompt_input")
     cached = cfg.worker.actor.cached_embeds_dir
     _require(not (data.cache_dir and cached) or data.cache_dir == cached,
@@ -69,23 +57,19 @@ def validate_config(cfg: RootConfig) -> None:
     tp, sp = rollout.tensor_parallel_size, cfg.worker.actor.ulysses_size
     # A tensor-parallel engine's ranks must generate from the same prompts; only the ranks of one sequence-parallel
     # group are sent the same share of the batch.
-    _require(tp >= 1 and sp % tp == 0,
-             f"worker.rollout.tensor_parallel_size ({tp}) must be >= 1 and divide worker.actor.ulysses_size ({sp})")
+    _require(sp % tp == 0,
+             f"worker.rollout.tensor_parallel_size ({tp}) must divide worker.actor.ulysses_size ({sp})")
 
 
 def _validate_batches(cfg: RootConfig) -> None:
     data, actor, trainer = cfg.data, cfg.worker.actor, cfg.trainer
     n = cfg.worker.rollout.n
     world = trainer.nnodes * trainer.n_gpus_per_node
-    _require(n >= 1, f"worker.rollout.n ({n}) must be >= 1")
-    _require(world >= 1, f"trainer.nnodes x trainer.n_gpus_per_node ({world}) must be >= 1")
     _require(
-        actor.ulysses_size >= 1 and world % actor.ulysses_size == 0,
+        world % actor.ulysses_size == 0,
         f"the world size trainer.nnodes x trainer.n_gpus_per_node = {world} must be divisible by "
         f"worker.actor.ulysses_size ({actor.ulysses_size})",
     )
-    mini = data.mini_rollout_batch_size
-    _require(mini is None or mini >= 1, f"data.mini_rollout_batch_size ({mini}) must be >= 1, or null")
     dp = world // actor.ulysses_size
     _require(
         data.rollout_batch_size % actor.global_batch_size == 0,
@@ -101,13 +85,11 @@ def _validate_batches(cfg: RootConfig) -> None:
     per_rank = samples_per_update // dp
     micro = actor.micro_batch_size_per_device_for_update
     _require(
-        micro >= 1 and per_rank % micro == 0,
+        per_rank % micro == 0,
         f"the global batch of {samples_per_update} samples (worker.actor.global_batch_size "
         f"{actor.global_batch_size} x worker.rollout.n {n}) gives {per_rank} per data-parallel rank, which must be "
         f"divisible by worker.actor.micro_batch_size_per_device_for_update ({micro})",
     )
-    _require(actor.micro_batch_size_per_device_for_experience >= 1,
-             "worker.actor.micro_batch_size_per_device_for_experience must be >= 1")
 
 
 def _validate_video_sampling(cfg: RootConfig) -> None:
@@ -118,12 +100,6 @@ def _validate_video_sampling(cfg: RootConfig) -> None:
         f"(frames per second, capped by worker.rollout.max_video_frames); got num_video_frames="
         f"{rollout.num_video_frames}, fps={rollout.fps}",
     )
-    if rollout.num_video_frames is not None:
-        _require(rollout.num_video_frames >= 1, "worker.rollout.num_video_frames must be >= 1")
-    if rollout.fps is not None:
-        _require(rollout.fps > 0, "worker.rollout.fps must be > 0")
-    if rollout.tokens_per_frame is not None:
-        _require(rollout.tokens_per_frame >= 1, "worker.rollout.tokens_per_frame must be >= 1")
 
 
 def _validate_algorithm(cfg: RootConfig) -> None:
@@ -140,24 +116,14 @@ def _validate_algorithm(cfg: RootConfig) -> None:
     _one_of(actor.loss_agg_mode, list(LOSS_AGG_MODES), "worker.actor.loss_agg_mode")
     _one_of(actor.loss_type, list(POLICY_LOSS_TYPES), "worker.actor.loss_type")
     _one_of(actor.optim.strategy, list(OPTIMIZER_STRATEGIES), "worker.actor.optim.strategy")
-    _require(actor.tau_positive > 0 and actor.tau_negative > 0,
-             f"worker.actor.tau_positive ({actor.tau_positive}) and tau_negative ({actor.tau_negative}) must be > 0")
-    _require(algo.kl_coef >= 0, f"algorithm.kl_coef ({algo.kl_coef}) must be >= 0")
     _require(
-        0 <= algo.filter_low < algo.filter_high <= 1,
-        f"algorithm.filter_low ({algo.filter_low}) must be below algorithm.filter_high ({algo.filter_high}), "
-        "both in [0, 1]",
+        algo.filter_low < algo.filter_high,
+        f"algorithm.filter_low ({algo.filter_low}) must be below algorithm.filter_high ({algo.filter_high})",
     )
     _require(
-        0 < actor.clip_ratio_low < 1 and actor.clip_ratio_high > 0,
-        f"worker.actor.clip_ratio_low ({actor.clip_ratio_low}) must be in (0, 1) and clip_ratio_high "
-        f"({actor.clip_ratio_high}) > 0",
-    )
-    _require(actor.clip_ratio_dual > 1, f"worker.actor.clip_ratio_dual ({actor.clip_ratio_dual}) must be > 1")
-    _require(
-        0 <= algo.overlong_buffer_len < cfg.data.max_response_length,
-        f"algorithm.overlong_buffer_len ({algo.overlong_buffer_len}) must be in [0, data.max_response_length "
-        f"({cfg.data.max_response_length}))",
+        algo.overlong_buffer_len < cfg.data.max_response_length,
+        f"algorithm.overlong_buffer_len ({algo.overlong_buffer_len}) must be below data.max_response_length "
+        f"({cfg.data.max_response_length})",
     )
     _validate_one_overlong_penalty(cfg)
 

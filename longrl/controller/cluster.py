@@ -4,7 +4,8 @@
 how they reach each node; on a node they run this module::
 
     python -m longrl.controller.cluster ip
-    python -m longrl.controller.cluster head --port 6379 --ranks 8 [--dashboard-port 8265] [--block]
+    python -m longrl.controller.cluster head --port 6379 --ranks 8 [--dashboard-port 8265 [--dashboard-host IP]]
+                                       [--block]
     python -m longrl.controller.cluster worker --address HEAD_IP:6379 --ranks 8 [--block]
     python -m longrl.controller.cluster wait --address HEAD_IP:6379 --nodes 2 --ranks 8 [--timeout 600]
     python -m longrl.controller.cluster stop --port 6379
@@ -19,6 +20,9 @@ cluster on a shared node survives a teardown.
 
 Token authentication is Ray's default for ``ray start``; every process of the cluster must agree on it, so run as a
 program this module sets ``RAY_AUTH_MODE`` to ``token`` unless the caller chose (the launchers export it for the job).
+The dashboard, when served, listens on 127.0.0.1 unless ``--dashboard-host`` says otherwise: it can submit jobs that
+run code on the cluster, so opening it to the network (``0.0.0.0``) is the user's explicit choice; from elsewhere,
+reach it through an SSH tunnel (``ssh -L 8265:127.0.0.1:8265 head``).
 ``RAY_START_ARGS`` adds options to every ``ray start`` (e.g. ``--object-store-memory``, ``--temp-dir``).
 """
 
@@ -43,7 +47,7 @@ if __name__ == "__main__":
 import ray  # noqa: E402
 import psutil  # noqa: E402  (shipped with Ray, on the path once ray is imported; `ray stop` uses it too)
 
-__all__ = ["ClusterNotReady", "cluster_processes", "main", "ray_start_command", "stop_cluster",
+__all__ = ["ClusterNotReady", "cluster_processes", "main", "ray_start_command", "start_command", "stop_cluster",
            "wait_for_cluster"]
 
 
@@ -56,16 +60,19 @@ def _ray_cli(*args: str) -> list[str]:
 
 
 def ray_start_command(address: str | None, port: int, ranks: int, cpu_only: bool, num_cpus: int | None,
-                      block: bool, dashboard_port: int | None = None) -> list[str]:
-    """``ray start`` for a head (``address=None``, listening on ``port``; a dashboard for every interface on
-    ``dashboard_port`` when given, none otherwise) or a worker joining ``address``."""
+                      block: bool, dashboard_port: int | None = None,
+                      dashboard_host: str = "127.0.0.1") -> list[str]:
+    """``ray start`` for a head (``address=None``, listening on ``port``; a dashboard on ``dashboard_host`` (this
+    machine only by default) and ``dashboard_port`` when a port is given, none otherwise) or a worker joining
+    ``address``."""
     command = _ray_cli("start", "--disable-usage-stats")
     if address is not None:
         command.append(f"--address={address}")
     elif dashboard_port is None:
         command += ["--head", f"--port={port}", "--include-dashboard=false"]
     else:
-        command += ["--head", f"--port={port}", "--dashboard-host=0.0.0.0", f"--dashboard-port={dashboard_port}"]
+        command += ["--head", f"--port={port}", f"--dashboard-host={dashboard_host}",
+                    f"--dashboard-port={dashboard_port}"]
     command.append(f"--num-gpus={0 if cpu_only else ranks}")
     if num_cpus is not None:
         command.append(f"--num-cpus={num_cpus}")
@@ -190,6 +197,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "head":
             start.add_argument("--port", type=int, default=6379)
             start.add_argument("--dashboard-port", type=int, default=None, help="serve the dashboard (default: none)")
+            start.add_argument("--dashboard-host", default="127.0.0.1",
+                               help="the dashboard's interface (default: 127.0.0.1; 0.0.0.0 opens it to the network)")
         else:
             start.add_argument("--address", required=True, help="HEAD_IP:PORT")
         start.add_argument("--ranks", type=int, required=True, help="trainer.n_gpus_per_node")
@@ -207,15 +216,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def start_command(args: argparse.Namespace) -> list[str]:
+    """The ``ray start`` command line of a parsed ``head`` or ``worker`` command."""
+    if args.command == "worker":
+        return ray_start_command(args.address, 0, args.ranks, args.cpu_only, args.num_cpus, args.block)
+    return ray_start_command(None, args.port, args.ranks, args.cpu_only, args.num_cpus, args.block,
+                             args.dashboard_port, args.dashboard_host)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "ip":
         print(ray.util.get_node_ip_address())
         return 0
     if args.command in ("head", "worker"):
-        address = None if args.command == "head" else args.address
-        command = ray_start_command(address, getattr(args, "port", 0), args.ranks, args.cpu_only, args.num_cpus,
-                                    args.block, getattr(args, "dashboard_port", None))
+        command = start_command(args)
         if args.block:  # this process becomes the node's lifetime: a Slurm step ends with it
             os.execv(command[0], command)
         return subprocess.run(command).returncode

@@ -36,6 +36,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--on-bad-row", default=DataConfig.on_bad_row, choices=BAD_ROW_POLICIES,
                         help="as data.on_bad_row in training: 'error' stops at the first row that cannot be read "
                              "(naming file and row); 'skip' leaves it out of the scores and counts it")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let the model directory's own Python code run (refused without it)")
     return parser.parse_args(argv)
 
 
@@ -45,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                       num_video_frames=args.num_video_frames, fps=args.fps, max_video_frames=args.max_video_frames,
                       max_pixels=args.max_pixels, backend=args.backend, batch_size=args.batch_size,
                       max_new_tokens=args.max_new_tokens, output_dir=args.output_dir, limit=args.limit,
-                      on_bad_row=args.on_bad_row)
+                      on_bad_row=args.on_bad_row, trust_remote_code=args.trust_remote_code)
     print(format_report(result.metrics))
     print(f"metrics: {result.output_dir / 'metrics.json'}\ngenerations: {result.output_dir / 'generations.jsonl'}")
 

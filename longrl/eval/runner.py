@@ -80,13 +80,15 @@ def evaluate(
     output_dir: str | Path | None = None,
     limit: int | None = None,
     on_bad_row: str = DataConfig.on_bad_row,
+    trust_remote_code: bool = False,
 ) -> EvalResult:
     """Greedy replies of ``model_dir`` to every row of ``data_file``, scored (:mod:`longrl.eval.scoring`), written.
 
     ``thinking_prompt`` replaces the built-in thinking format prompt with a jinja file (the training run's
     ``data.format_prompt``, so a model is asked the way it was trained). ``on_bad_row`` is ``data.on_bad_row``:
     "error" stops at the first row that cannot be read, "skip" leaves it out of the scores and counts it
-    (``skipped_rows`` and ``skipped`` in the metrics).
+    (``skipped_rows`` and ``skipped`` in the metrics). ``trust_remote_code`` lets the model directory's own
+    Python code run.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -109,7 +111,8 @@ def evaluate(
     _check_some_left(rows, skipped, data_file)
     model = VideoModel.from_pretrained(model_dir, backend, num_video_frames=num_video_frames, fps=fps,
                                        max_video_frames=max_video_frames, max_pixels=max_pixels,
-                                       min_pixels=min_pixels, thinking_prompt=thinking_prompt)
+                                       min_pixels=min_pixels, thinking_prompt=thinking_prompt,
+                                       trust_remote_code=trust_remote_code)
     records = []
     try:
         for start in tqdm(range(0, len(rows), batch_size), desc="eval batches", unit="batch"):

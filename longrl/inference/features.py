@@ -24,8 +24,9 @@ __all__ = ["TowerFeatures"]
 class TowerFeatures:
     """The vision tower of the checkpoint in ``model_dir``, alone on ``device``."""
 
-    def __init__(self, adapter: ModelAdapter, model_dir: str | Path, dtype: torch.dtype, device: torch.device):
-        model = adapter.load_model(model_dir, dtype)
+    def __init__(self, adapter: ModelAdapter, model_dir: str | Path, dtype: torch.dtype, device: torch.device,
+                 trust_remote_code: bool = False):
+        model = adapter.load_model(model_dir, dtype, trust_remote_code)
         tower = adapter.vision_tower(model)
         _release_all_but(model, tower)
         tower.to(device).eval()

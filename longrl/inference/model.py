@@ -72,6 +72,7 @@ class VideoModel:
         direct_prompt: str | Path | None = None,
         max_model_len: int | None = None,
         engine_options: Mapping[str, Any] | None = None,
+        trust_remote_code: bool = False,
     ) -> VideoModel:
         """Load ``model_dir`` (any family with an adapter) behind the ``backend`` engine.
 
@@ -80,7 +81,8 @@ class VideoModel:
         to float32 on the CPU and bfloat16 on a GPU, as in training. ``thinking_prompt`` / ``direct_prompt`` replace
         the built-in format prompts (:mod:`longrl.inference.prompts`) with jinja files. vLLM only: ``max_model_len``
         (default: the model's own limit) and ``engine_options``, ``worker.rollout`` fields such as
-        ``gpu_memory_utilization`` or ``enforce_eager``.
+        ``gpu_memory_utilization`` or ``enforce_eager``. ``trust_remote_code`` lets the directory's own Python code run
+        (``worker.actor.model.trust_remote_code`` in training); a directory that needs it is refused without it.
         """
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -90,17 +92,18 @@ class VideoModel:
         device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.float32 if device.type == "cpu" else torch.bfloat16)
         adapter = adapter_for_model_dir(model_dir)
-        processor = adapter.load_processor(model_dir)
+        processor = adapter.load_processor(model_dir, trust_remote_code)
         tower = None
         if backend == "hf":
             if engine_options or max_model_len is not None:
                 raise ValueError("max_model_len and engine_options configure the vLLM engine; backend='hf' takes "
                                  "neither")
-            engine: RolloutEngine = HFRollout(model_dir, dtype=dtype, device=device)
+            engine: RolloutEngine = HFRollout(model_dir, dtype=dtype, device=device,
+                                              trust_remote_code=trust_remote_code)
         else:
-            engine = _vllm_engine(model_dir, adapter, dtype, max_model_len, engine_options or {})
+            engine = _vllm_engine(model_dir, adapter, dtype, max_model_len, engine_options or {}, trust_remote_code)
             if adapter.supports_video:
-                tower = TowerFeatures(adapter, model_dir, dtype, device)
+                tower = TowerFeatures(adapter, model_dir, dtype, device, trust_remote_code)
         return cls(adapter, processor, engine, sampling, max_pixels, min_pixels,
                    PromptSet.load(thinking_prompt, direct_prompt), adapter.stop_token_ids(model_dir, processor), tower)
 
@@ -181,7 +184,7 @@ class VideoModel:
 
 
 def _vllm_engine(model_dir: str | Path, adapter: ModelAdapter, dtype: torch.dtype, max_model_len: int | None,
-                 engine_options: Mapping[str, Any]) -> RolloutEngine:
+                 engine_options: Mapping[str, Any], trust_remote_code: bool) -> RolloutEngine:
     from longrl.workers.rollout.vllm import VLLMRollout
 
     fields = {field.name for field in dataclasses.fields(RolloutConfig)}
@@ -190,4 +193,5 @@ def _vllm_engine(model_dir: str | Path, adapter: ModelAdapter, dtype: torch.dtyp
         raise ValueError(f"engine_options has unknown key(s) {unknown}; they are worker.rollout fields: "
                          f"{sorted(fields)}")
     rollout = RolloutConfig(**{**engine_options, "name": "vllm"})
-    return VLLMRollout(model_dir, rollout, max_model_len, adapter.positions_3d, dtype=dtype, seed=rollout.seed)
+    return VLLMRollout(model_dir, rollout, max_model_len, adapter.positions_3d, dtype=dtype, seed=rollout.seed,
+                       trust_remote_code=trust_remote_code)

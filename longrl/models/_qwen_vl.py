@@ -32,6 +32,7 @@ from transformers.models.qwen2_vl import Qwen2VLImageProcessor, Qwen2VLVideoProc
 from longrl.models._encoder_outputs import accept_encoder_outputs
 from longrl.models._qwen_vl_positions import use_published_positions
 from longrl.models.registry import ModelAdapter
+from longrl.models.remote_code import announce_remote_code
 from longrl.models.tiny import PATCH_SIZE, SPATIAL_MERGE_SIZE, TEMPORAL_PATCH_SIZE, save_random_model
 from longrl.models.tokenizer import CHAT_TEMPLATE, QwenTokenIds, build_tokenizer
 
@@ -141,12 +142,16 @@ class QwenVLAdapter(ModelAdapter):
             attention_mask=tokens["attention_mask"])
         return positions
 
-    def load_processor(self, model_dir: str | Path) -> ProcessorMixin:
-        return AutoProcessor.from_pretrained(str(model_dir))
+    def load_processor(self, model_dir: str | Path, trust_remote_code: bool = False) -> ProcessorMixin:
+        announce_remote_code(model_dir, trust_remote_code)
+        return AutoProcessor.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
 
-    def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32,
+                   trust_remote_code: bool = False) -> PreTrainedModel:
+        announce_remote_code(model_dir, trust_remote_code)
         # Text after a video positioned as the checkpoints were trained (and as vLLM does): see _qwen_vl_positions.
-        model = use_published_positions(AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=dtype))
+        model = use_published_positions(AutoModelForImageTextToText.from_pretrained(
+            str(model_dir), dtype=dtype, trust_remote_code=trust_remote_code))
         accept_encoder_outputs(model.model, {"image": model.config.image_token_id,
                                              "video": model.config.video_token_id})
         return model

@@ -15,6 +15,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, PretrainedConfig,
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from longrl.models.registry import ModelAdapter, register_adapter
+from longrl.models.remote_code import announce_remote_code
 from longrl.models.tiny import save_random_model, tiny_text_config_kwargs
 from longrl.models.tokenizer import QwenTokenIds, build_tokenizer
 
@@ -42,11 +43,14 @@ class Qwen2Adapter(ModelAdapter):
     def tiny_config_kwargs(self, token_ids: QwenTokenIds) -> dict[str, Any]:
         return tiny_text_config_kwargs(token_ids, mrope=False)
 
-    def load_processor(self, model_dir: str | Path) -> PreTrainedTokenizerBase:
-        return AutoTokenizer.from_pretrained(str(model_dir))
+    def load_processor(self, model_dir: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+        announce_remote_code(model_dir, trust_remote_code)
+        return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
 
-    def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
-        return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+    def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32,
+                   trust_remote_code: bool = False) -> PreTrainedModel:
+        announce_remote_code(model_dir, trust_remote_code)
+        return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, trust_remote_code=trust_remote_code)
 
     def encode(
         self, processor: PreTrainedTokenizerBase, messages: list[dict[str, Any]], video: DecodedVideo | None

@@ -152,8 +152,9 @@ class Qwen2_5OmniAdapter(QwenVLAdapter):
         )
 
     # ----- loading -------------------------------------------------------------------------------------------------
-    def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32
-                   ) -> Qwen2_5OmniThinkerForConditionalGeneration:
+    def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32,
+                   trust_remote_code: bool = False) -> Qwen2_5OmniThinkerForConditionalGeneration:
+        """The thinker, always with transformers' own classes: no code of the directory runs, trusted or not."""
         if not hasattr(modeling_qwen2_5_omni, "Qwen2_5OmniThinkerModel"):
             raise RuntimeError(f"Qwen2.5-Omni needs transformers >= 5.21 (the thinker's multimodal model, "
                                f"Qwen2_5OmniThinkerModel, which longrl drives); this is transformers "

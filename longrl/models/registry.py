@@ -56,12 +56,15 @@ class ModelAdapter(ABC):
         """Write a tiny, randomly initialised (seeded) model directory loadable offline; return its path."""
 
     @abstractmethod
-    def load_processor(self, model_dir: str | Path) -> Any:
-        """Load the processor (the tokenizer for text-only families) saved in ``model_dir``."""
+    def load_processor(self, model_dir: str | Path, trust_remote_code: bool = False) -> Any:
+        """Load the processor (the tokenizer for text-only families) saved in ``model_dir``; the directory's own Python
+        code runs only with ``trust_remote_code`` (see :mod:`longrl.models.remote_code`)."""
 
     @abstractmethod
-    def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-        """Load the model in ``model_dir`` with its Auto class, in ``dtype``."""
+    def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32,
+                   trust_remote_code: bool = False) -> torch.nn.Module:
+        """Load the model in ``model_dir`` with its Auto class, in ``dtype``; the directory's own Python code runs
+        only with ``trust_remote_code``."""
 
     # ----- checkpoints: what the merger builds and writes, what generation reads --------------------------------------
     def build_empty_model(self, model_dir: str | Path, dtype: torch.dtype) -> torch.nn.Module:

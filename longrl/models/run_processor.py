@@ -19,7 +19,8 @@ __all__ = ["load_run_processor"]
 def load_run_processor(adapter: ModelAdapter, cfg: RootConfig) -> Any:
     """``adapter``'s processor for the run ``cfg`` describes, with the chat template ``data.override_chat_template``
     names when set (FileNotFoundError naming the key when the file is missing)."""
-    processor = adapter.load_processor(cfg.worker.actor.model.processor_path())
+    model = cfg.worker.actor.model
+    processor = adapter.load_processor(model.processor_path(), model.trust_remote_code)
     template_file = cfg.data.override_chat_template
     if template_file:
         path = Path(template_file).expanduser()

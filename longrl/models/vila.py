@@ -11,7 +11,8 @@ A checkpoint directory, as VILA writes it::
     *.py            VILA's own (remote) code, in directories that carry it (config.json ``auto_map``)
 
 :meth:`VilaAdapter.load_model` loads such a directory through ``AutoModel.from_pretrained(trust_remote_code=True)``
-when it carries its code, else builds the parts from the sub-directories with transformers' own classes and this
+when it carries its code and ``worker.actor.model.trust_remote_code`` is true (refused, naming the key, when false),
+else builds the parts from the sub-directories with transformers' own classes and this
 module's projector; either way it finds the LLM, the tower and the projector (``llm``, ``vision_tower``,
 ``mm_projector``, VILA's names) and puts them in :class:`VilaModel`, which gives them longrl's forward contract.
 
@@ -68,6 +69,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOu
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from longrl.models.registry import ModelAdapter, register_adapter
+from longrl.models.remote_code import remote_code_files, require_trust
 from longrl.models.tiny import random_model, tiny_text_config_kwargs
 from longrl.models.tokenizer import QwenTokenIds, build_tokenizer
 
@@ -376,9 +378,10 @@ class VilaAdapter(ModelAdapter):
         """A tiny NVILA-Lite (3 x 3 fold); :func:`build_tiny_vila` builds the other projector types."""
         return build_tiny_vila(out_dir, seed, "mlp_downsample_3x3_fix")
 
-    def load_processor(self, model_dir: str | Path) -> VilaProcessor:
+    def load_processor(self, model_dir: str | Path, trust_remote_code: bool = False) -> VilaProcessor:
         """The tokenizer of ``llm/`` (with the template config.json's ``chat_template`` names, as VILA's code installs
-        it), the image processor of ``vision_tower/``, and the frame layout."""
+        it), the image processor of ``vision_tower/``, and the frame layout; transformers' own classes, so no code of
+        the directory runs, trusted or not."""
         model_dir = Path(model_dir)
         config = VilaConfig.from_pretrained(str(model_dir))
         layout = FrameLayout.of(config)
@@ -392,12 +395,16 @@ class VilaAdapter(ModelAdapter):
         return VilaProcessor(tokenizer, AutoImageProcessor.from_pretrained(str(model_dir / "vision_tower")),
                              layout.features, ids(layout.start_text), ids(layout.end_text))
 
-    def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32) -> VilaModel:
+    def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32,
+                   trust_remote_code: bool = False) -> VilaModel:
         model_dir = Path(model_dir)
         config = VilaConfig.from_pretrained(str(model_dir))
         FrameLayout.of(config)  # refuse what is not reproduced before loading any weights
-        parts = (_load_remote_parts(model_dir) if _carries_remote_code(model_dir)
-                 else _load_parts(model_dir, config, dtype))
+        if _carries_remote_code(model_dir):
+            require_trust(model_dir, trust_remote_code, remote_code_files(model_dir))
+            parts = _load_remote_parts(model_dir)
+        else:
+            parts = _load_parts(model_dir, config, dtype)
         return _assemble(model_dir, config, parts, dtype)
 
     def build_empty_model(self, model_dir: str | Path, dtype: torch.dtype) -> VilaModel:

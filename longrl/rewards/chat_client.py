@@ -27,6 +27,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from longrl.redact import redact
+
 __all__ = ["ChatClient", "ChatConfigError", "ChatReply", "ChatRequestFailed"]
 
 _RETRYABLE_STATUS = {408, 409, 429}
@@ -71,8 +73,12 @@ class ChatClient:
         return f"{self.base_url.rstrip('/')}/chat/completions"
 
     def message(self, detail: str) -> str:
-        """The text of every error this client raises (the one place to redact them)."""
-        return f"{self.owner}: {self.url} {detail}"
+        """The text of every error this client raises, secrets masked (a server may echo the request)."""
+        return self.redact(f"{self.owner}: {self.url} {detail}")
+
+    def redact(self, text: str) -> str:
+        """``text`` without the API key in use or anything shaped like a credential."""
+        return redact(text, [os.environ.get(self.api_key_env)])
 
     def complete(self, body: dict[str, Any]) -> ChatReply:
         """The reply's ``choices[0].message.content``, after retries; raises the two errors above."""
@@ -109,10 +115,11 @@ class ChatClient:
         try:
             return payload["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
-            raise _Retry(f"answered without choices[0].message.content: {str(payload)[:200]}") from None
+            raise _Retry(f"answered without choices[0].message.content: {self.redact(str(payload))[:200]}") from None
 
     def _raise_for_status(self, error: urllib.error.HTTPError) -> None:
-        detail = f"answered HTTP {error.code} {error.reason}: {error.read()[:300]!r}"
+        body = self.redact(error.read().decode(errors="replace"))  # before cutting, or a cut key escapes the mask
+        detail = f"answered HTTP {error.code} {error.reason}: {body[:300]!r}"
         if error.code >= 500 or error.code in _RETRYABLE_STATUS:
             raise _Retry(detail, self._retry_after(error.headers.get("Retry-After"))) from None
         if error.code in _CONFIG_STATUS:

@@ -109,7 +109,7 @@ class OpenAIJudge:
         if match is None:
             self._count("malformed")
             logger.warning("judge reply for sample %d has no score matching %r: %r", index, self.cfg.score_pattern,
-                           reply[:200])
+                           self.client.redact(reply)[:200])
             return 0.0  # not cached: a retry of the same sample may parse
         score = min(1.0, max(0.0, float(match.group(1))))
         if self.cfg.cache:

@@ -18,6 +18,7 @@ manager starts.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -33,6 +34,8 @@ import torch
 from omegaconf import OmegaConf
 
 from longrl.config.schema import TrainerConfig
+from longrl.plain_pt import load_plain, save_plain, write_file
+from longrl.trainer.resume_check import CONFIG_FILE, check_resume_matches
 
 LATEST_FILE = "latest_checkpointed_iteration.txt"
 TRACKER_FILE = "checkpoint_tracker.json"
@@ -42,6 +45,15 @@ RNG_FILE = "rng.pt"
 DATALOADER_FILE = "dataloader.pt"
 
 logger = logging.getLogger(__name__)
+
+# What a full disk looks like: the OS errors, and torch's own file writer's words for them (it drops the errno).
+_OUT_OF_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_OUT_OF_SPACE_WORDS = ("No space left on device", "Disk quota exceeded", "File too large", "unexpected pos",
+                       "file write failed")
+
+
+class CheckpointSaveError(RuntimeError):
+    """Writing a checkpoint failed; the partial step was removed and the previous checkpoint is intact."""
 
 _STEP_DIR = re.compile(rf"^{STEP_PREFIX}(\d+)$")
 _STALE = re.compile(rf"^\.({STEP_PREFIX}\d+\.(tmp|old)|({re.escape(LATEST_FILE)}|{re.escape(TRACKER_FILE)})\.tmp)"
@@ -97,7 +109,11 @@ class CheckpointManager:
         if step not in self._pending:
             raise RuntimeError(f"no checkpoint begun for step {step}: call begin({step}) before commit({step})")
         tmp = self._pending.pop(step)
-        _fsync_tree(tmp)
+        try:
+            _fsync_tree(tmp)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         final = self.step_dir(step)
         displaced = None
         if final.exists():
@@ -189,25 +205,50 @@ def step_of(step_dir: str | Path) -> int:
 def save_run(manager: CheckpointManager, step: int, workers: Any, loader: Any, cfg: Any,
              state: dict[str, Any]) -> Path:
     """Checkpoint a run at ``step``: the workers' ``actor/``, the loop ``state`` (plus ``global_step``), the data
-    loader's position and RNG states, and the config; committed atomically. Shared by the RL and SFT stages."""
+    loader's position and RNG states, and the config; committed atomically. Shared by the RL and SFT stages.
+
+    A write that fails (a full disk, most often) removes the partial step and raises :class:`CheckpointSaveError`
+    saying what the OS said and which checkpoint is still the last good one.
+    """
     staging = manager.begin(step)
-    workers.save_checkpoint(str(staging / "actor"))
-    save_trainer_state(staging, {"global_step": step, **state}, loader.state_dict())
-    (staging / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-    return manager.commit(step)
+    try:
+        workers.save_checkpoint(str(staging / "actor"))
+        save_trainer_state(staging, {"global_step": step, **state}, loader.state_dict())
+        write_file(staging / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        return manager.commit(step)
+    except Exception as error:
+        manager.abort(step)
+        reason = _write_failure(error)
+        if reason is None:
+            raise
+        last = manager.latest_step()
+        kept = f"the last good checkpoint, {manager.step_dir(last)}, is kept" if last is not None else \
+            "there is no earlier checkpoint"
+        raise CheckpointSaveError(
+            f"saving the checkpoint of step {step} into {staging} failed: {reason}. The partial step was removed and "
+            f"{kept}; free space under {manager.root} (or lower trainer.save_limit) and resume."
+        ) from error
 
 
-def resume_run(manager: CheckpointManager, load_checkpoint_path: str | None, workers: Any,
-               loader: Any) -> dict[str, Any] | None:
-    """Restore the workers, the loader's position and the RNG states from the checkpoint to resume from (see
-    :meth:`CheckpointManager.find_resume_path`); returns the saved loop state, or None when starting fresh."""
-    path = manager.find_resume_path(load_checkpoint_path)
+def find_resume(manager: CheckpointManager, cfg: Any) -> Path | None:
+    """The step directory this run resumes from (see :meth:`CheckpointManager.find_resume_path`), once its saved run
+    is known to be this one (see :func:`check_resume_matches`); None when starting fresh. Cheap, so a run calls it
+    before starting any worker."""
+    path = manager.find_resume_path(cfg.trainer.load_checkpoint_path)
+    if path is not None:
+        check_resume_matches(path, cfg)
+    return path
+
+
+def resume_run(path: Path | None, workers: Any, loader: Any) -> dict[str, Any] | None:
+    """Restore the workers, the loader's position and the RNG states from ``path`` (from :func:`find_resume`);
+    returns the saved loop state, or None when starting fresh."""
     if path is None:
         return None
     state, loader_state = load_trainer_state(path)
     workers.load_checkpoint(str(path / "actor"))
     loader.load_state_dict(loader_state)
-    logger.info("resumed from %s at step %d", path, state["global_step"])
+    print(f"resumed from {path} at step {state['global_step']}", flush=True)
     note = fresh_optimizer_note(path)
     if note is not None:
         logger.warning("%s", note)
@@ -224,15 +265,30 @@ def fresh_optimizer_note(step_dir: str | Path) -> str | None:
             "at zero), so this run does not continue exactly as an uninterrupted one would")
 
 
+def _write_failure(error: BaseException) -> str | None:
+    """What went wrong in words, if ``error`` (or an error it wraps: a cause, a Ray task's cause) is a failed write;
+    None for other errors, which are not ours to reword."""
+    seen: list[BaseException] = []
+    while error is not None and error not in seen:
+        seen.append(error)
+        error = error.__cause__ or error.__context__ or getattr(error, "cause", None)
+    os_errors = [e for e in seen if isinstance(e, OSError) and e.errno is not None]
+    if any(e.errno in _OUT_OF_SPACE_ERRNOS for e in os_errors) or \
+            any(word in str(e) for e in seen for word in _OUT_OF_SPACE_WORDS):
+        detail = str(os_errors[0]) if os_errors else str(seen[-1]).strip().splitlines()[-1]
+        return f"no space left on device (or over a file-size or disk-quota limit): {detail}"
+    return str(os_errors[0]) if os_errors else None
+
+
 # ---------------------------------------------------------------------- the trainer's own files
 
 
 def save_trainer_state(step_dir: str | Path, state: dict[str, Any], dataloader_state: dict[str, Any]) -> None:
     """Write ``trainer_state.json`` (JSON-serialisable loop state), ``rng.pt`` and ``dataloader.pt``."""
     step_dir = Path(step_dir)
-    (step_dir / TRAINER_STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True))
-    torch.save(rng_state(), step_dir / RNG_FILE)
-    torch.save(dataloader_state, step_dir / DATALOADER_FILE)
+    write_file(step_dir / TRAINER_STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
+    save_plain(rng_state(), step_dir / RNG_FILE)
+    save_plain(dataloader_state, step_dir / DATALOADER_FILE)
 
 
 def load_trainer_state(step_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -241,9 +297,9 @@ def load_trainer_state(step_dir: str | Path) -> tuple[dict[str, Any], dict[str, 
     for name in (TRAINER_STATE_FILE, RNG_FILE, DATALOADER_FILE):
         if not (step_dir / name).is_file():
             raise FileNotFoundError(f"checkpoint {step_dir} has no {name}; it was not written by the longrl trainer")
-    set_rng_state(torch.load(step_dir / RNG_FILE, weights_only=True))
+    set_rng_state(load_plain(step_dir / RNG_FILE))
     state = json.loads((step_dir / TRAINER_STATE_FILE).read_text())
-    return state, torch.load(step_dir / DATALOADER_FILE, weights_only=True)
+    return state, load_plain(step_dir / DATALOADER_FILE)
 
 
 def rng_state() -> dict[str, Any]:
@@ -301,9 +357,13 @@ def _fsync_dir(path: Path) -> None:
 def _write_text_atomic(path: Path, text: str) -> None:
     """Write via a temp file in the same directory and ``os.replace``: readers see the old or the new text."""
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(tmp, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     _fsync_dir(path.parent)

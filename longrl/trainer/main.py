@@ -145,7 +145,11 @@ def cli(argv: Sequence[str] | None, run_stage: Callable[[Any], object], default_
     cfg = config_from_argv(argv, default_config_name, schema)
     if cfg is None:
         return 2
-    run_stage(cfg)
+    try:
+        run_stage(cfg)
+    except ConfigError as exc:  # one only the run's files reveal, e.g. a checkpoint written by another run
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

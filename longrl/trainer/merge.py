@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint import FileSystemReader
 from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
 from longrl.models.registry import adapter_for_model_dir
+from longrl.plain_pt import load_dcp_metadata
 
 MODEL_SUBDIR = "model"
 HF_SUBDIR = "huggingface"
@@ -42,7 +42,7 @@ def default_target_dir(local_dir: str | Path) -> Path:
 
 def checkpoint_tensor_dtypes(dcp_dir: str | Path) -> dict[str, torch.dtype]:
     """The tensor keys stored in a DCP directory and their dtypes, read from its metadata only."""
-    metadata = FileSystemReader(str(dcp_dir)).read_metadata()
+    metadata = load_dcp_metadata(dcp_dir)
     return {key: item.properties.dtype for key, item in metadata.state_dict_metadata.items()
             if isinstance(item, TensorStorageMetadata)}
 

@@ -27,7 +27,7 @@ from longrl.models.run_processor import load_run_processor
 from longrl.protocol import Batch
 from longrl.rewards import RewardFunctionError
 from longrl.sft.targets import TargetTemplate
-from longrl.trainer.checkpoint import CheckpointManager, default_checkpoint_root, resume_run, save_run
+from longrl.trainer.checkpoint import CheckpointManager, default_checkpoint_root, find_resume, resume_run, save_run
 from longrl.trainer.dataloader import PromptLoader
 from longrl.trainer.loggers import Tracker
 
@@ -54,6 +54,7 @@ class RunBase(ABC):
             self.total_steps = min(cfg.trainer.max_steps, self.total_steps)
         self.checkpoints = CheckpointManager(cfg.trainer.save_checkpoint_path or default_checkpoint_root(cfg.trainer),
                                              cfg.trainer.save_limit)
+        self.resume_from = find_resume(self.checkpoints, cfg)  # another run's checkpoint is refused before any worker
         self.log_dir = Path("outputs") / "logs" / cfg.trainer.project_name / cfg.trainer.experiment_name
         self.tracker = Tracker(cfg.trainer.logger, cfg.trainer.project_name, cfg.trainer.experiment_name,
                                config=cfg, log_dir=self.log_dir, total_steps=self.total_steps)
@@ -124,7 +125,7 @@ class RunBase(ABC):
 
     def resume_state(self) -> dict[str, Any] | None:
         """Restore workers, loader and RNGs from the checkpoint to resume from; the saved loop state, or None."""
-        state = resume_run(self.checkpoints, self.cfg.trainer.load_checkpoint_path, self.workers, self.loader)
+        state = resume_run(self.resume_from, self.workers, self.loader)
         if state is not None:
             self.global_step = state["global_step"]
         return state

@@ -43,6 +43,7 @@ from longrl.mrsp import (
 )
 from longrl.mrsp.audio import append_row_audio, encode_row_audio
 from longrl.protocol import TOKEN_KEYS, Batch
+from longrl.plain_pt import load_dcp_metadata, load_plain, save_plain
 from longrl.workers.fsdp import load_sharded_model
 from longrl.workers.logprob import ResponseScores, response_log_probs
 from longrl.workers.micro_batches import fixed_micro_batches, loss_share, token_budget_micro_batches
@@ -91,7 +92,8 @@ class PolicyModel:
         actor = cfg.worker.actor
         self.sharded_prefill = groups.enabled or actor.padding_free or actor.shared_prefix
         self.model = load_sharded_model(adapter, actor.model.model_path, fsdp, offload, device,
-                                        gradient_checkpointing=trainable and actor.model.enable_gradient_checkpointing)
+                                        gradient_checkpointing=trainable and actor.model.enable_gradient_checkpointing,
+                                        trust_remote_code=actor.model.trust_remote_code)
         if self.sharded_prefill:
             text = self.model.config.get_text_config()
             kv_head_repeat(text.num_attention_heads, text.num_key_value_heads, groups.sp_size)  # fail at start
@@ -380,7 +382,7 @@ class PolicyModel:
             dcp.save(get_optimizer_state_dict(self.model, self.optimizer), checkpoint_id=str(directory / "optim"))
         if dist.get_rank() == 0:
             if self.scheduler is not None:
-                torch.save({"lr_scheduler": self.scheduler.state_dict()}, directory / "extra.pt")
+                save_plain({"lr_scheduler": self.scheduler.state_dict()}, directory / "extra.pt")
             self.model.config.save_pretrained(directory / "huggingface")
             generation_config = getattr(self.model, "generation_config", None)
             if generation_config is not None:
@@ -391,12 +393,14 @@ class PolicyModel:
     def load(self, directory: str | Path) -> None:
         directory = Path(directory)
         model_state = get_model_state_dict(self.model)
+        load_dcp_metadata(directory / "model")  # refuses a crafted one before DCP unpickles it unrestricted
         dcp.load(model_state, checkpoint_id=str(directory / "model"))
         set_model_state_dict(self.model, model_state)
         if self.optimizer is not None and (directory / "optim").is_dir():  # else model-only: a fresh optimizer
             optim_state = get_optimizer_state_dict(self.model, self.optimizer)
+            load_dcp_metadata(directory / "optim")
             dcp.load(optim_state, checkpoint_id=str(directory / "optim"))
             set_optimizer_state_dict(self.model, self.optimizer, optim_state)
             self._place_optimizer_state(torch.device("cpu"))
         if self.scheduler is not None:
-            self.scheduler.load_state_dict(torch.load(directory / "extra.pt", weights_only=False)["lr_scheduler"])
+            self.scheduler.load_state_dict(load_plain(directory / "extra.pt")["lr_scheduler"])

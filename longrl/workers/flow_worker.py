@@ -32,6 +32,7 @@ from longrl.diffusion.models import family_of
 from longrl.diffusion.policy import FlowPolicy
 from longrl.diffusion.text import TextEncoder
 from longrl.protocol import Batch
+from longrl.plain_pt import load_dcp_metadata, load_plain, save_plain
 from longrl.workers.actor import build_optimizer
 from longrl.workers.fsdp import shard_model
 
@@ -104,7 +105,7 @@ class FlowWorker(Worker):
             dcp.save(get_optimizer_state_dict(self.model, self.optimizer, options=self.state_options),
                      checkpoint_id=str(out / "optim"))
         if dist.get_rank() == 0:
-            torch.save({"lr_scheduler": self.scheduler.state_dict()}, out / "extra.pt")
+            save_plain({"lr_scheduler": self.scheduler.state_dict()}, out / "extra.pt")
             lora = self.cfg.worker.actor.lora
             info = {"transformer": dict(self.model.config), "model_path": str(self.cfg.worker.actor.model.model_path),
                     "lora": {"rank": lora.rank, "alpha": lora.alpha, "target_modules": list(lora.target_modules)}
@@ -116,10 +117,12 @@ class FlowWorker(Worker):
     def load_checkpoint(self, directory: str) -> None:
         path = Path(directory)
         model_state = get_model_state_dict(self.model, options=self.state_options)
+        load_dcp_metadata(path / "model")  # refuses a crafted one before DCP unpickles it unrestricted
         dcp.load(model_state, checkpoint_id=str(path / "model"))
         set_model_state_dict(self.model, model_state, options=self.load_options)
         if (path / "optim").is_dir():  # else a model-only checkpoint: the optimizer starts fresh (the driver logs it)
             optim_state = get_optimizer_state_dict(self.model, self.optimizer, options=self.state_options)
+            load_dcp_metadata(path / "optim")
             dcp.load(optim_state, checkpoint_id=str(path / "optim"))
             set_optimizer_state_dict(self.model, self.optimizer, optim_state, options=self.load_options)
-        self.scheduler.load_state_dict(torch.load(path / "extra.pt", weights_only=True)["lr_scheduler"])
+        self.scheduler.load_state_dict(load_plain(path / "extra.pt")["lr_scheduler"])

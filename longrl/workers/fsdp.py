@@ -33,11 +33,12 @@ def load_sharded_model(
     offload: OffloadConfig,
     device: torch.device,
     gradient_checkpointing: bool = False,
+    trust_remote_code: bool = False,
 ) -> torch.nn.Module:
     """The model at ``model_path`` on ``device``, sharded over the default process group."""
     on_gpu = device.type == "cuda"
     load_dtype = parse_dtype(fsdp.torch_dtype) if (fsdp.torch_dtype and on_gpu) else torch.float32
-    model = adapter.load_model(model_path, dtype=load_dtype).to(device)
+    model = adapter.load_model(model_path, dtype=load_dtype, trust_remote_code=trust_remote_code).to(device)
     if on_gpu:
         cast_floating_buffers(model, parse_dtype(fsdp.mp_buffer_dtype))
     if gradient_checkpointing:

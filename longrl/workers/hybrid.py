@@ -54,12 +54,14 @@ class HybridWorker(PolicyWorker):
         dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
         rollout = self.cfg.worker.rollout
         if rollout.name == "hf":
-            return HFRollout(model_path, dtype=dtype, device=device)
+            return HFRollout(model_path, dtype=dtype, device=device,
+                             trust_remote_code=self.cfg.worker.actor.model.trust_remote_code)
         from longrl.workers.rollout.vllm import VLLMRollout
 
         max_model_len = self.cfg.data.max_prompt_length + self.cfg.data.max_response_length
         return VLLMRollout(model_path, rollout, max_model_len, self.adapter.positions_3d, dtype=dtype,
-                           seed=rollout.seed, tokenizer_dir=self.cfg.worker.actor.model.processor_path())
+                           seed=rollout.seed, tokenizer_dir=self.cfg.worker.actor.model.processor_path(),
+                           trust_remote_code=self.cfg.worker.actor.model.trust_remote_code)
 
     def _sampling(self, step: int, validate: bool) -> SamplingParams:
         rollout = self.cfg.worker.rollout

@@ -38,6 +38,8 @@ def test_defaults_and_easyr1_keys():
     ("worker.actor.timestep_fraction=0", r"timestep_fraction \(0.0\) must be in \(0, 1\]"),
     ("worker.rollout.eta=0", r"eta > 0 \(the SDE's noise"),
     ("worker.reward.reward_type=batched", r"worker.reward.reward_type='batched' is not one of"),
+    ("trainer.save_limit=0", r"trainer.save_limit=0: allowed -1 \(off\) or >= 1"),
+    ("trainer.resume_mismatch=ignore", r"trainer.resume_mismatch='ignore' is not one of \['allow', 'error'\]"),
 ])
 def test_mistakes_are_named(override, message):
     with pytest.raises(ConfigError, match=message):

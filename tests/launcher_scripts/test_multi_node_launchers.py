@@ -32,7 +32,8 @@ from pathlib import Path
 import pytest
 
 from longrl.controller import cluster
-from longrl.controller.cluster import ClusterNotReady, ray_start_command, stop_cluster, wait_for_cluster
+from longrl.controller.cluster import (ClusterNotReady, _parser, ray_start_command, start_command, stop_cluster,
+                                        wait_for_cluster)
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = [sys.executable, "-m", "longrl.controller.cluster"]
@@ -106,14 +107,25 @@ def test_ray_start_command_for_a_head_and_a_worker(monkeypatch):
     monkeypatch.setenv("RAY_START_ARGS", "--temp-dir=/tmp/lr-x --object-store-memory=100")
     head = ray_start_command(None, 6400, 8, cpu_only=False, num_cpus=None, block=True, dashboard_port=8300)
     assert head[:3] == [sys.executable, "-m", "ray.scripts.scripts"]
-    assert head[3:] == ["start", "--disable-usage-stats", "--head", "--port=6400", "--dashboard-host=0.0.0.0",
+    assert head[3:] == ["start", "--disable-usage-stats", "--head", "--port=6400", "--dashboard-host=127.0.0.1",
                         "--dashboard-port=8300", "--num-gpus=8", "--block", "--temp-dir=/tmp/lr-x",
                         "--object-store-memory=100"]
+    opened = ray_start_command(None, 6400, 8, False, None, False, dashboard_port=8300, dashboard_host="0.0.0.0")
+    assert opened[6:9] == ["--port=6400", "--dashboard-host=0.0.0.0", "--dashboard-port=8300"]
     monkeypatch.delenv("RAY_START_ARGS")
     assert ray_start_command(None, 6400, 8, False, None, False)[5:] == ["--head", "--port=6400",
                                                                          "--include-dashboard=false", "--num-gpus=8"]
     worker = ray_start_command("10.0.0.1:6400", 0, 2, cpu_only=True, num_cpus=4, block=False)
     assert worker[3:] == ["start", "--disable-usage-stats", "--address=10.0.0.1:6400", "--num-gpus=0", "--num-cpus=4"]
+
+
+def test_head_dashboard_listens_on_localhost_unless_opened():
+    head = start_command(_parser().parse_args(["head", "--ranks", "2", "--dashboard-port", "8265"]))
+    assert "--dashboard-host=127.0.0.1" in head and "--dashboard-port=8265" in head
+    opened = start_command(_parser().parse_args(["head", "--ranks", "2", "--dashboard-port", "8265",
+                                                 "--dashboard-host", "0.0.0.0"]))
+    assert "--dashboard-host=0.0.0.0" in opened
+    assert "--include-dashboard=false" in start_command(_parser().parse_args(["head", "--ranks", "2"]))
 
 
 def test_importing_the_bootstrap_leaves_a_process_able_to_start_its_own_ray():

@@ -9,8 +9,10 @@ VILA's own (remote) code cannot be fetched here, so the tiny checkpoints are bui
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
+import uuid
 
 import numpy as np
 import pytest
@@ -24,6 +26,7 @@ from longrl.data.video import DecodedVideo
 from longrl.embeds.cache import EmbeddingCache
 from longrl.inference import VideoModel
 from longrl.models import adapter_for_model_dir, get_adapter
+from longrl.models.remote_code import RemoteCodeRefused
 from longrl.models.vila import PatchFold, build_tiny_vila
 
 FAMILY = "vila"
@@ -285,20 +288,32 @@ class VILAForCausalLM(PreTrainedModel):
 '''
 
 
-def test_a_directory_with_remote_code_loads_through_automodel_with_trust_remote_code(tiny_model_dir, tmp_path):
+def test_a_directory_with_remote_code_loads_through_automodel_only_when_trusted(tiny_model_dir, tmp_path, caplog):
     """The remote path's plumbing (detection, AutoModel with trust_remote_code and a CPU device map, the parts taken
-    from the loaded object): the same logits as the local load. VILA's real remote code is not exercised."""
+    from the loaded object): refused, with nothing run, unless worker.actor.model.trust_remote_code; then logged, and
+    the same logits as the local load. VILA's real remote code is not exercised."""
     adapter = get_adapter(FAMILY)
-    remote = tmp_path / "remote"
+    remote = tmp_path / f"remote_{uuid.uuid4().hex[:8]}"  # transformers caches a directory's modules by its name
+    marker = tmp_path / "remote_code_ran"
     shutil.copytree(tiny_model_dir(FAMILY), remote)
     (remote / "configuration_vila.py").write_text(_REMOTE_CONFIG)
-    (remote / "modeling_vila.py").write_text(_REMOTE_MODEL)
+    runs_marker = f"from pathlib import Path\nPath({str(marker)!r}).touch()\n"
+    (remote / "modeling_vila.py").write_text(runs_marker + _REMOTE_MODEL)
     config = json.loads((remote / "config.json").read_text())
     config["auto_map"] = {"AutoConfig": "configuration_vila.VILAConfig", "AutoModel": "modeling_vila.VILAForCausalLM"}
     (remote / "config.json").write_text(json.dumps(config))
     processor = adapter.load_processor(remote)
     encoded = adapter.encode(processor, _messages(), _video(2))
-    loaded = adapter.load_model(remote).eval()
+    with pytest.raises(RemoteCodeRefused, match=r"own Python code \(.*modeling_vila\.py\).*"
+                                                 r"worker\.actor\.model\.trust_remote_code=true"):
+        adapter.load_model(remote)
+    with pytest.raises(RemoteCodeRefused, match="trust_remote_code"):
+        VideoModel.from_pretrained(remote)
+    assert not marker.exists()
+    with caplog.at_level(logging.WARNING, logger="longrl.models.remote_code"):
+        loaded = adapter.load_model(remote, trust_remote_code=True).eval()
+    assert marker.exists()
+    assert f"running the Python code of {remote} (configuration_vila.py, modeling_vila.py)" in caplog.text
     local = adapter.load_model(tiny_model_dir(FAMILY)).eval()
     assert type(loaded.llm) is Qwen2ForCausalLM
     assert any(name.endswith(".modeling_vila") for name in sys.modules)  # the directory's own module built it

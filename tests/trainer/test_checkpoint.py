@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import random
+import re
+import resource
+import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from longrl.config.schema import TrainerConfig
+from longrl.plain_pt import save_plain
+from longrl.trainer.dataloader import PromptLoader
 from longrl.trainer.checkpoint import (
     LATEST_FILE,
     TRACKER_FILE,
     CheckpointManager,
+    CheckpointSaveError,
     default_checkpoint_root,
     load_trainer_state,
     rng_state,
+    save_run,
     save_trainer_state,
     set_rng_state,
     step_of,
@@ -158,3 +167,44 @@ def test_trainer_state_files_round_trip(tmp_path):
     (tmp_path / "rng.pt").unlink()
     with pytest.raises(FileNotFoundError, match="rng.pt"):
         load_trainer_state(tmp_path)
+
+
+class _ActorFiles:
+    """The actor's share of a checkpoint (its extra.pt), written as the actor writes it; no Ray group needed."""
+
+    def save_checkpoint(self, directory: str) -> None:
+        Path(directory).mkdir()
+        save_plain({"lr_scheduler": {"last_epoch": 3}}, Path(directory) / "extra.pt")
+
+
+def _save_twice_second_over_file_size_limit(root: Path, limit: int, errors) -> None:
+    """Child process: step 1 saved normally, step 2 under RLIMIT_FSIZE, so its writes fail with EFBIG for real."""
+    loader = PromptLoader(list(range(4)), batch_size=2, seed=0)
+    manager = CheckpointManager(root)
+    save_run(manager, 1, _ActorFiles(), loader, TrainerConfig(), {})
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then returns EFBIG instead of killing the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    try:
+        save_run(manager, 2, _ActorFiles(), loader, TrainerConfig(), {})
+    except CheckpointSaveError as error:
+        errors.put(str(error))
+    else:
+        errors.put("saved")
+
+
+def test_write_failure_names_the_file_and_keeps_the_last_checkpoint(tmp_path):
+    root = tmp_path / "ck"
+    context = multiprocessing.get_context("fork")
+    errors = context.Queue()
+    child = context.Process(target=_save_twice_second_over_file_size_limit, args=(root, 4096, errors))
+    child.start()
+    message = errors.get(timeout=60)
+    child.join(60)
+    assert "no space left on device" in message and "File too large" in message
+    assert re.search(r"\.global_step_2\.tmp-[0-9a-f]+/rng\.pt", message)  # the file whose write failed
+    assert f"the last good checkpoint, {root / 'global_step_1'}, is kept" in message
+    assert _entries(root) == ["checkpoint_tracker.json", "global_step_1", LATEST_FILE]
+    assert (root / LATEST_FILE).read_text() == "1"
+    assert json.loads((root / TRACKER_FILE).read_text())["last_global_step"] == 1
+    state, loader_state = load_trainer_state(root / "global_step_1")
+    assert state == {"global_step": 1} and loader_state["batches_in_epoch"] == 0

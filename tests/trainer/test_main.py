@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from longrl.config.errors import ConfigError
 from longrl.config.loader import load_config
 from longrl.trainer.embedded import prepare_embedded_default
-from longrl.trainer.main import main
+from longrl.trainer.main import cli, main
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = ["embedded.num_videos=8", "embedded.frames=8", "data.rollout_batch_size=2", "worker.actor.global_batch_size=2", "worker.rollout.num_video_frames=4",
@@ -58,3 +59,13 @@ def test_config_error_exits_2_with_the_message(capsys):
     err = capsys.readouterr().err
     assert err.startswith("config error: unknown config key 'worker.rollout.temprature'")
     assert "Did you mean 'worker.rollout.temperature'?" in err
+
+
+def test_config_error_found_by_the_run_exits_2_with_the_message(tmp_path: Path, capsys):
+    def refuse(cfg) -> None:
+        raise ConfigError(f"refusing to resume: {cfg.trainer.experiment_name} differs")
+
+    paths = [f"data.train_files={tmp_path / 'train.jsonl'}", "data.val_files=null",
+             f"worker.actor.model.model_path={tmp_path / 'model'}"]  # nothing embedded is generated
+    assert cli([*paths, "trainer.experiment_name=other"], refuse, "config") == 2
+    assert capsys.readouterr().err == "config error: refusing to resume: other differs\n"

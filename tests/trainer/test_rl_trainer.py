@@ -8,6 +8,7 @@ import ray
 import torch
 from safetensors.torch import load_file
 
+from longrl.config.errors import ConfigError
 from longrl.config.loader import load_config
 from longrl.data.synthetic import generate_dataset
 from longrl.rewards import RewardFunctionError
@@ -153,12 +154,17 @@ def test_dapo_generates_in_rounds_of_mini_rollout_batch_size(setup, monkeypatch,
         assert m["filter/tries"] >= 2 and m["filter/kept_ratio"] == pytest.approx(2 / m["filter/tries"])
 
 
-def test_resume_continues_exactly(setup, monkeypatch, tmp_path):
+def test_resume_continues_exactly(setup, monkeypatch, tmp_path, capsys):
     root, model_dir = setup
     monkeypatch.chdir(tmp_path)
     run(_cfg(root, model_dir, "straight", "trainer.max_steps=4", "trainer.save_freq=2"))
     run(_cfg(root, model_dir, "resumed", "trainer.max_steps=2", "trainer.save_freq=2"))
+    with pytest.raises(ConfigError, match=r"refusing to resume .*\n  algorithm\.disable_kl: checkpoint False"):
+        run(_cfg(root, model_dir, "resumed", "algorithm=dapo", "algorithm.overlong_buffer_len=4", "trainer.max_steps=4",
+                 "trainer.save_freq=2"))
+    capsys.readouterr()
     run(_cfg(root, model_dir, "resumed", "trainer.max_steps=4", "trainer.save_freq=2"))  # auto-resumes at step 2
+    assert f"resumed from {root / 'resumed/global_step_2'} at step 2\n" in capsys.readouterr().out
     straight, resumed = _metrics("straight"), _metrics("resumed")
     assert [m["step"] for m in resumed] == [1, 2, 3, 4]
     assert [_deterministic(m) for m in straight] == [_deterministic(m) for m in resumed]

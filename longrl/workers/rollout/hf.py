@@ -52,10 +52,11 @@ _GRID_KEYS = {"image": "image_grid_thw", "video": "video_grid_thw", "audio": "fe
 class HFRollout(RolloutEngine):
     """``generate`` on a full local copy of the model in ``model_dir`` (any family with an adapter)."""
 
-    def __init__(self, model_dir: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+    def __init__(self, model_dir: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                 trust_remote_code: bool = False):
         self.device = torch.device(device)
         self.adapter = adapter_for_model_dir(model_dir)
-        self.model: PreTrainedModel = self.adapter.load_model(model_dir, dtype)
+        self.model: PreTrainedModel = self.adapter.load_model(model_dir, dtype, trust_remote_code)
         self.model.to(self.device).eval()
         # Media tokens are never generated (see media_token_ids). The recorder sits before this, so rollout
         # log-probs stay those of the full distribution the actor scores.

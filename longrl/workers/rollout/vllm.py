@@ -29,6 +29,7 @@ from transformers import AutoConfig
 
 from longrl import _torchvision_compat
 from longrl.config.schema import RolloutConfig
+from longrl.models.remote_code import announce_remote_code
 from longrl.protocol import Batch
 from longrl.workers.rollout.base import RolloutEngine, WeightsLike, media_token_ids
 from longrl.workers.rollout.output import build_rollout_batch
@@ -67,14 +68,16 @@ class VLLMRollout(RolloutEngine):
     """vLLM's ``LLM`` over the checkpoint in ``model_dir``, configured from ``worker.rollout``."""
 
     def __init__(self, model_dir: str | Path, rollout: RolloutConfig, max_model_len: int, positions_3d: bool,
-                 dtype: torch.dtype = torch.float32, seed: int = 0, tokenizer_dir: str | Path | None = None):
+                 dtype: torch.dtype = torch.float32, seed: int = 0, tokenizer_dir: str | Path | None = None,
+                 trust_remote_code: bool = False):
         vllm = load_vllm()
         self._sampling_params_cls = vllm.SamplingParams
         self.rollout = rollout
         self.positions_3d = positions_3d
         if rollout.prompt_input not in PROMPT_INPUTS:
             raise ValueError(f"worker.rollout.prompt_input must be one of {PROMPT_INPUTS}, got {rollout.prompt_input!r}")
-        config = AutoConfig.from_pretrained(str(model_dir))
+        announce_remote_code(model_dir, trust_remote_code)
+        config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
         self.video_token_id = getattr(config, "video_token_id", None)
         self._media_bias = {token: _NEVER for token in media_token_ids(config)}
         self._hf_names = _hf_state_dict_names(config)
@@ -91,6 +94,7 @@ class VLLMRollout(RolloutEngine):
         self.llm: Any = vllm.LLM(
             model=str(model_dir),
             tokenizer=str(tokenizer_dir or model_dir),
+            trust_remote_code=trust_remote_code,
             dtype=_DTYPE_NAMES[dtype],
             seed=seed,
             max_model_len=max_model_len,
