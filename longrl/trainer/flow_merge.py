@@ -65,7 +65,7 @@ def load_trained_transformer(local_dir: str | Path) -> tuple[torch.nn.Module, Pa
 def merge_flow_checkpoint(local_dir: str | Path, target_dir: str | Path | None = None, overwrite: bool = False) -> Path:
     """Write the pipeline directory for the checkpoint in ``local_dir``; return its path."""
     local_dir = Path(local_dir)
-    target = merge_target(local_dir, target_dir, overwrite)
+    target = merge_target(target_dir if target_dir is not None else local_dir / "merged", overwrite)
     model, model_path = load_trained_transformer(local_dir)
 
     def fill(tmp: Path) -> None:

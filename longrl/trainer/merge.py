@@ -9,9 +9,11 @@ processor files are copied in the sub-directories they were saved in, and the ad
 in its family's layout (``save_model``: ``save_pretrained`` for Hugging Face families; VILA's ``llm/``,
 ``vision_tower/``, ``mm_projector/``), so the merged directory loads again with the adapter.
 
-The default target is ``<local_dir>/merged`` (i.e. ``global_step_N/actor/merged``): it sits beside the files it was
-made from and is pruned with them by ``trainer.save_limit``. The target is written to a temp directory and renamed
-into place, so an interrupted merge never leaves a half-written model that looks complete.
+The default target is ``<local_dir>/huggingface`` (i.e. ``global_step_N/actor/huggingface``), where EasyR1's merger
+writes and EasyR1 recipes look: the directory that held the config and tokenizer then also holds the weights, and it
+is pruned with the checkpoint by ``trainer.save_limit``. The target is written to a temp directory and swapped into
+place, so an interrupted merge never leaves a half-written model that looks complete, nor loses the config it was made
+from.
 """
 
 from __future__ import annotations
@@ -31,13 +33,13 @@ from longrl.models.registry import adapter_for_model_dir
 
 MODEL_SUBDIR = "model"
 HF_SUBDIR = "huggingface"
-# Weight files that may sit in huggingface/ from another tool; the merged weights replace them.
+# Weight files in huggingface/ (an earlier merge, or another tool's); the merged weights replace them.
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
 def default_target_dir(local_dir: str | Path) -> Path:
-    return Path(local_dir) / "merged"
+    return Path(local_dir) / HF_SUBDIR
 
 
 def checkpoint_tensor_dtypes(dcp_dir: str | Path) -> dict[str, torch.dtype]:
@@ -96,27 +98,34 @@ def _check_keys(state: dict[str, torch.Tensor], stored: dict[str, torch.dtype], 
         )
 
 
-def merge_target(local_dir: str | Path, target_dir: str | Path | None, overwrite: bool) -> Path:
-    """Where a merge of ``local_dir`` goes, refused before any weight is read if it would replace a non-empty
-    directory without ``overwrite``."""
-    target = Path(target_dir) if target_dir is not None else default_target_dir(local_dir)
-    if target.exists() and any(target.iterdir()) and not overwrite:
-        raise FileExistsError(f"{target} already exists and is not empty; pass --overwrite or another --target_dir")
+def merge_target(target: str | Path, overwrite: bool, assets: Path | None = None) -> Path:
+    """``target``, refused before any weight is read if it already holds a model and ``overwrite`` is off. The
+    checkpoint's own ``assets`` directory (``huggingface/``) counts as taken only once it holds weights."""
+    target = Path(target)
+    if target.exists() and assets is not None and target.resolve() == assets.resolve():
+        taken = any(_is_weight_file(path.name) for path in target.rglob("*") if path.is_file())
+    else:
+        taken = target.exists() and any(target.iterdir())
+    if taken and not overwrite:
+        raise FileExistsError(f"{target} already holds a model; pass --overwrite or another --target_dir")
     return target
 
 
 def write_directory_atomically(target: Path, fill: Callable[[Path], None]) -> Path:
-    """``fill`` writes the directory under a temporary name beside ``target``, which is then renamed into place (an
-    existing one replaced): an interrupted merge never leaves a half-written model that looks complete."""
+    """``fill`` writes the directory under a temporary name beside ``target``, which is then swapped into place (an
+    existing one moved aside first and removed last): an interrupted merge never leaves a half-written model that
+    looks complete, and ``fill`` may read from ``target`` itself."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
     try:
         fill(tmp)
         if target.exists():
-            shutil.rmtree(target)
+            target.rename(old)
         tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return target
 
 
@@ -129,7 +138,8 @@ def merge_actor_checkpoint(
     """Write the model directory for the actor checkpoint in ``local_dir`` (in the layout of its family's adapter);
     return its path."""
     local_dir = Path(local_dir)
-    target = merge_target(local_dir, target_dir, overwrite)
+    target = merge_target(target_dir if target_dir is not None else default_target_dir(local_dir), overwrite,
+                          assets=local_dir / HF_SUBDIR)
     model = load_merged_model(local_dir, dtype)
 
     def fill(tmp: Path) -> None:
@@ -139,12 +149,16 @@ def merge_actor_checkpoint(
     return write_directory_atomically(target, fill)
 
 
+def _is_weight_file(name: str) -> bool:
+    return name.endswith(_WEIGHT_SUFFIXES) or name in _WEIGHT_INDEXES
+
+
 def _copy_assets(hf_dir: Path, out_dir: Path) -> None:
     """Tokenizer, processor and chat-template files, in the sub-directories the family keeps them in (VILA: ``llm/``,
     ``vision_tower/``); the adapter's ``save_model`` then rewrites the config files and writes the weights."""
 
     def weights(directory: str, names: list[str]) -> list[str]:
-        return [name for name in names if name.endswith(_WEIGHT_SUFFIXES) or name in _WEIGHT_INDEXES]
+        return [name for name in names if _is_weight_file(name)]
 
     shutil.copytree(hf_dir, out_dir, ignore=weights)
 
