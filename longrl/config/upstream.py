@@ -46,13 +46,6 @@ NOT_IMPLEMENTED: dict[str, tuple[tuple[Any, ...], str]] = {
     "data.mini_rollout_batch_size": ((None,), "generation rounds smaller than data.rollout_batch_size are not "
                                               "implemented"),
     "data.override_chat_template": ((None,), "a replacement chat template is not implemented"),
-    "worker.actor.model.lora.rank": ((0,), "LoRA for the vision-language RL stage is not implemented "
-                                           "(Flow-GRPO has it)"),
-    "worker.actor.model.lora.alpha": ((64,), "LoRA for the vision-language RL stage is not implemented"),
-    "worker.actor.model.lora.target_modules": (("all-linear",), "LoRA for the vision-language RL stage is not "
-                                                               "implemented"),
-    "worker.actor.model.lora.exclude_modules": ((".*visual.*",), "LoRA for the vision-language RL stage is not "
-                                                                 "implemented"),
     "trainer.save_model_only": ((False,), "checkpoints always hold the optimizer state, so that a resume is exact"),
     "trainer.find_last_checkpoint": ((True,), "longrl always resumes from the last checkpoint under "
                                               "trainer.save_checkpoint_path"),

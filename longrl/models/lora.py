@@ -9,12 +9,18 @@ model's names with ``W + alpha / rank * B @ A``, for the rollout engine and the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
-__all__ = ["add_lora", "adapters_disabled", "lora_target_modules", "merged_tensors"]
+__all__ = ["ADAPTER_SUBDIR", "adapter_scale", "add_lora", "adapters_disabled", "lora_target_modules",
+           "merged_tensors", "write_adapter"]
+
+# Where a checkpoint keeps its adapters alone, in peft's layout (EasyR1's name for it).
+ADAPTER_SUBDIR = "lora_adapter"
 
 _BASE_WEIGHT, _BASE = ".base_layer.weight", ".base_layer."
 _LORA_A, _LORA_B = ".lora_A.default.weight", ".lora_B.default.weight"
@@ -91,3 +97,29 @@ def merged_tensors(tensors: Iterable[tuple[str, torch.Tensor]], scale: float) ->
             yield f"{prefix}.weight", (weight.float() + scale * delta).to(weight.dtype)
     if pending:
         raise KeyError(f"LoRA layers without their base weight or both adapter matrices: {sorted(pending)[:3]}")
+
+
+def write_adapter(directory: str | Path, adapters: dict[str, torch.Tensor], rank: int, alpha: float,
+                  target_modules: str | Sequence[str], exclude_modules: str | None, base_model: str) -> None:
+    """``directory`` as peft saves an adapter (``adapter_config.json``, ``adapter_model.safetensors``) from the
+    model's unsharded adapter tensors under their state-dict names, so peft or vLLM can load it over ``base_model``."""
+    from peft import LoraConfig
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=lora_target_modules(target_modules),
+                        exclude_modules=exclude_modules or None, base_model_name_or_path=base_model,
+                        task_type="CAUSAL_LM")
+    config.save_pretrained(str(directory))
+    named = {"base_model.model." + name.replace(".lora_A.default.", ".lora_A.").replace(".lora_B.default.", ".lora_B."):
+             tensor.detach().cpu().contiguous() for name, tensor in adapters.items()}
+    save_file(named, str(directory / "adapter_model.safetensors"))
+
+
+def adapter_scale(directory: str | Path) -> float:
+    """``alpha / rank`` of the adapter saved in ``directory`` (what :func:`merged_tensors` folds with)."""
+    config_file = Path(directory) / "adapter_config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file} not found: the checkpoint holds LoRA weights but not their settings")
+    config = json.loads(config_file.read_text())
+    return float(config["lora_alpha"]) / int(config["r"])

@@ -11,9 +11,10 @@ in its family's layout (``save_model``: ``save_pretrained`` for Hugging Face fam
 
 The default target is ``<local_dir>/huggingface`` (i.e. ``global_step_N/actor/huggingface``), where EasyR1's merger
 writes and EasyR1 recipes look: the directory that held the config and tokenizer then also holds the weights, and it
-is pruned with the checkpoint by ``trainer.save_limit``. The target is written to a temp directory and swapped into
-place, so an interrupted merge never leaves a half-written model that looks complete, nor loses the config it was made
-from.
+is pruned with the checkpoint by ``trainer.save_limit``. A LoRA checkpoint (``model/`` with ``.base_layer`` and
+``.lora_*`` keys, ``lora_adapter/`` with the scale) is merged into plain weights (``W + alpha / rank * B @ A``), so the
+directory loads without peft. The target is written to a temp directory and swapped into place, so an interrupted
+merge never leaves a half-written model that looks complete, nor loses the config it was made from.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint import FileSystemReader
 from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
+from longrl.models.lora import ADAPTER_SUBDIR, adapter_scale, merged_tensors
 from longrl.models.registry import adapter_for_model_dir
 
 MODEL_SUBDIR = "model"
@@ -42,11 +44,15 @@ def default_target_dir(local_dir: str | Path) -> Path:
     return Path(local_dir) / HF_SUBDIR
 
 
+def checkpoint_tensors(dcp_dir: str | Path) -> dict[str, TensorStorageMetadata]:
+    """The tensor keys stored in a DCP directory and their shapes and dtypes, read from its metadata only."""
+    metadata = FileSystemReader(str(dcp_dir)).read_metadata()
+    return {key: item for key, item in metadata.state_dict_metadata.items() if isinstance(item, TensorStorageMetadata)}
+
+
 def checkpoint_tensor_dtypes(dcp_dir: str | Path) -> dict[str, torch.dtype]:
     """The tensor keys stored in a DCP directory and their dtypes, read from its metadata only."""
-    metadata = FileSystemReader(str(dcp_dir)).read_metadata()
-    return {key: item.properties.dtype for key, item in metadata.state_dict_metadata.items()
-            if isinstance(item, TensorStorageMetadata)}
+    return {key: item.properties.dtype for key, item in checkpoint_tensors(dcp_dir).items()}
 
 
 def _check_actor_dir(local_dir: Path) -> tuple[Path, Path]:
@@ -61,13 +67,19 @@ def _check_actor_dir(local_dir: Path) -> tuple[Path, Path]:
 
 
 def load_merged_model(local_dir: str | Path, dtype: torch.dtype | None = None) -> torch.nn.Module:
-    """The model of ``huggingface/config.json`` with every weight from ``model/`` (strict: no missing, no extra).
+    """The model of ``huggingface/config.json`` with every weight from ``model/`` (strict: no missing, no extra;
+    LoRA adapters folded in).
 
     ``dtype=None`` keeps the checkpoint's floating dtype. Keys the model lists but the checkpoint lacks are
     accepted only where they share storage with a key that is present (tied weights such as ``lm_head.weight``).
     """
-    model_dir, hf_dir = _check_actor_dir(Path(local_dir))
-    stored = checkpoint_tensor_dtypes(model_dir)
+    local_dir = Path(local_dir)
+    model_dir, hf_dir = _check_actor_dir(local_dir)
+    tensors = checkpoint_tensors(model_dir)
+    # A LoRA checkpoint: the base under ``.base_layer`` names plus adapters, folded below into the plain weights.
+    adapters = {key: item for key, item in tensors.items() if ".lora_" in key}
+    stored = {key.replace(".base_layer.", "."): item.properties.dtype for key, item in tensors.items()
+              if key not in adapters}
     float_dtypes = {d for d in stored.values() if d.is_floating_point}
     if len(float_dtypes) > 1:
         raise ValueError(f"{model_dir} mixes floating dtypes {sorted(map(str, float_dtypes))}; "
@@ -77,10 +89,17 @@ def load_merged_model(local_dir: str | Path, dtype: torch.dtype | None = None) -
     model = adapter.build_empty_model(hf_dir, next(iter(float_dtypes), torch.float32))
     state = model.state_dict()
     _check_keys(state, stored, model_dir, hf_dir)
+    # Base tensors load in place into the model's own; the (small) adapters into tensors of their own.
+    targets = {key: state[key.replace(".base_layer.", ".")] for key in tensors if key not in adapters}
+    targets.update({key: torch.empty(item.size, dtype=item.properties.dtype) for key, item in adapters.items()})
     with warnings.catch_warnings():
         # Loading without a process group is the point here, not an accident worth a warning.
         warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single process")
-        dcp.load({key: state[key] for key in state if key in stored}, checkpoint_id=str(model_dir), no_dist=True)
+        dcp.load(targets, checkpoint_id=str(model_dir), no_dist=True)
+    if adapters:
+        for name, tensor in merged_tensors(targets.items(), adapter_scale(local_dir / ADAPTER_SUBDIR)):
+            if tensor is not state[name]:
+                state[name].copy_(tensor)
     generation_config = adapter.load_generation_config(hf_dir)
     if generation_config is not None:
         model.generation_config = generation_config

@@ -54,6 +54,8 @@ def test_an_upstream_config_file_composes_with_notes_for_what_is_not_applied(tmp
         cfg = load_config([], config_file=config)
     assert cfg.worker.rollout.fps == 2.0 and cfg.worker.rollout.num_video_frames is None
     assert cfg.algorithm.max_try_make_batch == 20 and cfg.worker.actor.loss_agg_mode == "token-mean"
+    lora = cfg.worker.actor.model.lora
+    assert (lora.rank, lora.alpha, lora.target_modules, lora.exclude_modules) == (0, 64, "all-linear", ".*visual.*")
     notes = caplog.text
     assert "worker.actor.dynamic_batching=true is not needed: longrl's micro-batches are fixed in size" in notes
     assert "worker.actor.fsdp.enable_rank0_init=true is accepted but not applied" in notes
@@ -90,12 +92,10 @@ def test_keys_longrl_does_not_need_are_dropped_with_the_reason(caplog):
 
 def test_unimplemented_keys_are_refused_together_with_their_reasons():
     with pytest.raises(ConfigError) as error:
-        load_config(["worker.actor.model.lora.rank=64",
-                     "data.mini_rollout_batch_size=128", "trainer.save_model_only=true"])
+        load_config(["data.mini_rollout_batch_size=128", "trainer.save_model_only=true"])
     message = str(error.value)
     assert message.startswith("not supported by longrl:\n")
-    for refused in ("worker.actor.model.lora.rank=64: LoRA for the vision-language RL stage is not implemented",
-                    "data.mini_rollout_batch_size=128", "trainer.save_model_only=true"):
+    for refused in ("data.mini_rollout_batch_size=128", "trainer.save_model_only=true"):
         assert refused in message
 
 
