@@ -14,13 +14,12 @@ from safetensors.torch import load_file
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from longrl.models import get_adapter
-from longrl.models.lora import add_lora
+from longrl.models.lora import adapter_scale, add_lora, write_adapter
 from longrl.protocol import Batch
 from longrl.trainer.merge import merge_actor_checkpoint
 from mrsp.spawn import run_on_ranks
 from workers.test_actor import FAMILY, _config, _reference_log_probs, rollout_batch  # noqa: F401 (a fixture)
 
-pytestmark = pytest.mark.slow
 RANK, ALPHA = 4, 8.0
 LORA = {"worker.actor.model.lora.rank": RANK, "worker.actor.model.lora.alpha": ALPHA,
         "worker.actor.model.lora.exclude_modules": "'.*visual.*'", "worker.actor.optim.lr": 1e-2,
@@ -72,6 +71,7 @@ def _lora_run(model_dir: str, data_dir: str, batch: Batch, out: str) -> dict:
     return result
 
 
+@pytest.mark.slow
 def test_lora_trains_adapters_only_and_merges_everywhere(rollout_batch, tmp_path):  # noqa: F811
     model_dir, data_dir, batch = rollout_batch
     results = run_on_ranks(2, _lora_run, str(model_dir), str(data_dir), batch, str(tmp_path))
@@ -125,6 +125,7 @@ def test_lora_trains_adapters_only_and_merges_everywhere(rollout_batch, tmp_path
         assert torch.allclose(merged[key], value, rtol=0, atol=1e-7), key
 
 
+@pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`:UserWarning")  # the embedding case below
 def test_target_modules_that_match_nothing_are_refused_with_the_key(tiny_model_dir):
     model = get_adapter(FAMILY).load_model(tiny_model_dir(FAMILY))
     with pytest.raises(ValueError, match=r"worker.actor.model.lora.target_modules='qproj' \(exclude_modules=None\) "
@@ -133,3 +134,26 @@ def test_target_modules_that_match_nothing_are_refused_with_the_key(tiny_model_d
     with pytest.raises(ValueError, match="names layers that are not linear"):
         add_lora(get_adapter(FAMILY).load_model(tiny_model_dir(FAMILY)), RANK, ALPHA, "embed_tokens",
                  key="worker.actor.model.lora")
+
+
+def test_the_saved_adapter_is_peft_s_own_layout(tiny_model_dir, tmp_path):
+    """lora_adapter/ as write_adapter leaves it: peft reads its config and sets every adapter matrix from its file."""
+    from peft import LoraConfig
+    from peft.utils import set_peft_model_state_dict
+
+    model_dir = tiny_model_dir(FAMILY)
+    trained = get_adapter(FAMILY).load_model(model_dir)
+    add_lora(trained, RANK, ALPHA, "q_proj,v_proj", ".*visual.*")
+    adapters = {key: torch.randn(value.shape) for key, value in trained.state_dict().items() if ".lora_" in key}
+    write_adapter(tmp_path, adapters, RANK, ALPHA, "q_proj,v_proj", ".*visual.*", str(model_dir))
+    assert adapter_scale(tmp_path) == ALPHA / RANK
+    config = LoraConfig.from_pretrained(str(tmp_path))
+    assert (config.r, config.lora_alpha, set(config.target_modules)) == (RANK, ALPHA, {"q_proj", "v_proj"})
+    fresh = get_adapter(FAMILY).load_model(model_dir)
+    add_lora(fresh, RANK, ALPHA, "q_proj,v_proj", ".*visual.*")
+    stored = load_file(str(tmp_path / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(fresh, {key.removeprefix("base_model.model."): value
+                                               for key, value in stored.items()})
+    assert not result.unexpected_keys
+    state = fresh.state_dict()
+    assert all(torch.equal(state[key], value) for key, value in adapters.items())
