@@ -3,7 +3,8 @@
     python scripts/model_merger.py --local_dir checkpoints/<project>/<experiment>/global_step_N/actor \\
         [--target_dir DIR] [--dtype bfloat16] [--overwrite] [--hf_upload_path USER/REPO]
 
-The merged model goes to ``<local_dir>/merged`` unless ``--target_dir`` is given. Uploading is off unless
+The merged model goes to ``<local_dir>/huggingface`` (beside its config and tokenizer, where EasyR1's merger puts
+it) unless ``--target_dir`` is given; LoRA adapters are folded into the weights. Uploading is off unless
 ``--hf_upload_path`` is given; it needs network access and a Hugging Face token (``huggingface-cli login``).
 The work is done by :mod:`longrl.trainer.merge`.
 """
@@ -23,10 +24,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--local_dir", required=True, help="the global_step_N/actor directory of a checkpoint")
-    parser.add_argument("--target_dir", default=None, help="where to write the model (default: <local_dir>/merged)")
+    parser.add_argument("--target_dir", default=None,
+                        help="where to write the model (default: <local_dir>/huggingface)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None,
                         help="cast the weights (default: keep the checkpoint's dtype)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty target directory")
+    parser.add_argument("--overwrite", action="store_true", help="replace a model already in the target directory")
     parser.add_argument("--hf_upload_path", default=None,
                         help="also upload to this Hub repo (needs network access and a token)")
     parser.add_argument("--public", action="store_true", help="create the Hub repo public (default: private)")

@@ -79,6 +79,21 @@ class AlgorithmConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA on the policy (EasyR1's keys): only the adapters train, the reference is the base (adapters disabled), and
+    the rollout engine and the merged model get the folded weights (``W + alpha / rank * B @ A``)."""
+
+    # adapter rank; 0 turns LoRA off (every weight trains)
+    rank: int = 0
+    # the adapters' update is scaled by alpha / rank
+    alpha: float = 64.0
+    # "all-linear" (every linear layer but the output head) or comma-separated module names ("q_proj,v_proj")
+    target_modules: str = "all-linear"
+    # regex over full module names left without adapters (".*visual.*": the vision tower stays the base's)
+    exclude_modules: Optional[str] = None
+
+
+@dataclass
 class ModelConfig:
     model_path: str = "???"
     # Where the tokenizer / processor is read from (null: model_path), as in EasyR1; checkpoints save this one.
@@ -90,6 +105,8 @@ class ModelConfig:
     freeze_vision_tower: bool = False
     # transformers' kernels fetched from the Hugging Face hub on CUDA (needs internet); off by default
     use_hub_kernels: bool = False
+    # LoRA adapters (rank > 0) instead of training every weight
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
     def processor_path(self) -> str:
         """The directory the tokenizer / processor is loaded from."""

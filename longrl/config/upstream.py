@@ -42,13 +42,6 @@ NOT_NEEDED: dict[str, str] = {
 
 # upstream key -> (values with no effect, why other values are refused)
 NOT_IMPLEMENTED: dict[str, tuple[tuple[Any, ...], str]] = {
-    "worker.actor.model.lora.rank": ((0,), "LoRA for the vision-language RL stage is not implemented "
-                                           "(Flow-GRPO has it)"),
-    "worker.actor.model.lora.alpha": ((64,), "LoRA for the vision-language RL stage is not implemented"),
-    "worker.actor.model.lora.target_modules": (("all-linear",), "LoRA for the vision-language RL stage is not "
-                                                               "implemented"),
-    "worker.actor.model.lora.exclude_modules": ((".*visual.*",), "LoRA for the vision-language RL stage is not "
-                                                                 "implemented"),
     "trainer.find_last_checkpoint": ((True,), "longrl always resumes from the last checkpoint under "
                                               "trainer.save_checkpoint_path"),
 }

@@ -5,6 +5,8 @@ Each rule's message states the rule and the values that broke it, so the fix is 
 
 from __future__ import annotations
 
+import re
+
 from longrl.config.errors import ConfigError
 from longrl.config.ranges import check_ranges
 from longrl.config.schema import RootConfig
@@ -35,6 +37,7 @@ def validate_config(cfg: RootConfig) -> None:
     _validate_batches(cfg)
     _validate_video_sampling(cfg)
     _validate_algorithm(cfg)
+    _validate_lora(cfg)
     data, rollout = cfg.data, cfg.worker.rollout
     _one_of(rollout.name, ROLLOUT_ENGINES, "worker.rollout.name")
     if cfg.worker.reward.reward_type is not None:
@@ -59,6 +62,26 @@ def validate_config(cfg: RootConfig) -> None:
     # group are sent the same share of the batch.
     _require(sp % tp == 0,
              f"worker.rollout.tensor_parallel_size ({tp}) must divide worker.actor.ulysses_size ({sp})")
+
+
+def _validate_lora(cfg: RootConfig) -> None:
+    """``worker.actor.model.lora``: a rank, a positive alpha, target names and an exclusion regex that compiles
+    (whether they match any module is known only once the model is built: the worker raises then, naming the key)."""
+    lora = cfg.worker.actor.model.lora
+    key = "worker.actor.model.lora"
+    _require(lora.rank >= 0, f"{key}.rank ({lora.rank}) must be >= 0 (0 turns LoRA off)")
+    if lora.rank == 0:
+        return
+    _require(lora.alpha > 0, f"{key}.alpha ({lora.alpha}) must be > 0 (the adapters are scaled by alpha / rank)")
+    _require(any(name.strip() for name in lora.target_modules.split(",")),
+             f"{key}.target_modules ({lora.target_modules!r}) names no module; use all-linear or names such as "
+             "q_proj,v_proj")
+    if lora.exclude_modules:
+        try:
+            re.compile(lora.exclude_modules)
+        except re.error as exc:
+            raise ConfigError(f"{key}.exclude_modules ({lora.exclude_modules!r}) is not a regular expression: "
+                              f"{exc}; e.g. '.*visual.*' leaves the vision tower without adapters") from exc
 
 
 def _validate_batches(cfg: RootConfig) -> None:

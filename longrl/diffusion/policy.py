@@ -20,7 +20,7 @@ import torch
 
 from longrl.config.flow_schema import FlowRootConfig
 from longrl.diffusion.flow_grpo import Guidance, Velocity, guided_velocity, sample_trajectories, step_loss
-from longrl.diffusion.lora import adapters_disabled
+from longrl.models.lora import adapters_disabled
 from longrl.diffusion.media import MediaDecoder
 from longrl.diffusion.models import FlowFamily, TextConditioning
 from longrl.diffusion.sde import flow_sigmas

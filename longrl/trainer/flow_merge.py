@@ -23,23 +23,11 @@ from pathlib import Path
 import torch
 import torch.distributed.checkpoint as dcp
 
-from longrl.diffusion.lora import add_lora
 from longrl.diffusion.models import family_of
+from longrl.models.lora import add_lora, merged_tensors
 from longrl.trainer.merge import checkpoint_tensor_dtypes, merge_target, write_directory_atomically
 
 __all__ = ["load_trained_transformer", "main", "merge_flow_checkpoint"]
-
-_LORA_A, _LORA_B, _BASE = ".lora_A.default.weight", ".lora_B.default.weight", ".base_layer."
-
-
-def _fold_lora(state: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
-    """A LoRA-wrapped model's state dict as the plain model's: each adapted weight plus ``scale * B @ A``, the base
-    layers under their own names, the adapters dropped."""
-    plain = {key.replace(_BASE, "."): value for key, value in state.items() if ".lora_" not in key}
-    for key in (k for k in state if k.endswith(_LORA_A)):
-        prefix = key[: -len(_LORA_A)]
-        plain[f"{prefix}.weight"] = plain[f"{prefix}.weight"] + scale * state[prefix + _LORA_B] @ state[key]
-    return plain
 
 
 def load_trained_transformer(local_dir: str | Path) -> tuple[torch.nn.Module, Path]:
@@ -70,14 +58,14 @@ def load_trained_transformer(local_dir: str | Path) -> tuple[torch.nn.Module, Pa
     if not lora:
         return model, model_path
     plain = flow.load(model_path / "transformer")
-    plain.load_state_dict(_fold_lora(model.state_dict(), lora["alpha"] / lora["rank"]), strict=True)
+    plain.load_state_dict(dict(merged_tensors(model.state_dict().items(), lora["alpha"] / lora["rank"])), strict=True)
     return plain, model_path
 
 
 def merge_flow_checkpoint(local_dir: str | Path, target_dir: str | Path | None = None, overwrite: bool = False) -> Path:
     """Write the pipeline directory for the checkpoint in ``local_dir``; return its path."""
     local_dir = Path(local_dir)
-    target = merge_target(local_dir, target_dir, overwrite)
+    target = merge_target(target_dir if target_dir is not None else local_dir / "merged", overwrite)
     model, model_path = load_trained_transformer(local_dir)
 
     def fill(tmp: Path) -> None:

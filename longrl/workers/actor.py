@@ -14,7 +14,7 @@ only when the tower is trained, through stage 1 with gradients, once per prompt 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,6 +32,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from longrl.algos import agg_loss, compute_kl_loss, compute_policy_loss
 from longrl.config.schema import FSDPConfig, OffloadConfig, OptimConfig, RootConfig
+from longrl.models.lora import ADAPTER_SUBDIR, merged_tensors, write_adapter
 from longrl.models.registry import ModelAdapter
 from longrl.mrsp import (
     PrefillInputs,
@@ -91,16 +92,21 @@ class PolicyModel:
         self.groups, self.pad_token_id = groups, pad_token_id
         actor = cfg.worker.actor
         self.sharded_prefill = groups.enabled or actor.padding_free or actor.shared_prefix
+        # LoRA (the trained policy only): a frozen base with adapters; the reference is that base, adapters disabled.
+        self.lora = actor.model.lora if trainable and actor.model.lora.rank > 0 else None
         self.model = load_sharded_model(adapter, actor.model.model_path, fsdp, offload, device,
                                         gradient_checkpointing=trainable and actor.model.enable_gradient_checkpointing,
-                                        trust_remote_code=actor.model.trust_remote_code)
+                                        trust_remote_code=actor.model.trust_remote_code, lora=self.lora,
+                                        lora_seed=cfg.worker.rollout.seed)
         if self.sharded_prefill:
             text = self.model.config.get_text_config()
             kv_head_repeat(text.num_attention_heads, text.num_key_value_heads, groups.sp_size)  # fail at start
             use_mrsp_attention(self.model)
-        self.tower_trained = trainable and not actor.model.freeze_vision_tower
         self.encoded_slices: list[int] = []  # temporal slices per vision-tower call on this rank, since last read
         tower = adapter.vision_tower(self.model)
+        # With LoRA the tower trains only if it has adapters (exclude_modules may leave it as the base's).
+        self.tower_trained = trainable and not actor.model.freeze_vision_tower and (
+            tower is None or any(param.requires_grad for param in tower.parameters()))
         if tower is not None:
             tower.register_forward_hook(self._count_encoded_slices, with_kwargs=True)
         self.optimizer: torch.optim.Optimizer | None = None
@@ -363,19 +369,25 @@ class PolicyModel:
 
     # ----- weights and checkpoints -----------------------------------------------------------------------------
     def full_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """Every tensor of the model's state dict unsharded, one at a time: what the rollout engine loads.
+        """Every tensor of the model's state dict unsharded, one at a time: what the rollout engine loads. With LoRA,
+        the plain model's names and weights, each adapter folded in (the engine holds the plain model).
 
         Each tensor is a collective (an all-gather of its shards), so every rank must consume the whole stream in
         the same order; the rollout engine then never holds more than one unsharded tensor besides its own copy.
         """
-        for name, tensor in self.model.state_dict().items():
+        tensors = self._unsharded(self.model.state_dict().items())
+        return tensors if self.lora is None else merged_tensors(tensors, self.lora.alpha / self.lora.rank)
+
+    def _unsharded(self, tensors: Iterable[tuple[str, torch.Tensor]]) -> Iterator[tuple[str, torch.Tensor]]:
+        for name, tensor in tensors:
             if isinstance(tensor, DTensor):
                 tensor = tensor.to(self.device).full_tensor()
             yield name, tensor.detach()
 
     def save(self, directory: str | Path, processor: Any) -> None:
         """``model/`` and (unless ``trainer.save_model_only``) ``optim/`` as sharded DCP, ``extra.pt`` (lr schedule),
-        ``huggingface/`` (config, tokenizer)."""
+        ``huggingface/`` (config, tokenizer); with LoRA, ``model/`` holds the base and the adapters (a resume needs no
+        model directory) and ``optim/`` the adapters' state, plus ``lora_adapter/``."""
         directory = Path(directory)
         dcp.save(get_model_state_dict(self.model), checkpoint_id=str(directory / "model"))
         if self.optimizer is not None and not self.cfg.trainer.save_model_only:
@@ -388,7 +400,18 @@ class PolicyModel:
             if generation_config is not None:
                 generation_config.save_pretrained(directory / "huggingface")
             processor.save_pretrained(directory / "huggingface")
+        if self.lora is not None:
+            self._save_adapter(directory / ADAPTER_SUBDIR)
         dist.barrier()
+
+    def _save_adapter(self, directory: Path) -> None:
+        """``lora_adapter/`` in peft's layout, as EasyR1 writes it: the adapters alone (to serve over the base model)
+        and the scale the merger folds ``model/``'s adapters with. Every rank gathers; rank 0 writes."""
+        adapters = dict(self._unsharded((name, tensor) for name, tensor in self.model.state_dict().items()
+                                        if ".lora_" in name))
+        if dist.get_rank() == 0:
+            write_adapter(directory, adapters, self.lora.rank, self.lora.alpha, self.lora.target_modules,
+                          self.lora.exclude_modules, str(self.cfg.worker.actor.model.model_path))
 
     def load(self, directory: str | Path) -> None:
         directory = Path(directory)

@@ -26,7 +26,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from longrl.config.flow_schema import FlowRootConfig
 from longrl.controller import Dispatch, Worker, register
-from longrl.diffusion.lora import add_lora
+from longrl.models.lora import add_lora
 from longrl.diffusion.media import MediaDecoder
 from longrl.diffusion.models import family_of
 from longrl.diffusion.policy import FlowPolicy

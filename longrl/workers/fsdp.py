@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
-from longrl.config.schema import FSDPConfig, OffloadConfig
+from longrl.config.schema import FSDPConfig, LoraConfig, OffloadConfig
+from longrl.models.lora import add_lora
 from longrl.models.registry import ModelAdapter
 
 _DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
@@ -34,13 +35,21 @@ def load_sharded_model(
     device: torch.device,
     gradient_checkpointing: bool = False,
     trust_remote_code: bool = False,
+    lora: LoraConfig | None = None,
+    lora_seed: int = 0,
 ) -> torch.nn.Module:
-    """The model at ``model_path`` on ``device``, sharded over the default process group."""
+    """The model at ``model_path`` on ``device``, sharded over the default process group; with ``lora`` (rank > 0)
+    it carries LoRA adapters, initialised from ``lora_seed`` so that every rank shards the same initial values."""
     on_gpu = device.type == "cuda"
     load_dtype = parse_dtype(fsdp.torch_dtype) if (fsdp.torch_dtype and on_gpu) else torch.float32
     model = adapter.load_model(model_path, dtype=load_dtype, trust_remote_code=trust_remote_code).to(device)
     if on_gpu:
         cast_floating_buffers(model, parse_dtype(fsdp.mp_buffer_dtype))
+    if lora is not None and lora.rank > 0:
+        with torch.random.fork_rng(devices=[device] if on_gpu else []):
+            torch.manual_seed(lora_seed)
+            add_lora(model, lora.rank, lora.alpha, lora.target_modules, lora.exclude_modules,
+                     key="worker.actor.model.lora")
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     shard_model(model, fsdp, offload, device)

@@ -21,6 +21,7 @@ from longrl.config.schema import RootConfig
 from longrl.controller import Dispatch, register
 from longrl.embeds.cache import cache_root, write_back
 from longrl.embeds.store import EmbeddingStore
+from longrl.models.lora import adapters_disabled
 from longrl.protocol import EMBED_ENTRY, Batch
 from longrl.workers.actor import PolicyModel
 from longrl.workers.policy_worker import PolicyWorker
@@ -41,9 +42,10 @@ class HybridWorker(PolicyWorker):
         super().__init__(cfg, total_steps)
         self.eos_token_ids = self.adapter.stop_token_ids(self.model_path, self.processor)
         device = self.device()
+        # With LoRA the reference is the actor's base (its adapters disabled): no second copy of the weights.
         self.ref = (PolicyModel(cfg, self.adapter, device, cfg.worker.ref.fsdp, cfg.worker.ref.offload,
                                 trainable=False, groups=self.groups, pad_token_id=self.pad_token_id)
-                    if needs_reference(cfg) else None)
+                    if needs_reference(cfg) and self.actor.lora is None else None)
         self.rollout = self._rollout_engine(self.model_path, device)
         # Videos encoded live because the embedding cache lacked them are written to it (once per SP group).
         root = cache_root(cfg)
@@ -83,7 +85,7 @@ class HybridWorker(PolicyWorker):
                 prompts.non_tensors[VIDEO_EMBEDS], prompts.non_tensors["timestamps"], missing)
         if validate:  # validation's encoding is not part of any training step's count
             del self.actor.encoded_slices[counted:]
-        if self.cfg.worker.actor.model.freeze_vision_tower:
+        if not self.actor.tower_trained:  # no later pass of the step re-encodes: the features are all they need
             rows = [without_pixels(row) for row in prompts.non_tensors["vision_inputs"]]
             prompts = prompts.with_non_tensors(vision_inputs=rows)
         sampling = self._sampling(step, validate)
@@ -98,8 +100,13 @@ class HybridWorker(PolicyWorker):
 
     @register(Dispatch.DP_COMPUTE)
     def compute_ref_log_prob(self, batch: Batch) -> Batch:
-        # The rollout's features came from the actor's tower: the reference's equals it only while it is frozen.
-        scores = self.ref.compute_log_prob(batch, reuse_features=self.cfg.worker.actor.model.freeze_vision_tower)
+        # The rollout's features came from the actor's tower: the reference's equals it only while it is not trained.
+        reuse = not self.actor.tower_trained
+        if self.ref is not None:
+            scores = self.ref.compute_log_prob(batch, reuse_features=reuse)
+        else:
+            with adapters_disabled(self.actor.model):
+                scores = self.actor.compute_log_prob(batch, reuse_features=reuse)
         return Batch.from_dict({"ref_log_probs": scores.tensors["log_probs"]})
 
     @register(Dispatch.DP_COMPUTE)

@@ -133,6 +133,14 @@ def test_wrong_value_type_is_a_config_error():
           "+worker.reward.reward_function_kwargs.overlong_penalty_factor=1.0"],
          "the overlong penalty is on twice: the reward function applies its own (worker.reward.reward_function_kwargs"
          ".overlong_buffer_length=256, as Long-RL's dapo.py does) and algorithm.overlong_buffer_len=16 adds longrl's"),
+        (["worker.actor.model.lora.rank=-8"], "worker.actor.model.lora.rank (-8) must be >= 0 (0 turns LoRA off)"),
+        (["worker.actor.model.lora.rank=8", "worker.actor.model.lora.alpha=0"],
+         "worker.actor.model.lora.alpha (0.0) must be > 0"),
+        (["worker.actor.model.lora.rank=8", "worker.actor.model.lora.target_modules=' , '"],
+         "worker.actor.model.lora.target_modules (' , ') names no module"),
+        (["worker.actor.model.lora.rank=8", "worker.actor.model.lora.exclude_modules='.*visual(.*'"],
+         "worker.actor.model.lora.exclude_modules ('.*visual(.*') is not a regular expression: missing ), "
+         "unterminated subpattern"),
     ],
 )
 def test_inconsistent_values_fail_with_the_rule(overrides, expected):

@@ -13,7 +13,7 @@ from longrl.config.flow_validate import FLOW_SCHEMA
 from longrl.config.loader import load_config
 from longrl.diffusion import family_of, sde_step
 from longrl.diffusion.flow_grpo import Guidance, group_advantages, guided_velocity, step_loss
-from longrl.diffusion.lora import add_lora, adapters_disabled
+from longrl.models.lora import add_lora, adapters_disabled
 from longrl.diffusion.media import MediaDecoder
 from longrl.diffusion.policy import FlowPolicy
 from longrl.diffusion.text import TextEncoder

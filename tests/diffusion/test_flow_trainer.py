@@ -15,7 +15,7 @@ from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 from longrl.config.flow_validate import FLOW_SCHEMA
 from longrl.config.loader import load_config
 from longrl.diffusion import family_of
-from longrl.diffusion.lora import add_lora
+from longrl.models.lora import add_lora
 from longrl.diffusion.text import TextEncoder
 from longrl.trainer.flow_main import run
 from longrl.trainer.flow_merge import main as merge_main

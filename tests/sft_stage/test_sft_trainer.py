@@ -120,7 +120,7 @@ def test_resume_continues_exactly(setup, monkeypatch, tmp_path):
     assert [m["step"] for m in resumed] == [0, 1, 2, 3, 4]  # validation before training only on the first run
     del resumed[2]["val/sft_loss"]  # the first run's last step validates
     assert [_deterministic(m) for m in straight] == [_deterministic(m) for m in resumed]
-    weights = [load_file(str(root / name / "global_step_4/actor/merged/model.safetensors"))
+    weights = [load_file(str(root / name / "global_step_4/actor/huggingface/model.safetensors"))
                for name in ("sft_straight", "sft_resumed")]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

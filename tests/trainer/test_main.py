@@ -32,8 +32,9 @@ def test_main_generates_the_embedded_default_trains_and_reports(tmp_path: Path, 
     assert any(line.startswith("validation after training: reward ") for line in lines)
     checkpoint = Path("checkpoints/longrl/embedded_qwen2_5_vl/global_step_1")
     assert f"checkpoint: {checkpoint}" in lines
-    assert f"merged Hugging Face model: {checkpoint / 'actor/merged'}" in lines
-    assert (checkpoint / "actor/merged/config.json").is_file()
+    assert f"merged Hugging Face model: {checkpoint / 'actor/huggingface'}" in lines
+    assert (checkpoint / "actor/huggingface/config.json").is_file()
+    assert (checkpoint / "actor/huggingface/model.safetensors").is_file()
     assert "metrics: outputs/logs/longrl/embedded_qwen2_5_vl/metrics.jsonl" in lines
     progress = [line for line in lines if line.startswith("step ")]
     assert len(progress) == 2 and progress[0].startswith("step 0/1 | elapsed ") and " | val_reward " in progress[0]

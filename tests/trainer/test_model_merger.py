@@ -69,9 +69,10 @@ def test_merge_round_trip(tmp_path, tiny_model_dir, family):
     merged_run = subprocess.run([sys.executable, str(ROOT / "scripts" / "model_merger.py"), "--local_dir", str(actor)],
                                 capture_output=True, text=True, timeout=600)
     assert merged_run.returncode == 0, merged_run.stderr[-3000:]
-    target = actor / "merged"
+    target = actor / "huggingface"  # where EasyR1's merger writes: beside the config and tokenizer
     assert merged_run.stdout.strip().splitlines()[-1] == f"merged model written to {target}"
     assert (target / "model.safetensors").is_file()
+    assert sorted(path.name for path in actor.iterdir()) == ["huggingface", "model"]  # no temp or old copy left
     assert (target / "tokenizer.json").is_file() and (target / "generation_config.json").is_file()
     merged = get_adapter(family).load_model(target).eval()
     expected = source.state_dict()
@@ -100,18 +101,23 @@ def test_tied_key_may_be_absent_but_others_may_not(tmp_path, tiny_model_dir):
     _, extra = _actor_checkpoint("qwen2", model_dir, tmp_path / "c", extra={"stray.weight": torch.zeros(2)})
     with pytest.raises(KeyError, match=r"0 missing key\(s\) \[\], 1 unexpected key\(s\) \['stray.weight'\]"):
         merge_actor_checkpoint(extra)
-    assert not (extra / "merged").exists()
+    assert not list((extra / "huggingface").glob("*.safetensors"))
 
 
 def test_existing_target_and_wrong_dir_are_refused(tmp_path, tiny_model_dir):
+    """huggingface/ (config and tokenizer only) is merged into; once it holds weights, or another target holds
+    anything, only --overwrite replaces them."""
     _, actor = _actor_checkpoint("qwen2", tiny_model_dir("qwen2"), tmp_path)
-    (actor / "merged").mkdir()
-    (actor / "merged" / "keep.txt").write_text("x")
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    assert merge_actor_checkpoint(actor) == actor / "huggingface"
+    with pytest.raises(FileExistsError, match="huggingface already holds a model; pass --overwrite"):
         merge_actor_checkpoint(actor)
     target = merge_actor_checkpoint(actor, overwrite=True, dtype=torch.bfloat16)
-    assert not (target / "keep.txt").exists()
     assert get_adapter("qwen2").load_model(target, dtype=None).model.norm.weight.dtype == torch.bfloat16
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        merge_actor_checkpoint(actor, tmp_path / "mine")
+    assert not (merge_actor_checkpoint(actor, tmp_path / "mine", overwrite=True) / "keep.txt").exists()
     with pytest.raises(FileNotFoundError, match="global_step_N/actor"):
         merge_actor_checkpoint(tmp_path)
 

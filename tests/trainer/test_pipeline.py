@@ -52,12 +52,12 @@ def test_sft_then_rl_with_an_evaluation_after_each_stage(tmp_path, capsys, monke
         assert len(records) == metrics["total"] == len(test_rows)
         assert metrics["accuracy"] == sum(record["correct"] for record in records) / len(records)
         assert json.loads((folder / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
-    sft_merged = Path("checkpoints/longrl/embedded_sft_qwen2_5_vl/global_step_3/actor/merged").resolve()
+    sft_merged = Path("checkpoints/longrl/embedded_sft_qwen2_5_vl/global_step_3/actor/huggingface").resolve()
     assert Path(results["sft"]["config"]["model"]).resolve() == sft_merged
     rl_config = yaml.safe_load(Path("checkpoints/longrl/embedded_qwen2_5_vl/global_step_1/config.yaml").read_text())
     assert Path(rl_config["worker"]["actor"]["model"]["model_path"]).resolve() == sft_merged
     assert Path(results["rl"]["config"]["model"]).resolve() == \
-        Path("checkpoints/longrl/embedded_qwen2_5_vl/global_step_1/actor/merged").resolve()
+        Path("checkpoints/longrl/embedded_qwen2_5_vl/global_step_1/actor/huggingface").resolve()
     out = capsys.readouterr().out
     summary = [line for line in out.splitlines() if line.startswith("test accuracy by stage: ")]
     assert summary == ["test accuracy by stage: " + ", ".join(

@@ -168,7 +168,7 @@ def test_resume_continues_exactly(setup, monkeypatch, tmp_path, capsys):
     straight, resumed = _metrics("straight"), _metrics("resumed")
     assert [m["step"] for m in resumed] == [1, 2, 3, 4]
     assert [_deterministic(m) for m in straight] == [_deterministic(m) for m in resumed]
-    weights = [load_file(str(root / name / "global_step_4/actor/merged/model.safetensors"))
+    weights = [load_file(str(root / name / "global_step_4/actor/huggingface/model.safetensors"))
                for name in ("straight", "resumed")]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
@@ -183,7 +183,7 @@ def test_merged_model_loads_and_generates(setup, monkeypatch, tmp_path):
     root, model_dir = setup
     monkeypatch.chdir(tmp_path)
     run(_cfg(root, model_dir, "merged", "trainer.max_steps=1", "trainer.save_freq=1"))
-    merged = root / "merged/global_step_1/actor/merged"
+    merged = root / "merged/global_step_1/actor/huggingface"
     model = AutoModelForImageTextToText.from_pretrained(str(merged))
     processor = AutoProcessor.from_pretrained(str(merged))
     ids = processor.tokenizer("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n", return_tensors="pt")
