@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,50 +21,24 @@ from lvreason.backends import BackendConfigError, Request  # noqa: E402
 from lvreason.config import ModelConfig  # noqa: E402
 from lvreason.openai_backend import OpenAIBackend  # noqa: E402
 
+sys.path.append(str(REPO / "tests/rewards"))
+from judge_servers import FaultServer  # noqa: E402
+
 KEY = "zq81-Plain-Looking-Key"  # shaped like no known key format: only the value itself gives it away
 KEY_ENV = "REDACTION_TEST_API_KEY"
 
 
-class EchoServer:
-    """Answers every POST with ``status`` and a JSON body echoing the request's key header first, then all its
-    headers and its body."""
-
-    def __init__(self) -> None:
-        self.status = 401
-        echo = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-                data = json.dumps({"authorization": self.headers["Authorization"], "headers": dict(self.headers),
-                                   "body": body}).encode()
-                self.send_response(echo.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-
 @pytest.fixture(scope="module")
-def echo() -> Iterator[EchoServer]:
-    server = EchoServer()
+def echo() -> Iterator[FaultServer]:
+    server = FaultServer(["echo:401"])
     yield server
-    server.server.shutdown()
-    server.server.server_close()
+    server.stop()
 
 
 @pytest.fixture
 def key(monkeypatch, echo) -> str:
     monkeypatch.setenv(KEY_ENV, KEY)
-    echo.status = 401
+    echo.plan = ["echo:401"]
     return KEY
 
 
@@ -97,7 +68,7 @@ def test_judge_401_echoing_the_request_does_not_show_the_key(echo, key, caplog):
 
 
 def test_judge_reply_echoing_the_request_is_logged_without_the_key(echo, key, caplog):
-    echo.status = 200  # a 200 without choices: retried, then an outage scored 0 and logged with the reply
+    echo.plan = ["echo:200"]  # a 200 without choices: retried, then an outage scored 0 and logged with the reply
     with caplog.at_level(logging.WARNING):
         assert _judge(echo.url, on_outage="zero").score([JudgeItem("q", "a", "r")]) == [0.0]
     assert "judge unavailable" in caplog.text and MASK in caplog.text and key not in caplog.text
@@ -112,7 +83,7 @@ def test_pipeline_backend_401_echo_and_logged_failure_hide_the_key(echo, key, ca
     with pytest.raises(BackendConfigError, match="HTTP 401") as failure:
         _backend(echo.url).complete([Request("hi")], max_tokens=2)
     assert MASK in str(failure.value) and key not in str(failure.value)
-    echo.status = 400  # a per-request failure: logged, the item dropped
+    echo.plan = ["echo:400"]  # a per-request failure: logged, the item dropped
     with caplog.at_level(logging.WARNING):
         assert _backend(echo.url).complete([Request("hi")], max_tokens=2) == [None]
     assert "HTTP 400" in caplog.text and MASK in caplog.text and key not in caplog.text

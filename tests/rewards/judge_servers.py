@@ -111,7 +111,9 @@ class FaultServer:
 
     Actions: ``"ok:TEXT"`` (a well-formed reply), ``"hang"`` (answers nothing until stopped), ``"reset"`` (drops the
     connection without an answer), ``"status:CODE"`` or ``"status:CODE:RETRY_AFTER"``, ``"notjson"`` (HTTP 200
-    with a body that is not JSON), ``"nofield"`` (JSON without ``choices``). Request times are kept in :attr:`times`.
+    with a body that is not JSON), ``"nofield"`` (JSON without ``choices``), ``"echo:CODE"`` (HTTP CODE with a body
+    echoing the request's Authorization header, all its headers and its body, as a careless proxy does). Request times
+    are kept in :attr:`times`.
     """
 
     def __init__(self, plan: list[str]):
@@ -121,7 +123,7 @@ class FaultServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                request_body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
                 server.times.append(time.monotonic())
                 action = server.plan[min(len(server.times), len(server.plan)) - 1]
                 kind, _, arg = action.partition(":")
@@ -143,6 +145,10 @@ class FaultServer:
                     body = b"<html>502 from a load balancer</html>"
                 elif kind == "nofield":
                     body = b'{"object": "chat.completion"}'
+                elif kind == "echo":
+                    status = int(arg)
+                    body = json.dumps({"authorization": self.headers["Authorization"], "headers": dict(self.headers),
+                                       "body": request_body}).encode()
                 else:
                     body = json.dumps({"choices": [{"message": {"role": "assistant", "content": arg}}]}).encode()
                 self.send_response(status)
