@@ -13,13 +13,14 @@ import contextlib
 import importlib
 import io
 import json
+import os
 import re
 import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from omegaconf import OmegaConf
 
@@ -162,14 +163,28 @@ def _refusal(stderr: str) -> str:
     return lines[-1] if lines else "no output"
 
 
+@contextlib.contextmanager
+def _in_dir(path: Path) -> Iterator[None]:
+    """``contextlib.chdir`` for Python 3.10."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
 def compose(recipe: Recipe) -> tuple[Any | None, str]:
     """``--cfg job`` of the script's arguments through the entry point's own ``main``, from the checkout's root (in
     this process: a fresh interpreter per script would spend its time importing torch): (the config, "") or (None,
     why)."""
     entry = importlib.import_module(recipe.entry)
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.chdir(recipe.root), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = entry.main(["--cfg", "job", *recipe.args])
+    with _in_dir(recipe.root), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = entry.main(["--cfg", "job", *recipe.args])
+        except Exception as exc:  # an uncaught error is a finding about this script, not the end of the check
+            return None, f"{type(exc).__name__}: {exc}"
     if status != 0:
         return None, _refusal(err.getvalue())
     return OmegaConf.create(out.getvalue()), ""
@@ -217,7 +232,8 @@ def one_step_overrides(recipe: Recipe, config: Any, model_dir: Path, rows: Path)
     replaced = {key: str(model_dir) for key in MODEL_KEYS[:1]}
     replaced.update({key: str(rows) for key in DATA_KEYS})
     script_keys = {_split(arg)[0] for arg in recipe.args if "=" in arg}
-    replaced.update({key: str(rows.parent) for key in MEDIA_KEYS if key in script_keys})
+    replaced.update({key: str(rows.parent) for key in MEDIA_KEYS
+                     if key in script_keys or OmegaConf.select(config, key) is not None})
     replaced.update({key: str(model_dir) for key in MODEL_KEYS[1:] if key in script_keys})
     missing = object()
     replaced.update({key: value for key, value in TINY_OVERRIDES.items()
