@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from longrl.trainer.upstream_recipes import Result, check, find_recipes, markdown_table, read_recipe
+from longrl.trainer.upstream_recipes import (MEDIA_KEYS, TINY_IF_SET, TINY_OVERRIDES, Result, check, compose,
+                                            find_recipes, markdown_table, one_step_overrides, read_recipe)
 
 CONFIG = """\
 data:
@@ -83,6 +84,20 @@ def test_compose_reports_ok_and_a_refusal_names_the_feature(tmp_path):
     table = markdown_table([composed, refused]).splitlines()
     assert table[2].startswith("| up | examples/qwen2_5_math_grpo.sh | qwen2 | ok | - |")
     assert table[3].startswith("| up | examples/qwen2_5_math_grpo.sh | qwen2 | refused: ")
+
+
+def test_one_step_changes_only_the_model_and_data_paths_and_the_sizes(tmp_path):
+    root = _checkout(tmp_path / "up")
+    [recipe] = find_recipes(root)
+    config, _ = compose(recipe)
+    args = one_step_overrides(recipe, config, Path("/m"), Path("/d/rows.jsonl"))
+    assert args[:3] == ["config=examples/config.yaml", "data.max_prompt_length=512", "trainer.experiment_name=tiny_math"]
+    settings = dict(arg.split("=", 1) for arg in args[3:])
+    assert {key: settings.pop(key) for key in ("worker.actor.model.model_path", "data.train_files", "data.val_files",
+                                               "trainer.nnodes", "trainer.max_steps")} == {
+        "worker.actor.model.model_path": "/m", "data.train_files": "/d/rows.jsonl", "data.val_files": "/d/rows.jsonl",
+        "trainer.nnodes": "1", "trainer.max_steps": "1"}
+    assert set(settings) <= {*TINY_OVERRIDES, *TINY_IF_SET, *MEDIA_KEYS}
 
 
 @pytest.mark.slow
