@@ -138,18 +138,11 @@ def find_recipes(root: Path) -> list[Recipe]:
     return [recipe for recipe in (read_recipe(root, script) for script in scripts) if recipe is not None]
 
 
-def tiny_family(recipe: Recipe) -> str | None:
-    """The longrl family whose tiny model stands in for the script's model; None where longrl has none."""
+def model_family(recipe: Recipe) -> tuple[str, str | None]:
+    """(what the script trains, as matched in its model path or name; the longrl family whose tiny model stands in
+    for it, None where longrl has none)."""
     hint = re.sub(r"[.\-]", "_", recipe.model_hint.lower())
-    for needle, family in FAMILY_HINTS:
-        if needle in hint:
-            return family
-    return None
-
-
-def _family_label(recipe: Recipe) -> str:
-    hint = re.sub(r"[.\-]", "_", recipe.model_hint.lower())
-    return next((needle for needle, _ in FAMILY_HINTS if needle in hint), "unknown")
+    return next(((needle, family) for needle, family in FAMILY_HINTS if needle in hint), ("unknown", None))
 
 
 def _refusal(stderr: str) -> str:
@@ -190,6 +183,21 @@ def compose(recipe: Recipe) -> tuple[Any | None, str]:
     return OmegaConf.create(out.getvalue()), ""
 
 
+def _write_tone(path: Path, seconds: float = 0.5, rate: int = 16000) -> str:
+    """A 440 Hz tone as a 16-bit mono WAV file; returns its name."""
+    import wave
+
+    import numpy as np
+
+    samples = (0.3 * 32767 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)).astype("<i2")
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes(samples.tobytes())
+    return path.name
+
+
 def _write_rows(kind: str, data: Any, out: Path) -> Path:
     """A few rows in the layout of the script's dataset (its own prompt / answer / media keys), with real media."""
     out.mkdir(parents=True, exist_ok=True)
@@ -212,6 +220,8 @@ def _write_rows(kind: str, data: Any, out: Path) -> Path:
             row[data.prompt_key] = "What happens in the video? A. a cup moves B. nothing"
             row[data.answer_key] = "<answer>A</answer>"
             row[data.video_key] = f"videos/{videos[index % len(videos)].name}"
+            if data.get("use_audio"):  # the synthetic videos are silent: name a sound file (data.audio_key)
+                row[data.audio_key] = _write_tone(out / "tone.wav")
     path = out / "rows.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
@@ -267,14 +277,14 @@ def run_one_step(recipe: Recipe, config: Any, family: str, work: Path, timeout: 
 
 def check(recipe: Recipe, checkout: str, work: Path, one_step: bool, timeout: float) -> Result:
     """Compose the script, and with ``one_step`` train one tiny step of it in a fresh folder under ``work``."""
-    result = Result(checkout, recipe.name, _family_label(recipe))
+    label, family = model_family(recipe)
+    result = Result(checkout, recipe.name, family or label)
     config, result.compose_note = compose(recipe)
     result.composed = config is not None
     if config is not None:
         result.reward_function = str(OmegaConf.select(config, "worker.reward.reward_function", default="") or "")
     if not one_step or config is None:
         return result
-    family = tiny_family(recipe)
     if recipe.entry != "longrl.trainer.main":
         result.step_note = "not attempted: one-step covers the RL trainer, not Flow-GRPO"
         return result
