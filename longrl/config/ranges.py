@@ -85,7 +85,7 @@ NUMERIC_RANGES: dict[str, Range] = {
     "worker.actor.micro_batch_size_per_device_for_update": POSITIVE,
     "worker.actor.micro_batch_size_per_device_for_experience": POSITIVE,
     "worker.actor.max_grad_norm": GREATER_THAN_ZERO,
-    "worker.actor.clip_ratio_low": Range(low=0, high=1, low_open=True, high_open=True),
+    "worker.actor.clip_ratio_low": Range(low=0, high=1, high_open=True),  # 0: EasyR1's CISPO script (clip at 1)
     "worker.actor.clip_ratio_high": GREATER_THAN_ZERO,
     "worker.actor.clip_ratio_dual": Range(low=1, low_open=True),
     "worker.actor.tau_positive": GREATER_THAN_ZERO,

@@ -28,6 +28,15 @@ def test_algorithm_group_selects_dapo_across_sections():
     assert cfg.worker.actor.clip_ratio_low == 0.2
 
 
+def test_clip_ratio_low_may_be_zero_as_easyr1s_cispo_script_sets_it():
+    """EasyR1's CISPO recipe clips the ratio to [1, 5] (low 0, high 4); 1 and beyond stay refused."""
+    cfg = load_config(["worker.actor.loss_type=cispo", "worker.actor.clip_ratio_low=0",
+                       "worker.actor.clip_ratio_high=4"])
+    assert (cfg.worker.actor.clip_ratio_low, cfg.worker.actor.clip_ratio_high) == (0.0, 4.0)
+    with pytest.raises(ConfigError, match=r"clip_ratio_low=1.0: allowed in \[0, 1\)"):
+        load_config(["worker.actor.clip_ratio_low=1.0"])
+
+
 def test_algorithm_group_reinforce_and_cli_override_wins():
     cfg = load_config(["algorithm=reinforce", "algorithm.kl_coef=0.5", "trainer.logger=[console]"])
     assert cfg.algorithm.adv_estimator == "reinforce_plus_plus"

@@ -44,7 +44,7 @@ def _validation_error(cfg, key: str, value) -> str:
     ("worker.actor.optim.lr", -1e-6, "worker.actor.optim.lr=-1e-06: allowed > 0"),
     # a fraction, open at one end
     ("worker.rollout.top_p", 1.5, "worker.rollout.top_p=1.5: allowed in (0, 1]"),
-    ("worker.actor.clip_ratio_low", 1.0, "worker.actor.clip_ratio_low=1.0: allowed in (0, 1)"),
+    ("worker.actor.clip_ratio_low", 1.0, "worker.actor.clip_ratio_low=1.0: allowed in [0, 1)"),
     # a list of fractions
     ("worker.actor.optim.betas", [0.9, 1.2], "worker.actor.optim.betas=[0.9, 1.2]: allowed in [0, 1)"),
     # -1 means off; 0 means nothing
