@@ -173,7 +173,8 @@ class CheckpointManager:
         return steps[-1] if steps else None
 
     def find_resume_path(self, load_checkpoint_path: str | Path | None) -> Path | None:
-        """The step directory to resume from: an explicit path wins, else the latest committed step, else None."""
+        """The step directory to resume from: an explicit path wins (a step, or a run's folder meaning its latest
+        step), else the latest committed step, else None."""
         if load_checkpoint_path:
             path = Path(load_checkpoint_path)
             if not path.is_dir():
@@ -181,12 +182,19 @@ class CheckpointManager:
                     f"trainer.load_checkpoint_path={str(load_checkpoint_path)!r} does not exist; point it at a "
                     f"{STEP_PREFIX}N directory or leave it unset to resume from the latest step under {self.root}"
                 )
-            if not _STEP_DIR.match(path.name):
-                raise ValueError(
-                    f"trainer.load_checkpoint_path={str(load_checkpoint_path)!r} is not a {STEP_PREFIX}N directory "
-                    "(the step number is read from its name)"
-                )
-            return path
+            if _STEP_DIR.match(path.name):
+                return path
+            # A run's folder, as Long-RL's scripts pass it: the step its tracker names; this run's own: its latest
+            # step, or a fresh start while it has none.
+            if path.resolve() == self.root.resolve():
+                latest = self.latest_step()
+                return None if latest is None else self.step_dir(latest)
+            if (path / TRACKER_FILE).is_file():
+                return path / f"{STEP_PREFIX}{json.loads((path / TRACKER_FILE).read_text())['last_global_step']}"
+            raise ValueError(
+                f"trainer.load_checkpoint_path={str(load_checkpoint_path)!r} is not a {STEP_PREFIX}N directory "
+                f"(the step number is read from its name) nor a run's folder (with {TRACKER_FILE})"
+            )
         latest = self.latest_step()
         return None if latest is None else self.step_dir(latest)
 

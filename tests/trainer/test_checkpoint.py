@@ -124,14 +124,19 @@ def test_bad_save_limit_is_refused(tmp_path, limit):
 def test_resume_path_selection(tmp_path):
     manager = CheckpointManager(tmp_path / "root")
     assert manager.find_resume_path(None) is None
+    assert manager.find_resume_path(str(tmp_path / "root")) is None  # Long-RL's 1h script names its own run folder
     _save(manager, 1)
     _save(manager, 2)
     assert manager.find_resume_path(None) == tmp_path / "root" / "global_step_2"
     assert manager.find_resume_path(str(tmp_path / "root" / "global_step_1")) == tmp_path / "root" / "global_step_1"
     with pytest.raises(FileNotFoundError, match="load_checkpoint_path=.*global_step_9"):
         manager.find_resume_path(str(tmp_path / "root" / "global_step_9"))
+    assert manager.find_resume_path(str(tmp_path / "root")) == tmp_path / "root" / "global_step_2"
+    next_run = CheckpointManager(tmp_path / "next")
+    assert next_run.find_resume_path(str(tmp_path / "root")) == tmp_path / "root" / "global_step_2"
+    (tmp_path / "other").mkdir()
     with pytest.raises(ValueError, match="not a global_step_N directory"):
-        manager.find_resume_path(str(tmp_path / "root"))
+        manager.find_resume_path(str(tmp_path / "other"))
 
 
 def test_latest_falls_back_to_highest_step_when_pointer_is_missing(tmp_path):
