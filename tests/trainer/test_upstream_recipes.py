@@ -91,7 +91,8 @@ def test_one_step_changes_only_the_model_and_data_paths_and_the_sizes(tmp_path):
     [recipe] = find_recipes(root)
     config, _ = compose(recipe)
     args = one_step_overrides(recipe, config, Path("/m"), Path("/d/rows.jsonl"))
-    assert args[:3] == ["config=examples/config.yaml", "data.max_prompt_length=512", "trainer.experiment_name=tiny_math"]
+    assert args[:3] == ["config=examples/config.yaml", "data.max_prompt_length=512",
+                        "trainer.experiment_name=tiny_math"]
     settings = dict(arg.split("=", 1) for arg in args[3:])
     assert {key: settings.pop(key) for key in ("worker.actor.model.model_path", "data.train_files", "data.val_files",
                                                "trainer.nnodes", "trainer.max_steps")} == {
