@@ -92,7 +92,7 @@ NUMERIC_RANGES: dict[str, Range] = {
     "worker.actor.tau_negative": GREATER_THAN_ZERO,
     "worker.actor.ppo_epochs": POSITIVE,
     "worker.actor.ulysses_size": POSITIVE,
-    "worker.actor.optim.lr": GREATER_THAN_ZERO,
+    "worker.actor.optim.lr": NON_NEGATIVE,  # 0 keeps the weights (benchmarks time updates that change nothing)
     "worker.actor.optim.betas": Range(low=0, high=1, high_open=True),
     "worker.actor.optim.weight_decay": NON_NEGATIVE,
     "worker.actor.optim.lr_warmup_ratio": FRACTION,

@@ -41,7 +41,7 @@ def _validation_error(cfg, key: str, value) -> str:
     # a length: blamed algorithm.overlong_buffer_len before
     ("data.max_response_length", 0, "data.max_response_length=0: allowed >= 1"),
     # a real scale that must be positive
-    ("worker.actor.optim.lr", -1e-6, "worker.actor.optim.lr=-1e-06: allowed > 0"),
+    ("worker.actor.optim.lr", -1e-6, "worker.actor.optim.lr=-1e-06: allowed >= 0"),
     # a fraction, open at one end
     ("worker.rollout.top_p", 1.5, "worker.rollout.top_p=1.5: allowed in (0, 1]"),
     ("worker.actor.clip_ratio_low", 1.0, "worker.actor.clip_ratio_low=1.0: allowed in [0, 1)"),
