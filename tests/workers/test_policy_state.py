@@ -4,8 +4,6 @@ worker.actor.model.tokenizer_path."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
