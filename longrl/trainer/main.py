@@ -94,7 +94,7 @@ def config_from_argv(argv: Sequence[str] | None, default_config_name: str = "con
         for split in ("train_files", "val_files"):
             if getattr(cfg.data, split):
                 setattr(cfg.data, split, resolve_dataset_specs(getattr(cfg.data, split), f"data.{split}"))
-        if getattr(cfg.data, "override_chat_template", None):  # workers may start elsewhere: one absolute file
+        if isinstance(cfg, RootConfig) and cfg.data.override_chat_template:  # workers may start elsewhere
             cfg.data.override_chat_template = str(Path(cfg.data.override_chat_template).expanduser().resolve())
     except FileNotFoundError as exc:
         print(f"config error: {exc}", file=sys.stderr)
