@@ -1,6 +1,6 @@
 """Synthetic long-video multiple-choice tasks whose answers need memory across the whole video.
 
-Three tasks, each a scene of flat shapes (``synthetic_scenes``) plus a question, shuffled options, the
+Five tasks, each a scene of flat shapes (``synthetic_scenes``) plus a question, shuffled options, the
 answer letter, a step-by-step reasoning trace (for CoT-SFT) and the ground truth in ``meta``:
 
 * ``shell_game``: three identical cups are lifted to show the ball under one of them, lowered, then
@@ -12,6 +12,9 @@ answer letter, a step-by-step reasoning trace (for CoT-SFT) and the ground truth
   always red, green, blue, yellow)? The answer is spread over the whole video but needs no exact count or order, so
   it is the task a tiny model learns within a CPU-minutes SFT stage (the embedded quickstart's two-stage pipeline
   uses it); it is not in the default mix.
+* ``between_marks``: a large white square flashes twice; shapes of other colours flash before, between (exactly
+  one) and after the marks; which colour flashes between them? Only the order of events across the whole video
+  tells the between-flash from the others, whose colours are among the options. Not in the default mix.
 
 Each flash lasts one frame, so frame sampling must keep every frame of these videos for the answer to stay
 visible to the model. Sample ``i`` of a dataset depends only on ``(seed, i)``: the same seed gives the same
@@ -32,7 +35,7 @@ import numpy as np
 from longrl.data.synthetic_scenes import SHAPES, Frame, Sprite, render_scene, write_mp4
 
 TASKS = ("shell_game", "counting", "temporal_order")  # the default mix
-ALL_TASKS = (*TASKS, "majority_colour")
+ALL_TASKS = (*TASKS, "majority_colour", "between_marks")
 SPLITS = ("train", "val", "test")
 LETTERS = "ABCDEFGH"
 MIN_FRAMES = 8
@@ -52,6 +55,11 @@ MAX_COUNT = 8
 # The majority-colour task: four colours, always offered in this order, flashed as large centred shapes.
 MAJORITY_COLOURS = ("red", "green", "blue", "yellow")
 MAJORITY_HALF = 0.4
+# The between-marks task: a large white square flashes twice as the marks; flashes of other colours (options among
+# them) come before, between (exactly one) and after.
+MARK_COLOUR, MARK_HALF = "white", 0.4
+BETWEEN_OPTIONS = 4
+BETWEEN_COLOURS = tuple(c for c in EVENT_COLOURS if c != MARK_COLOUR)
 
 
 @dataclass
@@ -271,8 +279,42 @@ def _majority_colour(rng: np.random.Generator, frames: int, fps: float) -> _Task
     )
 
 
+def _between_marks(rng: np.random.Generator, frames: int, fps: float) -> _TaskDraw:
+    room = (frames + 1) // 2  # flashes that fit with a blank frame between any two
+    others = int(rng.integers(1, min(4, room - 3) + 1))  # flashes before the first mark or after the second
+    colours = [str(c) for c in rng.permutation(BETWEEN_COLOURS)]
+    between, outside, unseen = colours[0], colours[1:others + 1], colours[others + 1:]
+    before = int(rng.integers(0, others + 1))
+    kinds = ["outside"] * before + ["mark", "between", "mark"] + ["outside"] * (others - before)
+    events, sprites = [], []
+    outside_colours = iter(outside)
+    for frame, kind in zip(_spaced_frames(rng, frames, len(kinds)), kinds):
+        colour = MARK_COLOUR if kind == "mark" else between if kind == "between" else next(outside_colours)
+        shape = "square" if kind == "mark" else str(rng.choice(SHAPES))
+        events.append({"frame": frame, "colour": colour, "shape": shape, "kind": kind})
+        sprites.append(Sprite(shape, colour, 0.5, 0.5, MARK_HALF, MARK_HALF) if kind == "mark"
+                       else _flash(rng, colour, shape))
+    marks = [e for e in events if e["kind"] == "mark"]
+    inside = next(e for e in events if e["kind"] == "between")
+    steps = [f"The {MARK_COLOUR} square flashes at {_seconds(marks[0]['frame'], fps)} and "
+             f"{_seconds(marks[1]['frame'], fps)}."]
+    rest = [f"the {_name(e)} at {_seconds(e['frame'], fps)}" for e in events if e["kind"] == "outside"]
+    steps.append(f"Outside them: {', '.join(rest)}.")
+    steps.append(f"Between them the {_name(inside)} flashes at {_seconds(inside['frame'], fps)}. So the answer is "
+                 f"{between}.")
+    return _TaskDraw(
+        question=(f"A {MARK_COLOUR} square flashes twice during the video, and shapes of other colours flash before, "
+                  f"between and after. Which colour flashes between the two {MARK_COLOUR} squares?"),
+        correct=between,
+        distractors=(outside + unseen)[:BETWEEN_OPTIONS - 1],  # the outside flashes' colours first
+        reasoning=" ".join(steps),
+        meta={"mark_frames": [e["frame"] for e in marks], "between_frame": inside["frame"], "events": events},
+        scene=_event_scene(frames, events, sprites),
+    )
+
+
 _TASK_DRAWERS = {"shell_game": _shell_game, "counting": _counting, "temporal_order": _temporal_order,
-                 "majority_colour": _majority_colour}
+                 "majority_colour": _majority_colour, "between_marks": _between_marks}
 
 
 def make_sample(index: int, frames: int, seed: int = 0, fps: float = 2.0, task: str | None = None,

@@ -21,6 +21,7 @@ from longrl.data.synthetic import (
     HOME_Y,
     LETTERS,
     MAJORITY_COLOURS,
+    MARK_COLOUR,
     SLOT_NAMES,
     SLOT_X,
     TASKS,
@@ -304,5 +305,36 @@ def test_majority_colour_has_a_strict_majority(frames):
         counts = sorted(row["meta"]["counts"].values(), reverse=True)
         assert counts[0] >= 3 and counts[0] > counts[1] >= counts[2] >= 0
         assert sum(counts) <= (frames + 1) // 2
+        letters[row["answer"]] += 1
+    assert all(letters[letter] >= 6 for letter in "ABCD"), letters
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_between_marks_answer_recovered_from_pixels(tmp_path, backend):
+    paths = generate_dataset(tmp_path, num=6, frames=16, seed=6, tasks=("between_marks",))
+    for row in all_rows(paths):
+        flashes = read_flashes(decode_all(tmp_path, row, backend))
+        assert flashes == [(e["frame"], e["colour"], e["shape"]) for e in row["meta"]["events"]]
+        marks = [index for index, (_, colour, _) in enumerate(flashes) if colour == MARK_COLOUR]
+        assert len(marks) == 2 and marks[1] - marks[0] == 2  # exactly one flash between the marks
+        between = flashes[marks[0] + 1][1]
+        assert answer_text(row) == between and row["reasoning"].endswith(f"So the answer is {between}.")
+        # the options are four distinct colours; every other flash's colour is offered while it fits
+        outside = [colour for _, colour, _ in flashes if colour not in (MARK_COLOUR, between)]
+        assert len(set(row["options"])) == 4 and set(outside[:3]) <= set(row["options"])
+
+
+@pytest.mark.parametrize("frames", [8, 9, 64, 300])
+def test_between_marks_has_one_flash_between_the_marks(frames):
+    letters = Counter()
+    for index in range(60):
+        row = make_sample(index, frames, seed=7, task="between_marks").row
+        meta = row["meta"]
+        first, second = meta["mark_frames"]
+        inside = [e for e in meta["events"] if first < e["frame"] < second]
+        assert [e["frame"] for e in inside] == [meta["between_frame"]] and inside[0]["colour"] == answer_text(row)
+        assert MARK_COLOUR not in row["options"]
+        event_frames = [e["frame"] for e in meta["events"]]
+        assert min(np.diff(event_frames)) >= 2 and event_frames[-1] < frames
         letters[row["answer"]] += 1
     assert all(letters[letter] >= 6 for letter in "ABCD"), letters
