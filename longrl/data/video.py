@@ -9,6 +9,7 @@ resize every frame to one size under a pixel budget (``fit_under_pixels``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -81,6 +82,14 @@ class DecodedVideo:
     source_num_frames: int
     # seconds the source runs; None for source_num_frames / source_fps (a constant frame rate)
     source_duration: float | None = None
+
+    def with_constant_frames(self) -> DecodedVideo:
+        """The same video with every frame replaced by one constant frame, its per-pixel median over the sampled
+        frames: a control that keeps the prompt's length, timestamps and frame count and the video's look (its
+        background, where events are brief) but none of its events, so a score on it shows what a model answers
+        without watching (chance, for a model that uses the video)."""
+        median = np.median(self.frames, axis=0).round().astype(self.frames.dtype)
+        return dataclasses.replace(self, frames=np.broadcast_to(median, self.frames.shape).copy())
 
     @property
     def sampled_fps(self) -> float:

@@ -38,6 +38,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "(naming file and row); 'skip' leaves it out of the scores and counts it")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="let the model directory's own Python code run (refused without it)")
+    parser.add_argument("--constant-frames", action="store_true",
+                        help="control: replace every frame by the video's per-pixel median frame; a model that uses "
+                             "the video should then score near chance (printed)")
     return parser.parse_args(argv)
 
 
@@ -47,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                       num_video_frames=args.num_video_frames, fps=args.fps, max_video_frames=args.max_video_frames,
                       max_pixels=args.max_pixels, backend=args.backend, batch_size=args.batch_size,
                       max_new_tokens=args.max_new_tokens, output_dir=args.output_dir, limit=args.limit,
-                      on_bad_row=args.on_bad_row, trust_remote_code=args.trust_remote_code)
+                      on_bad_row=args.on_bad_row, trust_remote_code=args.trust_remote_code,
+                      constant_frames=args.constant_frames)
     print(format_report(result.metrics))
     print(f"metrics: {result.output_dir / 'metrics.json'}\ngenerations: {result.output_dir / 'generations.jsonl'}")
 

@@ -81,6 +81,7 @@ def evaluate(
     limit: int | None = None,
     on_bad_row: str = DataConfig.on_bad_row,
     trust_remote_code: bool = False,
+    constant_frames: bool = False,
 ) -> EvalResult:
     """Greedy replies of ``model_dir`` to every row of ``data_file``, scored (:mod:`longrl.eval.scoring`), written.
 
@@ -88,7 +89,8 @@ def evaluate(
     ``data.format_prompt``, so a model is asked the way it was trained). ``on_bad_row`` is ``data.on_bad_row``:
     "error" stops at the first row that cannot be read, "skip" leaves it out of the scores and counts it
     (``skipped_rows`` and ``skipped`` in the metrics). ``trust_remote_code`` lets the model directory's own
-    Python code run.
+    Python code run. ``constant_frames`` scores the control: every frame replaced by its video's median frame, so a
+    model that uses the video falls to chance (``metrics["chance"]``).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -112,7 +114,7 @@ def evaluate(
     model = VideoModel.from_pretrained(model_dir, backend, num_video_frames=num_video_frames, fps=fps,
                                        max_video_frames=max_video_frames, max_pixels=max_pixels,
                                        min_pixels=min_pixels, thinking_prompt=thinking_prompt,
-                                       trust_remote_code=trust_remote_code)
+                                       trust_remote_code=trust_remote_code, constant_frames=constant_frames)
     records = []
     try:
         for start in tqdm(range(0, len(rows), batch_size), desc="eval batches", unit="batch"):
@@ -125,7 +127,8 @@ def evaluate(
     config = {"model": str(model_dir), "data": str(data_file), "format": fmt, "backend": backend, "thinking": thinking,
               "num_video_frames": model.sampling.num_frames, "fps": fps, "max_video_frames": max_video_frames,
               "max_pixels": max_pixels, "min_pixels": min_pixels, "max_new_tokens": max_new_tokens,
-              "thinking_prompt": None if thinking_prompt is None else str(thinking_prompt), "on_bad_row": on_bad_row}
+              "thinking_prompt": None if thinking_prompt is None else str(thinking_prompt), "on_bad_row": on_bad_row,
+              "constant_frames": constant_frames}
     metrics = {**aggregate(records), "skipped_rows": len(skipped),
                "skipped": [{"row": row.row_index, "video": row.file, "reason": row.reason} for row in skipped],
                "config": config}
@@ -203,7 +206,8 @@ def _line(name: str, tally: Mapping[str, Any]) -> str:
 def format_report(metrics: Mapping[str, Any]) -> str:
     """The metrics as a few aligned lines: overall, then each category field's values, then the duration buckets."""
     lines = [f"accuracy {metrics['accuracy']:.4f} ({metrics['correct']}/{metrics['total']}), "
-             f"unanswered {metrics['unanswered']}, r1v format {metrics['format_rate']:.4f}"]
+             f"unanswered {metrics['unanswered']}, r1v format {metrics['format_rate']:.4f}"
+             + ("" if metrics.get("chance") is None else f", chance {metrics['chance']:.4f}")]
     if metrics.get("skipped_rows"):
         lines.append(f"skipped {metrics['skipped_rows']} rows that could not be read (on_bad_row=skip; each is "
                      "listed in metrics.json)")

@@ -126,7 +126,9 @@ def aggregate(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Accuracy overall, per category field and value, and per duration bucket, with counts.
 
     A record has ``correct`` (bool), ``extracted`` (None when nothing was read), ``formatted`` (bool),
-    ``categories`` (field -> value) and ``duration`` (a bucket label, or None for a row without video).
+    ``options`` (its choices, empty or None for an open question), ``categories`` (field -> value) and ``duration``
+    (a bucket label, or None for a row without video). ``chance`` is the accuracy of guessing uniformly among each
+    row's options (None when some row is open-ended), the bar a constant-frame control is read against.
     Buckets are listed in :data:`DURATION_BUCKETS` order, then any stated labels in order of appearance.
     """
     if not records:
@@ -144,6 +146,8 @@ def aggregate(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         **_tally(records),
         "unanswered": sum(1 for record in records if record["extracted"] is None),
         "format_rate": sum(1 for record in records if record["formatted"]) / len(records),
+        "chance": (None if not all(record.get("options") for record in records)
+                   else sum(1 / len(record["options"]) for record in records) / len(records)),
         "per_category": {field: {value: _tally(group) for value, group in sorted(values.items())}
                          for field, values in by_category.items()},
         "per_duration": {label: _tally(by_duration[label]) for label in order},

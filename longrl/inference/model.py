@@ -46,11 +46,12 @@ class VideoModel:
 
     def __init__(self, adapter: ModelAdapter, processor: Any, engine: RolloutEngine, sampling: FrameSampling,
                  max_pixels: int, min_pixels: int, prompts: PromptSet, stop_token_ids: Sequence[int],
-                 tower: TowerFeatures | None = None):
+                 tower: TowerFeatures | None = None, constant_frames: bool = False):
         self.adapter, self.processor, self.engine, self.tower = adapter, processor, engine, tower
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.sampling, self.max_pixels, self.min_pixels = sampling, max_pixels, min_pixels
         self.prompts = prompts
+        self.constant_frames = constant_frames
         self.stop_token_ids = tuple(stop_token_ids)
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = int(pad) if pad is not None else self.stop_token_ids[0]
@@ -73,6 +74,7 @@ class VideoModel:
         max_model_len: int | None = None,
         engine_options: Mapping[str, Any] | None = None,
         trust_remote_code: bool = False,
+        constant_frames: bool = False,
     ) -> VideoModel:
         """Load ``model_dir`` (any family with an adapter) behind the ``backend`` engine.
 
@@ -83,6 +85,8 @@ class VideoModel:
         (default: the model's own limit) and ``engine_options``, ``worker.rollout`` fields such as
         ``gpu_memory_utilization`` or ``enforce_eager``. ``trust_remote_code`` lets the directory's own Python code run
         (``worker.actor.model.trust_remote_code`` in training); a directory that needs it is refused without it.
+        ``constant_frames`` is a control: every sampled frame is replaced by one constant frame, their per-pixel
+        median (:meth:`~longrl.data.video.DecodedVideo.with_constant_frames`), so answers cannot come from the video.
         """
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -105,7 +109,8 @@ class VideoModel:
             if adapter.supports_video:
                 tower = TowerFeatures(adapter, model_dir, dtype, device, trust_remote_code)
         return cls(adapter, processor, engine, sampling, max_pixels, min_pixels,
-                   PromptSet.load(thinking_prompt, direct_prompt), adapter.stop_token_ids(model_dir, processor), tower)
+                   PromptSet.load(thinking_prompt, direct_prompt), adapter.stop_token_ids(model_dir, processor), tower,
+                   constant_frames)
 
     # ----- what a request becomes --------------------------------------------------------------------------------
     def messages(self, contents: Contents, *, thinking: bool = True,
@@ -125,6 +130,8 @@ class VideoModel:
                              f"{request.video}")
         video = load_video(request.video, self.sampling, max_pixels=self.max_pixels, min_pixels=self.min_pixels,
                            size_factor=self.adapter.video_size_factor)
+        if self.constant_frames:
+            video = video.with_constant_frames()
         return self.adapter.encode(self.processor, messages, video)
 
     def _messages(self, request: Request, thinking: bool, options: Sequence[str] | None) -> list[dict[str, Any]]:

@@ -127,3 +127,10 @@ def test_stated_labels_follow_the_bucket_order():
     per_duration = aggregate(records)["per_duration"]
     assert list(per_duration) == ["0-2min", "long", "short"]
     assert per_duration["short"] == {"accuracy": 0.5, "correct": 1, "total": 2}
+
+
+def test_chance_is_the_mean_of_uniform_guessing_over_each_rows_options():
+    row = {"correct": False, "extracted": "A", "formatted": True, "categories": {}, "duration": None}
+    four, two = {**row, "options": ["w", "x", "y", "z"]}, {**row, "options": ["yes", "no"]}
+    assert aggregate([four, four, two])["chance"] == (0.25 + 0.25 + 0.5) / 3
+    assert aggregate([four, {**row, "options": None}])["chance"] is None  # an open question has no chance level

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -117,6 +118,25 @@ def test_frame_sampling_sets_the_video_grid(vl_dir, rows, sampling, grid):
     assert inputs["video_grid_thw"].tolist() == [grid]
     placeholders = int((inputs["input_ids"] == model.engine.model.config.video_token_id).sum())
     assert placeholders == grid[0] * grid[1] * grid[2] // 4
+
+
+def test_constant_frames_control_keeps_the_prompt_and_drops_the_content(vl_dir, model, rows):
+    contents = [{"path": rows[0]["video"]}, "What happens?"]
+    seen = model.prompt_inputs(contents)
+    control = VideoModel.from_pretrained(vl_dir, num_video_frames=4, constant_frames=True).prompt_inputs(contents)
+    assert torch.equal(control["input_ids"], seen["input_ids"])
+    assert control["video_grid_thw"].tolist() == seen["video_grid_thw"].tolist()
+    # the reference: the same decoded frames, each pixel set to its median over them, through the adapter's encode
+    video = load_video(rows[0]["video"], FrameSampling(num_frames=4), max_pixels=DataConfig.max_pixels,
+                       min_pixels=DataConfig.min_pixels, size_factor=model.adapter.video_size_factor)
+    frames = video.frames.copy()
+    for y, x, c in np.ndindex(*frames.shape[1:]):
+        frames[:, y, x, c] = round(float(np.median(video.frames[:, y, x, c])))
+    assert (frames == frames[:1]).all() and not (video.frames == video.frames[:1]).all()
+    video.frames = frames
+    expected = model.adapter.encode(model.processor, model.messages(contents), video)["pixel_values_videos"]
+    assert torch.equal(control["pixel_values_videos"], expected)
+    assert not torch.equal(control["pixel_values_videos"], seen["pixel_values_videos"])
 
 
 def test_n_samples_are_seeded_strings(model, rows):
