@@ -39,6 +39,8 @@ ALL_TASKS = (*TASKS, "majority_colour", "between_marks")
 SPLITS = ("train", "val", "test")
 LETTERS = "ABCDEFGH"
 MIN_FRAMES = 8
+# Raised whenever a seed's rows or videos change, so caches of generated data (the embedded default's) are rebuilt.
+GENERATOR_VERSION = 1
 
 # Shell-game layout, in fractions of the frame side.
 SLOT_NAMES = ("left", "middle", "right")

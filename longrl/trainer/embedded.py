@@ -1,17 +1,20 @@
 """Generate the embedded default's artefacts (synthetic dataset, tiny model) when the config points at them.
 
 The default config's paths all live under ``embedded.root``. Anything a user re-pointed elsewhere is left alone,
-and anything already generated is reused, so preparing is free after the first run. Each artefact is built in a
-sibling temporary directory and renamed into place, so an interrupted run never leaves a half-written one that
+and anything already generated is reused, so preparing is free after the first run. Each artefact records what it was
+built from (``embedded.json``: the ``embedded.*`` values and the generator's version); one built from other values
+(``embedded.num_videos=...`` changed, or an older generator) is rebuilt, never silently reused. Each artefact is built
+in a sibling temporary directory and renamed into place, so an interrupted run never leaves a half-written one that
 later runs would take as complete.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from longrl.config.schema import RootConfig
 
@@ -20,14 +23,34 @@ def _under(path: str | None, root: Path) -> bool:
     return path is not None and root in Path(path).resolve().parents
 
 
-def _build_atomically(target: Path, build: Callable[[Path], object]) -> None:
+STAMP = "embedded.json"
+
+
+def _stamp(target: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((target / STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _build_atomically(target: Path, recipe: dict[str, Any], build: Callable[[Path], object]) -> str | None:
+    """Build ``target`` unless it exists with this ``recipe``; returns None when it was current, else "" for a first
+    build or the reason it was rebuilt."""
+    found = _stamp(target) if target.exists() else None
+    if found == recipe:
+        return None
+    reason = "" if not target.exists() else f" (rebuilt: it was made from {found or 'an older generator'})"
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         build(staging)
+        (staging / STAMP).write_text(json.dumps(recipe, sort_keys=True) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return reason
 
 
 def embedded_test_split_mismatch(cfg: RootConfig) -> str | None:
@@ -48,18 +71,23 @@ def prepare_embedded_default(cfg: RootConfig) -> list[str]:
     generated: list[str] = []
     data_dir = root / "data"
     data_files = [f.strip().partition("@")[0] for f in f"{cfg.data.train_files},{cfg.data.val_files or ''}".split(",")]
-    if any(_under(f, root) for f in data_files if f) and not data_dir.exists():
-        from longrl.data.synthetic import generate_dataset
+    if any(_under(f, root) for f in data_files if f):
+        from longrl.data.synthetic import GENERATOR_VERSION, generate_dataset
 
-        _build_atomically(data_dir, lambda out: generate_dataset(out, num=embedded.num_videos, frames=embedded.frames,
-                                                                 seed=embedded.seed, tasks=embedded.tasks))
-        generated.append(f"synthetic long-video dataset ({embedded.num_videos} videos x {embedded.frames} frames, "
-                         f"{', '.join(embedded.tasks)}): {data_dir}")
+        recipe = {"num_videos": embedded.num_videos, "frames": embedded.frames, "seed": embedded.seed,
+                  "tasks": list(embedded.tasks), "generator_version": GENERATOR_VERSION}
+        built = _build_atomically(data_dir, recipe, lambda out: generate_dataset(
+            out, num=embedded.num_videos, frames=embedded.frames, seed=embedded.seed, tasks=embedded.tasks))
+        if built is not None:
+            generated.append(f"synthetic long-video dataset ({embedded.num_videos} videos x {embedded.frames} "
+                             f"frames, {', '.join(embedded.tasks)}): {data_dir}{built}")
     model_dir = Path(cfg.worker.actor.model.model_path)
-    if _under(str(model_dir), root) and not model_dir.exists():
+    if _under(str(model_dir), root):
         from longrl.models.registry import get_adapter
 
         adapter = get_adapter(embedded.model_family)
-        _build_atomically(model_dir.resolve(), lambda out: adapter.build_tiny(out, seed=embedded.seed))
-        generated.append(f"tiny random {embedded.model_family} model: {model_dir}")
+        built = _build_atomically(model_dir.resolve(), {"family": embedded.model_family, "seed": embedded.seed},
+                                  lambda out: adapter.build_tiny(out, seed=embedded.seed))
+        if built is not None:
+            generated.append(f"tiny random {embedded.model_family} model: {model_dir}{built}")
     return generated

@@ -70,3 +70,26 @@ def test_config_error_found_by_the_run_exits_2_with_the_message(tmp_path: Path, 
              f"worker.actor.model.model_path={tmp_path / 'model'}"]  # nothing embedded is generated
     assert cli([*paths, "trainer.experiment_name=other"], refuse, "config") == 2
     assert capsys.readouterr().err == "config error: refusing to resume: other differs\n"
+
+
+def test_embedded_artefacts_are_rebuilt_when_their_recipe_changes(tmp_path: Path):
+    root = tmp_path / "embedded"
+    small = [f"embedded.root={root}", "embedded.num_videos=3", "embedded.frames=8"]
+    first = prepare_embedded_default(load_config(small))
+    assert [line.split(":")[0] for line in first] == [
+        "synthetic long-video dataset (3 videos x 8 frames, majority_colour)", "tiny random qwen2_5_vl model"]
+    assert prepare_embedded_default(load_config(small)) == []  # current: reused as it is
+
+    def rows() -> int:
+        return sum(len((root / "data" / f"{split}.jsonl").read_text().splitlines()) for split in ("train", "val", "test"))
+
+    assert rows() == 3
+    again = prepare_embedded_default(load_config([*small, "embedded.num_videos=4"]))
+    assert len(again) == 1 and again[0].startswith("synthetic long-video dataset (4 videos x 8 frames")
+    assert "(rebuilt: it was made from {" in again[0] and "'num_videos': 3" in again[0]
+    assert rows() == 4
+    (root / "tiny-qwen2_5_vl" / "embedded.json").unlink()  # a model built before recipes were recorded
+    older = prepare_embedded_default(load_config([*small, "embedded.num_videos=4"]))
+    assert older == [f"tiny random qwen2_5_vl model: {root / 'tiny-qwen2_5_vl'} (rebuilt: it was made from an "
+                     "older generator)"]
+    assert not list(root.glob(".*")), "no staging directory is left behind"
