@@ -4,11 +4,13 @@ stages in one command, CoT-SFT then RL, with the held-out split evaluated before
 1. evaluate the base model on ``data.test_files``;
 2. CoT-SFT (``configs/sft.yaml``) from ``worker.actor.model.model_path``; merge its last checkpoint; evaluate it;
 3. RL (``configs/config.yaml``, ``algorithm=`` as usual) from the merged SFT model; merge; evaluate it;
-4. print the three accuracies side by side and chart them (``test_accuracy.png`` in the RL stage's log directory).
+4. print the three accuracies side by side and chart them (``test_accuracy.png`` in the RL stage's log directory);
+5. score the control: the RL model with every frame replaced by its video's median frame, next to chance (a model
+   that answers from the video falls to chance; one that answers from the question alone does not).
 
 Overrides before any marker apply to both stages (data, model, frames, cluster size); those after ``--sft`` or
-``--rl`` to that stage only, after the stage defaults of :data:`RL_STAGE_DEFAULTS`. ``make quickstart`` runs this on
-the embedded default (synthetic videos, a tiny random Qwen2.5-VL).
+``--rl`` to that stage only, after the stage defaults (:data:`SFT_STAGE_DEFAULTS`, :data:`RL_STAGE_DEFAULTS`).
+``make quickstart`` runs this on the embedded default (synthetic videos, a tiny random Qwen2.5-VL).
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ from longrl.trainer.curves import plot_stage_accuracy
 from longrl.trainer.embedded import embedded_test_split_mismatch
 from longrl.trainer.main import answer_help_or_cfg, config_from_argv
 
-# The RL stage's own defaults in the pipeline: a short GRPO run, since the SFT stage already did most of the work
-# (the standalone RL entry point trains for trainer.total_epochs instead).
-RL_STAGE_DEFAULTS = ("trainer.max_steps=10",)
+# Each stage's own defaults in the pipeline, before the stage's overrides (the standalone entry points keep their
+# configs' values). On the embedded default, SFT stops at 260 of its 320 steps, where the tiny model reads the
+# video on some test rows but not on all of them, and GRPO has that headroom to take: 120 steps of 4 prompts x 8
+# responses at a learning rate that moves a tiny model (configs/config.yaml keeps EasyR1's 1e-6 for real ones).
+SFT_STAGE_DEFAULTS = ("trainer.max_steps=260",)
+RL_STAGE_DEFAULTS = ("trainer.max_steps=120", "trainer.total_epochs=2", "worker.actor.optim.lr=1e-4",
+                     "worker.rollout.n=8")
 STAGE_MARKERS = ("--sft", "--rl")
 
 
@@ -40,8 +46,9 @@ def split_stage_arguments(argv: Sequence[str]) -> dict[str, list[str]]:
     return stages
 
 
-def evaluate_stage(cfg: RootConfig, model_dir: str | Path, stage: str) -> dict[str, Any]:
-    """Greedy accuracy of ``model_dir`` on ``data.test_files`` with the run's frame sampling and format prompt."""
+def evaluate_stage(cfg: RootConfig, model_dir: str | Path, stage: str, constant_frames: bool = False) -> dict[str, Any]:
+    """Greedy accuracy of ``model_dir`` on ``data.test_files`` with the run's frame sampling and format prompt
+    (``constant_frames``: the control, every frame replaced by its video's median frame)."""
     from longrl.eval import evaluate, format_report
 
     rollout, data = cfg.worker.rollout, cfg.data
@@ -49,20 +56,21 @@ def evaluate_stage(cfg: RootConfig, model_dir: str | Path, stage: str) -> dict[s
                       fps=rollout.fps, max_video_frames=rollout.max_video_frames, max_pixels=data.max_pixels,
                       min_pixels=data.min_pixels, thinking_prompt=data.format_prompt, batch_size=16,
                       max_new_tokens=data.max_response_length, on_bad_row=data.on_bad_row,
-                      output_dir=Path("outputs") / "eval" / cfg.trainer.experiment_name / stage)
+                      output_dir=Path("outputs") / "eval" / cfg.trainer.experiment_name / stage,
+                      constant_frames=constant_frames)
     print(f"test accuracy {stage}: {format_report(result.metrics)}")
     print(f"  generations: {result.output_dir / 'generations.jsonl'}")
     return result.metrics
 
 
 def run_pipeline(argv: Sequence[str]) -> dict[str, dict[str, Any]] | None:
-    """Run the stages; returns each evaluation's metrics by stage (``base``, ``sft``, ``rl``), None on a config
-    error."""
+    """Run the stages; returns each evaluation's metrics by stage (``base``, ``sft``, ``rl``, and ``control``), None
+    on a config error."""
     from longrl.sft.main import run as run_sft
     from longrl.trainer.main import run as run_rl
 
     stages = split_stage_arguments(argv)
-    sft_cfg = config_from_argv([*stages["shared"], *stages["sft"]], default_config_name="sft")
+    sft_cfg = config_from_argv([*stages["shared"], *SFT_STAGE_DEFAULTS, *stages["sft"]], default_config_name="sft")
     if sft_cfg is None:
         return None
     problem = ("the pipeline evaluates on data.test_files; set it" if not sft_cfg.data.test_files
@@ -84,10 +92,14 @@ def run_pipeline(argv: Sequence[str]) -> dict[str, dict[str, Any]] | None:
     results["rl"] = evaluate_stage(rl_cfg, rl_model, "rl")
     print("test accuracy by stage: " + ", ".join(f"{stage} {metrics['accuracy']:.3f}"
                                                  for stage, metrics in results.items()))
+    control = evaluate_stage(rl_cfg, rl_model, "rl_constant_frames", constant_frames=True)
+    print("control: the RL model with every frame replaced by its video's median frame scores "
+          f"{control['accuracy']:.3f}"
+          + ("" if control["chance"] is None else f" (chance {control['chance']:.3f})"))
     log_dir = Path("outputs") / "logs" / rl_cfg.trainer.project_name / rl_cfg.trainer.experiment_name
     chart = plot_stage_accuracy({stage: metrics["accuracy"] for stage, metrics in results.items()}, log_dir)
     print(f"curve: {chart}")
-    return results
+    return {**results, "control": control}
 
 
 def answer_help_or_cfg_by_stage(argv: Sequence[str]) -> int | None:
@@ -101,7 +113,7 @@ def answer_help_or_cfg_by_stage(argv: Sequence[str]) -> int | None:
         return answer_help_or_cfg(["--help"], "config", usage=usage)
     flags = ["--cfg", "job"] + (["--resolve"] if "--resolve" in informational else [])
     stages = split_stage_arguments([arg for arg in argv if arg not in ("--cfg", "job", "--resolve")])
-    for name, config_name, extra in (("sft", "sft", ()), ("rl", "config", RL_STAGE_DEFAULTS)):
+    for name, config_name, extra in (("sft", "sft", SFT_STAGE_DEFAULTS), ("rl", "config", RL_STAGE_DEFAULTS)):
         print(f"# {name} stage")
         status = answer_help_or_cfg([*stages["shared"], *extra, *stages[name], *flags], config_name)
         if status:

@@ -42,10 +42,10 @@ def test_sft_then_rl_with_an_evaluation_after_each_stage(tmp_path, capsys, monke
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "embedded"
     results = run_pipeline([f"embedded.root={root}", *SHARED, *SFT, *RL])
-    assert list(results) == ["base", "sft", "rl"]
+    assert list(results) == ["base", "sft", "rl", "control"]
     test_rows = (root / "data/test.jsonl").read_text().splitlines()
     folders = {"base": "embedded_sft_qwen2_5_vl/base", "sft": "embedded_sft_qwen2_5_vl/sft",
-               "rl": "embedded_qwen2_5_vl/rl"}
+               "rl": "embedded_qwen2_5_vl/rl", "control": "embedded_qwen2_5_vl/rl_constant_frames"}
     for stage, metrics in results.items():
         folder = Path("outputs/eval") / folders[stage]
         records = [json.loads(line) for line in (folder / "generations.jsonl").read_text().splitlines()]
@@ -58,10 +58,15 @@ def test_sft_then_rl_with_an_evaluation_after_each_stage(tmp_path, capsys, monke
     assert Path(rl_config["worker"]["actor"]["model"]["model_path"]).resolve() == sft_merged
     assert Path(results["rl"]["config"]["model"]).resolve() == \
         Path("checkpoints/longrl/embedded_qwen2_5_vl/global_step_1/actor/huggingface").resolve()
+    assert results["control"]["config"]["model"] == results["rl"]["config"]["model"]
+    assert results["control"]["config"]["constant_frames"] and not results["rl"]["config"]["constant_frames"]
+    assert results["control"]["chance"] == 0.25  # majority_colour: four options per row
     out = capsys.readouterr().out
     summary = [line for line in out.splitlines() if line.startswith("test accuracy by stage: ")]
     assert summary == ["test accuracy by stage: " + ", ".join(
         f"{stage} {results[stage]['accuracy']:.3f}" for stage in ("base", "sft", "rl"))]
+    assert (f"control: the RL model with every frame replaced by its video's median frame scores "
+            f"{results['control']['accuracy']:.3f} (chance 0.250)") in out
     # the console: one short line per step (0 = validation before training), SFT's 3 steps then RL's 1
     progress = [PROGRESS.fullmatch(line) for line in out.splitlines() if line.startswith("step ")]
     assert all(progress) and [(m[1], m[2]) for m in progress] == [("0", "3"), ("1", "3"), ("2", "3"), ("3", "3"),
