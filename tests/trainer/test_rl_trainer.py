@@ -48,6 +48,16 @@ def compute_score(reward_inputs):
     even = [float(len(item["response"]) % 2 == 0) for item in reward_inputs]
     return [{"overall": 1.0, "accuracy": 1.0} if len(CALLS) <= 2 else {"overall": e, "accuracy": e} for e in even]
 '''
+# A reward a random tiny model can climb in a few steps: the share of the response's characters that are lowercase
+# ASCII letters (it varies within every group, so no group is filtered out).
+LOWERCASE_REWARD = '''
+REWARD_TYPE = "sequential"
+
+def compute_score(reward_input):
+    text = reward_input["response"]
+    share = sum("a" <= char <= "z" for char in text) / max(len(text), 1)
+    return {"overall": share, "accuracy": share}
+'''
 CONSTANT_REWARD = '''
 REWARD_TYPE = "batch"
 
@@ -64,6 +74,7 @@ def setup(tiny_model_dir, tmp_path_factory):
     (root / "failing.py").write_text(FAILING_REWARD)
     (root / "first_filtered.py").write_text(FIRST_BATCHES_FILTERED_REWARD)
     (root / "constant.py").write_text(CONSTANT_REWARD)
+    (root / "lowercase.py").write_text(LOWERCASE_REWARD)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield root, tiny_model_dir("qwen2_5_vl")
     ray.shutdown()
@@ -123,6 +134,25 @@ def test_three_steps_of_each_algorithm(setup, algorithm, monkeypatch, tmp_path, 
         assert all("critic/kl" in m for m in steps)
     else:
         assert "critic/kl" not in steps[0]
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "dapo", "reinforce"])
+def test_each_algorithm_raises_the_training_reward(setup, algorithm, monkeypatch, tmp_path):
+    """Twelve steps of 4 prompts x 8 responses on a reward the tiny random model can climb: the mean reward of the
+    last four steps clears the first four's by far more than the step-to-step noise (about 0.03 here). DAPO runs
+    without its overlong penalty: every response here reaches the length limit, so the penalty would reward stopping
+    early instead of the task."""
+    root, model_dir = setup
+    monkeypatch.chdir(tmp_path)
+    name = f"climb_{algorithm}"
+    run(_cfg(root, model_dir, name, f"algorithm={algorithm}", "trainer.max_steps=12", "trainer.total_epochs=20",
+             "trainer.save_freq=-1", "algorithm.overlong_buffer_len=0", "worker.actor.optim.lr=1e-2",
+             "data.rollout_batch_size=4", "worker.actor.global_batch_size=4", "worker.rollout.n=8",
+             "worker.actor.micro_batch_size_per_device_for_update=8",
+             f"worker.reward.reward_function={root / 'lowercase.py'}:compute_score"))
+    rewards = [m["critic/score/mean"] for m in _metrics(name)]
+    first, last = sum(rewards[:4]) / 4, sum(rewards[-4:]) / 4
+    assert len(rewards) == 12 and last > first + 0.15, rewards
 
 
 def test_dapo_names_the_fix_when_no_group_passes_the_filter(setup, monkeypatch, tmp_path):
