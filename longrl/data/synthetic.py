@@ -40,7 +40,7 @@ SPLITS = ("train", "val", "test")
 LETTERS = "ABCDEFGH"
 MIN_FRAMES = 8
 # Raised whenever a seed's rows or videos change, so caches of generated data (the embedded default's) are rebuilt.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 # Shell-game layout, in fractions of the frame side.
 SLOT_NAMES = ("left", "middle", "right")
@@ -57,6 +57,9 @@ MAX_COUNT = 8
 # The majority-colour task: four colours, always offered in this order, flashed as large centred shapes.
 MAJORITY_COLOURS = ("red", "green", "blue", "yellow")
 MAJORITY_HALF = 0.4
+# The imperfect annotator of train_annotated.jsonl: its tallies are right, but when the two leading colours are within
+# this many flashes of each other it names one of them at random.
+ANNOTATOR_CLOSE_MARGIN = 2
 # The between-marks task: a large white square flashes twice as the marks; flashes of other colours (options among
 # them) come before, between (exactly one) and after.
 MARK_COLOUR, MARK_HALF = "white", 0.4
@@ -270,12 +273,17 @@ def _majority_colour(rng: np.random.Generator, frames: int, fps: float) -> _Task
         events.append({"frame": frame, "colour": str(colour), "shape": shape})
         sprites.append(Sprite(shape, str(colour), 0.5, 0.5, MAJORITY_HALF, MAJORITY_HALF))
     tally = ", ".join(f"{colour} {n}" for colour, n in counts.items() if n)
+    runner_up = max(ranked[1:], key=lambda colour: counts[colour])  # the first of equal counts
+    close = counts[runner_up] > 0 and top - counts[runner_up] <= ANNOTATOR_CLOSE_MARGIN
+    named = str(rng.choice([ranked[0], runner_up])) if close else ranked[0]
     return _TaskDraw(
         question="Shapes of several colours flash briefly during the video. Which colour flashes most often?",
         correct=ranked[0],
         distractors=ranked[1:],
         reasoning=f"I tally the flashes by colour: {tally}. So {ranked[0]} flashes most often.",
-        meta={"counts": counts, "events": events},
+        meta={"counts": counts, "events": events,
+              "annotator": {"answer_text": named,
+                            "reasoning": f"I tally the flashes by colour: {tally}. So {named} flashes most often."}},
         scene=_event_scene(frames, events, sprites),
         option_order=list(MAJORITY_COLOURS),
     )
@@ -364,13 +372,28 @@ def split_indices(num: int, seed: int = 0) -> dict[str, list[int]]:
     }
 
 
+def annotated_row(row: dict) -> dict:
+    """``row`` as the imperfect annotator wrote it: its reasoning trace and answer (``meta["annotator"]``), which for
+    ``majority_colour`` name a random one of the two leading colours when they are within
+    :data:`ANNOTATOR_CLOSE_MARGIN` flashes; every other row is unchanged."""
+    annotator = row["meta"].get("annotator")
+    if annotator is None:
+        return row
+    named = annotator["answer_text"]
+    answer = named if row["options"] is None else LETTERS[row["options"].index(named)]
+    return {**row, "reasoning": annotator["reasoning"], "answer": answer}
+
+
 def generate_dataset(
     out_dir: str | os.PathLike, num: int, frames: int, seed: int = 0, size: int = 112, fps: float = 2.0,
-    open_ended: bool = False, tasks: Sequence[str] = TASKS,
+    open_ended: bool = False, tasks: Sequence[str] = TASKS, annotated: bool = False,
 ) -> dict[str, Path]:
     """Write ``num`` videos under ``out_dir/videos`` and ``train/val/test.jsonl``; return split -> jsonl path.
 
-    Sample ``i`` is of task ``tasks[i % len(tasks)]``."""
+    Sample ``i`` is of task ``tasks[i % len(tasks)]``. ``annotated`` also writes ``train_annotated.jsonl`` (returned
+    as ``"train_annotated"``): the train rows with the traces and answers of an imperfect annotator
+    (:func:`annotated_row`), the kind of CoT-SFT data a weaker model writes, against which RL on the true answers has
+    something to correct."""
     if not tasks:
         raise ValueError(f"tasks must name at least one of {ALL_TASKS}")
     if size < 16 or size % 2:
@@ -380,12 +403,17 @@ def generate_dataset(
     paths = {}
     for split, indices in split_indices(num, seed).items():
         paths[split] = out / f"{split}.jsonl"
+        rows = []
         with open(paths[split], "w", encoding="utf-8") as handle:
             for index in indices:
                 sample = make_sample(index, frames, seed, fps, task=tasks[index % len(tasks)], open_ended=open_ended)
                 write_mp4(out / sample.row["video"], render_scene(sample.scene, size), fps)
                 handle.write(json.dumps(sample.row) + "\n")
-    return {split: paths[split] for split in SPLITS}
+                rows.append(sample.row)
+        if annotated and split == "train":
+            paths["train_annotated"] = out / "train_annotated.jsonl"
+            paths["train_annotated"].write_text("".join(json.dumps(annotated_row(row)) + "\n" for row in rows))
+    return {split: paths[split] for split in (*SPLITS, *(["train_annotated"] if annotated else []))}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -77,7 +77,8 @@ def prepare_embedded_default(cfg: RootConfig) -> list[str]:
         recipe = {"num_videos": embedded.num_videos, "frames": embedded.frames, "seed": embedded.seed,
                   "tasks": list(embedded.tasks), "generator_version": GENERATOR_VERSION}
         built = _build_atomically(data_dir, recipe, lambda out: generate_dataset(
-            out, num=embedded.num_videos, frames=embedded.frames, seed=embedded.seed, tasks=embedded.tasks))
+            out, num=embedded.num_videos, frames=embedded.frames, seed=embedded.seed, tasks=embedded.tasks,
+            annotated=True))
         if built is not None:
             generated.append(f"synthetic long-video dataset ({embedded.num_videos} videos x {embedded.frames} "
                              f"frames, {', '.join(embedded.tasks)}): {data_dir}{built}")

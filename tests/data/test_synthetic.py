@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from longrl.data.synthetic import (
+    ANNOTATOR_CLOSE_MARGIN,
     BALL_COLOUR,
     CUP_COLOUR,
     HOME_Y,
@@ -25,6 +26,7 @@ from longrl.data.synthetic import (
     SLOT_NAMES,
     SLOT_X,
     TASKS,
+    annotated_row,
     generate_dataset,
     make_sample,
     split_indices,
@@ -338,3 +340,35 @@ def test_between_marks_has_one_flash_between_the_marks(frames):
         assert min(np.diff(event_frames)) >= 2 and event_frames[-1] < frames
         letters[row["answer"]] += 1
     assert all(letters[letter] >= 6 for letter in "ABCD"), letters
+
+
+def test_the_annotator_guesses_only_between_close_leading_colours(tmp_path):
+    paths = generate_dataset(tmp_path, num=40, frames=16, seed=8, tasks=("majority_colour", "counting"),
+                             annotated=True)
+    assert set(paths) == {"train", "val", "test", "train_annotated"}
+    exact, annotated = rows_of(paths)["train"], rows_of(paths)["train_annotated"]
+    assert [row["id"] for row in annotated] == [row["id"] for row in exact]
+    wrong = 0
+    for true, written in zip(exact, annotated):
+        if true["task"] == "counting":
+            assert written == true
+            continue
+        (top, top_n), *others = true["meta"]["counts"].items()
+        runner_up, second_n = max(others, key=lambda item: item[1])
+        named = answer_text(written)
+        # the tally is the true one; only the conclusion may differ, and only between close leading colours
+        assert written["reasoning"] == true["reasoning"].replace(f"So {top} ", f"So {named} ")
+        assert written["reasoning"].endswith(f"So {named} flashes most often.")
+        if second_n == 0 or top_n - second_n > ANNOTATOR_CLOSE_MARGIN:
+            assert written == true
+        else:
+            assert named in (top, runner_up)
+            wrong += named != top
+        assert {k: v for k, v in written.items() if k not in ("reasoning", "answer")} == \
+            {k: v for k, v in true.items() if k not in ("reasoning", "answer")}
+    assert 0 < wrong < len(exact) // 2
+
+
+def test_annotated_rows_are_identical_to_the_exact_ones_without_an_annotator():
+    row = make_sample(0, 16, seed=1, task="counting").row
+    assert annotated_row(row) == row and "annotator" not in row["meta"]

@@ -25,7 +25,8 @@ def test_main_generates_the_embedded_default_trains_and_reports(tmp_path: Path, 
     out = capsys.readouterr().out
     assert f"generated synthetic long-video dataset (8 videos x 8 frames, majority_colour): {root / 'data'}" in out
     assert "generated tiny random qwen2_5_vl model" in out
-    assert sorted(p.name for p in (root / "data").glob("*.jsonl")) == ["test.jsonl", "train.jsonl", "val.jsonl"]
+    assert sorted(p.name for p in (root / "data").glob("*.jsonl")) == ["test.jsonl", "train.jsonl",
+                                                                    "train_annotated.jsonl", "val.jsonl"]
     assert not list(root.glob(".*")), "no staging directory is left behind"
     lines = out.splitlines()
     assert any(line.startswith("validation before training: reward ") for line in lines)
