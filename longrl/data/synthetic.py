@@ -11,7 +11,9 @@ answer letter, a step-by-step reasoning trace (for CoT-SFT) and the ground truth
 * ``majority_colour``: large shapes of up to three of four colours flash; which colour flashes most often (options
   always red, green, blue, yellow)? The answer is spread over the whole video but needs no exact count or order, so
   it is the task a tiny model learns within a CPU-minutes SFT stage (the embedded quickstart's two-stage pipeline
-  uses it); it is not in the default mix.
+  uses it); it is not in the default mix. Its rows also carry an imperfect annotator's trace (``meta["annotator"]``,
+  written out as ``train_annotated.jsonl`` by ``--annotated``): right tallies, but a coin flip between the two
+  leading colours when they are within two flashes, the CoT data the quickstart's SFT stage learns from.
 * ``between_marks``: a large white square flashes twice; shapes of other colours flash before, between (exactly
   one) and after the marks; which colour flashes between them? Only the order of events across the whole video
   tells the between-flash from the others, whose colours are among the options. Not in the default mix.
@@ -425,11 +427,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=112, help="frame side in pixels")
     parser.add_argument("--fps", type=float, default=2.0, help="frame rate of the written videos")
     parser.add_argument("--open-ended", action="store_true", help="no options; the answer is the correct text")
+    parser.add_argument("--annotated", action="store_true",
+                        help="also write train_annotated.jsonl: the train rows as an imperfect annotator wrote them")
     parser.add_argument("--tasks", default=",".join(TASKS),
                         help=f"comma-separated tasks, sample i of tasks[i % len] (any of {', '.join(ALL_TASKS)})")
     args = parser.parse_args(argv)
     paths = generate_dataset(args.out, args.num, args.frames, args.seed, args.size, args.fps, args.open_ended,
-                             tasks=tuple(args.tasks.split(",")))
+                             tasks=tuple(args.tasks.split(",")), annotated=args.annotated)
     for split, path in paths.items():
         with open(path, encoding="utf-8") as handle:
             print(f"{split}: {sum(1 for _ in handle)} rows -> {path}")

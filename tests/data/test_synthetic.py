@@ -282,6 +282,11 @@ def test_cli_writes_the_three_splits(tmp_path):
         assert f"{split}: 1 rows" in result.stdout
         decoded = load_video(out / rows[0]["video"], FrameSampling(fps=1.0))
         assert decoded.frames.shape == (8, 56, 56, 3) and decoded.source_fps == 1.0
+    assert not (out / "train_annotated.jsonl").exists()  # only asked for with --annotated
+    annotated = subprocess.run([*command, "--annotated", "--tasks", "majority_colour"], capture_output=True,
+                               text=True, timeout=120)
+    assert annotated.returncode == 0 and f"train_annotated: 1 rows -> {out / 'train_annotated.jsonl'}" in \
+        annotated.stdout, annotated.stderr
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
