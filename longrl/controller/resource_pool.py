@@ -29,7 +29,20 @@ def start_local_ray(num_cpus: int) -> bool:
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        _reap_orphans_of_this_process()
     return True
+
+
+_REAPER: list[object] = []
+
+
+def _reap_orphans_of_this_process() -> None:
+    """Once per process: the Ray instance started here goes down with it even on ``kill -9`` (see
+    :mod:`longrl.controller.orphan_reaper`; Ray's agents would otherwise outlive it by a minute)."""
+    if not _REAPER:
+        from longrl.controller.orphan_reaper import start_orphan_reaper
+
+        _REAPER.append(start_orphan_reaper())
 
 
 def stop_ray() -> None:
