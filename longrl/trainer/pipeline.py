@@ -9,7 +9,7 @@ stages in one command, CoT-SFT then RL, with the held-out split evaluated before
    that answers from the video falls to chance; one that answers from the question alone does not).
 
 Overrides before any marker apply to both stages (data, model, frames, cluster size); those after ``--sft`` or
-``--rl`` to that stage only, after the stage defaults (:data:`SFT_STAGE_DEFAULTS`, :data:`RL_STAGE_DEFAULTS`).
+``--rl`` to that stage only. Both replace the stage defaults (:data:`SFT_STAGE_DEFAULTS`, :data:`RL_STAGE_DEFAULTS`).
 ``make quickstart`` runs this on the embedded default (synthetic videos, a tiny random Qwen2.5-VL).
 """
 
@@ -24,8 +24,8 @@ from longrl.trainer.curves import plot_stage_accuracy
 from longrl.trainer.embedded import embedded_test_split_mismatch
 from longrl.trainer.main import answer_help_or_cfg, config_from_argv
 
-# Each stage's own defaults in the pipeline, before the stage's overrides (the standalone entry points keep their
-# configs' values). On the embedded default, SFT learns from an imperfect annotator's traces (configs/sft.yaml) and
+# Each stage's own defaults in the pipeline, under every override on the command line (the standalone entry points
+# keep their configs' values). On the embedded default, SFT learns from an imperfect annotator's traces (configs/sft.yaml) and
 # stops at 260 of its 320 steps, where the tiny model reads the video on some test rows but not on all of them; GRPO
 # on the true answers has that headroom to take: 120 steps of 4 prompts x 8 responses at a learning rate that moves
 # a tiny model (configs/config.yaml keeps EasyR1's 1e-6 for real ones).
@@ -71,7 +71,7 @@ def run_pipeline(argv: Sequence[str]) -> dict[str, dict[str, Any]] | None:
     from longrl.trainer.main import run as run_rl
 
     stages = split_stage_arguments(argv)
-    sft_cfg = config_from_argv([*stages["shared"], *SFT_STAGE_DEFAULTS, *stages["sft"]], default_config_name="sft")
+    sft_cfg = config_from_argv([*SFT_STAGE_DEFAULTS, *stages["shared"], *stages["sft"]], default_config_name="sft")
     if sft_cfg is None:
         return None
     problem = ("the pipeline evaluates on data.test_files; set it" if not sft_cfg.data.test_files
@@ -82,8 +82,8 @@ def run_pipeline(argv: Sequence[str]) -> dict[str, dict[str, Any]] | None:
     results = {"base": evaluate_stage(sft_cfg, sft_cfg.worker.actor.model.model_path, "base")}
     _, sft_model = run_sft(sft_cfg)
     results["sft"] = evaluate_stage(sft_cfg, sft_model, "sft")
-    rl_cfg = config_from_argv([*stages["shared"], f"worker.actor.model.model_path={sft_model}",
-                               *RL_STAGE_DEFAULTS, *stages["rl"]])
+    rl_cfg = config_from_argv([*RL_STAGE_DEFAULTS, *stages["shared"], f"worker.actor.model.model_path={sft_model}",
+                               *stages["rl"]])
     if rl_cfg is None:
         return None
     _, rl_model = run_rl(rl_cfg)
@@ -116,7 +116,7 @@ def answer_help_or_cfg_by_stage(argv: Sequence[str]) -> int | None:
     stages = split_stage_arguments([arg for arg in argv if arg not in ("--cfg", "job", "--resolve")])
     for name, config_name, extra in (("sft", "sft", SFT_STAGE_DEFAULTS), ("rl", "config", RL_STAGE_DEFAULTS)):
         print(f"# {name} stage")
-        status = answer_help_or_cfg([*stages["shared"], *extra, *stages[name], *flags], config_name)
+        status = answer_help_or_cfg([*extra, *stages["shared"], *stages[name], *flags], config_name)
         if status:
             return status
     return 0

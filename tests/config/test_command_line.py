@@ -54,8 +54,11 @@ def test_pipeline_cfg_job_prints_both_stages(capsys):
     assert pipeline_main(["--cfg", "job", "worker.rollout.n=3", "--rl", "trainer.max_steps=7"]) == 0
     sft, rl = capsys.readouterr().out.split("# rl stage\n")
     assert sft.startswith("# sft stage\n")
-    assert yaml.safe_load(sft.split("\n", 1)[1])["trainer"]["max_steps"] is None
-    assert yaml.safe_load(rl)["trainer"]["max_steps"] == 7 and yaml.safe_load(rl)["worker"]["rollout"]["n"] == 3
+    sft, rl = yaml.safe_load(sft.split("\n", 1)[1]), yaml.safe_load(rl)
+    assert sft["trainer"]["max_steps"] == 260 and sft["data"]["train_files"].endswith("/data/train_annotated.jsonl")
+    # the stage defaults sit under every override: the shared n=3 beats the RL stage's n=8, --rl beats both
+    assert rl["trainer"]["max_steps"] == 7 and rl["worker"]["rollout"]["n"] == 3
+    assert rl["worker"]["actor"]["optim"]["lr"] == 1e-4 and rl["data"]["train_files"].endswith("/data/train.jsonl")
 
 
 def test_every_unknown_key_is_reported_at_once_with_its_closest_valid_key(tmp_path):
