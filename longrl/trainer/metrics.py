@@ -81,12 +81,7 @@ def compute_data_metrics(
     if "advantages" in batch.tensors.keys():
         valid = batch.tensors["advantages"].float()[response_mask.bool()]
         metrics.update(_stats("critic/advantages", valid, ("mean", "max", "min")))
-    if {"rollout_log_probs", "old_log_probs"} <= set(batch.tensors.keys()):
-        # verl's rollout-vs-trainer probability gap: how far the engine that sampled (after the last weight sync)
-        # is from the actor that scores; a broken sync or a position/precision mismatch shows up here first.
-        tokens = response_mask.bool()
-        gap = (batch.tensors["rollout_log_probs"].float().exp() - batch.tensors["old_log_probs"].float().exp()).abs()
-        metrics.update(_stats("training/rollout_probs_diff", gap[tokens], ("mean", "max", "std")))
+    metrics.update(rollout_probs_diff(batch))
     parts = {key: torch.tensor(list(values), dtype=torch.float32) for key, values in (reward_parts or {}).items()}
     for key, values in parts.items():
         if values.numel() != len(batch):
@@ -97,6 +92,17 @@ def compute_data_metrics(
     if "task" in batch.non_tensors:
         metrics.update(per_task_mean(batch.non_tensors["task"], accuracy, prefix="accuracy"))
     return metrics
+
+
+def rollout_probs_diff(batch: Batch) -> dict[str, float]:
+    """verl's rollout-vs-trainer probability gap, ``training/rollout_probs_diff/{mean,max,std}`` of |p_rollout -
+    p_actor| over the response tokens: how far the engine that sampled (after the last weight sync) is from the actor
+    that scores; a broken sync or a position/precision mismatch shows up here first. Empty without both log-probs."""
+    if not {"rollout_log_probs", "old_log_probs"} <= set(batch.tensors.keys()):
+        return {}
+    tokens = batch.tensors["response_mask"].bool()
+    gap = (batch.tensors["rollout_log_probs"].float().exp() - batch.tensors["old_log_probs"].float().exp()).abs()
+    return _stats("training/rollout_probs_diff", gap[tokens], ("mean", "max", "std"))
 
 
 def accuracy_fraction(values: torch.Tensor | Sequence[float]) -> torch.Tensor:
