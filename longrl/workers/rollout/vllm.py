@@ -223,6 +223,9 @@ class VLLMRollout(RolloutEngine):
 
     def resume(self) -> None:
         if self._asleep:
+            # The actor's passes leave their activations in torch's allocator cache, and vLLM maps its weights and KV
+            # cache back with driver calls that cannot use that cache; some vLLM versions empty it first, not all.
+            torch.cuda.empty_cache()
             self.llm.wake_up()
             self._asleep = False
 
