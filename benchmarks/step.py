@@ -10,6 +10,9 @@ Configurations (``--job NAME@GPUS:FRAMES,...``; a size is ``F`` frames at 448x44
   reused, the prompt prefilled once and its n samples decoded from one cache (split over the SP group), the group
   scored as the prompt once plus n response branches (shared prefix) in one micro-batch, Ulysses SP over the job's
   GPUs, activation checkpointing, response-only logits.
+* ``longrl-vllm``: ``longrl`` with the rollout on vLLM's engine in the worker process (``worker.rollout.name=vllm``,
+  the MR-SP features entering as ``video_embeds``), asleep while the actor computes, on a share of each GPU
+  (``VLLM_GPU_SHARE``) that leaves the actor room.
 * ``peer``: the same step as a plain Hugging Face loop (``peer.py``), what a user would write instead (1 GPU).
 
 Each job runs in its own processes (one per GPU) after an untimed warm-up step at ``--warmup-frames`` (the same for
@@ -18,11 +21,15 @@ phase, the step time, the peak GPU memory, sequence tokens per second (n x (prom
 baseline computes), the speedup over the baseline row of the same size, and the gap to the step's physical floor
 (``step_flops.py``: FLOPs at the measured bf16 matmul rate, decoding at the measured memory bandwidth). For each
 job's largest size, where the GPU memory goes: weights, gradients and optimizer state held through the step, and per
-phase what it adds on top (activations, key/value cache, gathered parameters).
+phase what it adds on top (activations, key/value cache, gathered parameters). For the two longrl configurations,
+the rollout engine after each step: the actor's weights pushed into it as the trainer does after an update (timed
+apart: the step's time leaves it out), one sleep and wake of the engine with the GPU memory each gives back or takes,
+and the trainer's rollout-vs-actor probability gap (``training/rollout_probs_diff``).
 
 Run on the GPU machine from the repo root (``benchmarks/README.md`` has the command and the latest results)::
 
     python benchmarks/step.py --job baseline@1:512 --job longrl@1:512 --job peer@1:512 --out $OUT/step.json
+    python benchmarks/step.py --job longrl@1:64 --job longrl-vllm@1:64 --warmup-frames 16   # HF against vLLM
 """
 
 from __future__ import annotations
@@ -34,16 +41,23 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from longrl.protocol import Batch
+from longrl.workers.rollout.hf import HFRollout
 from step_flops import StepShape, TextShape, VisionShape, measure_rates, step_floor
 from workload import FRAME_SIDE, N_ROLLOUTS, PHASES, RESPONSE_LENGTH, grpo_step, make_prompts, model_directory
-from workload import set_rank_environment, spawn, worker_config
+from workload import phase, set_rank_environment, spawn, worker_config
 
-CONFIGS = ("baseline", "longrl", "peer")
+CONFIGS = ("baseline", "longrl", "longrl-vllm", "peer")
+SINGLE_GPU = ("baseline", "peer")
+# worker.rollout.gpu_memory_utilization of longrl-vllm: vLLM's share of each GPU, for the 3B model's bf16 weights
+# (7 GiB), a KV cache that holds one sequence of the model's whole 128k-token context (4.4 GiB) and vLLM's own
+# activations: 24 GiB of an 80 GiB H100. Woken, it sits beside the actor's fp32 weights and Adam state (37 GiB on one
+# GPU); asleep, it leaves the update the rest.
+VLLM_GPU_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -63,20 +77,27 @@ class Job:
             job = cls(config, int(gpus), parsed)
         except ValueError as error:
             raise SystemExit(f"--job {text!r}: expected NAME@GPUS:F[xSIDE],... e.g. longrl@2:512,3600x336") from error
-        if config not in CONFIGS or (config != "longrl" and job.gpus != 1):
-            raise SystemExit(f"--job {text!r}: configurations are {CONFIGS}; only longrl runs on more than 1 GPU")
+        if config not in CONFIGS or (config in SINGLE_GPU and job.gpus != 1):
+            raise SystemExit(f"--job {text!r}: configurations are {CONFIGS}; {' and '.join(SINGLE_GPU)} run on 1 GPU")
         return job
 
 
-def config_overrides(config: str, gpus: int, n: int, length: int) -> tuple[int, tuple[str, ...]]:
+def config_overrides(config: str, gpus: int, n: int, length: int, model_dir: Path) -> tuple[int, tuple[str, ...]]:
     """The worker configuration of ``config`` on ``gpus`` GPUs: (Ulysses SP size, overrides)."""
     common = (f"worker.rollout.n={n}", f"data.max_response_length={length}")
     if config == "baseline":
         return 1, (*common, "worker.actor.shared_prefix=false")
     group = n  # the whole group in one micro-batch: its prompt computed once
-    return gpus, (*common, "worker.actor.shared_prefix=true",
-                  f"worker.actor.micro_batch_size_per_device_for_update={group}",
-                  f"worker.actor.micro_batch_size_per_device_for_experience={group}")
+    longrl = (*common, "worker.actor.shared_prefix=true", f"worker.actor.micro_batch_size_per_device_for_update={group}",
+              f"worker.actor.micro_batch_size_per_device_for_experience={group}")
+    if config == "longrl":
+        return gpus, longrl
+    from transformers import AutoConfig
+
+    # vLLM sizes its engine for one sequence of max_prompt_length + max_response_length: the model's context.
+    context = AutoConfig.from_pretrained(str(model_dir)).text_config.max_position_embeddings
+    return gpus, (*longrl, "worker.rollout.name=vllm", f"worker.rollout.gpu_memory_utilization={VLLM_GPU_SHARE}",
+                  f"data.max_prompt_length={context - length}")
 
 
 def _bytes(tensors: Any) -> float:
@@ -96,13 +117,15 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer | None) -> list[torch.Te
 
 
 def held_memory(worker: Any) -> dict[str, float]:
-    """What a worker keeps on the GPU between steps (GiB): weights of the actor shard, reference and rollout copy,
-    gradients left, optimizer state."""
+    """What a worker keeps on the GPU between steps (GiB): weights of the actor shard, reference and the HF engine's
+    rollout copy, gradients left, optimizer state. (vLLM's memory is its sleep and wake columns.)"""
     actor = list(worker.actor.model.parameters())
-    return {"actor_weights": _bytes(actor), "actor_grads": _bytes(p.grad for p in actor if p.grad is not None),
+    held = {"actor_weights": _bytes(actor), "actor_grads": _bytes(p.grad for p in actor if p.grad is not None),
             "optimizer_state": _bytes(_optimizer_tensors(worker.actor.optimizer)),
-            "reference_weights": _bytes(worker.ref.model.parameters()) if worker.ref is not None else 0.0,
-            "rollout_weights": _bytes(worker.rollout.model.parameters())}
+            "reference_weights": _bytes(worker.ref.model.parameters()) if worker.ref is not None else 0.0}
+    if isinstance(worker.rollout, HFRollout):
+        held["rollout_weights"] = _bytes(worker.rollout.model.parameters())
+    return held
 
 
 def peer_held_memory(loop: Any) -> dict[str, float]:
@@ -110,6 +133,34 @@ def peer_held_memory(loop: Any) -> dict[str, float]:
     return {"actor_weights": _bytes(policy), "actor_grads": _bytes(p.grad for p in policy if p.grad is not None),
             "optimizer_state": _bytes(_optimizer_tensors(loop.optimizer)),
             "reference_weights": _bytes(loop.reference.parameters()), "rollout_weights": 0.0}
+
+
+def _timed_free_memory(call: Callable[[], None]) -> tuple[float, float, float]:
+    """Seconds ``call()`` takes, and the GPU's free memory before and after it (GiB; 0 on a CPU) as
+    ``torch.cuda.mem_get_info`` sees it: vLLM's sleep unmaps the memory under tensors that torch still counts."""
+    def free() -> float:
+        return torch.cuda.mem_get_info()[0] / 2**30 if torch.cuda.is_available() else 0.0
+
+    before, start = free(), time.perf_counter()
+    call()
+    return time.perf_counter() - start, before, free()
+
+
+def worker_step(worker: Any, prompts: Batch, variant: str) -> dict[str, Any]:
+    """``grpo_step``; where the worker's own engine made the rollout (not ``stock``), then also what the trainer does
+    after the update: the actor's weights pushed into the engine (``sync_weights``; vLLM is woken for it), and one
+    release and resume of the engine, as each rollout ends and each sync begins (vLLM: sleep at level 1 and wake; a
+    no-op for HF)."""
+    record = grpo_step(worker, prompts, variant)[0]
+    if variant == "stock":
+        return record
+    with phase("sync_weights", record):
+        worker.sync_rollout_weights()
+    seconds, before, after = _timed_free_memory(worker.rollout.release)
+    record.update(sleep_s=seconds, sleep_freed_gib=after - before)
+    seconds, before, after = _timed_free_memory(worker.rollout.resume)
+    record.update(wake_s=seconds, wake_taken_gib=before - after)
+    return record
 
 
 def _vision_shape(prompts: Batch) -> dict[str, int]:
@@ -135,10 +186,10 @@ def _job_rank(rank: int, world: int, port: int, job: dict, model_dir: str, resul
     else:
         from longrl.workers.hybrid import HybridWorker
 
-        ulysses, overrides = config_overrides(job.config, world, n, length)
+        ulysses, overrides = config_overrides(job.config, world, n, length, model_path)
         worker = HybridWorker(worker_config(model_path, world, ulysses, *overrides), total_steps=1000)
         variant = "stock" if job.config == "baseline" else "encode-once"
-        step, held = (lambda prompts: grpo_step(worker, prompts, variant)[0]), (lambda: held_memory(worker))
+        step, held = (lambda prompts: worker_step(worker, prompts, variant)), (lambda: held_memory(worker))
     step(make_prompts(model_path, warmup_frames))
     rows: list[dict] = []
     for frames, side in job.sizes:
@@ -218,12 +269,19 @@ def reference_row(config: str, row: dict, rows: list[dict]) -> dict | None:
                  and (other["frames"], other["side"]) == (row["frames"], row["side"])), None)
 
 
+LABEL = f"{'config':<12}{'GPUs':>5}{'frames':>7}{'side':>5}"
+
+
+def _label(row: dict) -> str:
+    return f"{row['config']:<12}{row['gpus']:>5}{row['frames']:>7}{row['side']:>5}"
+
+
 def table(rows: list[dict]) -> str:
-    head = (f"{'config':<10}{'GPUs':>5}{'frames':>7}{'side':>5}{'tokens':>8}" + "".join(f"{p + ' s':>15}" for p in PHASES)
+    head = (f"{LABEL}{'tokens':>8}" + "".join(f"{p + ' s':>15}" for p in PHASES)
             + f"{'step s':>9}{'peak GiB':>10}{'tokens/s':>10}{'vs base':>9}{'vs peer':>9}{'floor s':>9}{'x floor':>9}")
     lines = [head, "-" * len(head)]
     for row in rows:
-        label = f"{row['config']:<10}{row['gpus']:>5}{row['frames']:>7}{row['side']:>5}"
+        label = _label(row)
         if "oom" in row:
             lines.append(f"{label}  out of GPU memory: {row['oom'][:90]}")
             continue
@@ -253,8 +311,23 @@ def memory_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def engine_table(rows: list[dict]) -> str:
+    """The rollout engine after each step that used it (rank 0): weight sync, sleep and wake (seconds, GiB of GPU
+    memory freed and taken back), and |p_rollout - p_actor| over the response tokens; empty without such rows."""
+    head = (f"{LABEL}{'sync s':>9}{'sleep s':>9}{'frees GiB':>10}{'wake s':>9}{'takes GiB':>10}"
+            f"{'|dp| mean':>11}{'|dp| max':>10}")
+    lines = [f"{_label(row)}{row['sync_weights_s']:>9.3f}{row['sleep_s']:>9.3f}{row['sleep_freed_gib']:>10.2f}"
+             f"{row['wake_s']:>9.3f}{row['wake_taken_gib']:>10.2f}{row['training/rollout_probs_diff/mean']:>11.1e}"
+             f"{row['training/rollout_probs_diff/max']:>10.1e}" for row in rows if "sync_weights_s" in row]
+    return "\n".join([head, "-" * len(head), *lines]) if lines else ""
+
+
 def render(machine: str, rows: list[dict]) -> str:
-    return f"{machine}\n{table(rows)}\n\nGPU memory (GiB):\n{memory_table(rows)}"
+    report = f"{machine}\n{table(rows)}\n\nGPU memory (GiB):\n{memory_table(rows)}"
+    engines = engine_table(rows)
+    if engines:
+        report += f"\n\nThe rollout engine after the step (rank 0; not part of step s):\n{engines}"
+    return report
 
 
 def main() -> None:
@@ -274,6 +347,7 @@ def main() -> None:
         return
     if not args.jobs:
         parser.error("give at least one --job (or --report FILE)")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB per engine on vLLM's CPU backend: the tiny model's need
     gpus = torch.cuda.device_count()
     with model_directory(args.model) as model_dir:
         device = torch.device("cuda" if gpus else "cpu")

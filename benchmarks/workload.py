@@ -3,8 +3,8 @@
 Workload: Qwen2.5-VL-3B architecture (random weights: cost does not depend on their values), bf16 compute, one video
 of F frames (448x448 = 128 visual tokens per frame by default; a smaller side for the longest videos), one question,
 n = 8 rollouts of up to 512 tokens, one GRPO step (rollout, old log-probs, reference log-probs, update) through the
-real ``HybridWorker`` (FSDP actor and reference, HF rollout), vision tower frozen as in Long-RL's recipes. ``size =
-"tiny"`` swaps in the family's tiny model so the scripts run (and are tested) on a CPU.
+real ``HybridWorker`` (FSDP actor and reference, HF or vLLM rollout), vision tower frozen as in Long-RL's recipes.
+``size = "tiny"`` swaps in the family's tiny model so the scripts run (and are tested) on a CPU.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from longrl.embeds.store import EmbeddingStore
 from longrl.models import get_adapter
 from longrl.models.tokenizer import QwenTokenIds, build_tokenizer
 from longrl.protocol import TOKEN_KEYS, Batch
+from longrl.trainer.metrics import rollout_probs_diff
 from longrl.workers.rollout.base import media_token_ids
 from longrl.workers.rollout.output import build_rollout_batch
 from longrl.workers.rollout.sampling import SamplingParams
@@ -150,7 +151,9 @@ def stock_generate(model: torch.nn.Module, prompts: Batch, sampling: SamplingPar
 def grpo_step(worker: Any, prompts: Batch, variant: str, store: EmbeddingStore | None = None
               ) -> tuple[dict[str, Any], torch.Tensor]:
     """One step's phases and the old log-probs (0 off the response); advantages are random (their values do not
-    change the cost). ``variant`` says how the rollout is made and whether its rows share one video encoding:
+    change the cost). A rollout from the worker's engine also records the trainer's rollout-vs-actor probability gap
+    (``training/rollout_probs_diff/*``). ``variant`` says how the rollout is made and whether its rows share one
+    video encoding:
 
     * ``stock``: :func:`stock_generate` (a tower pass and a prefill per sample), rows without a shared key;
     * ``re-encode``: the worker's engine (one encoding, one prefill per prompt), rows without a shared key;
@@ -180,6 +183,8 @@ def grpo_step(worker: Any, prompts: Batch, variant: str, store: EmbeddingStore |
     record["vision_tower_calls"] = metrics["mrsp/vision_tower_calls"]
     record["prompt_tokens"] = int(prompts.tensors["attention_mask"].sum())
     record["response_tokens"] = int(mask.sum())
+    if variant != "stock":  # stock_generate records no rollout log-probs
+        record.update(rollout_probs_diff(batch))
     return record, batch.tensors["old_log_probs"] * mask
 
 

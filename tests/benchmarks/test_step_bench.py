@@ -70,6 +70,7 @@ def test_floor_splits_the_step_into_its_phases():
 
 def test_job_specs_parse_and_bad_ones_name_the_form():
     assert bench.Job.parse("longrl@2:512,3600x336") == bench.Job("longrl", 2, ((512, 448), (3600, 336)))
+    assert bench.Job.parse("longrl-vllm@2:64") == bench.Job("longrl-vllm", 2, ((64, 448),))
     for bad in ("longrl@2", "unknown@1:8", "peer@2:8", "baseline@1:eight"):
         with pytest.raises(SystemExit, match="--job"):
             bench.Job.parse(bad)
@@ -93,11 +94,15 @@ def test_configurations_on_cpu_do_the_work_they_claim(tmp_path, monkeypatch):
     for row in rows:
         assert 0 < row["response_tokens"] <= N * LENGTH
         assert row["floor_s"] == pytest.approx(sum(row[p + "_floor_s"] for p in bench.PHASES))
+    # The engine's samples and the actor's scores come from the same weights; the baseline samples outside the engine.
+    for row in (once, sharded):
+        assert row["sync_weights_s"] > 0 and row["training/rollout_probs_diff/max"] < 1e-3
+    assert "sync_weights_s" not in base and "training/rollout_probs_diff/max" not in base
     # The same samples (seeded by index), so the same work, spread over twice the devices.
     assert sharded["response_tokens"] == once["response_tokens"]
     assert sharded["floor_s"] == pytest.approx(once["floor_s"] / 2)
     report = bench.render("CPU", rows)
-    line = next(text for text in report.splitlines() if text.startswith("longrl        1      4"))
+    line = next(text for text in report.splitlines() if text.startswith("longrl          1      4"))
     assert f"{base['total_s'] / once['total_s']:.2f}x" in line and f"{peer['total_s'] / once['total_s']:.2f}x" in line
     saved = tmp_path / "run.json"
     saved.write_text(json.dumps({"machine": "CPU", "rows": rows}))
