@@ -133,7 +133,7 @@ class QwenVLAdapter(ModelAdapter):
     def position_ids(self, model: torch.nn.Module, tokens: dict[str, torch.Tensor],
                      vision: dict[str, torch.Tensor]) -> torch.Tensor:
         """3-D mrope ids ``(3, b, S)`` from the image and video grids, exactly as the model's forward computes them
-        (the published rule, installed by :meth:`load_model`)."""
+        (the published rule, installed by :meth:`patch_model`)."""
         if "video_grid_thw" not in vision and "image_grid_thw" not in vision:
             return super().position_ids(model, tokens, vision).unsqueeze(0).expand(3, -1, -1)
         positions, _ = model.model.get_rope_index(
@@ -149,9 +149,13 @@ class QwenVLAdapter(ModelAdapter):
     def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32,
                    trust_remote_code: bool = False) -> PreTrainedModel:
         announce_remote_code(model_dir, trust_remote_code)
-        # Text after a video positioned as the checkpoints were trained (and as vLLM does): see _qwen_vl_positions.
-        model = use_published_positions(AutoModelForImageTextToText.from_pretrained(
+        return self.patch_model(AutoModelForImageTextToText.from_pretrained(
             str(model_dir), dtype=dtype, trust_remote_code=trust_remote_code))
+
+    def patch_model(self, model: PreTrainedModel) -> PreTrainedModel:
+        """Text after a video positioned as the checkpoints were trained (and as vLLM does: see
+        _qwen_vl_positions), and precomputed image / video features taken as ``mm_encoder_outputs``."""
+        use_published_positions(model)
         accept_encoder_outputs(model.model, {"image": model.config.image_token_id,
                                              "video": model.config.video_token_id})
         return model

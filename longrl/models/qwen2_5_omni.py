@@ -18,7 +18,7 @@ run whose features are its tower's output in order, and ``get_rope_index`` posit
 
 Audio features: the thinker's forward takes audio only as raw ``input_features`` and writes all of the call's audio
 features over the audio placeholders of its ``input_ids``. Over a sequence shard that is wrong (a rank holds only
-some placeholders, and would re-run the tower). :meth:`Qwen2_5OmniAdapter.load_model` therefore lets the thinker take
+some placeholders, and would re-run the tower). :meth:`Qwen2_5OmniAdapter.patch_model` therefore lets the thinker take
 precomputed audio features as ``mm_encoder_outputs["audio"]``, spliced like image and video features (and honour
 ``logits_to_keep``, which the stock thinker ignores; :func:`adapt_thinker`). It needs transformers >= 5.21, whose
 thinker has a multimodal model under its LM head; older versions are refused at load. MR-SP stage 1 encodes each prompt's audio
@@ -50,12 +50,13 @@ from transformers import (
     Qwen2_5OmniThinkerForConditionalGeneration,
     WhisperFeatureExtractor,
 )
+from transformers.initialization import no_init_weights
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.qwen2_5_omni import modeling_qwen2_5_omni
 
 from longrl.models._encoder_outputs import accept_encoder_outputs
 from longrl.models._qwen_vl import QwenVLAdapter, _count_content_items
-from longrl.models.registry import register_adapter
+from longrl.models.registry import finish_empty_model, register_adapter
 from longrl.models.tiny import TINY_TEXT_SIZES, TINY_WINDOWED_VISION, tiny_text_config_kwargs
 from longrl.models.tokenizer import (
     CHAT_TEMPLATE,
@@ -155,16 +156,28 @@ class Qwen2_5OmniAdapter(QwenVLAdapter):
     def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32,
                    trust_remote_code: bool = False) -> Qwen2_5OmniThinkerForConditionalGeneration:
         """The thinker, always with transformers' own classes: no code of the directory runs, trusted or not."""
-        if not hasattr(modeling_qwen2_5_omni, "Qwen2_5OmniThinkerModel"):
-            raise RuntimeError(f"Qwen2.5-Omni needs transformers >= 5.21 (the thinker's multimodal model, "
-                               f"Qwen2_5OmniThinkerModel, which longrl drives); this is transformers "
-                               f"{transformers.__version__}: `pip install -U 'transformers>=5.21,<6'`")
-        config = AutoConfig.from_pretrained(str(model_dir))
-        if config.model_type == "qwen2_5_omni":  # the full model: its thinker's weights are the ``thinker.`` ones
-            model = self.model_class.from_pretrained(str(model_dir), config=config.thinker_config, dtype=dtype,
+        config = _thinker_config(model_dir)
+        if config is not None:  # the full model: its thinker's weights are the ``thinker.`` ones
+            model = self.model_class.from_pretrained(str(model_dir), config=config, dtype=dtype,
                                                      key_mapping={r"^thinker\.": ""})
         else:
             model = self.model_class.from_pretrained(str(model_dir), dtype=dtype)
+        return self.patch_model(model)
+
+    def build_empty_model(self, model_dir: str | Path, dtype: torch.dtype,
+                          trust_remote_code: bool = False) -> Qwen2_5OmniThinkerForConditionalGeneration:
+        """The thinker of ``model_dir`` (a thinker or a full model directory) without its weights."""
+        config = _thinker_config(model_dir)
+        if config is None:
+            config = AutoConfig.from_pretrained(str(model_dir))
+        with no_init_weights():
+            model = self.model_class._from_config(config, dtype=dtype)
+        return self.patch_model(finish_empty_model(model, self.load_generation_config(model_dir)))
+
+    def patch_model(self, model: Qwen2_5OmniThinkerForConditionalGeneration
+                    ) -> Qwen2_5OmniThinkerForConditionalGeneration:
+        """Its own positions are already the published rule; the thinker takes precomputed features and honours
+        ``logits_to_keep`` (:func:`adapt_thinker`)."""
         adapt_thinker(model.model)
         return model
 
@@ -264,6 +277,17 @@ class OmniAudioEncoder:
 
     def dummy_inputs(self, device: torch.device) -> list[torch.Tensor]:
         return [torch.zeros(self._mel_bins, self.chunk_frames, device=device)]
+
+
+def _thinker_config(model_dir: str | Path) -> Qwen2_5OmniThinkerConfig | None:
+    """The thinker's config where ``model_dir`` holds the full model (``qwen2_5_omni``: talker and token2wav too), else
+    None (a thinker directory, whose config.json is the thinker's). Refuses transformers older than 5.21."""
+    if not hasattr(modeling_qwen2_5_omni, "Qwen2_5OmniThinkerModel"):
+        raise RuntimeError(f"Qwen2.5-Omni needs transformers >= 5.21 (the thinker's multimodal model, "
+                           f"Qwen2_5OmniThinkerModel, which longrl drives); this is transformers "
+                           f"{transformers.__version__}: `pip install -U 'transformers>=5.21,<6'`")
+    config = AutoConfig.from_pretrained(str(model_dir))
+    return config.thinker_config if config.model_type == "qwen2_5_omni" else None
 
 
 def adapt_thinker(thinker: torch.nn.Module) -> None:

@@ -20,6 +20,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageText
 from transformers.initialization import no_init_weights
 from transformers.utils import GENERATION_CONFIG_NAME
 
+from longrl.models.remote_code import announce_remote_code
+
 if TYPE_CHECKING:
     from longrl.data.video import DecodedVideo
     from longrl.mrsp.audio import AudioEncoder
@@ -63,23 +65,34 @@ class ModelAdapter(ABC):
     @abstractmethod
     def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32,
                    trust_remote_code: bool = False) -> torch.nn.Module:
-        """Load the model in ``model_dir`` with its Auto class, in ``dtype``; the directory's own Python code runs
-        only with ``trust_remote_code``."""
+        """Load the model in ``model_dir`` with its Auto class, in ``dtype``, and :meth:`patch_model` it; the
+        directory's own Python code runs only with ``trust_remote_code``."""
 
-    # ----- checkpoints: what the merger builds and writes, what generation reads --------------------------------------
-    def build_empty_model(self, model_dir: str | Path, dtype: torch.dtype) -> torch.nn.Module:
-        """The model the config files of ``model_dir`` describe, in ``dtype``, its weights allocated but not initialised
-        (tied weights already sharing storage).
-
-        The checkpoint merger fills every tensor from an actor checkpoint, whose ``huggingface/`` holds configs and
-        tokenizer files but no weights, so initialising a real-size model would be wasted time. By default the Auto
-        class of the family's kind (image-text-to-text for video families, causal LM otherwise) from config.json.
-        """
-        auto_class = AutoModelForImageTextToText if self.supports_video else AutoModelForCausalLM
-        with no_init_weights():
-            model = auto_class.from_config(AutoConfig.from_pretrained(str(model_dir)), dtype=dtype)
-        model.tie_weights()  # skipped with the initialisation; tied keys must share storage before weights are loaded
+    def patch_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """What the family changes on a model it has just built (how it positions tokens, takes precomputed encoder
+        features, ...), in place; returns ``model``. Both :meth:`load_model` and :meth:`build_empty_model` end with it,
+        so a model built without its weights behaves as the loaded one. By default nothing."""
         return model
+
+    # ----- the model without its weights: the merger, and rank-0 initialisation ---------------------------------------
+    def build_empty_model(self, model_dir: str | Path, dtype: torch.dtype,
+                          trust_remote_code: bool = False) -> torch.nn.Module:
+        """The model :meth:`load_model` gives for ``model_dir`` (same classes, config, generation config and
+        :meth:`patch_model` patches, in ``dtype``) without reading its weights: allocated but not initialised (tied
+        weights already sharing storage), or not allocated at all when called under ``torch.device("meta")``.
+
+        Two callers: the checkpoint merger fills every tensor from an actor checkpoint, whose ``huggingface/`` holds
+        configs and tokenizer files but no weights, so initialising a real-size model would be wasted time; with
+        ``worker.{actor,ref}.fsdp.enable_rank0_init`` every rank builds the model on the meta device and receives its
+        weights from rank 0 after sharding (:func:`longrl.workers.fsdp.load_sharded_model`). By default the Auto class
+        of the family's kind (image-text-to-text for video families, causal LM otherwise) from config.json.
+        """
+        announce_remote_code(model_dir, trust_remote_code)
+        auto_class = AutoModelForImageTextToText if self.supports_video else AutoModelForCausalLM
+        config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+        with no_init_weights():
+            model = auto_class.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
+        return self.patch_model(finish_empty_model(model, self.load_generation_config(model_dir)))
 
     def save_model(self, model: torch.nn.Module, out_dir: str | Path) -> None:
         """Write ``model``'s configs, generation config and weights (safetensors) to ``out_dir`` in the layout
@@ -192,6 +205,16 @@ class ModelAdapter(ABC):
         text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         tokenizer = getattr(processor, "tokenizer", processor)
         return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def finish_empty_model(model: torch.nn.Module, generation_config: GenerationConfig | None) -> torch.nn.Module:
+    """``model`` (a transformers model built with its initialisation skipped) with its tied weights sharing storage,
+    as loaded weights would have them, and ``generation_config`` (the directory's, as ``from_pretrained`` reads it)
+    where the directory has one."""
+    model.tie_weights()  # skipped with the initialisation; tied keys must share storage before weights are loaded
+    if generation_config is not None:
+        model.generation_config = generation_config
+    return model
 
 
 _ADAPTERS: dict[str, ModelAdapter] = {}

@@ -68,7 +68,7 @@ from transformers.initialization import no_init_weights
 from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOutputWithPast
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from longrl.models.registry import ModelAdapter, register_adapter
+from longrl.models.registry import ModelAdapter, finish_empty_model, register_adapter
 from longrl.models.remote_code import remote_code_files, require_trust
 from longrl.models.tiny import random_model, tiny_text_config_kwargs
 from longrl.models.tokenizer import QwenTokenIds, build_tokenizer
@@ -405,12 +405,21 @@ class VilaAdapter(ModelAdapter):
             parts = _load_remote_parts(model_dir)
         else:
             parts = _load_parts(model_dir, config, dtype)
-        return _assemble(model_dir, config, parts, dtype)
+        return self.patch_model(_assemble(model_dir, config, parts, dtype))
 
-    def build_empty_model(self, model_dir: str | Path, dtype: torch.dtype) -> VilaModel:
+    def build_empty_model(self, model_dir: str | Path, dtype: torch.dtype,
+                          trust_remote_code: bool = False) -> VilaModel:
         """The parts from config.json's ``llm_cfg`` / ``vision_tower_cfg`` / ``mm_projector_cfg`` (an actor checkpoint's
-        ``huggingface/`` has config.json and the tokenizer under ``llm/``, no part directories with weights)."""
+        ``huggingface/`` has config.json and the tokenizer under ``llm/``, no part directories with weights), with
+        the LLM's generation config where :meth:`load_model` finds it (``llm/``, else the top).
+
+        Refused for a directory that :meth:`load_model` would load through VILA's own code (``trust_remote_code``):
+        that code's parts are its own classes, which this adapter cannot build without their weights."""
         model_dir = Path(model_dir)
+        if trust_remote_code and _carries_remote_code(model_dir):
+            raise ValueError(f"{model_dir} is loaded through VILA's own code (trust_remote_code), whose model cannot "
+                             "be built without its weights here; load it with its weights on every rank "
+                             "(worker.actor.fsdp.enable_rank0_init=false, worker.ref.fsdp.enable_rank0_init=false)")
         config = VilaConfig.from_pretrained(str(model_dir))
         FrameLayout.of(config)
         with no_init_weights():
@@ -418,8 +427,12 @@ class VilaAdapter(ModelAdapter):
             tower = AutoModel.from_config(config.vision_tower_cfg, dtype=dtype)
             projector = MultimodalProjector(config.mm_projector_cfg["mm_projector_type"], tower.config.hidden_size,
                                             llm.config.hidden_size)
-        llm.tie_weights()  # skipped with the initialisation; tied keys must share storage before weights are loaded
-        return _assemble(model_dir, config, (llm, VisionTower(tower, config.mm_vision_select_layer), projector), dtype)
+        generation_config = (ModelAdapter.load_generation_config(self, model_dir / "llm")
+                             or self.load_generation_config(model_dir))
+        finish_empty_model(llm, generation_config)
+        llm.config.name_or_path = str(model_dir / "llm")  # as loading it from there records
+        model = _assemble(model_dir, config, (llm, VisionTower(tower, config.mm_vision_select_layer), projector), dtype)
+        return self.patch_model(model)
 
     def save_model(self, model: VilaModel, out_dir: str | Path) -> None:
         """VILA's layout (see :func:`save_vila_parts`), which this adapter and VILA's own code load."""

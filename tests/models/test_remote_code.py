@@ -9,6 +9,7 @@ import shutil
 import uuid
 
 import pytest
+import torch
 from transformers import Qwen2ForCausalLM
 
 from longrl.models import get_adapter
@@ -35,7 +36,10 @@ def test_untrusted_directory_loads_with_transformers_classes_and_runs_nothing(qw
     model_dir, marker = qwen2_with_code
     with caplog.at_level(logging.WARNING, logger="longrl.models.remote_code"):
         model = get_adapter("qwen2").load_model(model_dir)
-    assert type(model) is Qwen2ForCausalLM and not marker.exists() and caplog.text == ""
+        with torch.device("meta"):  # what ranks > 0 build under enable_rank0_init
+            empty = get_adapter("qwen2").build_empty_model(model_dir, torch.float32)
+    assert type(model) is Qwen2ForCausalLM and type(empty) is Qwen2ForCausalLM
+    assert not marker.exists() and caplog.text == ""
 
 
 def _load_trusted(model_dir, results) -> None:
@@ -45,7 +49,9 @@ def _load_trusted(model_dir, results) -> None:
     handler.emit = lambda record: records.append(record.getMessage())
     logging.getLogger("longrl.models.remote_code").addHandler(handler)
     model = get_adapter("qwen2").load_model(model_dir, trust_remote_code=True)
-    results.put((type(model).__name__, records))
+    with torch.device("meta"):  # the model built without weights is the same class
+        empty = get_adapter("qwen2").build_empty_model(model_dir, torch.float32, trust_remote_code=True)
+    results.put(((type(model).__name__, type(empty).__name__), records))
 
 
 def test_trusted_directory_runs_its_code_and_says_which(qwen2_with_code):
@@ -55,8 +61,8 @@ def test_trusted_directory_runs_its_code_and_says_which(qwen2_with_code):
     results = context.Queue()
     child = context.Process(target=_load_trusted, args=(model_dir, results))
     child.start()
-    class_name, records = results.get(timeout=120)
+    class_names, records = results.get(timeout=120)
     child.join(60)
-    assert class_name == "CustomModel" and marker.exists()
+    assert class_names == ("CustomModel", "CustomModel") and marker.exists()
     assert records == [f"worker.actor.model.trust_remote_code=true: running the Python code of {model_dir} "
-                       "(modeling_custom.py)"]
+                       "(modeling_custom.py)"] * 2

@@ -319,3 +319,6 @@ def test_a_directory_with_remote_code_loads_through_automodel_only_when_trusted(
     assert any(name.endswith(".modeling_vila") for name in sys.modules)  # the directory's own module built it
     with torch.no_grad():
         assert torch.equal(loaded(**encoded).logits, local(**encoded).logits)
+    # Rank-0 initialisation builds the model without weights, which VILA's own classes cannot be: refused by name.
+    with pytest.raises(ValueError, match=r"VILA's own code.*enable_rank0_init=false"):
+        adapter.build_empty_model(remote, torch.float32, trust_remote_code=True)
