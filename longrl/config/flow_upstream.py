@@ -62,8 +62,13 @@ _RENAMED = {
 }
 
 # The optimizer and FSDP sections are the text stages' own, built by the same code: what they do not apply, neither
-# does Flow-GRPO.
-_NOT_APPLIED = {key: entry for key, entry in NOT_APPLIED.items()
-                if key.startswith(("worker.actor.optim.", "worker.actor.fsdp.", "worker.actor.offload.", "worker.ref."))}
+# does Flow-GRPO. Rank-0 initialisation is the text stages' loading only: the Flow-GRPO worker loads its transformer
+# on every rank.
+_EVERY_RANK_LOADS = "every rank loads the pipeline's transformer itself (rank-0 init is the text stages' only)"
+_NOT_APPLIED = {**{key: entry for key, entry in NOT_APPLIED.items()
+                   if key.startswith(("worker.actor.optim.", "worker.actor.fsdp.", "worker.actor.offload.",
+                                      "worker.ref."))},
+                "worker.actor.fsdp.enable_rank0_init": (False, _EVERY_RANK_LOADS),
+                "worker.ref.fsdp.enable_rank0_init": (False, _EVERY_RANK_LOADS)}
 
 FLOW_UPSTREAM_KEYS = UpstreamKeys(_RENAMED, _NOT_NEEDED, _NOT_IMPLEMENTED, _NOT_APPLIED)

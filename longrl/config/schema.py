@@ -130,6 +130,8 @@ class OptimConfig:
 class FSDPConfig:
     enable_full_shard: bool = True
     enable_cpu_offload: bool = False
+    # Only rank 0 reads the checkpoint into host memory; the other ranks build the model on the meta device and get
+    # the weights and buffers from rank 0 after sharding (same model; text stages only, Flow-GRPO logs it unapplied)
     enable_rank0_init: bool = False
     torch_dtype: Optional[str] = None
     mp_param_dtype: str = "bf16"

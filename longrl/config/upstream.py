@@ -46,11 +46,8 @@ NOT_IMPLEMENTED: dict[str, tuple[tuple[Any, ...], str]] = {
                                               "trainer.save_checkpoint_path"),
 }
 
-# longrl key -> (its default, what is not applied)
-NOT_APPLIED: dict[str, tuple[Any, str]] = {
-    "worker.actor.fsdp.enable_rank0_init": (False, "every rank loads the checkpoint itself"),
-    "worker.ref.fsdp.enable_rank0_init": (False, "every rank loads the checkpoint itself"),
-}
+# longrl key -> (its default, what is not applied); none today
+NOT_APPLIED: dict[str, tuple[Any, str]] = {}
 
 TEXT_UPSTREAM_KEYS = UpstreamKeys(RENAMED, NOT_NEEDED, NOT_IMPLEMENTED, NOT_APPLIED,
                                   # EasyR1 samples by time when video_fps is given

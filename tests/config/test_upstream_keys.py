@@ -47,18 +47,20 @@ trainer:
 """
 
 
-def test_an_upstream_config_file_composes_with_notes_for_what_is_not_applied(tmp_path, caplog):
+def test_an_upstream_config_file_composes_with_notes_for_what_is_not_needed(tmp_path, caplog):
     config = tmp_path / "config.yaml"
     config.write_text(UPSTREAM_CONFIG)
     with caplog.at_level(logging.WARNING, logger="longrl.config"):
-        cfg = load_config([], config_file=config)
+        cfg = load_config(["worker.ref.fsdp.enable_rank0_init=true"], config_file=config)
     assert cfg.worker.rollout.fps == 2.0 and cfg.worker.rollout.num_video_frames is None
     assert cfg.algorithm.max_try_make_batch == 20 and cfg.worker.actor.loss_agg_mode == "token-mean"
     lora = cfg.worker.actor.model.lora
     assert (lora.rank, lora.alpha, lora.target_modules, lora.exclude_modules) == (0, 64, "all-linear", ".*visual.*")
     notes = caplog.text
     assert cfg.worker.actor.dynamic_batching is True
-    assert "worker.actor.fsdp.enable_rank0_init=true is accepted but not applied" in notes
+    # Applied (only rank 0 reads the checkpoint: tests/workers/test_rank0_init.py), so no longer logged as unapplied.
+    assert cfg.worker.actor.fsdp.enable_rank0_init is True and cfg.worker.ref.fsdp.enable_rank0_init is True
+    assert "enable_rank0_init" not in notes
     assert cfg.worker.actor.offload.offload_optimizer is True and "offload_optimizer" not in notes
 
 
@@ -109,3 +111,13 @@ def test_an_unknown_optimizer_strategy_is_refused_with_the_known_ones():
     assert load_config(["worker.actor.optim.strategy=adamw_bf16"]).worker.actor.optim.strategy == "adamw_bf16"
     with pytest.raises(ConfigError, match=r"worker.actor.optim.strategy='sgd' is not one of \['adamw', 'adamw_bf16'\]"):
         load_config(["worker.actor.optim.strategy=sgd"])
+
+
+def test_flow_grpo_still_notes_rank0_init_as_not_applied(tmp_path, caplog):
+    """The Flow-GRPO worker loads its transformer on every rank: the shared FSDP key is logged there, not dropped."""
+    from longrl.config.flow_validate import FLOW_SCHEMA
+
+    with caplog.at_level(logging.WARNING, logger="longrl.config"):
+        load_config([f"data.train_files={tmp_path / 'prompts.txt'}", f"worker.actor.model.model_path={tmp_path}",
+                     "worker.ref.fsdp.enable_rank0_init=true"], config_name="flow", schema=FLOW_SCHEMA)
+    assert "worker.ref.fsdp.enable_rank0_init=true is accepted but not applied: every rank loads" in caplog.text
