@@ -72,8 +72,8 @@ def load_sharded_model(
 
 
 def _add_seeded_lora(model: torch.nn.Module, lora: LoraConfig | None, seed: int, device: torch.device) -> None:
-    """``lora``'s adapters on ``model`` (none for rank 0), their random initialisation drawn from ``seed`` without
-    touching the global random state."""
+    """``lora``'s adapters on ``model`` (nothing when ``lora`` is None or its rank is 0), their random initialisation
+    drawn from ``seed`` without touching the global random state."""
     if lora is None or lora.rank <= 0:
         return
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
