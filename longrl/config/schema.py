@@ -201,7 +201,7 @@ class RolloutConfig:
     seed: int = 1
     gpu_memory_utilization: float = 0.6
     tensor_parallel_size: int = 1
-    enforce_eager: bool = False
+    enforce_eager: bool = False  # no CUDA graphs: vLLM's, and the HF engine's captured decode step (rollout/decode.py)
     enable_chunked_prefill: bool = True  # vLLM V1's own default; it warns that turning it off may give wrong output
     max_num_batched_tokens: int = 8192
     # vLLM only. How prompts enter the engine: "multi_modal" (token ids + the MR-SP video features as vLLM's

@@ -57,7 +57,8 @@ class HybridWorker(PolicyWorker):
         rollout = self.cfg.worker.rollout
         if rollout.name == "hf":
             return HFRollout(model_path, dtype=dtype, device=device,
-                             trust_remote_code=self.cfg.worker.actor.model.trust_remote_code)
+                             trust_remote_code=self.cfg.worker.actor.model.trust_remote_code,
+                             cuda_graphs=not rollout.enforce_eager)
         from longrl.workers.rollout.vllm import VLLMRollout
 
         max_model_len = self.cfg.data.max_prompt_length + self.cfg.data.max_response_length

@@ -53,13 +53,14 @@ class HFRollout(RolloutEngine):
     """``generate`` on a full local copy of the model in ``model_dir`` (any family with an adapter)."""
 
     def __init__(self, model_dir: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                 trust_remote_code: bool = False):
+                 trust_remote_code: bool = False, cuda_graphs: bool = True):
         self.device = torch.device(device)
+        self.cuda_graphs = cuda_graphs  # capture the decode step in a CUDA graph (on CUDA; see rollout/decode.py)
         self.adapter = adapter_for_model_dir(model_dir)
         self.model: PreTrainedModel = self.adapter.load_model(model_dir, dtype, trust_remote_code)
         self.model.to(self.device).eval()
-        # Media tokens are never generated (see media_token_ids). The recorder sits before this, so rollout
-        # log-probs stay those of the full distribution the actor scores.
+        # Media tokens are never generated (see media_token_ids). Log-probs are recorded before any processor, so
+        # rollout log-probs stay those of the full distribution the actor scores.
         self._no_media_tokens = SuppressTokensLogitsProcessor(media_token_ids(self.model.config), device=self.device)
 
     @torch.no_grad()
@@ -79,14 +80,13 @@ class HFRollout(RolloutEngine):
         grids = without_pixels(vision)  # the grids the positions are computed from
         mm_token_type_ids = prompts.tensors["mm_token_type_ids"] if "mm_token_type_ids" in prompts.tensors.keys() else None
         positions = self._positions(input_ids, attention_mask, mm_token_type_ids, grids, sampling.max_new_tokens)
-        recorder = _ChosenTokenLogProbs(temperature=1.0 if sampling.greedy else sampling.temperature)
-        generated = sample_with_shared_prefill(
+        generated, log_probs = sample_with_shared_prefill(
             self.model, DecodeInputs(embeds, input_ids, attention_mask, positions),
-            LogitsProcessorList([recorder, self._no_media_tokens, *_sampling_warpers(sampling)]),
+            LogitsProcessorList([self._no_media_tokens, *_sampling_warpers(sampling)]),
             n=sampling.n, first_sample=sampling.first_sample, max_new_tokens=sampling.max_new_tokens,
             greedy=sampling.greedy, eos_token_ids=sampling.eos_token_ids, pad_token_id=sampling.pad_token_id,
-            seed=sampling.seed)
-        log_probs = recorder.chosen(generated)
+            seed=sampling.seed, log_prob_temperature=1.0 if sampling.greedy else sampling.temperature,
+            cuda_graphs=self.cuda_graphs)
         return build_rollout_batch(
             prompts, sampling.n, generated.to(out_device), log_probs.to(out_device),
             sampling.eos_token_ids, sampling.pad_token_id, sampling.max_new_tokens,
@@ -155,41 +155,6 @@ def prompt_embeddings(
             features = torch.cat(list(features), dim=0)
         embeds = splice_features(embeds, input_ids, getattr(model.config, f"{modality}_token_id"), features, modality)
     return embeds
-
-
-class _ChosenTokenLogProbs(LogitsProcessor):
-    """Records ``log_softmax(raw_logits / T)`` of each step's chosen token; leaves the scores unchanged.
-
-    It must come first in the processor list so it sees raw logits. Only the latest step's distribution is
-    kept (the token drawn from it is read from ``input_ids`` at the next call), so memory stays at one
-    (rows, vocab) tensor instead of one per step.
-    """
-
-    def __init__(self, temperature: float) -> None:
-        self.temperature = temperature
-        self._pending: torch.Tensor | None = None
-        self._chosen: list[torch.Tensor] = []
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self._pending is not None:
-            self._take(input_ids[:, -1])
-        self._pending = torch.log_softmax(scores.float() / self.temperature, dim=-1)
-        return scores
-
-    def _take(self, tokens: torch.Tensor) -> None:
-        assert self._pending is not None
-        self._chosen.append(self._pending.gather(-1, tokens.unsqueeze(-1)).squeeze(-1))
-        self._pending = None
-
-    def chosen(self, generated: torch.Tensor) -> torch.Tensor:
-        """(rows, steps) log-probs of ``generated``, the tokens produced by the run this processor watched."""
-        if self._pending is not None:
-            self._take(generated[:, -1])
-        if len(self._chosen) != generated.shape[1]:
-            raise RuntimeError(f"recorded {len(self._chosen)} steps but generate returned {generated.shape[1]} tokens")
-        if not self._chosen:
-            return generated.new_zeros(generated.shape, dtype=torch.float)
-        return torch.stack(self._chosen, dim=1)
 
 
 def _sampling_warpers(sampling: SamplingParams) -> list[LogitsProcessor]:
