@@ -1,11 +1,20 @@
-"""Time per decoding step of the HF rollout engine, at a given video length.
+"""Time per decoding step of the HF rollout engine, at a given video length, on each decode path side by side.
 
 The engine (``HFRollout``, on the workload's Qwen2.5-VL-3B architecture) generates ``n`` samples of a prompt twice, with
 ``--short`` and ``--long`` new tokens; the difference over the extra tokens is the cost of one decoding step (one
-token for every sample) without the tower pass and the prefill, which both runs share. ``--profile`` adds a torch
-profiler table of one ``--short`` run. Random weights rarely draw the stop token, so every run decodes its full length.
+token for every sample) without the tower pass, the prefill and the CUDA graph capture, which both runs share. Paths
+(``--paths``, all by default, each timed on the same engine and prompt in this one run):
 
-    python benchmarks/decode_step.py --frames 64 512 --profile
+* ``old``: the loop before the captured decode step (``decode_legacy.py``: masked SDPA over the whole buffer, a
+  Python loop over the tokens and over the rows' generators);
+* ``eager``: the current step (matmul decode attention, device sampling), run from Python each token;
+* ``graphs``: the current step captured once in a CUDA graph and replayed per token (the default on CUDA; the same
+  as ``eager`` on a CPU).
+
+``--profile`` adds a torch profiler table of one ``--short`` run per path. Random weights rarely draw the stop token, so
+every run decodes its full length.
+
+    python benchmarks/decode_step.py --frames 64 512 --paths old eager graphs
 """
 
 from __future__ import annotations
@@ -16,10 +25,21 @@ import time
 import longrl  # noqa: F401  (before torchvision: the CPU shim)
 import torch
 
+import decode_legacy
 from longrl.models.tokenizer import QwenTokenIds, build_tokenizer
+from longrl.workers.rollout import decode, hf
 from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.rollout.sampling import SamplingParams
 from workload import N_ROLLOUTS, make_prompts, model_directory
+
+PATHS = ("old", "eager", "graphs")
+
+
+def use_path(engine: HFRollout, path: str) -> None:
+    """Route the engine's decode loop through ``path`` (see the module docstring)."""
+    hf.sample_with_shared_prefill = (decode_legacy.sample_with_shared_prefill if path == "old"
+                                     else decode.sample_with_shared_prefill)
+    engine.cuda_graphs = path == "graphs"
 
 
 def timed_generate(engine: HFRollout, prompts, tokens: int, n: int) -> float:
@@ -43,25 +63,36 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=72)
     parser.add_argument("--n", type=int, default=N_ROLLOUTS)
     parser.add_argument("--model", choices=("3b", "tiny"), default="3b")
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     gpu = torch.cuda.is_available()
     with model_directory(args.model) as model_dir:
         engine = HFRollout(model_dir, dtype=torch.bfloat16 if gpu else torch.float32, device="cuda" if gpu else "cpu")
+        print(f"device: {torch.cuda.get_device_name(0) if gpu else 'cpu'}, torch {torch.__version__}", flush=True)
         for frames in args.frames:
             prompts = make_prompts(model_dir, frames)
-            timed_generate(engine, prompts, 4, args.n)  # warm-up at this size
-            short, long = (timed_generate(engine, prompts, tokens, args.n) for tokens in (args.short, args.long))
-            step_ms = (long - short) / (args.long - args.short) * 1000
-            print(f"frames {frames}: prompt {int(prompts.tensors['attention_mask'].sum())} tokens, n={args.n}: "
-                  f"{step_ms:.1f} ms per decoding step ({args.short} tokens in {short:.2f} s)", flush=True)
-            if args.profile:
-                from torch.profiler import ProfilerActivity, profile
+            tokens = int(prompts.tensors["attention_mask"].sum())
+            per_step = {}
+            for path in args.paths:
+                use_path(engine, path)
+                timed_generate(engine, prompts, 4, args.n)  # warm-up at this size
+                short, long = (timed_generate(engine, prompts, count, args.n) for count in (args.short, args.long))
+                per_step[path] = (long - short) / (args.long - args.short) * 1000
+                print(f"frames {frames}: prompt {tokens} tokens, n={args.n}, {path}: {per_step[path]:.2f} ms per "
+                      f"decoding step ({args.short} tokens in {short:.2f} s)", flush=True)
+                if args.profile:
+                    from torch.profiler import ProfilerActivity, profile
 
-                activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
-                with profile(activities=activities) as profiler:
-                    timed_generate(engine, prompts, args.short, args.n)
-                print(profiler.key_averages().table(sort_by="cpu_time_total", row_limit=20))
+                    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
+                    with profile(activities=activities) as profiler:
+                        timed_generate(engine, prompts, args.short, args.n)
+                    print(profiler.key_averages().table(sort_by="cuda_time_total" if gpu else "cpu_time_total",
+                                                        row_limit=20))
+            if "old" in per_step and len(per_step) > 1:
+                print(f"frames {frames}: old / new time per step: " + ", ".join(
+                    f"{path} {per_step['old'] / ms:.2f}x" for path, ms in per_step.items() if path != "old"),
+                      flush=True)
 
 
 if __name__ == "__main__":
