@@ -41,7 +41,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -53,10 +53,10 @@ from workload import phase, set_rank_environment, spawn, worker_config
 
 CONFIGS = ("baseline", "longrl", "longrl-vllm", "peer")
 SINGLE_GPU = ("baseline", "peer")
-# worker.rollout.gpu_memory_utilization of longrl-vllm: vLLM's share of each GPU, for the 3B model's bf16 weights
-# (7 GiB), a KV cache that holds one sequence of the model's whole 128k-token context (4.4 GiB) and vLLM's own
-# activations: 24 GiB of an 80 GiB H100. Woken, it sits beside the actor's fp32 weights and Adam state (37 GiB on one
-# GPU); asleep, it leaves the update the rest.
+# worker.rollout.gpu_memory_utilization of longrl-vllm: vLLM's share of each GPU, 24 GiB of an 80 GiB H100, for the 3B
+# model's bf16 weights (7 GiB), its start-up profile of the vision tower and the KV cache (36 KiB a token: 2.3 GiB
+# a copy of a 512-frame prompt). Woken, it sits beside the actor's fp32 weights and Adam state (37 GiB on one GPU);
+# asleep, it leaves the update the rest.
 VLLM_GPU_SHARE = 0.3
 
 
@@ -82,22 +82,25 @@ class Job:
         return job
 
 
-def config_overrides(config: str, gpus: int, n: int, length: int, model_dir: Path) -> tuple[int, tuple[str, ...]]:
-    """The worker configuration of ``config`` on ``gpus`` GPUs: (Ulysses SP size, overrides)."""
+def config_overrides(config: str, gpus: int, n: int, length: int) -> tuple[int, tuple[str, ...]]:
+    """The worker configuration of ``config`` on ``gpus`` GPUs: (Ulysses SP size, overrides); ``longrl-vllm`` adds
+    :func:`vllm_overrides`."""
     common = (f"worker.rollout.n={n}", f"data.max_response_length={length}")
     if config == "baseline":
         return 1, (*common, "worker.actor.shared_prefix=false")
     group = n  # the whole group in one micro-batch: its prompt computed once
-    longrl = (*common, "worker.actor.shared_prefix=true", f"worker.actor.micro_batch_size_per_device_for_update={group}",
-              f"worker.actor.micro_batch_size_per_device_for_experience={group}")
-    if config == "longrl":
-        return gpus, longrl
-    from transformers import AutoConfig
+    return gpus, (*common, "worker.actor.shared_prefix=true",
+                  f"worker.actor.micro_batch_size_per_device_for_update={group}",
+                  f"worker.actor.micro_batch_size_per_device_for_experience={group}")
 
-    # vLLM sizes its engine for one sequence of max_prompt_length + max_response_length: the model's context.
-    context = AutoConfig.from_pretrained(str(model_dir)).text_config.max_position_embeddings
-    return gpus, (*longrl, "worker.rollout.name=vllm", f"worker.rollout.gpu_memory_utilization={VLLM_GPU_SHARE}",
-                  f"data.max_prompt_length={context - length}")
+
+def vllm_overrides(model_dir: Path, sizes: Iterable[tuple[int, int]]) -> tuple[str, ...]:
+    """The vLLM engine on ``VLLM_GPU_SHARE`` of the GPU, with ``data.max_prompt_length`` the longest prompt of
+    ``sizes``: vLLM sizes itself for one sequence of max_prompt_length + max_response_length and profiles its vision
+    tower on a dummy video of that length at start, so a looser bound would take the share from the KV cache."""
+    longest = max(int(make_prompts(model_dir, frames, side).tensors["attention_mask"].sum()) for frames, side in sizes)
+    return ("worker.rollout.name=vllm", f"worker.rollout.gpu_memory_utilization={VLLM_GPU_SHARE}",
+            f"data.max_prompt_length={longest}")
 
 
 def _bytes(tensors: Any) -> float:
@@ -186,7 +189,9 @@ def _job_rank(rank: int, world: int, port: int, job: dict, model_dir: str, resul
     else:
         from longrl.workers.hybrid import HybridWorker
 
-        ulysses, overrides = config_overrides(job.config, world, n, length, model_path)
+        ulysses, overrides = config_overrides(job.config, world, n, length)
+        if job.config == "longrl-vllm":
+            overrides += vllm_overrides(model_path, {(warmup_frames, FRAME_SIDE), *job.sizes})
         worker = HybridWorker(worker_config(model_path, world, ulysses, *overrides), total_steps=1000)
         variant = "stock" if job.config == "baseline" else "encode-once"
         step, held = (lambda prompts: worker_step(worker, prompts, variant)), (lambda: held_memory(worker))
