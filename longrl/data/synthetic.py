@@ -12,8 +12,9 @@ answer letter, a step-by-step reasoning trace (for CoT-SFT) and the ground truth
   always red, green, blue, yellow)? The answer is spread over the whole video but needs no exact count or order, so
   it is the task a tiny model learns within a CPU-minutes SFT stage (the embedded quickstart's two-stage pipeline
   uses it); it is not in the default mix. Its rows also carry an imperfect annotator's trace (``meta["annotator"]``,
-  written out as ``train_annotated.jsonl`` by ``--annotated``): right tallies, but a coin flip between the two
-  leading colours when they are within two flashes, the CoT data the quickstart's SFT stage learns from.
+  written out as ``train_annotated.jsonl`` by ``--annotated``): right tallies, but between two leading colours
+  within two flashes of each other it names the one offered first; the CoT data the quickstart's SFT stage learns
+  from.
 * ``between_marks``: a large white square flashes twice; shapes of other colours flash before, between (exactly
   one) and after the marks; which colour flashes between them? Only the order of events across the whole video
   tells the between-flash from the others, whose colours are among the options. Not in the default mix.
@@ -42,7 +43,7 @@ SPLITS = ("train", "val", "test")
 LETTERS = "ABCDEFGH"
 MIN_FRAMES = 8
 # Raised whenever a seed's rows or videos change, so caches of generated data (the embedded default's) are rebuilt.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 # Shell-game layout, in fractions of the frame side.
 SLOT_NAMES = ("left", "middle", "right")
@@ -60,7 +61,9 @@ MAX_COUNT = 8
 MAJORITY_COLOURS = ("red", "green", "blue", "yellow")
 MAJORITY_HALF = 0.4
 # The imperfect annotator of train_annotated.jsonl: its tallies are right, but when the two leading colours are within
-# this many flashes of each other it names one of them at random.
+# this many flashes of each other it names the one offered first (the earlier option letter), the position bias of
+# a weaker model breaking a near-tie. The bias is systematic, so a model trained on these traces learns it; a coin flip
+# would average out under SFT and leave RL nothing to correct.
 ANNOTATOR_CLOSE_MARGIN = 2
 # The between-marks task: a large white square flashes twice as the marks; flashes of other colours (options among
 # them) come before, between (exactly one) and after.
@@ -277,7 +280,7 @@ def _majority_colour(rng: np.random.Generator, frames: int, fps: float) -> _Task
     tally = ", ".join(f"{colour} {n}" for colour, n in counts.items() if n)
     runner_up = max(ranked[1:], key=lambda colour: counts[colour])  # the first of equal counts
     close = counts[runner_up] > 0 and top - counts[runner_up] <= ANNOTATOR_CLOSE_MARGIN
-    named = str(rng.choice([ranked[0], runner_up])) if close else ranked[0]
+    named = min(ranked[0], runner_up, key=MAJORITY_COLOURS.index) if close else ranked[0]
     return _TaskDraw(
         question="Shapes of several colours flash briefly during the video. Which colour flashes most often?",
         correct=ranked[0],
@@ -376,7 +379,7 @@ def split_indices(num: int, seed: int = 0) -> dict[str, list[int]]:
 
 def annotated_row(row: dict) -> dict:
     """``row`` as the imperfect annotator wrote it: its reasoning trace and answer (``meta["annotator"]``), which for
-    ``majority_colour`` name a random one of the two leading colours when they are within
+    ``majority_colour`` name the earlier-offered of the two leading colours when they are within
     :data:`ANNOTATOR_CLOSE_MARGIN` flashes; every other row is unchanged."""
     annotator = row["meta"].get("annotator")
     if annotator is None:
