@@ -55,16 +55,22 @@ def test_uniform_follows_the_documented_seed_rule(seed):
             expected = [_reference_uniform(seed, p, first + k, column) for p in range(batch) for k in range(n)]
             assert got.tolist() == expected
             assert all(0.0 <= u < 1.0 for u in expected)
+    tabled = RowSampler(False, seed, batch, n, first, torch.device("cpu"), columns=20)
+    for column in (0, 7, 19):
+        expected = [_reference_uniform(seed, p, first + k, column) for p in range(batch) for k in range(n)]
+        assert tabled.table[:, column].tolist() == expected
 
 
 def test_draws_are_the_inverse_cdf_of_the_rows_uniform_and_skip_removed_tokens():
     generator = torch.Generator().manual_seed(0)
     batch, n, vocab, seed = 3, 4, 50, 11
     sampler = RowSampler(False, seed, batch, n, 0, torch.device("cpu"))
+    tabled = RowSampler(False, seed, batch, n, 0, torch.device("cpu"), columns=6)
     for column in range(6):
         scores = torch.randn(batch * n, vocab, generator=generator) * 2
         scores[:, ::3] = -math.inf  # removed by a processor: never drawn
         tokens = sampler(scores, torch.tensor(column)).tolist()
+        assert tabled(scores, torch.tensor(column)).tolist() == tokens
         for row, token in enumerate(tokens):
             u = _reference_uniform(seed, row // n, row % n, column)
             assert token == _reference_token(scores[row], u)

@@ -136,7 +136,7 @@ class _Decoder:
         self.suppressed = [processor.suppress_tokens.to(device=device, dtype=torch.long)
                            if isinstance(processor, SuppressTokensLogitsProcessor) else None
                            for processor in self.processors]
-        self.sampler = RowSampler(greedy, seed, batch, n, first_sample, device)
+        self.sampler = RowSampler(greedy, seed, batch, n, first_sample, device, columns=max_new_tokens)
         self.temperature = log_prob_temperature
         self.pad_token_id = pad_token_id
         self.stops = torch.tensor(list(eos_token_ids), device=device)

@@ -105,15 +105,17 @@ class PrefixCache:
 
     def decode(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                scaling: float | None) -> torch.Tensor:
-        """``(B * n, heads, 1, d)`` queries of the current step; writes the step's keys and values to their slots."""
+        """``(B * n, heads, 1, d)`` queries of the current step; writes the step's keys and values to their slots.
+        The output is a ``(B * n, heads, 1, d)`` view of a contiguous ``(B * n, 1, heads, d)`` tensor."""
         batch, n, group, width = self.batch, self.n, self.group, self.width
         kv_heads, dim = key.shape[1], key.shape[-1]
         columns = self._slot_starts + self.step
         for store, tensor in ((self.keys, key), (self.values, value)):
             store[layer].index_copy_(2, columns, tensor.reshape(batch, n, kv_heads, dim).transpose(1, 2))
         scale = dim ** -0.5 if scaling is None else scaling
-        folded = (query * scale).reshape(batch, n, kv_heads, group, dim).permute(0, 2, 1, 3, 4).reshape(
-            batch * kv_heads, n * group, dim)
+        folded = query.new_empty(batch * kv_heads, n * group, dim)
+        torch.mul(query.reshape(batch, n, kv_heads, group, dim).permute(0, 2, 1, 3, 4), scale,
+                  out=folded.view(batch, kv_heads, n, group, dim))
         keys = self.keys[layer].view(batch * kv_heads, width, dim)
         scores = matmul_accumulated(folded, keys.transpose(1, 2)).view(batch, kv_heads, n * group, width)
         if self.pad_mask is not None:
@@ -121,8 +123,11 @@ class PrefixCache:
         scores[..., self.prompt_width:] += self.slot_mask
         probs = torch.softmax(scores, dim=-1).view(batch * kv_heads, n * group, width)
         out = chunked_weighted_sum(probs, self.values[layer].view(batch * kv_heads, width, dim), self.chunk)
-        out = out.to(query.dtype).view(batch, kv_heads, n, group, dim)
-        return out.permute(0, 2, 1, 3, 4).reshape(batch * n, kv_heads * group, 1, dim)
+        # Unfolded and cast in one copy, into the (B * n, 1, heads, d) layout the attention's caller wants.
+        unfolded = query.new_empty(batch * n, 1, kv_heads * group, dim)
+        unfolded.view(batch, n, kv_heads, group, dim).copy_(out.view(batch, kv_heads, n, group, dim).permute(
+            0, 2, 1, 3, 4))
+        return unfolded.transpose(1, 2)
 
 
 def _chunking(columns: int) -> tuple[int, int]:
