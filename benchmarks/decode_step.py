@@ -1,8 +1,9 @@
 """Time per decoding step of the HF rollout engine, at a given video length, on each decode path side by side.
 
 The engine (``HFRollout``, on the workload's Qwen2.5-VL-3B architecture) generates ``n`` samples of a prompt twice, with
-``--short`` and ``--long`` new tokens; the difference over the extra tokens is the cost of one decoding step (one
-token for every sample) without the tower pass, the prefill and the CUDA graph capture, which both runs share. Paths
+``--short`` and ``--long`` new tokens, each timed from the end of its prefill (CUDA events) to its end; the difference
+over the extra tokens is the cost of one decoding step (one token for every sample) without the tower pass, the
+prefill and the CUDA graph capture. Paths
 (``--paths``, all by default, each timed on the same engine and prompt in this one run):
 
 * ``old``: the loop before the captured decode step (``decode_legacy.py``: masked SDPA over the whole buffer, a
@@ -42,18 +43,40 @@ def use_path(engine: HFRollout, path: str) -> None:
     engine.cuda_graphs = path == "graphs"
 
 
-def timed_generate(engine: HFRollout, prompts, tokens: int, n: int) -> float:
+def timed_generate(engine: HFRollout, prompts, tokens: int, n: int) -> tuple[float, float]:
+    """Seconds of one ``generate`` call, and of its part after the prefill (the decoding, with the CUDA graph capture
+    where there is one): the tower pass and the prefill vary from call to call by more than a few steps cost."""
     ids = QwenTokenIds.from_tokenizer(build_tokenizer())
     sampling = SamplingParams(n=n, temperature=1.0, top_p=1.0, top_k=-1, max_new_tokens=tokens,
                               eos_token_ids=(ids.eos_token_id,), pad_token_id=ids.pad_token_id, seed=1)
     gpu = engine.device.type == "cuda"
+    marks: list = []
+
+    def mark():
+        if gpu:
+            marks.append(torch.cuda.Event(enable_timing=True))
+            marks[-1].record()
+        else:
+            marks.append(time.perf_counter())
+
+    def after_prefill(*_):  # the first forward of the call is the prefill; removed before any capture
+        handle.remove()
+        mark()
+
+    handle = engine.model.register_forward_hook(after_prefill)
     if gpu:
         torch.cuda.synchronize()
     start = time.perf_counter()
-    engine.generate(prompts, sampling)
+    try:
+        engine.generate(prompts, sampling)
+    finally:
+        handle.remove()
+    mark()
     if gpu:
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    total = time.perf_counter() - start
+    decoding = marks[0].elapsed_time(marks[1]) / 1000 if gpu else marks[1] - marks[0]
+    return total, decoding
 
 
 def main() -> None:
@@ -77,10 +100,12 @@ def main() -> None:
             for path in args.paths:
                 use_path(engine, path)
                 timed_generate(engine, prompts, 4, args.n)  # warm-up at this size
-                short, long = (timed_generate(engine, prompts, count, args.n) for count in (args.short, args.long))
-                per_step[path] = (long - short) / (args.long - args.short) * 1000
+                (short, short_decoding), (_, long_decoding) = (timed_generate(engine, prompts, count, args.n)
+                                                               for count in (args.short, args.long))
+                per_step[path] = (long_decoding - short_decoding) / (args.long - args.short) * 1000
                 print(f"frames {frames}: prompt {tokens} tokens, n={args.n}, {path}: {per_step[path]:.2f} ms per "
-                      f"decoding step ({args.short} tokens in {short:.2f} s)", flush=True)
+                      f"decoding step ({args.short} tokens in {short:.2f} s, {short_decoding:.2f} s of it after "
+                      f"the prefill)", flush=True)
                 if args.profile:
                     from torch.profiler import ProfilerActivity, profile
 

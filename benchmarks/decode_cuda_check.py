@@ -1,0 +1,141 @@
+"""CUDA checks of the HF rollout's captured decode step, on the tiny Qwen2.5-VL with sharp random weights (the CPU
+tests' model and prompts: two videos, left-padded to one width). Exits non-zero at the first failed check.
+
+1. greedy (float32): the step is captured in a CUDA graph, and the tokens equal stock ``generate`` on the GPU;
+2. sampled (float64, temperature 0.7, top-k 20, top-p 0.9, n=3): the step is captured, the rollout log-probs equal a
+   full forward over prompt + response to 1e-9, and the tokens equal those of the same call on the CPU;
+3. the same call with the eager step (``cuda_graphs=False``) gives the same tokens and log-probs;
+4. float32 sampled, with a stop set that ends the rows at different columns, checking for stops every step
+   (``check_every=1``) and every 16: the same rollout.
+
+    python benchmarks/decode_cuda_check.py
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import longrl  # noqa: F401  (before torchvision: the CPU shim)
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from prompt_cases import prompt_batch, response_tokens, sampling_params  # noqa: E402
+from sharp_weights import sharp_weights  # noqa: E402
+
+from longrl.data.video import DecodedVideo  # noqa: E402
+from longrl.models import get_adapter  # noqa: E402
+from longrl.protocol import TOKEN_KEYS  # noqa: E402
+from longrl.workers.rollout import decode, hf  # noqa: E402
+from longrl.workers.rollout.hf import HFRollout  # noqa: E402
+from longrl.workers.vision_inputs import merge_vision_inputs  # noqa: E402
+
+FAMILY = "qwen2_5_vl"
+MAX_NEW = 12
+
+
+def _samples(processor, adapter) -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for uid, frames, height, width, question in (
+            ("a", 4, 56, 56, "What happens in the video?"),
+            ("b", 6, 56, 84, "Which object appears first, and where is it placed? Answer with the letter.")):
+        video = DecodedVideo(f"{uid}.mp4", rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8),
+                             np.arange(frames) / 2.0, 2.0, frames)
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+        inputs = {k: v[0] if k in TOKEN_KEYS else v for k, v in adapter.encode(processor, messages, video).items()}
+        rows.append({"uid": uid, "inputs": inputs, "question": question, "options": None, "answer": "A",
+                     "reasoning": None, "task": "t", "video_path": None, "timestamps": None})
+    return rows
+
+
+def _engine(model_dir: Path, dtype: torch.dtype, device: str) -> HFRollout:
+    engine = HFRollout(model_dir, dtype=dtype, device=device)
+    engine.load_weights(sharp_weights(engine.model, seed=0))
+    return engine
+
+
+def check(ok: bool, what: str) -> None:
+    print(("ok    " if ok else "FAILED ") + what, flush=True)
+    if not ok:
+        sys.exit(1)
+
+
+def main() -> None:
+    assert torch.cuda.is_available(), "needs a GPU"
+    captures: list[bool] = []
+    step_and_capture = decode._GraphRunner.step_and_capture
+
+    def counted(self, column):
+        captures.append(step_and_capture(self, column))
+        return captures[-1]
+
+    decode._GraphRunner.step_and_capture = counted
+    import tempfile
+
+    adapter = get_adapter(FAMILY)
+    with tempfile.TemporaryDirectory() as root:
+        model_dir = adapter.build_tiny(Path(root) / "tiny", seed=0)
+        processor = adapter.load_processor(model_dir)
+        samples = _samples(processor, adapter)
+        tokenizer = processor.tokenizer
+        pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+        eos = (tokenizer.convert_tokens_to_ids("<|im_end|>"), pad)
+        prompts = prompt_batch(samples, pad)
+
+        gpu = _engine(model_dir, torch.float32, "cuda")
+        greedy = gpu.generate(prompts, sampling_params(eos, pad, MAX_NEW))
+        check(captures == [True], f"greedy: the decode step was captured ({captures})")
+        for row, sample in enumerate(samples):
+            inputs = {k: (v.unsqueeze(0) if k in TOKEN_KEYS else v).to("cuda") for k, v in sample["inputs"].items()}
+            ids = gpu.model.generate(**inputs, max_new_tokens=MAX_NEW, do_sample=False, eos_token_id=list(eos),
+                                     pad_token_id=pad)
+            stock = ids[0, inputs["input_ids"].shape[1]:].tolist()
+            check(response_tokens(greedy, row) == stock, f"greedy row {row} equals stock generate on the GPU")
+
+        captures.clear()
+        gpu64 = _engine(model_dir, torch.float64, "cuda")
+        params = sampling_params(eos, pad, MAX_NEW, n=3, temperature=0.7, top_k=20, top_p=0.9)
+        out = gpu64.generate(prompts, params)
+        check(captures == [True], f"sampled float64: the decode step was captured ({captures})")
+        vision = {k: v.to("cuda") for k, v in merge_vision_inputs(list(out.non_tensors["vision_inputs"])).items()}
+        with torch.no_grad():
+            logits = gpu64.model(input_ids=out.tensors["input_ids"].cuda(),
+                                 attention_mask=out.tensors["attention_mask"].cuda(),
+                                 mm_token_type_ids=out.tensors["mm_token_type_ids"].cuda(), **vision).logits
+        prompt_width, width = out.tensors["prompts"].shape[1], out.tensors["responses"].shape[1]
+        # On the GPU as the rollout computes it (float32 log-softmax over the vocabulary differs between devices).
+        step_logits = logits[:, prompt_width - 1:prompt_width - 1 + width].float() / 0.7
+        expected = torch.log_softmax(step_logits, -1).gather(
+            -1, out.tensors["responses"].cuda().unsqueeze(-1)).squeeze(-1).cpu()
+        mask = out.tensors["response_mask"].bool()
+        error = float((out.tensors["rollout_log_probs"][mask] - expected[mask]).abs().max())
+        check(error <= 1e-9, f"sampled float64: rollout log-probs equal a full forward (max error {error:.2e})")
+        cpu = _engine(model_dir, torch.float64, "cpu").generate(prompts, params)
+        check(torch.equal(cpu.tensors["responses"], out.tensors["responses"]),
+              "sampled float64: the same tokens as the same call on the CPU")
+
+        gpu64.cuda_graphs = False
+        eager = gpu64.generate(prompts, params)
+        check(torch.equal(eager.tensors["responses"], out.tensors["responses"])
+              and torch.equal(eager.tensors["rollout_log_probs"], out.tensors["rollout_log_probs"]),
+              "sampled float64: the eager step gives the same tokens and log-probs")
+
+        free = gpu.generate(prompts, sampling_params(eos, pad, MAX_NEW, n=3, temperature=1.0))
+        stops = {int(free.tensors["responses"][row, 2 + row % 3]) for row in range(len(free))}
+        params = sampling_params((*stops, *eos), pad, MAX_NEW, n=3, temperature=1.0)
+        runs = []
+        for every in (1, 16):
+            hf.sample_with_shared_prefill = functools.partial(decode.sample_with_shared_prefill, check_every=every)
+            runs.append(gpu.generate(prompts, params))
+        lengths = runs[0].tensors["response_mask"].sum(1).tolist()
+        check(all(torch.equal(runs[0].tensors[k], runs[1].tensors[k])
+                  for k in ("responses", "response_mask", "rollout_log_probs")) and max(lengths) <= 5,
+              f"stops: checking every step or every 16 gives the same rollout (lengths {lengths})")
+    print("decode CUDA check passed", flush=True)
+
+
+if __name__ == "__main__":
+    main()
