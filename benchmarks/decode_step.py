@@ -6,8 +6,6 @@ over the extra tokens is the cost of one decoding step (one token for every samp
 prefill and the CUDA graph capture. Paths
 (``--paths``, all by default, each timed on the same engine and prompt in this one run):
 
-* ``old``: the loop before the captured decode step (``decode_legacy.py``: masked SDPA over the whole buffer, a
-  Python loop over the tokens and over the rows' generators);
 * ``eager``: the current step (matmul decode attention, device sampling), run from Python each token;
 * ``graphs``: the current step captured once in a CUDA graph and replayed per token (the default on CUDA; the same
   as ``eager`` on a CPU).
@@ -15,7 +13,7 @@ prefill and the CUDA graph capture. Paths
 ``--profile`` adds a torch profiler table of one ``--short`` run per path. Random weights rarely draw the stop token, so
 every run decodes its full length.
 
-    python benchmarks/decode_step.py --frames 64 512 --paths old eager graphs
+    python benchmarks/decode_step.py --frames 64 512 --paths eager graphs
 """
 
 from __future__ import annotations
@@ -26,20 +24,16 @@ import time
 import longrl  # noqa: F401  (before torchvision: the CPU shim)
 import torch
 
-import decode_legacy
 from longrl.models.tokenizer import QwenTokenIds, build_tokenizer
-from longrl.workers.rollout import decode, hf
 from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.rollout.sampling import SamplingParams
 from workload import N_ROLLOUTS, make_prompts, model_directory
 
-PATHS = ("old", "eager", "graphs")
+PATHS = ("eager", "graphs")
 
 
 def use_path(engine: HFRollout, path: str) -> None:
-    """Route the engine's decode loop through ``path`` (see the module docstring)."""
-    hf.sample_with_shared_prefill = (decode_legacy.sample_with_shared_prefill if path == "old"
-                                     else decode.sample_with_shared_prefill)
+    """Run the engine's decode step on ``path`` (see the module docstring)."""
     engine.cuda_graphs = path == "graphs"
 
 
@@ -114,10 +108,9 @@ def main() -> None:
                         timed_generate(engine, prompts, args.short, args.n)
                     print(profiler.key_averages().table(sort_by="cuda_time_total" if gpu else "cpu_time_total",
                                                         row_limit=20))
-            if "old" in per_step and len(per_step) > 1:
-                print(f"frames {frames}: old / new time per step: " + ", ".join(
-                    f"{path} {per_step['old'] / ms:.2f}x" for path, ms in per_step.items() if path != "old"),
-                      flush=True)
+            if len(per_step) == len(PATHS):
+                print(f"frames {frames}: eager / graphs time per step: "
+                      f"{per_step['eager'] / per_step['graphs']:.2f}x", flush=True)
 
 
 if __name__ == "__main__":
