@@ -25,10 +25,10 @@ from longrl.trainer.embedded import embedded_test_split_mismatch
 from longrl.trainer.main import answer_help_or_cfg, config_from_argv
 
 # Each stage's own defaults in the pipeline, under every override on the command line (the standalone entry points
-# keep their configs' values). On the embedded default, SFT learns from an imperfect annotator's traces (configs/sft.yaml) and
-# stops at 260 of its 320 steps, where the tiny model reads the video on some test rows but not on all of them; GRPO
-# on the true answers has that headroom to take: 120 steps of 4 prompts x 8 responses at a learning rate that moves
-# a tiny model (configs/config.yaml keeps EasyR1's 1e-6 for real ones).
+# keep their configs' values). On the embedded default, SFT learns from an imperfect annotator's traces
+# (configs/sft.yaml), whose near-tie bias it takes on, and stops at 260 of its 320 steps, before the tiny model reads
+# every video; GRPO on the true answers has that headroom to take: 120 steps of 4 prompts x 8 responses at a learning
+# rate that moves a tiny model (configs/config.yaml keeps EasyR1's 1e-6 for real ones).
 SFT_STAGE_DEFAULTS = ("trainer.max_steps=260",)
 RL_STAGE_DEFAULTS = ("trainer.max_steps=120", "trainer.total_epochs=2", "worker.actor.optim.lr=1e-4",
                      "worker.rollout.n=8")
