@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import psutil
+from live_processes import alive
 
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = """
@@ -21,17 +22,6 @@ start_local_ray(1)
 print("ready", flush=True)
 time.sleep(600)
 """
-
-
-def _alive(pids: set[int]) -> set[int]:
-    alive = set()
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.add(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
 
 
 def test_no_process_of_a_killed_drivers_ray_outlives_it_by_more_than_seconds():
@@ -52,9 +42,9 @@ def test_no_process_of_a_killed_drivers_ray_outlives_it_by_more_than_seconds():
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=10)
         killed_at, deadline = time.monotonic(), time.monotonic() + 30
-        while _alive(pids) and time.monotonic() < deadline:
+        while alive(pids) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not _alive(pids), [psutil.Process(pid).cmdline() for pid in _alive(pids)]
+        assert not alive(pids), [psutil.Process(pid).cmdline() for pid in alive(pids)]
         assert time.monotonic() - killed_at < 15
     finally:
         driver.kill()

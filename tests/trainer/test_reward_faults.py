@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from live_processes import alive
 
 from longrl.rewards import RewardFunctionError, load_reward_function
 from longrl.trainer.rewarding import ParallelReward
@@ -63,7 +64,7 @@ def test_a_call_deaf_to_the_time_out_gets_its_processes_restarted(stalling):
                                                    r"3 s \(2 call\(s\) .*restarted"):
         stalling([sample("a"), sample("native")])
     assert 3.0 <= time.monotonic() - start < 3.0 + 2.0  # the backstop: 1 s per call, plus one
-    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in before)
+    assert not alive(before)
     assert stalling([sample("a", "xyz")]) == [{"overall": 3.0}]
 
 
@@ -78,17 +79,6 @@ sys.stdin.read()  # until the test kills us
 '''
 
 
-def _alive(pids: set[int]) -> set[int]:
-    alive = set()
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.add(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
-
-
 def test_no_reward_process_outlives_a_killed_trainer():
     driver = subprocess.Popen([sys.executable, "-c", DRIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -101,8 +91,8 @@ def test_no_reward_process_outlives_a_killed_trainer():
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=10)
         pids, deadline = {child.pid for child in children}, time.monotonic() + 30
-        while _alive(pids) and time.monotonic() < deadline:
+        while alive(pids) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not _alive(pids), [psutil.Process(pid).cmdline() for pid in _alive(pids)]
+        assert not alive(pids), [psutil.Process(pid).cmdline() for pid in alive(pids)]
     finally:
         driver.kill()
