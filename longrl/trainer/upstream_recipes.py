@@ -41,6 +41,9 @@ TINY_OVERRIDES = {
     "data.max_pixels": "12544", "algorithm.max_try_make_batch": "2"}
 # Overrides that apply only where the composed config sets the key (a frame count excludes fps sampling).
 TINY_IF_SET = {"worker.rollout.num_video_frames": "4"}
+# A random tiny model scores every response of a group alike, so DAPO's online filter would keep no group and the
+# step would never train: the one step runs with the filter off (the reward file still runs unchanged), and says so.
+FILTER_OFF = ("algorithm.online_filtering", "false")
 DATA_KEYS = ("data.train_files", "data.val_files")
 MEDIA_KEYS = ("data.video_dir", "data.image_dir")
 MODEL_KEYS = ("worker.actor.model.model_path", "worker.actor.model.tokenizer_path")
@@ -249,6 +252,8 @@ def one_step_overrides(recipe: Recipe, config: Any, model_dir: Path, rows: Path)
     replaced.update({key: value for key, value in TINY_OVERRIDES.items()
                      if OmegaConf.select(config, key, default=missing) is not missing})
     replaced.update({key: value for key, value in TINY_IF_SET.items() if OmegaConf.select(config, key) is not None})
+    if OmegaConf.select(config, FILTER_OFF[0]):
+        replaced[FILTER_OFF[0]] = FILTER_OFF[1]
     kept = [arg for arg in recipe.args if "=" not in arg or _split(arg)[0] not in replaced]
     return kept + [f"{key}={value}" for key, value in replaced.items()]
 
@@ -272,7 +277,8 @@ def run_one_step(recipe: Recipe, config: Any, family: str, work: Path, timeout: 
         return False, _refusal(done.stderr), {}
     steps = [json.loads(line) for line in metrics_files[0].read_text().splitlines()]
     means = {key: value for key, value in steps[-1].items() if key.startswith("reward/") or key == "critic/score/mean"}
-    return True, f"step {steps[-1]['step']}", means
+    filter_off = f"{FILTER_OFF[0]}={FILTER_OFF[1]}" in args
+    return True, f"step {steps[-1]['step']}" + (", online filter off" if filter_off else ""), means
 
 
 def check(recipe: Recipe, checkout: str, work: Path, one_step: bool, timeout: float) -> Result:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from longrl.trainer.upstream_recipes import (MEDIA_KEYS, TINY_IF_SET, TINY_OVERRIDES, Result, check, compose,
-                                            find_recipes, markdown_table, one_step_overrides, read_recipe)
+from longrl.trainer.upstream_recipes import (FILTER_OFF, MEDIA_KEYS, TINY_IF_SET, TINY_OVERRIDES, Result, check,
+                                            compose, find_recipes, markdown_table, one_step_overrides, read_recipe)
 
 CONFIG = """\
 data:
@@ -99,6 +99,17 @@ def test_one_step_changes_only_the_model_and_data_paths_and_the_sizes(tmp_path):
         "worker.actor.model.model_path": "/m", "data.train_files": "/d/rows.jsonl", "data.val_files": "/d/rows.jsonl",
         "trainer.nnodes": "1", "trainer.max_steps": "1"}
     assert set(settings) <= {*TINY_OVERRIDES, *TINY_IF_SET, *MEDIA_KEYS}
+
+
+def test_one_step_turns_dapo_online_filtering_off_and_nothing_else(tmp_path):
+    root = _checkout(tmp_path / "up", extra=" \\\n    algorithm.online_filtering=True")
+    [recipe] = find_recipes(root)
+    config, _ = compose(recipe)
+    args = one_step_overrides(recipe, config, Path("/m"), Path("/d/rows.jsonl"))
+    assert "algorithm.online_filtering=True" not in args and "algorithm.online_filtering=false" in args
+    [plain] = find_recipes(_checkout(tmp_path / "plain"))
+    plain_args = one_step_overrides(plain, compose(plain)[0], Path("/m"), Path("/d/rows.jsonl"))
+    assert not any(arg.startswith(FILTER_OFF[0]) for arg in plain_args)
 
 
 @pytest.mark.slow
