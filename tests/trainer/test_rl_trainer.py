@@ -101,47 +101,49 @@ def _deterministic(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not k.startswith(("timing_s/", "perf/"))}
 
 
-@pytest.mark.parametrize("algorithm", ["grpo", "dapo", "reinforce"])
-def test_three_steps_of_each_algorithm(setup, algorithm, monkeypatch, tmp_path, caplog):
-    """DAPO's first two batches are all dropped, so its three steps need a batch past the epoch's four: it refills
-    from epoch 2 (and says so) instead of ending the run."""
-    root, model_dir = setup
-    monkeypatch.chdir(tmp_path)
-    name = f"algo_{algorithm}"
-    first_filtered = f"worker.reward.reward_function={root / 'first_filtered.py'}:compute_score"
-    reward = [first_filtered] if algorithm == "dapo" else []
-    with caplog.at_level("WARNING", logger="longrl.trainer.rl_trainer"):
-        run(_cfg(root, model_dir, name, f"algorithm={algorithm}", "trainer.max_steps=3", "trainer.save_freq=-1",
-                 "algorithm.overlong_buffer_len=4", *reward))
+def _check_steps_and_curves(name: str, algorithm: str, count: int) -> list[dict]:
+    """The run's per-step metrics: ``count`` steps of finite headline values, each plotted once per step, and the KL
+    where the algorithm puts it (REINFORCE in the reward, the others in the loss); returns them."""
     steps = _metrics(name)
-    assert [m["step"] for m in steps] == [1, 2, 3]
+    assert [m["step"] for m in steps] == list(range(1, count + 1))
     for m in steps:
         for key in ("critic/score/mean", "actor/pg_loss", "actor/grad_norm", "actor/entropy", "response_length/mean"):
             assert m[key] is not None and abs(m[key]) < 1e6, (key, m)
     curves = json.loads((Path("outputs/logs/longrl") / name / "curves/curves.json").read_text())
     for curve, key in (("reward", "critic/score/mean"), ("accuracy", "critic/accuracy/mean"), ("entropy",
                        "actor/entropy"), ("response_length", "response_length/mean"), ("step_time", "timing_s/step")):
-        assert curves[curve]["series"][key] == {"steps": [1, 2, 3], "values": [m[key] for m in steps]}, curve
-    refills = [r.getMessage() for r in caplog.records if "refilling" in r.getMessage()]
-    if algorithm == "dapo":
-        assert all(m["filter/kept_ratio"] <= 1.0 for m in steps)
-        assert steps[0]["filter/tries"] >= 3 and sum(m["filter/tries"] for m in steps) >= 5
-        assert len(refills) == 1 and "online filtering has used up the 1 epoch(s) of trainer.total_epochs; " \
-            "refilling from epoch 2" in refills[0]
-    else:
-        assert refills == []
+        assert curves[curve]["series"][key] == {"steps": [m["step"] for m in steps],
+                                                "values": [m[key] for m in steps]}, curve
     if algorithm == "reinforce":
         assert all("critic/kl" in m for m in steps)
     else:
         assert "critic/kl" not in steps[0]
+    return steps
+
+
+def test_dapo_refills_from_the_next_epoch(setup, monkeypatch, tmp_path, caplog):
+    """DAPO's first two batches are all dropped, so its three steps need a batch past the epoch's four: it refills
+    from epoch 2 (and says so) instead of ending the run."""
+    root, model_dir = setup
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("WARNING", logger="longrl.trainer.rl_trainer"):
+        run(_cfg(root, model_dir, "algo_dapo", "algorithm=dapo", "trainer.max_steps=3", "trainer.save_freq=-1",
+                 "algorithm.overlong_buffer_len=4",
+                 f"worker.reward.reward_function={root / 'first_filtered.py'}:compute_score"))
+    steps = _check_steps_and_curves("algo_dapo", "dapo", 3)
+    refills = [r.getMessage() for r in caplog.records if "refilling" in r.getMessage()]
+    assert all(m["filter/kept_ratio"] <= 1.0 for m in steps)
+    assert steps[0]["filter/tries"] >= 3 and sum(m["filter/tries"] for m in steps) >= 5
+    assert len(refills) == 1 and "online filtering has used up the 1 epoch(s) of trainer.total_epochs; " \
+        "refilling from epoch 2" in refills[0]
 
 
 @pytest.mark.parametrize("algorithm", ["grpo", "dapo", "reinforce"])
 def test_each_algorithm_raises_the_training_reward(setup, algorithm, monkeypatch, tmp_path):
     """Twelve steps of 4 prompts x 8 responses on a reward the tiny random model can climb: the mean reward of the
-    last four steps clears the first four's by far more than the step-to-step noise (about 0.03 here). DAPO runs
-    without its overlong penalty: every response here reaches the length limit, so the penalty would reward stopping
-    early instead of the task."""
+    last four steps clears the first four's by far more than the step-to-step noise (about 0.03 here), and every
+    step's headline metrics are finite and plotted. DAPO runs without its overlong penalty: every response here
+    reaches the length limit, so the penalty would reward stopping early instead of the task."""
     root, model_dir = setup
     monkeypatch.chdir(tmp_path)
     name = f"climb_{algorithm}"
@@ -150,9 +152,9 @@ def test_each_algorithm_raises_the_training_reward(setup, algorithm, monkeypatch
              "data.rollout_batch_size=4", "worker.actor.global_batch_size=4", "worker.rollout.n=8",
              "worker.actor.micro_batch_size_per_device_for_update=8",
              f"worker.reward.reward_function={root / 'lowercase.py'}:compute_score"))
-    rewards = [m["critic/score/mean"] for m in _metrics(name)]
+    rewards = [m["critic/score/mean"] for m in _check_steps_and_curves(name, algorithm, 12)]
     first, last = sum(rewards[:4]) / 4, sum(rewards[-4:]) / 4
-    assert len(rewards) == 12 and last > first + 0.15, rewards
+    assert last > first + 0.15, rewards
 
 
 def test_dapo_names_the_fix_when_no_group_passes_the_filter(setup, monkeypatch, tmp_path):
