@@ -22,10 +22,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from prompt_cases import prompt_batch, response_tokens, sampling_params  # noqa: E402
+from prompt_cases import prompt_batch, response_tokens, sampling_params, video_prompt_sample  # noqa: E402
 from sharp_weights import sharp_weights  # noqa: E402
 
-from longrl.data.video import DecodedVideo  # noqa: E402
 from longrl.models import get_adapter  # noqa: E402
 from longrl.protocol import TOKEN_KEYS  # noqa: E402
 from longrl.workers.rollout import decode, hf  # noqa: E402
@@ -38,17 +37,10 @@ MAX_NEW = 12
 
 def _samples(processor, adapter) -> list[dict]:
     rng = np.random.default_rng(0)
-    rows = []
-    for uid, frames, height, width, question in (
-            ("a", 4, 56, 56, "What happens in the video?"),
-            ("b", 6, 56, 84, "Which object appears first, and where is it placed? Answer with the letter.")):
-        video = DecodedVideo(f"{uid}.mp4", rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8),
-                             np.arange(frames) / 2.0, 2.0, frames)
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-        inputs = {k: v[0] if k in TOKEN_KEYS else v for k, v in adapter.encode(processor, messages, video).items()}
-        rows.append({"uid": uid, "inputs": inputs, "question": question, "options": None, "answer": "A",
-                     "reasoning": None, "task": "t", "video_path": None, "timestamps": None})
-    return rows
+    return [video_prompt_sample(adapter, processor, rng, uid, frames, height, width, question)
+            for uid, frames, height, width, question in (
+                ("a", 4, 56, 56, "What happens in the video?"),
+                ("b", 6, 56, 84, "Which object appears first, and where is it placed? Answer with the letter."))]
 
 
 def _engine(model_dir: Path, dtype: torch.dtype, device: str) -> HFRollout:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from longrl.data.dataset import collate_left_padded
+from longrl.data.video import DecodedVideo
 from longrl.models import ModelAdapter
 from longrl.protocol import TOKEN_KEYS, VIDEO_EMBEDS, Batch
 from longrl.workers.logprob import response_log_probs
@@ -28,6 +29,15 @@ def prompt_sample(uid: str, inputs: dict[str, torch.Tensor], question: str = "q"
     return {"uid": uid, "inputs": {k: v[0] if k in TOKEN_KEYS else v for k, v in inputs.items()},
             "question": question, "options": None, "answer": answer, "reasoning": None, "task": "t",
             "video_path": None, "timestamps": None}
+
+
+def video_prompt_sample(adapter: ModelAdapter, processor: Any, rng: np.random.Generator, uid: str, frames: int,
+                        height: int, width: int, question: str, answer: str = "A") -> dict[str, Any]:
+    """:func:`prompt_sample` of one random-pixel video of ``frames`` x ``height`` x ``width`` (2 fps) and ``question``."""
+    video = DecodedVideo(f"{uid}.mp4", rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8),
+                         np.arange(frames) / 2.0, 2.0, frames)
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+    return prompt_sample(uid, adapter.encode(processor, messages, video), question, answer)
 
 
 def prompt_batch(samples: list[dict], pad: int) -> Batch:

@@ -9,14 +9,12 @@ import pytest
 import torch
 from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
-from longrl.data.video import DecodedVideo
 from longrl.models import get_adapter
-from longrl.protocol import TOKEN_KEYS
 from longrl.workers.rollout import decode, hf
 from longrl.workers.rollout.base import media_token_ids
 from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.vision_inputs import merge_vision_inputs
-from prompt_cases import prompt_batch, sampling_params
+from prompt_cases import prompt_batch, sampling_params, video_prompt_sample
 from sharp_weights import sharp_weights
 from test_draws import _reference_uniform
 
@@ -30,14 +28,9 @@ def setup(tiny_model_dir):
     adapter = get_adapter(FAMILY)
     processor = adapter.load_processor(model_dir)
     rng = np.random.default_rng(5)
-    samples = []
-    for uid, frames, width, question in (("a", 4, 56, "What happens?"), ("b", 6, 84, "Which shape comes first?")):
-        video = DecodedVideo(f"{uid}.mp4", rng.integers(0, 256, (frames, 56, width, 3), dtype=np.uint8),
-                             np.arange(frames) / 2.0, 2.0, frames)
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-        inputs = {k: v[0] if k in TOKEN_KEYS else v for k, v in adapter.encode(processor, messages, video).items()}
-        samples.append({"uid": uid, "inputs": inputs, "question": question, "options": None, "answer": "A",
-                        "reasoning": None, "task": "t", "video_path": None, "timestamps": None})
+    samples = [video_prompt_sample(adapter, processor, rng, uid, frames, 56, width, question)
+               for uid, frames, width, question in (("a", 4, 56, "What happens?"),
+                                                    ("b", 6, 84, "Which shape comes first?"))]
     tokenizer = processor.tokenizer
     pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     eos = (tokenizer.convert_tokens_to_ids("<|im_end|>"), pad)

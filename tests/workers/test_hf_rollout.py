@@ -11,14 +11,13 @@ import pytest
 import torch
 
 from longrl.data.dataset import collate_left_padded
-from longrl.data.video import DecodedVideo
 from longrl.models import get_adapter
 from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.rollout.output import response_mask_from_eos
 from longrl.workers.rollout.sampling import SamplingParams
 from longrl.workers.vision_inputs import merge_vision_inputs
-from prompt_cases import prompt_batch, response_tokens, sampling_params
+from prompt_cases import prompt_batch, response_tokens, sampling_params, video_prompt_sample
 from sharp_weights import sharp_weights
 
 FAMILY = "qwen2_5_vl"
@@ -31,18 +30,9 @@ def setup(tiny_model_dir):
     adapter = get_adapter(FAMILY)
     processor = adapter.load_processor(model_dir)
     rng = np.random.default_rng(0)
-
-    def sample(uid: str, frames: int, height: int, width: int, question: str) -> dict:
-        video = DecodedVideo(f"{uid}.mp4", rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8),
-                             np.arange(frames) / 2.0, 2.0, frames)
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-        inputs = adapter.encode(processor, messages, video)
-        inputs = {key: value[0] if key in TOKEN_KEYS else value for key, value in inputs.items()}
-        return {"uid": uid, "inputs": inputs, "question": question, "options": None, "answer": uid.upper(),
-                "reasoning": None, "task": "t", "video_path": None, "timestamps": None}
-
-    samples = [sample("a", 4, 56, 56, "What happens in the video?"),
-               sample("b", 6, 56, 84, "Which object appears first, and where is it placed? Answer with the letter.")]
+    samples = [video_prompt_sample(adapter, processor, rng, "a", 4, 56, 56, "What happens in the video?", "A"),
+               video_prompt_sample(adapter, processor, rng, "b", 6, 56, 84,
+                                   "Which object appears first, and where is it placed? Answer with the letter.", "B")]
     tokenizer = processor.tokenizer
     pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     eos = (tokenizer.convert_tokens_to_ids("<|im_end|>"), pad)
