@@ -1,5 +1,5 @@
 # The two quickstart commands, each installing into .venv on first use (the install is redone when pyproject.toml changes).
-#   make quickstart [ARGS="key=value ..."]   run the main job on the embedded default: CoT-SFT, then GRPO, evaluated
+#   make quickstart [ARGS="key=value ..."]   run the main job on the quickstart default: CoT-SFT, then GRPO, evaluated
 #   make test                                run the test suite (what CI runs): the main suite in .venv, the
 #                                            vLLM rollout tests in .venv-vllm (vLLM pins its own transformers), and
 #                                            a smoke subset in .venv-newest (what `pip install -e .` resolves today)

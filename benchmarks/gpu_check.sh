@@ -35,7 +35,7 @@ part() {
   fi
 }
 
-part pipeline python3 -m longrl.trainer.pipeline "embedded.root=$out/embedded" "trainer.project_name=gpu_check_$tag"
+part pipeline python3 -m longrl.trainer.pipeline "quickstart.root=$out/quickstart" "trainer.project_name=gpu_check_$tag"
 grep "test accuracy by stage" "$out/pipeline.log"
 part step python3 benchmarks/step.py --warmup-frames 8 --job longrl@1:16 --out "$out/step.json"
 tail -n 4 "$out/step.log"

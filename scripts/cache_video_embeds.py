@@ -32,7 +32,7 @@ from longrl.embeds.store import CachedVideo
 from longrl.models.registry import adapter_for_model_dir
 from longrl.mrsp import build_sp_groups, encode_row_videos
 from longrl.protocol import TOKEN_KEYS
-from longrl.trainer.embedded import prepare_embedded_default
+from longrl.trainer.quickstart import prepare_quickstart_default
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.set_device(device)
     world_rank = dist.get_rank() if dist.is_initialized() else 0
     if world_rank == 0:
-        for line in prepare_embedded_default(cfg):
+        for line in prepare_quickstart_default(cfg):
             print(f"generated {line}")
     if dist.is_initialized():
         dist.barrier()

@@ -129,9 +129,9 @@ NUMERIC_RANGES: dict[str, Range] = {
     "trainer.val_generations_to_log": NON_NEGATIVE,
     "trainer.save_freq": OFF_OR_POSITIVE,
     "trainer.save_limit": OFF_OR_POSITIVE,
-    "embedded.num_videos": POSITIVE,
-    "embedded.frames": POSITIVE,
-    "embedded.seed": SEED,
+    "quickstart.num_videos": POSITIVE,
+    "quickstart.frames": POSITIVE,
+    "quickstart.seed": SEED,
 }
 
 

@@ -312,14 +312,14 @@ class SFTConfig:
 
 
 @dataclass
-class EmbeddedConfig:
-    """The embedded default: a synthetic long-video dataset and a tiny model generated on first use.
+class QuickstartConfig:
+    """The quickstart default: a synthetic long-video dataset and a tiny model generated on first use.
 
     Only artefacts that the rest of the config actually points at are generated, so a run on real data or a real
     model never pays for them.
     """
 
-    root: str = "outputs/embedded"
+    root: str = "outputs/quickstart"
     model_family: str = "qwen2_5_vl"
     num_videos: int = 400
     frames: int = 16
@@ -335,4 +335,4 @@ class RootConfig:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
-    embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
+    quickstart: QuickstartConfig = field(default_factory=QuickstartConfig)

@@ -10,7 +10,7 @@ answer letter, a step-by-step reasoning trace (for CoT-SFT) and the ground truth
   what order?
 * ``majority_colour``: large shapes of up to three of four colours flash; which colour flashes most often (options
   always red, green, blue, yellow)? The answer is spread over the whole video but needs no exact count or order, so
-  it is the task a tiny model learns within a CPU-minutes SFT stage (the embedded quickstart's two-stage pipeline
+  it is the task a tiny model learns within a CPU-minutes SFT stage (the quickstart's two-stage pipeline
   uses it); it is not in the default mix. Its rows also carry an imperfect annotator's trace (``meta["annotator"]``,
   written out as ``train_annotated.jsonl`` by ``--annotated``): right tallies, but between two leading colours
   within two flashes of each other it names the one offered first; the CoT data the quickstart's SFT stage learns
@@ -42,7 +42,7 @@ ALL_TASKS = (*TASKS, "majority_colour", "between_marks")
 SPLITS = ("train", "val", "test")
 LETTERS = "ABCDEFGH"
 MIN_FRAMES = 8
-# Raised whenever a seed's rows or videos change, so caches of generated data (the embedded default's) are rebuilt.
+# Raised whenever a seed's rows or videos change, so caches of generated data (the quickstart default's) are rebuilt.
 GENERATOR_VERSION = 3
 
 # Shell-game layout, in fractions of the frame side.

@@ -1,7 +1,7 @@
 """``python -m longrl.trainer.main [config=FILE] [key=value ...]`` (also the ``longrl-train`` console script).
 
 The arguments are EasyR1's: an optional ``config=FILE`` and Hydra-style overrides; ``--config-name NAME`` picks
-another file of ``configs/``. On the embedded default the synthetic dataset and the tiny model are generated first.
+another file of ``configs/``. On the quickstart default the synthetic dataset and the tiny model are generated first.
 It then trains (GRPO / DAPO / REINFORCE per ``algorithm=``), validates before and after, checkpoints, merges the last
 checkpoint into a Hugging Face directory and prints where everything is.
 """
@@ -20,7 +20,7 @@ from longrl.config.loader import DEFAULT_SCHEMA, compose_config, load_config, sp
 from longrl.config.schema import RootConfig
 from longrl.config.stage_schema import StageSchema
 from longrl.models.hub import resolve_dataset_specs, resolve_hub_path
-from longrl.trainer.embedded import prepare_embedded_default
+from longrl.trainer.quickstart import prepare_quickstart_default
 
 if TYPE_CHECKING:
     from longrl.trainer.run import TrainingRun
@@ -73,9 +73,9 @@ def run(cfg: RootConfig) -> tuple[dict[str, dict[str, float]], Path | None]:
 
 def config_from_argv(argv: Sequence[str] | None, default_config_name: str = "config",
                      schema: StageSchema | None = None) -> Any:
-    """EasyR1-style arguments -> the validated config, with the embedded default's artefacts generated; None (after
+    """EasyR1-style arguments -> the validated config, with the quickstart default's artefacts generated; None (after
     printing why) on a config error. ``schema`` (see :func:`load_config`) is for a stage with its own config tree
-    (Flow-GRPO), which has no embedded default."""
+    (Flow-GRPO), which has no quickstart default."""
     argv = list(sys.argv[1:] if argv is None else argv)
     config_name, argv = _config_name(argv, default_config_name)
     config_file, overrides = split_config_file_argument(argv)
@@ -86,7 +86,7 @@ def config_from_argv(argv: Sequence[str] | None, default_config_name: str = "con
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return None
-    for line in prepare_embedded_default(cfg):
+    for line in prepare_quickstart_default(cfg):
         print(f"generated {line}")
     model = cfg.worker.actor.model
     try:

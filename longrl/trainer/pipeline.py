@@ -10,7 +10,7 @@ stages in one command, CoT-SFT then RL, with the held-out split evaluated before
 
 Overrides before any marker apply to both stages (data, model, frames, cluster size); those after ``--sft`` or
 ``--rl`` to that stage only. Both replace the stage defaults (:data:`SFT_STAGE_DEFAULTS`, :data:`RL_STAGE_DEFAULTS`).
-``make quickstart`` runs this on the embedded default (synthetic videos, a tiny random Qwen2.5-VL).
+``make quickstart`` runs this on the quickstart default (synthetic videos, a tiny random Qwen2.5-VL).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from typing import Any, Sequence
 
 from longrl.config.schema import RootConfig
 from longrl.trainer.curves import plot_stage_accuracy
-from longrl.trainer.embedded import embedded_test_split_mismatch
+from longrl.trainer.quickstart import quickstart_test_split_mismatch
 from longrl.trainer.main import answer_help_or_cfg, config_from_argv
 
 # Each stage's own defaults in the pipeline, under every override on the command line (the standalone entry points
-# keep their configs' values). On the embedded default, SFT learns from an imperfect annotator's traces
+# keep their configs' values). On the quickstart default, SFT learns from an imperfect annotator's traces
 # (configs/sft.yaml), whose near-tie bias it takes on, and stops at 260 of its 320 steps, before the tiny model reads
 # every video; GRPO on the true answers has that headroom to take: 120 steps of 4 prompts x 8 responses at a learning
 # rate that moves a tiny model (configs/config.yaml keeps EasyR1's 1e-6 for real ones).
@@ -75,7 +75,7 @@ def run_pipeline(argv: Sequence[str]) -> dict[str, dict[str, Any]] | None:
     if sft_cfg is None:
         return None
     problem = ("the pipeline evaluates on data.test_files; set it" if not sft_cfg.data.test_files
-               else embedded_test_split_mismatch(sft_cfg))
+               else quickstart_test_split_mismatch(sft_cfg))
     if problem is not None:
         print(f"config error: {problem}", file=sys.stderr)
         return None

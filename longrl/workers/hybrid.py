@@ -52,7 +52,7 @@ class HybridWorker(PolicyWorker):
         self.cache = EmbeddingStore(root) if root is not None else None
 
     def _rollout_engine(self, model_path: str, device: torch.device) -> RolloutEngine:
-        """``worker.rollout.name``: ``hf`` (the embedded default) or ``vllm`` (imported only when chosen)."""
+        """``worker.rollout.name``: ``hf`` (the quickstart default) or ``vllm`` (imported only when chosen)."""
         dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
         rollout = self.cfg.worker.rollout
         if rollout.name == "hf":

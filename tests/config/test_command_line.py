@@ -40,11 +40,11 @@ def test_cfg_job_prints_the_composed_configuration_with_the_overrides(capsys):
     assert tree["algorithm"]["adv_estimator"] == "grpo" and tree["algorithm"]["online_filtering"] is True
     assert tree["worker"]["rollout"]["n"] == 3
     assert tree["worker"]["rollout"]["val_override_config"] == {"n": 16, "temperature": 0.6}
-    assert tree["data"]["train_files"] == "${embedded.root}/data/train.jsonl"
+    assert tree["data"]["train_files"] == "${quickstart.root}/data/train.jsonl"
 
 
 def test_cfg_job_resolves_on_request_and_reports_config_errors(capsys):
-    assert rl_main(["--cfg", "job", "--resolve", "embedded.root=/r"]) == 0
+    assert rl_main(["--cfg", "job", "--resolve", "quickstart.root=/r"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["data"]["train_files"] == "/r/data/train.jsonl"
     assert rl_main(["--cfg", "job", "data.imgae_key=x"]) == 2
     assert "unknown config key 'data.imgae_key'" in capsys.readouterr().err

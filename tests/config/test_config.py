@@ -10,11 +10,11 @@ from longrl.config.schema import RootConfig
 from longrl.config.validate import validate_config
 
 
-def test_defaults_compose_with_embedded_paths_resolved():
+def test_defaults_compose_with_quickstart_paths_resolved():
     cfg = load_config()
     assert isinstance(cfg, RootConfig)
-    assert cfg.data.train_files == "outputs/embedded/data/train.jsonl"
-    assert cfg.worker.actor.model.model_path == "outputs/embedded/tiny-qwen2_5_vl"
+    assert cfg.data.train_files == "outputs/quickstart/data/train.jsonl"
+    assert cfg.worker.actor.model.model_path == "outputs/quickstart/tiny-qwen2_5_vl"
     assert cfg.algorithm.adv_estimator == "grpo"
     assert cfg.algorithm.use_kl_loss is True
     assert cfg.worker.rollout.n == 4
@@ -67,7 +67,7 @@ def test_misspelt_nested_key_lists_that_section():
 def test_misspelt_top_level_section():
     with pytest.raises(ConfigError) as info:
         load_config(["trainr.max_steps=3"])
-    assert "Valid keys under the top level: data, algorithm, worker, trainer, sft, embedded" in str(info.value)
+    assert "Valid keys under the top level: data, algorithm, worker, trainer, sft, quickstart" in str(info.value)
 
 
 def test_easyr1_config_file_applies_below_cli(tmp_path: Path):

@@ -96,7 +96,7 @@ def _first_step(tmp_path: Path, experiment: str) -> dict:
 
 def test_quickstart_first_step_is_the_same_from_the_cache(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    small = [f"embedded.root={tmp_path / 'embedded'}", "embedded.num_videos=8", "embedded.frames=8",
+    small = [f"quickstart.root={tmp_path / 'quickstart'}", "quickstart.num_videos=8", "quickstart.frames=8",
              "data.rollout_batch_size=2", "worker.actor.global_batch_size=2", "worker.rollout.num_video_frames=4",
              "data.max_response_length=8", "trainer.max_steps=1", "trainer.logger=[file]", "trainer.save_freq=-1",
              "trainer.val_before_train=false", "worker.actor.model.freeze_vision_tower=true",

@@ -33,7 +33,7 @@ def _run(code: str, home: Path) -> subprocess.CompletedProcess:
 def test_a_hub_id_in_the_cache_resolves_offline_and_the_run_config_points_at_it(tmp_path, tiny_model_dir):
     snapshot = _fill_cache(tmp_path / "hf", "Qwen/Tiny-VL", tiny_model_dir("qwen2_5_vl"))
     result = _run("from longrl.trainer.main import config_from_argv\n"
-                  f"cfg = config_from_argv(['embedded.root={tmp_path / 'embedded'}', "
+                  f"cfg = config_from_argv(['quickstart.root={tmp_path / 'quickstart'}', "
                   "'worker.actor.model.model_path=Qwen/Tiny-VL', 'data.train_files=x.jsonl', 'data.val_files=null'])\n"
                   "from longrl.models import adapter_for_model_dir\n"
                   "print(cfg.worker.actor.model.model_path, adapter_for_model_dir(cfg.worker.actor.model.model_path).family)",
@@ -44,7 +44,7 @@ def test_a_hub_id_in_the_cache_resolves_offline_and_the_run_config_points_at_it(
 
 def test_a_hub_id_missing_offline_names_the_id_and_the_cache(tmp_path):
     result = _run("from longrl.trainer.main import main\n"
-                  f"raise SystemExit(main(['embedded.root={tmp_path / 'embedded'}', "
+                  f"raise SystemExit(main(['quickstart.root={tmp_path / 'quickstart'}', "
                   "'worker.actor.model.model_path=Qwen/Not-Cached', 'data.train_files=x.jsonl', 'data.val_files=null']))",
                   tmp_path / "hf")
     assert result.returncode == 2
@@ -64,7 +64,7 @@ def test_a_hub_dataset_id_with_a_split_resolves_offline_and_its_rows_load(tmp_pa
     snapshot = _fill_cache(tmp_path / "hf", "hiyouga/math12k", layout, repo_type="dataset")
     result = _run("from longrl.trainer.main import config_from_argv\n"
                   "from longrl.data.rows import read_source\n"
-                  f"cfg = config_from_argv(['embedded.root={tmp_path / 'embedded'}', "
+                  f"cfg = config_from_argv(['quickstart.root={tmp_path / 'quickstart'}', "
                   "'data.train_files=hiyouga/math12k@train', 'data.val_files=hiyouga/math12k@test'])\n"
                   "print(cfg.data.train_files, cfg.data.val_files)\n"
                   "print([row['answer'] for row in read_source(cfg.data.train_files)[1]])",

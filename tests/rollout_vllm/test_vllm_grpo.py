@@ -33,13 +33,13 @@ def _steps(tmp_path: Path, experiment: str) -> list[dict]:
 
 def test_quickstart_task_runs_3_steps(tmp_path: Path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main([f"embedded.root={tmp_path / 'embedded'}", *VLLM, "trainer.max_steps=3"]) == 0
-    steps = _steps(tmp_path, "embedded_qwen2_5_vl")
+    assert main([f"quickstart.root={tmp_path / 'quickstart'}", *VLLM, "trainer.max_steps=3"]) == 0
+    steps = _steps(tmp_path, "quickstart_qwen2_5_vl")
     assert [record["step"] for record in steps] == [1, 2, 3]
     for record in steps:
         assert math.isfinite(record["actor/pg_loss"]) and record["response_length/mean"] > 0
         assert record["training/rollout_probs_diff/max"] < 1e-3  # the engine samples from the actor's weights
-    assert "checkpoint: checkpoints/longrl/embedded_qwen2_5_vl/global_step_3" in capsys.readouterr().out
+    assert "checkpoint: checkpoints/longrl/quickstart_qwen2_5_vl/global_step_3" in capsys.readouterr().out
 
 
 def test_updates_reach_the_engine(tmp_path: Path, monkeypatch):
@@ -47,7 +47,7 @@ def test_updates_reach_the_engine(tmp_path: Path, monkeypatch):
     and 3 still come from exactly the actor's weights (probabilities within 1e-3), so each sync landed."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "parity.py").write_text(PARITY_REWARD)
-    assert main([f"embedded.root={tmp_path / 'embedded'}", *VLLM, "trainer.max_steps=3", "trainer.experiment_name=parity",
+    assert main([f"quickstart.root={tmp_path / 'quickstart'}", *VLLM, "trainer.max_steps=3", "trainer.experiment_name=parity",
                  "worker.actor.optim.lr=1e-3", f"worker.reward.reward_function={tmp_path / 'parity.py'}:compute_score",
                  "trainer.val_before_train=false", "trainer.val_freq=-1", "trainer.save_freq=-1"]) == 0
     steps = _steps(tmp_path, "parity")
@@ -61,7 +61,7 @@ def test_two_ranks_in_one_sequence_parallel_group(tmp_path: Path, monkeypatch):
     """Each rank's engine joins the worker's existing 2-rank process group; both generate the group's share."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "parity.py").write_text(PARITY_REWARD)
-    assert main([f"embedded.root={tmp_path / 'embedded'}", *VLLM, "trainer.max_steps=2", "trainer.experiment_name=sp2",
+    assert main([f"quickstart.root={tmp_path / 'quickstart'}", *VLLM, "trainer.max_steps=2", "trainer.experiment_name=sp2",
                  "trainer.n_gpus_per_node=2", "worker.actor.ulysses_size=2", "worker.actor.optim.lr=1e-3",
                  f"worker.reward.reward_function={tmp_path / 'parity.py'}:compute_score",
                  "trainer.val_before_train=false", "trainer.val_freq=-1", "trainer.save_freq=-1"]) == 0

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 # step N/T | elapsed H:MM:SS | eta H:MM:SS | headline numbers | S.s s/step
 PROGRESS = re.compile(r"step (\d+)/(\d+) \| elapsed \d+:\d\d:\d\d( \| eta \d+:\d\d:\d\d)? \| (.+?)"
                       r"( \| \d+\.\d s/step)?")
-SHARED = ["embedded.num_videos=10", "embedded.frames=8", "worker.rollout.num_video_frames=4",
+SHARED = ["quickstart.num_videos=10", "quickstart.frames=8", "worker.rollout.num_video_frames=4",
           "trainer.logger=[console,file]",
           f"data.format_prompt={REPO / 'examples/format_prompt/r1v.jinja'}"]
 SFT = ["--sft", "trainer.max_steps=3", "data.rollout_batch_size=4", "worker.actor.global_batch_size=4",
@@ -27,37 +27,37 @@ def test_arguments_are_split_by_stage_markers():
         "shared": ["a=1"], "sft": ["b=2", "c=3", "e=5"], "rl": ["d=4"]}
 
 
-def test_embedded_test_split_with_own_training_rows_is_refused(tmp_path, capsys):
+def test_quickstart_test_split_with_own_training_rows_is_refused(tmp_path, capsys):
     rows = tmp_path / "mine.jsonl"
     rows.write_text("")
-    assert main([f"embedded.root={tmp_path / 'embedded'}", f"data.train_files={rows}", "data.val_files=null",
+    assert main([f"quickstart.root={tmp_path / 'quickstart'}", f"data.train_files={rows}", "data.val_files=null",
                  f"worker.actor.model.model_path={tmp_path / 'model'}"]) == 2
     err = capsys.readouterr().err
-    assert "data.test_files" in err and "is the embedded synthetic test split" in err
-    assert not (tmp_path / "embedded").exists()
+    assert "data.test_files" in err and "is the quickstart's synthetic test split" in err
+    assert not (tmp_path / "quickstart").exists()
 
 
 @pytest.mark.slow
 def test_sft_then_rl_with_an_evaluation_after_each_stage(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    root = tmp_path / "embedded"
-    results = run_pipeline([f"embedded.root={root}", *SHARED, *SFT, *RL])
+    root = tmp_path / "quickstart"
+    results = run_pipeline([f"quickstart.root={root}", *SHARED, *SFT, *RL])
     assert list(results) == ["base", "sft", "rl", "control"]
     test_rows = (root / "data/test.jsonl").read_text().splitlines()
-    folders = {"base": "embedded_sft_qwen2_5_vl/base", "sft": "embedded_sft_qwen2_5_vl/sft",
-               "rl": "embedded_qwen2_5_vl/rl", "control": "embedded_qwen2_5_vl/rl_constant_frames"}
+    folders = {"base": "quickstart_sft_qwen2_5_vl/base", "sft": "quickstart_sft_qwen2_5_vl/sft",
+               "rl": "quickstart_qwen2_5_vl/rl", "control": "quickstart_qwen2_5_vl/rl_constant_frames"}
     for stage, metrics in results.items():
         folder = Path("outputs/eval") / folders[stage]
         records = [json.loads(line) for line in (folder / "generations.jsonl").read_text().splitlines()]
         assert len(records) == metrics["total"] == len(test_rows)
         assert metrics["accuracy"] == sum(record["correct"] for record in records) / len(records)
         assert json.loads((folder / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
-    sft_merged = Path("checkpoints/longrl/embedded_sft_qwen2_5_vl/global_step_3/actor/huggingface").resolve()
+    sft_merged = Path("checkpoints/longrl/quickstart_sft_qwen2_5_vl/global_step_3/actor/huggingface").resolve()
     assert Path(results["sft"]["config"]["model"]).resolve() == sft_merged
-    rl_config = yaml.safe_load(Path("checkpoints/longrl/embedded_qwen2_5_vl/global_step_1/config.yaml").read_text())
+    rl_config = yaml.safe_load(Path("checkpoints/longrl/quickstart_qwen2_5_vl/global_step_1/config.yaml").read_text())
     assert Path(rl_config["worker"]["actor"]["model"]["model_path"]).resolve() == sft_merged
     assert Path(results["rl"]["config"]["model"]).resolve() == \
-        Path("checkpoints/longrl/embedded_qwen2_5_vl/global_step_1/actor/huggingface").resolve()
+        Path("checkpoints/longrl/quickstart_qwen2_5_vl/global_step_1/actor/huggingface").resolve()
     assert results["control"]["config"]["model"] == results["rl"]["config"]["model"]
     assert results["control"]["config"]["constant_frames"] and not results["rl"]["config"]["constant_frames"]
     assert results["control"]["chance"] == 0.25  # majority_colour: four options per row
@@ -77,9 +77,9 @@ def test_sft_then_rl_with_an_evaluation_after_each_stage(tmp_path, capsys, monke
     assert progress[5][4].startswith("reward ") and " acc " in progress[5][4] and " len " in progress[5][4]
     assert max(len(m[0]) for m in progress) < 160
     # the curves of each stage, one point per step, and the test accuracy per stage
-    sft_curves = json.loads(Path("outputs/logs/longrl/embedded_sft_qwen2_5_vl/curves/curves.json").read_text())
+    sft_curves = json.loads(Path("outputs/logs/longrl/quickstart_sft_qwen2_5_vl/curves/curves.json").read_text())
     assert sft_curves["loss"]["series"]["sft/loss"]["steps"] == [1, 2, 3]
-    rl_log = Path("outputs/logs/longrl/embedded_qwen2_5_vl")
+    rl_log = Path("outputs/logs/longrl/quickstart_qwen2_5_vl")
     rl_metrics = json.loads((rl_log / "metrics.jsonl").read_text().splitlines()[-1])
     rl_curves = json.loads((rl_log / "curves/curves.json").read_text())
     assert rl_curves["reward"]["series"]["critic/score/mean"] == {"steps": [1],

@@ -1,4 +1,4 @@
-"""End to end on the embedded task: every algorithm trains, resume is exact, reward failures keep checkpoints."""
+"""End to end on the quickstart task: every algorithm trains, resume is exact, reward failures keep checkpoints."""
 
 import json
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Rollout with a Hugging Face model from prompt embeddings: the embedded default engine.
+"""Rollout with a Hugging Face model from prompt embeddings: the quickstart default engine.
 
 The engine holds its own full (unsharded) copy of the model. Each prompt's video features are spliced into the
 text embeddings at the video placeholder tokens (the features come with the prompts as ``video_embeds``, MR-SP
