@@ -12,7 +12,7 @@ PROMPTS=${2:?usage: $0 EXPERIMENT_NAME PROMPT_FILE [key=value ...]}
 shift 2
 MODEL_PATH=${MODEL_PATH:?set MODEL_PATH to a diffusers pipeline directory (SD3 or Wan)}
 
-"${PYTHON:-python3}" -m longrl.trainer.flow_main \
+"${PYTHON:-python3}" -m longrl.flow.main \
     data.train_files="${PROMPTS}" \
     data.val_files="${VAL_FILES:-null}" \
     data.prompt_key=prompt \
@@ -25,7 +25,7 @@ MODEL_PATH=${MODEL_PATH:?set MODEL_PATH to a diffusers pipeline directory (SD3 o
     worker.actor.lora.alpha=64 \
     worker.actor.clip_ratio_low=1e-4 \
     worker.actor.clip_ratio_high=1e-4 \
-    worker.reward.reward_function=longrl.diffusion.rewards:composition \
+    worker.reward.reward_function=longrl.flow.rewards:composition \
     trainer.total_epochs=100 \
     trainer.save_freq=20 \
     trainer.nnodes="${NNODES:-1}" \

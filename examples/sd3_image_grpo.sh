@@ -3,7 +3,7 @@
 #   MODEL_PATH=/models/sd3.5-medium bash examples/sd3_image_grpo.sh PROMPTS.jsonl [key=value ...]
 # (environment knobs: run_flow_grpo.sh). 512 px images, 16 SDE samples of 10 steps per prompt at guidance 4.5, LoRA
 # rank 32 with the base as the KL reference, rewarded by the GenEval colour / position rules read from each row's
-# `include` (longrl.diffusion.rewards:composition). examples/prompts/geneval_colors.jsonl shows the row format.
+# `include` (longrl.flow.rewards:composition). examples/prompts/geneval_colors.jsonl shows the row format.
 PROMPTS=${1:?usage: $0 PROMPTS.jsonl [key=value ...]}
 shift
 exec bash "$(dirname "$0")/run_flow_grpo.sh" sd3_image_grpo "${PROMPTS}" \

@@ -3,8 +3,8 @@
 #   MODEL_PATH=/models/Wan2.1-T2V-1.3B-Diffusers bash examples/wan_video_grpo.sh PROMPTS.jsonl [key=value ...]
 # (environment knobs: run_flow_grpo.sh). 33 frames at 240 x 416, 8 SDE samples of 10 steps per prompt at guidance
 # 5.0, LoRA rank 32 with the base as the KL reference, half of each sample's steps trained; the colour / position
-# rules are judged frame by frame (longrl.diffusion.rewards:composition). A learned scorer instead:
-#   worker.reward.reward_type=batch worker.reward.reward_function=longrl.diffusion.scorers:clip_score \
+# rules are judged frame by frame (longrl.flow.rewards:composition). A learned scorer instead:
+#   worker.reward.reward_type=batch worker.reward.reward_function=longrl.flow.scorers:clip_score \
 #   worker.reward.reward_function_kwargs.model_dir=/models/clip-vit-large-patch14
 PROMPTS=${1:?usage: $0 PROMPTS.jsonl [key=value ...]}
 shift

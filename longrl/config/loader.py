@@ -213,7 +213,7 @@ def compose_config(
     them, raise :class:`ConfigError`.
 
     ``schema`` is the text stages' by default; the Flow-GRPO stage passes its own
-    (:data:`longrl.config.flow_validate.FLOW_SCHEMA`)."""
+    (:data:`longrl.flow.validate.FLOW_SCHEMA`)."""
     schema_type = schema.tree
     register_schema(schema.name, schema_type)
     file_overrides = _file_overrides(Path(config_file)) if config_file else []

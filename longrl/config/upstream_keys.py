@@ -1,7 +1,7 @@
 """The rule for keys of another trainer's scripts: renamed, not needed, not implemented, or accepted but not applied.
 
 A stage describes its upstream's keys in one :class:`UpstreamKeys` table (the text stages: EasyR1 / Long-RL in
-:mod:`longrl.config.upstream`; Flow-GRPO: Long-RL's diffusion configs in :mod:`longrl.config.flow_upstream`). Each key
+:mod:`longrl.config.upstream`; Flow-GRPO: Long-RL's diffusion configs in :mod:`longrl.flow.upstream_keys`). Each key
 is handled before composition, so none is an unknown-key error and none is accepted silently:
 
 * ``renamed`` keys are aliases of one or more longrl keys (the value translated where the vocabularies differ);

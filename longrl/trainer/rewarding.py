@@ -22,13 +22,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from longrl.algos import overlong_penalty
-from longrl.config.flow_schema import FlowRewardConfig
 from longrl.config.schema import RewardConfig, RootConfig
 from longrl.protocol import Batch
 from longrl.rewards import RewardFunction, RewardFunctionError, RewardInput, RewardScore, load_reward_function
@@ -148,7 +147,17 @@ class ParallelReward:
         self.pool.shutdown(cancel_futures=True)
 
 
-def load_configured_reward(reward: RewardConfig | FlowRewardConfig) -> Reward:
+class RewardSettings(Protocol):
+    """The ``worker.reward.*`` keys every stage's reward section has (the RL stage's and Flow-GRPO's)."""
+
+    reward_type: str | None
+    reward_function: str
+    reward_function_kwargs: dict[str, Any]
+    num_workers: int
+    timeout_s: float | None
+
+
+def load_configured_reward(reward: RewardSettings) -> Reward:
     """The function of ``worker.reward.*``, in ``num_workers`` processes when asked (RL and Flow-GRPO alike)."""
     fn = load_reward_function(reward.reward_function, reward.reward_type, reward.reward_function_kwargs,
                               reward.timeout_s)

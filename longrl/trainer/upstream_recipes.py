@@ -66,7 +66,7 @@ class Recipe:
     def entry(self) -> str:
         """Long-RL's diffusion configs go to Flow-GRPO's entry point, everything else to the RL trainer's."""
         config = dict(_split(arg) for arg in self.args if "=" in arg).get("config", "")
-        return "longrl.trainer.flow_main" if "diffusion" in config else "longrl.trainer.main"
+        return "longrl.flow.main" if "diffusion" in config else "longrl.trainer.main"
 
 
 @dataclass

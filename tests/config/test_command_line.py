@@ -9,7 +9,7 @@ import yaml
 from longrl.config.errors import ConfigError
 from longrl.config.loader import load_config
 from longrl.sft.main import main as sft_main
-from longrl.trainer.flow_main import main as flow_main
+from longrl.flow.main import main as flow_main
 from longrl.trainer.main import main as rl_main
 from longrl.trainer.pipeline import main as pipeline_main
 from longrl.workers.hybrid import needs_reference

@@ -115,7 +115,7 @@ def test_an_unknown_optimizer_strategy_is_refused_with_the_known_ones():
 
 def test_flow_grpo_still_notes_rank0_init_as_not_applied(tmp_path, caplog):
     """The Flow-GRPO worker loads its transformer on every rank: the shared FSDP key is logged there, not dropped."""
-    from longrl.config.flow_validate import FLOW_SCHEMA
+    from longrl.flow.validate import FLOW_SCHEMA
 
     with caplog.at_level(logging.WARNING, logger="longrl.config"):
         load_config([f"data.train_files={tmp_path / 'prompts.txt'}", f"worker.actor.model.model_path={tmp_path}",

@@ -1,5 +1,5 @@
 """The Flow-GRPO scripts' smoke variants: each script, unchanged but for the sizes, runs one step on a tiny pipeline
-made by ``longrl.diffusion.tiny`` (real SD3 / Wan transformers, CLIP / T5 / UMT5 encoders, local tokenizers, and a tiny
+made by ``longrl.flow.tiny`` (real SD3 / Wan transformers, CLIP / T5 / UMT5 encoders, local tokenizers, and a tiny
 AutoencoderKL / AutoencoderKLWan, so the media are VAE-decoded latents as with a released pipeline) and the example
 prompt file, through the trainer, the Ray worker, LoRA, gradient checkpointing, guidance and the composition reward the
 scripts set."""
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from longrl.diffusion.tiny import build_tiny_pipeline
+from longrl.flow.tiny import build_tiny_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["worker.rollout.height=8", "worker.rollout.width=8", "worker.rollout.num_steps=3", "worker.rollout.n=2",

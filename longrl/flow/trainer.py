@@ -19,17 +19,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from longrl.config.flow_schema import FlowRootConfig
-from longrl.diffusion.flow_grpo import group_advantages
-from longrl.diffusion.prompts import PromptDataset, PromptRow
-from longrl.diffusion.rewards import with_long_rl_media_keys
+from longrl.flow.config import FlowRootConfig
+from longrl.flow.grpo import group_advantages
+from longrl.flow.prompts import PromptDataset, PromptRow
+from longrl.flow.rewards import with_long_rl_media_keys
 from longrl.protocol import Batch
 from longrl.trainer.loggers import Generation
 from longrl.trainer.metrics import append_metrics, compute_timing_metrics, reduce_metrics
 from longrl.trainer.rewarding import Reward, load_configured_reward
 from longrl.trainer.run import RunBase
 from longrl.trainer.timer import timer
-from longrl.workers.flow_worker import FlowWorker
+from longrl.flow.worker import FlowWorker
 
 __all__ = ["FlowTrainer", "seeds"]
 

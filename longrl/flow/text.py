@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, CLIPTextModelWithProjection, PreTrainedModel, T5EncoderModel, UMT5EncoderModel
 
-from longrl.diffusion.models import TextConditioning
+from longrl.flow.families import TextConditioning
 
 __all__ = ["DEFAULT_MAX_LENGTH", "TEXT_PARTS", "TextEncoder"]
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch.distributions import Normal
 
-from longrl.diffusion import family_of, flow_sigmas, sde_step
-from longrl.diffusion.flow_grpo import Guidance, guided_velocity, sample_trajectories
-from longrl.diffusion.text import TextEncoder
+from longrl.flow.families import family_of
+from longrl.flow.sde import flow_sigmas, sde_step
+from longrl.flow.grpo import Guidance, guided_velocity, sample_trajectories
+from longrl.flow.text import TextEncoder
 
 ETA = 0.7
 

@@ -1,4 +1,4 @@
-"""Flow-GRPO end to end through the Ray controller and the trainer (python -m longrl.trainer.flow_main's ``run``), on
+"""Flow-GRPO end to end through the Ray controller and the trainer (python -m longrl.flow.main's ``run``), on
 tiny random SD3 and Wan pipelines: a reward for a target colour rises; a resumed run equals the uninterrupted one."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import torch
 from PIL import Image
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
-from longrl.config.flow_validate import FLOW_SCHEMA
+from longrl.flow.validate import FLOW_SCHEMA
 from longrl.config.loader import load_config
-from longrl.diffusion import family_of
+from longrl.flow.families import family_of
 from longrl.models.lora import add_lora
-from longrl.diffusion.text import TextEncoder
-from longrl.trainer.flow_main import run
-from longrl.trainer.flow_merge import main as merge_main
+from longrl.flow.text import TextEncoder
+from longrl.flow.main import run
+from longrl.flow.merge import main as merge_main
 
 pytestmark = pytest.mark.slow
 RED = "[1.0,0.0,0.0]"
@@ -37,7 +37,7 @@ def _cfg(model_dir: Path, prompts: Path, name: str, *extra: str):
         "worker.actor.global_batch_size=2", "worker.rollout.n=8", "worker.rollout.num_steps=6",
         "worker.rollout.height=8", "worker.rollout.width=8", "worker.actor.micro_batch_size_per_device_for_update=8",
         "worker.actor.clip_ratio_low=0.2", "worker.actor.clip_ratio_high=0.2", "algorithm.kl_coef=0.01",
-        "worker.actor.optim.lr=3e-3", "worker.reward.reward_function=longrl.diffusion.rewards:colour",
+        "worker.actor.optim.lr=3e-3", "worker.reward.reward_function=longrl.flow.rewards:colour",
         f"+worker.reward.reward_function_kwargs.target={RED}", "trainer.logger=[file]",
         f"trainer.experiment_name={name}", f"trainer.save_checkpoint_path={Path.cwd() / 'checkpoints' / name}",
         *extra],

@@ -18,13 +18,13 @@ from collections.abc import Sequence
 
 import torch
 
-from longrl.config.flow_schema import FlowRootConfig
-from longrl.diffusion.flow_grpo import Guidance, Velocity, guided_velocity, sample_trajectories, step_loss
+from longrl.flow.config import FlowRootConfig
+from longrl.flow.grpo import Guidance, Velocity, guided_velocity, sample_trajectories, step_loss
 from longrl.models.lora import adapters_disabled
-from longrl.diffusion.media import MediaDecoder
-from longrl.diffusion.models import FlowFamily, TextConditioning
-from longrl.diffusion.sde import flow_sigmas
-from longrl.diffusion.text import TextEncoder
+from longrl.flow.media import MediaDecoder
+from longrl.flow.families import FlowFamily, TextConditioning
+from longrl.flow.sde import flow_sigmas
+from longrl.flow.text import TextEncoder
 from longrl.protocol import Batch
 
 __all__ = ["FlowPolicy", "Rollout", "media_to_uint8"]

@@ -12,7 +12,7 @@ from longrl.config.upstream_keys import UpstreamKeys, same_value
 
 __all__ = ["FLOW_UPSTREAM_KEYS"]
 
-_MARKER = "the entry point (longrl.trainer.flow_main) already says the run is a diffusion run"
+_MARKER = "the entry point (longrl.flow.main) already says the run is a diffusion run"
 _TEXT_ONLY = "a key of the text stages; a prompt row for Flow-GRPO is its prompt (data.prompt_key) and metadata"
 _NO_VLLM = "Flow-GRPO samples with the diffusers pipeline, not a language-model engine"
 _ORIGINAL_PARAMETERS = "longrl's FSDP (fully_shard) always trains the original parameters"

@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import CLIPConfig, CLIPModel
 
-from longrl.diffusion.rewards import COLOURS, brightness, colour, composition, with_long_rl_media_keys
-from longrl.diffusion.tiny import build_tokenizer
+from longrl.flow.rewards import COLOURS, brightness, colour, composition, with_long_rl_media_keys
+from longrl.flow.tiny import build_tokenizer
 from longrl.rewards import RewardFunctionError, load_reward_function
 
 ROW = {"prompt": "a red apple left of a blue cup",
@@ -53,7 +53,7 @@ def test_composition_reads_colours_and_positions_from_include():
 
 
 def test_composition_refuses_rows_it_cannot_judge_and_the_loader_names_the_sample():
-    reward = load_reward_function("longrl.diffusion.rewards:composition", "sequential")
+    reward = load_reward_function("longrl.flow.rewards:composition", "sequential")
     row = {"prompt": "a photo of a dog", "tag": "single_object", "include": [{"class": "dog", "count": 1}]}
     with pytest.raises(RewardFunctionError) as info:
         reward([_input(_flat(COLOURS["red"])), _input(_flat(COLOURS["red"]), row)])
@@ -89,7 +89,7 @@ def test_clip_score_is_the_scaled_cosine_of_image_and_prompt(clip_dir):
     inputs = [{"media": images[0], "prompt": "a red car", "metadata": {}},
               {"media": images[1], "prompt": "a blue cup", "metadata": {}},
               {"media": video, "prompt": "a red car", "metadata": {}}]
-    reward = load_reward_function("longrl.diffusion.scorers:clip_score", "batch", {"model_dir": str(clip_dir)})
+    reward = load_reward_function("longrl.flow.scorers:clip_score", "batch", {"model_dir": str(clip_dir)})
     scores = [s["overall"] for s in reward(inputs)]
     model = CLIPModel.from_pretrained(str(clip_dir)).eval()
     tokenizer = build_tokenizer("clip")
@@ -103,7 +103,7 @@ def test_clip_score_is_the_scaled_cosine_of_image_and_prompt(clip_dir):
     assert scores[1] == pytest.approx(float(expected[1, 1]), rel=1e-4)
     assert scores[2] == pytest.approx(float(expected[:, 0].mean()), rel=1e-4)
     with pytest.raises(RewardFunctionError, match="is not a model directory"):
-        load_reward_function("longrl.diffusion.scorers:clip_score", "batch",
+        load_reward_function("longrl.flow.scorers:clip_score", "batch",
                              {"model_dir": str(clip_dir / "missing")})(inputs)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from longrl.diffusion.tiny import build_tiny_pipeline
+from longrl.flow.tiny import build_tiny_pipeline
 
 # GenEval-style rows: colour attributes and a colour + position relation.
 PROMPT_ROWS = [

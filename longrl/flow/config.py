@@ -1,11 +1,11 @@
-"""The configuration of a Flow-GRPO run (``python -m longrl.trainer.flow_main``), as typed dataclasses.
+"""The configuration of a Flow-GRPO run (``python -m longrl.flow.main``), as typed dataclasses.
 
 Key names are EasyR1's where the idea is the same (``data.train_files``, ``data.prompt_key``,
 ``worker.actor.model.model_path``, ``worker.actor.optim.lr``, ``worker.rollout.n``, ``worker.reward.reward_function``,
 ``algorithm.kl_coef``, ``trainer.*``), so habits and scripts carry over; the generation-specific keys (denoising
 steps, SDE noise level, media size, LoRA) are Flow-GRPO's ideas under those sections. ``trainer.*``, the optimizer
 and the FSDP sections are the text stages' own dataclasses: one meaning per key across the project.
-Defaults live in ``configs/flow.yaml``; cross-field rules in :mod:`longrl.config.flow_validate`.
+Defaults live in ``configs/flow.yaml``; cross-field rules in :mod:`longrl.flow.validate`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from longrl.config.schema import FSDPConfig, OffloadConfig, OptimConfig, RefConf
 
 @dataclass
 class FlowDataConfig:
-    """Prompt rows from jsonl files in GenEval's metadata style (:mod:`longrl.diffusion.prompts`)."""
+    """Prompt rows from jsonl files in GenEval's metadata style (:mod:`longrl.flow.prompts`)."""
 
     train_files: str = "???"
     val_files: Optional[str] = None
@@ -88,7 +88,7 @@ class FlowRewardConfig:
 
     # "batch" or "sequential"; null: the reward module's REWARD_TYPE, else batch (as EasyR1 decides)
     reward_type: Optional[str] = None
-    reward_function: str = "longrl.diffusion.rewards:composition"
+    reward_function: str = "longrl.flow.rewards:composition"
     reward_function_kwargs: dict[str, Any] = field(default_factory=dict)
     # "fail" stops the run at a failing reward call; "skip_step" logs the failure and skips that step's update.
     on_error: str = "fail"

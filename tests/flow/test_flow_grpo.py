@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from longrl.config.flow_validate import FLOW_SCHEMA
+from longrl.flow.validate import FLOW_SCHEMA
 from longrl.config.loader import load_config
-from longrl.diffusion import family_of, sde_step
-from longrl.diffusion.flow_grpo import Guidance, group_advantages, guided_velocity, step_loss
+from longrl.flow.families import family_of
+from longrl.flow.sde import sde_step
+from longrl.flow.grpo import Guidance, group_advantages, guided_velocity, step_loss
 from longrl.models.lora import add_lora, adapters_disabled
-from longrl.diffusion.media import MediaDecoder
-from longrl.diffusion.policy import FlowPolicy
-from longrl.diffusion.text import TextEncoder
+from longrl.flow.media import MediaDecoder
+from longrl.flow.policy import FlowPolicy
+from longrl.flow.text import TextEncoder
 from longrl.protocol import Batch
 
 CPU = torch.device("cpu")

@@ -1,6 +1,6 @@
 """Turn a Flow-GRPO actor checkpoint into a diffusers pipeline directory that generates with the trained weights.
 
-    python -m longrl.trainer.flow_merge --local_dir checkpoints/<project>/<experiment>/global_step_N/actor \\
+    python -m longrl.flow.merge --local_dir checkpoints/<project>/<experiment>/global_step_N/actor \\
         [--target_dir DIR] [--overwrite]
 
 The checkpoint's ``transformer_config.json`` names the pipeline directory the run started from and its LoRA settings.
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.distributed.checkpoint as dcp
 
-from longrl.diffusion.models import family_of
+from longrl.flow.families import family_of
 from longrl.models.lora import add_lora, merged_tensors
 from longrl.trainer.merge import checkpoint_tensor_dtypes, merge_target, write_directory_atomically
 
@@ -77,7 +77,7 @@ def merge_flow_checkpoint(local_dir: str | Path, target_dir: str | Path | None =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m longrl.trainer.flow_merge", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m longrl.flow.merge", description=__doc__.split("\n\n")[0])
     parser.add_argument("--local_dir", required=True, help="the global_step_N/actor directory of a checkpoint")
     parser.add_argument("--target_dir", default=None, help="where to write the pipeline (default: <local_dir>/merged)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty target directory")

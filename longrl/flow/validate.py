@@ -6,8 +6,8 @@ Each message states the rule and the values that broke it, as :mod:`longrl.confi
 from __future__ import annotations
 
 from longrl.config.errors import ConfigError
-from longrl.config.flow_schema import FlowRootConfig
-from longrl.config.flow_upstream import FLOW_UPSTREAM_KEYS
+from longrl.flow.config import FlowRootConfig
+from longrl.flow.upstream_keys import FLOW_UPSTREAM_KEYS
 from longrl.config.ranges import TRAINER_RANGES, check_ranges
 from longrl.config.stage_schema import StageSchema
 from longrl.config.validate import RESUME_MISMATCH_POLICIES, REWARD_ERROR_POLICIES

@@ -9,10 +9,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer, CLIPTextModelWithProjection, T5EncoderModel, UMT5EncoderModel
 
-from longrl.diffusion import family_of
-from longrl.diffusion.media import MediaDecoder
-from longrl.diffusion.text import TextEncoder
-from longrl.diffusion.tiny import main as tiny_main
+from longrl.flow.families import family_of
+from longrl.flow.media import MediaDecoder
+from longrl.flow.text import TextEncoder
+from longrl.flow.tiny import main as tiny_main
 
 CPU = torch.device("cpu")
 PROMPTS = ["a photo of a red car", "two blue benches left of a green apple"]

@@ -3,7 +3,7 @@
 Two ways to bring a learned reward, both through the reward API:
 
 * any function of yours, ``worker.reward.reward_function=path/to/scorer.py:fn`` (sequential or batch), receiving the
-  inputs described in :mod:`longrl.diffusion.rewards` and loading whatever model it wants (load it once at module
+  inputs described in :mod:`longrl.flow.rewards` and loading whatever model it wants (load it once at module
   level or behind a cache: the function is called every step);
 * this module's ``clip_score`` with ``worker.reward.reward_function_kwargs={model_dir: /path/to/model}``: a
   transformers ``CLIPModel`` directory with its tokenizer (OpenAI CLIP, or PickScore, which is a fine-tuned CLIP-H
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, CLIPModel
 
-from longrl.diffusion.rewards import MediaRewardInput
+from longrl.flow.rewards import MediaRewardInput
 
 __all__ = ["clip_score"]
 

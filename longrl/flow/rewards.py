@@ -1,6 +1,6 @@
 """Built-in offline rewards on generated media, in the project's reward-function API.
 
-Each is named like any user reward, ``worker.reward.reward_function=longrl.diffusion.rewards:colour`` (with
+Each is named like any user reward, ``worker.reward.reward_function=longrl.flow.rewards:colour`` (with
 ``worker.reward.reward_type=sequential``), with its options in ``worker.reward.reward_function_kwargs``. A user's own
 function (``path/to/file.py:fn``, sequential or batch) receives the same input and returns the same score dicts.
 
@@ -18,7 +18,7 @@ from typing import Any, TypedDict
 
 import torch
 
-from longrl.diffusion.prompts import GENEVAL_RELATIONS
+from longrl.flow.prompts import GENEVAL_RELATIONS
 
 __all__ = ["COLOURS", "MediaRewardInput", "brightness", "colour", "colour_masks", "composition",
            "with_long_rl_media_keys"]
@@ -101,7 +101,7 @@ def _relation(relation: str, a: tuple[float, float], b: tuple[float, float]) -> 
 def composition(reward_input: MediaRewardInput, min_share: float = 0.05) -> dict[str, float]:
     """GenEval's colour and position rules, judged from colour masks (no detector: it runs anywhere, offline).
 
-    The row's ``include`` entries say what should be there (see :mod:`longrl.diffusion.prompts`). Each entry with a
+    The row's ``include`` entries say what should be there (see :mod:`longrl.flow.prompts`). Each entry with a
     ``color`` is checked for presence: the share of pixels nearest that colour, as a fraction of ``min_share``
     (capped at 1). Each entry with ``position: [relation, j]`` whose own and ``j``'s colours are named is checked by
     the centroids of the two colours' masks (:func:`_relation`; 0 when either colour is absent). Video frames are

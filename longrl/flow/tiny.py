@@ -6,7 +6,7 @@ projection and a T5 encoder; Wan: UMT5) each with a tokenizer trained here on a 
 level, so any text encodes), optionally ``vae/``, and ``model_index.json``. Without a VAE the transformer works in pixel
 space (3 channels; the media are its latents), which is what keeps CPU tests fast. Nothing is downloaded::
 
-    python -m longrl.diffusion.tiny --family sd3 --out /tmp/tiny-sd3 [--vae] [--seed 0]
+    python -m longrl.flow.tiny --family sd3 --out /tmp/tiny-sd3 [--vae] [--seed 0]
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import CLIPTextConfig, PreTrainedTokenizerFast, T5Config, UMT5Config
 
-from longrl.diffusion.models import FLOW_FAMILIES
-from longrl.diffusion.text import TEXT_PARTS
+from longrl.flow.families import FLOW_FAMILIES
+from longrl.flow.text import TEXT_PARTS
 
 __all__ = ["build_tiny_pipeline", "build_tokenizer", "main"]
 
@@ -121,7 +121,7 @@ def build_tiny_pipeline(out_dir: str | Path, family: str, seed: int = 0, vae: bo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m longrl.diffusion.tiny", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m longrl.flow.tiny", description=__doc__.split("\n\n")[0])
     parser.add_argument("--family", required=True, choices=sorted(FLOW_FAMILIES))
     parser.add_argument("--out", required=True, help="the directory to write")
     parser.add_argument("--seed", type=int, default=0)

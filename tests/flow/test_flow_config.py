@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from longrl.config.errors import ConfigError
-from longrl.config.flow_schema import FlowRootConfig
-from longrl.config.flow_validate import FLOW_SCHEMA
+from longrl.flow.config import FlowRootConfig
+from longrl.flow.validate import FLOW_SCHEMA
 from longrl.config.loader import load_config
-from longrl.trainer.flow_main import main
+from longrl.flow.main import main
 
 REQUIRED = ["data.train_files=prompts.jsonl", "worker.actor.model.model_path=/models/sd3"]
 
@@ -24,7 +24,7 @@ def test_defaults_and_easyr1_keys():
     assert isinstance(cfg, FlowRootConfig)
     assert cfg.worker.actor.optim.lr == 3e-4 and cfg.worker.rollout.n == 4 and cfg.algorithm.kl_coef == 0.01
     assert cfg.trainer.max_steps == 7 and cfg.trainer.project_name == "longrl_flow"
-    assert cfg.worker.reward.reward_function == "longrl.diffusion.rewards:composition"
+    assert cfg.worker.reward.reward_function == "longrl.flow.rewards:composition"
     assert cfg.worker.reward.reward_function_kwargs == {"target": [0.0, 1.0, 0.0]}
     assert cfg.worker.actor.lora.rank == 0 and cfg.worker.rollout.guidance_scale == 1.0
 

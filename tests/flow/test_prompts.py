@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from longrl.diffusion.prompts import PromptDataset, PromptRowError, read_prompt_rows
+from longrl.flow.prompts import PromptDataset, PromptRowError, read_prompt_rows
 
 
 def _write(tmp_path, name, lines):

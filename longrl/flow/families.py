@@ -3,7 +3,7 @@
 Each says how to build a tiny random transformer locally, how to load one, what shape its latents have, how to
 ask it for the velocity at a noise level (``timestep = 1000 * sigma``, the scale both were trained with), and how its
 VAE (``vae/`` of a diffusers pipeline directory) maps media sizes to latent sizes and latents back to media. Text
-conditioning arrives already encoded (:class:`TextConditioning`, see :mod:`longrl.diffusion.text`).
+conditioning arrives already encoded (:class:`TextConditioning`, see :mod:`longrl.flow.text`).
 """
 
 from __future__ import annotations
