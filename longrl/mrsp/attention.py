@@ -12,8 +12,10 @@ thousands of positions) and positions outside every segment (padding) get a zero
 
 Shared prefixes (the n rollouts of one prompt): a *branch* segment ``(row, start, end, prefix_start, prefix_end)``
 reads a prefix span too. Its queries attend to every key of ``[prefix_start, prefix_end)`` and causally to
-``[start, query]``: one SDPA call with key/value ``cat(prefix, own)`` and a ``(branch x (prefix + branch))`` mask, so
-the prompt is computed once while each response sees exactly what it sees in its own unshared row.
+``[start, query]``: one SDPA call with key/value ``cat(prefix, own)`` and a causal mask aligned to the lower right
+(query ``i`` reads keys ``[0, prefix + i]``), so the prompt is computed once while each response sees exactly what
+it sees in its own unshared row. That mask is a bias object, not a tensor, so SDPA keeps its fused (flash) kernels
+on the GPU where a boolean mask would send it to a slower masked kernel.
 
 GQA with fewer key/value heads than SP ranks: key/value heads are repeated just enough to split evenly (each
 query head still reads the key/value head it reads without SP).
@@ -31,6 +33,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right
 from transformers import AttentionInterface, PreTrainedModel
 
 from longrl.mrsp.collectives import all_to_all
@@ -101,16 +104,9 @@ def _mrsp_attention(
         k = torch.cat([key[row : row + 1, :, prefix_start:prefix_end], k], dim=2)
         v = torch.cat([value[row : row + 1, :, prefix_start:prefix_end], v], dim=2)
         out[row, :, start:end] = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=_branch_mask(end - start, prefix_end - prefix_start, q.device), scale=scaling,
-            dropout_p=dropout_p)[0]
+            q, k, v, attn_mask=causal_lower_right(end - start, k.shape[2]), scale=scaling, dropout_p=dropout_p)[0]
     out = all_to_all(out, group, scatter_dim=2, gather_dim=1)
     return out.transpose(1, 2).contiguous(), None
-
-
-def _branch_mask(branch: int, prefix: int, device: torch.device) -> torch.Tensor:
-    """``(branch, prefix + branch)`` boolean mask: every prefix key, then the branch's own keys causally."""
-    own = torch.ones(branch, branch, dtype=torch.bool, device=device).tril()
-    return torch.cat([torch.ones(branch, prefix, dtype=torch.bool, device=device), own], dim=1)
 
 
 AttentionInterface.register(ATTENTION_NAME, _mrsp_attention)
