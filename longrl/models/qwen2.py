@@ -14,7 +14,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, PretrainedConfig,
                           Qwen2ForCausalLM)
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from longrl.models.registry import ModelAdapter, register_adapter
+from longrl.models.registry import ModelAdapter
 from longrl.models.remote_code import announce_remote_code
 from longrl.models.tiny import save_random_model, tiny_text_config_kwargs
 from longrl.models.tokenizer import QwenTokenIds, build_tokenizer
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from longrl.data.video import DecodedVideo
 
 
-@register_adapter
 class Qwen2Adapter(ModelAdapter):
     family: ClassVar[str] = "qwen2"
     model_types: ClassVar[tuple[str, ...]] = ("qwen2",)

@@ -56,7 +56,7 @@ from transformers.models.qwen2_5_omni import modeling_qwen2_5_omni
 
 from longrl.models._encoder_outputs import accept_encoder_outputs
 from longrl.models._qwen_vl import QwenVLAdapter, _count_content_items
-from longrl.models.registry import finish_empty_model, register_adapter
+from longrl.models.registry import finish_empty_model
 from longrl.models.tiny import TINY_TEXT_SIZES, TINY_WINDOWED_VISION, tiny_text_config_kwargs
 from longrl.models.tokenizer import (
     CHAT_TEMPLATE,
@@ -102,7 +102,6 @@ _TINY_MEL_BINS = 32
 _TINY_N_WINDOW = 10
 
 
-@register_adapter
 class Qwen2_5OmniAdapter(QwenVLAdapter):
     family: ClassVar[str] = "qwen2_5_omni"
     model_types: ClassVar[tuple[str, ...]] = ("qwen2_5_omni_thinker", "qwen2_5_omni")

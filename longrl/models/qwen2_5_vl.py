@@ -11,12 +11,10 @@ from typing import ClassVar
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
 from longrl.models._qwen_vl import QwenVLAdapter
-from longrl.models.registry import register_adapter
 from longrl.models.tiny import TINY_WINDOWED_VISION, tiny_text_config_kwargs
 from longrl.models.tokenizer import QwenTokenIds
 
 
-@register_adapter
 class Qwen2_5_VLAdapter(QwenVLAdapter):
     family: ClassVar[str] = "qwen2_5_vl"
     model_types: ClassVar[tuple[str, ...]] = ("qwen2_5_vl",)

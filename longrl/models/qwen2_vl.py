@@ -7,7 +7,6 @@ from typing import ClassVar
 from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
 
 from longrl.models._qwen_vl import QwenVLAdapter
-from longrl.models.registry import register_adapter
 from longrl.models.tiny import (
     PATCH_SIZE,
     SPATIAL_MERGE_SIZE,
@@ -18,7 +17,6 @@ from longrl.models.tiny import (
 from longrl.models.tokenizer import QwenTokenIds
 
 
-@register_adapter
 class Qwen2VLAdapter(QwenVLAdapter):
     family: ClassVar[str] = "qwen2_vl"
     model_types: ClassVar[tuple[str, ...]] = ("qwen2_vl",)

@@ -13,11 +13,9 @@ from typing import Any, ClassVar
 from transformers import PretrainedConfig, PreTrainedModel, Qwen3Config, Qwen3ForCausalLM
 
 from longrl.models.qwen2 import Qwen2Adapter
-from longrl.models.registry import register_adapter
 from longrl.models.tokenizer import QwenTokenIds
 
 
-@register_adapter
 class Qwen3Adapter(Qwen2Adapter):
     family: ClassVar[str] = "qwen3"
     model_types: ClassVar[tuple[str, ...]] = ("qwen3",)

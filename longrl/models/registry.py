@@ -1,19 +1,18 @@
 """The registry of model-family adapters: the one place the rest of longrl asks "how do I drive this model?".
 
-Each family (Qwen2.5-VL, Qwen2-VL, Qwen2.5 text, ...) is one adapter file in ``longrl/models/`` that defines a
-``ModelAdapter`` subclass and decorates it with ``@register_adapter``. The registry imports every public
-module of the package on its first lookup, so adding a family means adding that file and nothing else: no
-``if family == ...`` chains elsewhere in the tree.
+Each family is one adapter file in ``longrl/models/`` defining a ``ModelAdapter`` subclass, plus one line in
+``BUILTIN_ADAPTERS`` (family -> ``"module:Class"`` and the checkpoint model types it serves). A module is imported on
+the first lookup of its own family only, so one adapter that fails to import (a transformers class its version lacks)
+breaks that family and no other. Adapters from outside the package register with ``@register_adapter``.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import pkgutil
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, GenerationConfig
@@ -52,6 +51,12 @@ class ModelAdapter(ABC):
     vision_weight_marker: ClassVar[str | None] = None
     # Whether ``encode_from_grid`` rebuilds the family's prompt for a cached video, i.e. the embedding cache serves it.
     serves_embedding_cache: ClassVar[bool] = False
+    # Frame and image sides are resized to multiples of this many pixels (the side one visual token covers, merges
+    # included), so the vision grid tiles them exactly; None for families without vision.
+    video_size_factor: ClassVar[int | None] = None
+    # Pixels of video per visual token (the temporal patch included): worker.rollout.tokens_per_frame times this bounds
+    # a frame's pixels.
+    video_pixels_per_token: ClassVar[int | None] = None
 
     @abstractmethod
     def build_tiny(self, out_dir: str | Path, seed: int = 0) -> Path:
@@ -217,83 +222,112 @@ def finish_empty_model(model: torch.nn.Module, generation_config: GenerationConf
     return model
 
 
+class BuiltinAdapter(NamedTuple):
+    """Where a built-in family's adapter class lives (``"module:Class"``) and the model types it serves, known
+    without importing it."""
+
+    target: str
+    model_types: tuple[str, ...]
+
+
+BUILTIN_ADAPTERS: dict[str, BuiltinAdapter] = {
+    "qwen2": BuiltinAdapter("longrl.models.qwen2:Qwen2Adapter", ("qwen2",)),
+    "qwen3": BuiltinAdapter("longrl.models.qwen3:Qwen3Adapter", ("qwen3",)),
+    "qwen2_vl": BuiltinAdapter("longrl.models.qwen2_vl:Qwen2VLAdapter", ("qwen2_vl",)),
+    "qwen2_5_vl": BuiltinAdapter("longrl.models.qwen2_5_vl:Qwen2_5_VLAdapter", ("qwen2_5_vl",)),
+    "qwen2_5_omni": BuiltinAdapter("longrl.models.qwen2_5_omni:Qwen2_5OmniAdapter",
+                                   ("qwen2_5_omni_thinker", "qwen2_5_omni")),
+    "vila": BuiltinAdapter("longrl.models.vila:VilaAdapter", ("llava_llama",)),
+}
+
 _ADAPTERS: dict[str, ModelAdapter] = {}
-_builtins_loaded = False
 
 AdapterT = TypeVar("AdapterT", bound=type[ModelAdapter])
 
 
 def register_adapter(adapter_cls: AdapterT) -> AdapterT:
-    """Class decorator: register one instance of ``adapter_cls`` under its ``family``.
+    """Class decorator for an adapter outside the package: register one instance of ``adapter_cls`` under its
+    ``family``.
 
-    A family name or an HF model type may belong to one adapter class only; registering the same class
-    again (a module imported twice) is a no-op.
+    A family name or an HF model type may belong to one adapter class only (built-in ones included); registering the
+    same class again (a module imported twice, or a built-in family's own class) is a no-op.
     """
     family = adapter_cls.family
-    existing = _ADAPTERS.get(family)
-    if existing is not None and _same_class(type(existing), adapter_cls):
+    builtin = BUILTIN_ADAPTERS.get(family)
+    if builtin is not None and builtin.target == _target(adapter_cls):
+        get_adapter(family)
         return adapter_cls
-    if existing is not None:
+    existing = _ADAPTERS.get(family)
+    if existing is not None and _target(type(existing)) == _target(adapter_cls):
+        return adapter_cls
+    if existing is not None or builtin is not None:
+        owner = type(existing).__qualname__ if existing is not None else builtin.target.rsplit(":", 1)[1]
         raise ValueError(
-            f"model family {family!r} is already registered by {type(existing).__qualname__}; "
+            f"model family {family!r} is already registered by {owner}; "
             f"{adapter_cls.__qualname__} needs a different family name"
         )
-    for other in _ADAPTERS.values():
-        shared = set(other.model_types) & set(adapter_cls.model_types)
+    for other, model_types in _served_model_types().items():
+        shared = set(model_types) & set(adapter_cls.model_types)
         if shared:
             raise ValueError(
                 f"model type(s) {sorted(shared)} of {adapter_cls.__qualname__} are already served by "
-                f"family {other.family!r}"
+                f"family {other!r}"
             )
     _ADAPTERS[family] = adapter_cls()
     return adapter_cls
 
 
-def _same_class(a: type, b: type) -> bool:
-    return (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+def _served_model_types() -> dict[str, tuple[str, ...]]:
+    """Family -> the model types it serves, for every built-in and registered family."""
+    served = {name: entry.model_types for name, entry in BUILTIN_ADAPTERS.items()}
+    served.update({name: tuple(adapter.model_types) for name, adapter in _ADAPTERS.items()})
+    return served
 
 
-def _load_builtin_adapters() -> None:
-    """Import every public module of ``longrl.models`` once, so their ``@register_adapter`` calls run."""
-    global _builtins_loaded
-    if _builtins_loaded:
-        return
-    package = importlib.import_module("longrl.models")
-    for module in pkgutil.iter_modules(package.__path__):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"longrl.models.{module.name}")
-    _builtins_loaded = True
+def _target(adapter_cls: type) -> str:
+    return f"{adapter_cls.__module__}:{adapter_cls.__qualname__}"
+
+
+def _load_builtin(family: str) -> ModelAdapter:
+    """Import the module of built-in ``family`` (only it) and instantiate its adapter class."""
+    entry = BUILTIN_ADAPTERS[family]
+    module_name, class_name = entry.target.split(":")
+    adapter_cls = getattr(importlib.import_module(module_name), class_name)
+    if (adapter_cls.family, tuple(adapter_cls.model_types)) != (family, entry.model_types):
+        raise ValueError(f"{entry.target} declares family {adapter_cls.family!r} and model types "
+                         f"{adapter_cls.model_types}, but BUILTIN_ADAPTERS lists it as {family!r} with "
+                         f"{entry.model_types}")
+    _ADAPTERS[family] = adapter_cls()
+    return _ADAPTERS[family]
 
 
 def registered_families() -> tuple[str, ...]:
-    """The family names that ``get_adapter`` accepts, sorted."""
-    _load_builtin_adapters()
-    return tuple(sorted(_ADAPTERS))
+    """The family names that ``get_adapter`` accepts, sorted (nothing is imported)."""
+    return tuple(sorted({*BUILTIN_ADAPTERS, *_ADAPTERS}))
 
 
 def get_adapter(family: str) -> ModelAdapter:
     """The adapter registered under ``family``; an unknown name raises ``ValueError`` listing the known ones."""
-    _load_builtin_adapters()
-    try:
+    if family in _ADAPTERS:
         return _ADAPTERS[family]
-    except KeyError:
-        known = ", ".join(sorted(_ADAPTERS))
-        raise ValueError(f"unknown model family {family!r}; registered families: {known}") from None
+    if family in BUILTIN_ADAPTERS:
+        return _load_builtin(family)
+    raise ValueError(f"unknown model family {family!r}; registered families: {', '.join(registered_families())}")
 
 
 def adapter_for_model_dir(model_dir: str | Path) -> ModelAdapter:
     """The adapter serving the checkpoint in ``model_dir``, chosen by ``model_type`` in its config.json."""
-    _load_builtin_adapters()
     config_path = Path(model_dir) / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found: {model_dir} is not a Hugging Face model directory")
     model_type = json.loads(config_path.read_text()).get("model_type")
     if model_type is None:
         raise ValueError(f"{config_path} has no 'model_type' key, so no adapter can be chosen for {model_dir}")
-    for adapter in _ADAPTERS.values():
-        if model_type in adapter.model_types:
-            return adapter
-    supported = sorted(t for adapter in _ADAPTERS.values() for t in adapter.model_types)
+    served = _served_model_types()
+    for family, model_types in served.items():
+        if model_type in model_types:
+            return get_adapter(family)
+    supported = sorted(t for model_types in served.values() for t in model_types)
     raise ValueError(
         f"no adapter for model directory {model_dir}: model_type {model_type!r} is not supported; "
         f"supported model types: {', '.join(supported)}"

@@ -68,7 +68,7 @@ from transformers.initialization import no_init_weights
 from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOutputWithPast
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from longrl.models.registry import ModelAdapter, finish_empty_model, register_adapter
+from longrl.models.registry import ModelAdapter, finish_empty_model
 from longrl.models.remote_code import remote_code_files, require_trust
 from longrl.models.tiny import random_model, tiny_text_config_kwargs
 from longrl.models.tokenizer import QwenTokenIds, build_tokenizer
@@ -363,7 +363,6 @@ class VilaProcessor:
         self.image_processor.save_pretrained(str(Path(directory) / "vision_tower"))
 
 
-@register_adapter
 class VilaAdapter(ModelAdapter):
     family: ClassVar[str] = "vila"
     model_types: ClassVar[tuple[str, ...]] = ("llava_llama",)

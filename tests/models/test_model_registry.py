@@ -8,6 +8,7 @@ import pytest
 
 from longrl.models import ModelAdapter, adapter_for_model_dir, get_adapter, register_adapter, registered_families
 from longrl.models.qwen2_vl import Qwen2VLAdapter
+from longrl.models.registry import BUILTIN_ADAPTERS, BuiltinAdapter
 
 BUILTIN = {"qwen2": ("qwen2",), "qwen3": ("qwen3",), "qwen2_5_vl": ("qwen2_5_vl",), "qwen2_vl": ("qwen2_vl",)}
 
@@ -81,3 +82,21 @@ def test_registering_the_same_class_again_is_a_no_op():
     before = get_adapter("qwen2_vl")
     assert register_adapter(Qwen2VLAdapter) is Qwen2VLAdapter
     assert get_adapter("qwen2_vl") is before
+
+
+def test_a_lookup_imports_only_its_own_family(monkeypatch, tmp_path):
+    """One adapter that cannot be imported breaks its family only; the others (by name or model dir) still load."""
+    monkeypatch.setitem(BUILTIN_ADAPTERS, "broken", BuiltinAdapter("longrl.models.no_such_module:Nothing", ("nope",)))
+    with pytest.raises(ModuleNotFoundError, match="no_such_module"):
+        get_adapter("broken")
+    assert "broken" in registered_families()
+    assert get_adapter("qwen2").family == "qwen2"
+    model_dir = _write_config(tmp_path / "ckpt", {"model_type": "qwen2_vl"})
+    assert adapter_for_model_dir(model_dir) is get_adapter("qwen2_vl")
+
+
+def test_builtin_table_agrees_with_the_adapter_classes():
+    for family, entry in BUILTIN_ADAPTERS.items():
+        adapter = get_adapter(family)
+        assert f"{type(adapter).__module__}:{type(adapter).__qualname__}" == entry.target
+        assert tuple(adapter.model_types) == entry.model_types
