@@ -24,14 +24,15 @@ import torch
 from torch.utils.data import Dataset
 
 from longrl.config.schema import DataConfig, RolloutConfig
-from longrl.data.progress import RowProgress
 from longrl.data.audio import AudioDecodeError, NoAudioTrackError, load_audio, read_audio_header
+from longrl.data.decoders import read_video_header
+from longrl.data.frames import frame_max_pixels, frame_sampling
+from longrl.data.images import ImageDecodeError, load_image, read_image_size
+from longrl.data.progress import RowProgress
 from longrl.data.prompts import FormatPrompt, build_messages
 from longrl.data.rows import DatasetRowError, QARow, iter_rows
-from longrl.data.decoders import read_video_header
-from longrl.data.images import ImageDecodeError, load_image, read_image_size
+from longrl.data.targets import TargetTemplate
 from longrl.data.video import (
-    FrameSampling,
     VideoDecodeError,
     constant_rate_times,
     fit_under_pixels,
@@ -43,7 +44,6 @@ from longrl.protocol import EMBED_ENTRY, TOKEN_KEYS, VIDEO_EMBEDS, Batch
 
 if TYPE_CHECKING:
     from longrl.embeds.cache import EmbeddingCache
-    from longrl.sft.targets import TargetTemplate
 
 
 logger = logging.getLogger(__name__)
@@ -89,18 +89,6 @@ def summarise_skips(name: str, kept: int, skipped: list[SkippedRow]) -> str:
         more = ", ..." if count > len(examples) else ""
         lines.append(f"  {kind:<{width}}  {count:>6}  e.g. {'; '.join(examples)}{more}")
     return "\n".join(lines)
-
-
-def frame_sampling(rollout: RolloutConfig) -> FrameSampling:
-    """Long-RL keeps the frame-sampling knobs under ``worker.rollout``; the data layer reads them from there."""
-    return FrameSampling(num_frames=rollout.num_video_frames, fps=rollout.fps, max_frames=rollout.max_video_frames)
-
-
-def frame_max_pixels(data: DataConfig, rollout: RolloutConfig, adapter: ModelAdapter) -> int:
-    """``data.max_pixels``, tightened by ``worker.rollout.tokens_per_frame`` when that is set."""
-    if rollout.tokens_per_frame is None:
-        return data.max_pixels
-    return min(data.max_pixels, rollout.tokens_per_frame * adapter.video_pixels_per_token)
 
 
 class VideoQADataset(Dataset):

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from longrl.config.schema import RootConfig
-from longrl.data.dataset import frame_max_pixels, frame_sampling
+from longrl.data.frames import frame_max_pixels, frame_sampling
 from longrl.embeds.key import EmbeddingKeyer, tower_fingerprint
 from longrl.embeds.store import CachedVideo, EmbeddingStore
 from longrl.models.registry import ModelAdapter

@@ -13,7 +13,7 @@ from longrl.config.errors import ConfigError
 from longrl.config.schema import RootConfig
 from longrl.protocol import Batch
 from longrl.sft.batch import sft_batch
-from longrl.sft.targets import TargetTemplate
+from longrl.data.targets import TargetTemplate
 from longrl.trainer.metrics import (
     append_metrics,
     compute_throughput_metrics,

@@ -21,12 +21,12 @@ from longrl.controller import Worker
 from longrl.controller.resource_pool import ResourcePool, start_local_ray, stop_ray
 from longrl.controller.worker_group import RayWorkerGroup
 from longrl.data.dataset import SkippedRow, VideoQADataset, collate_left_padded, prompts_to_batch
+from longrl.data.targets import TargetTemplate
 from longrl.embeds.cache import EmbeddingCache
 from longrl.models.registry import adapter_for_model_dir
 from longrl.models.run_processor import load_run_processor
 from longrl.protocol import Batch
 from longrl.rewards import RewardFunctionError
-from longrl.sft.targets import TargetTemplate
 from longrl.trainer.checkpoint import CheckpointManager, default_checkpoint_root, find_resume, resume_run, save_run
 from longrl.trainer.dataloader import PromptLoader
 from longrl.trainer.loggers import Tracker

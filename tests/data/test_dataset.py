@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from longrl.config.schema import DataConfig, RolloutConfig
-from longrl.data.dataset import VideoQADataset, collate_left_padded, frame_max_pixels
+from longrl.data.dataset import VideoQADataset, collate_left_padded
+from longrl.data.frames import frame_max_pixels
 from longrl.data.rows import DatasetRowError
 from longrl.data.synthetic import generate_dataset
 from longrl.models import get_adapter

@@ -9,9 +9,9 @@ from longrl.config.loader import load_config
 from longrl.data.dataset import VideoQADataset, collate_left_padded
 from longrl.data.rows import DatasetRowError, QARow
 from longrl.data.synthetic import generate_dataset
+from longrl.data.targets import TargetTemplate
 from longrl.models import get_adapter
 from longrl.sft.batch import sft_batch
-from longrl.sft.targets import TargetTemplate
 
 REPO = Path(__file__).resolve().parents[2]
 
