@@ -5,7 +5,7 @@
 #
 # Three parts, each logged to OUT_DIR/<part>.log and timed; the script stops at the first failure and prints the end
 # of its log. Nothing may reach the network (HF_HUB_OFFLINE=1; hub kernels stay off, longrl's default).
-#   pipeline  the quickstart (`python -m longrl.trainer.pipeline`: tiny Qwen2.5-VL, evaluate / CoT-SFT / GRPO on the
+#   pipeline  the quickstart (`python -m longrl.sft.pipeline`: tiny Qwen2.5-VL, evaluate / CoT-SFT / GRPO on the
 #             synthetic long-video task) on the GPU, under its own project name so a second run starts afresh
 #   step      one GRPO step of the benchmark workload (Qwen2.5-VL-3B architecture, random bf16 weights) at F=16
 #   decode    the HF rollout's time per decoding step at 64 frames
@@ -35,7 +35,7 @@ part() {
   fi
 }
 
-part pipeline python3 -m longrl.trainer.pipeline "quickstart.root=$out/quickstart" "trainer.project_name=gpu_check_$tag"
+part pipeline python3 -m longrl.sft.pipeline "quickstart.root=$out/quickstart" "trainer.project_name=gpu_check_$tag"
 grep "test accuracy by stage" "$out/pipeline.log"
 part step python3 benchmarks/step.py --warmup-frames 8 --job longrl@1:16 --out "$out/step.json"
 tail -n 4 "$out/step.log"

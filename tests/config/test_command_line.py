@@ -11,7 +11,7 @@ from longrl.config.loader import load_config
 from longrl.sft.main import main as sft_main
 from longrl.flow.main import main as flow_main
 from longrl.trainer.main import main as rl_main
-from longrl.trainer.pipeline import main as pipeline_main
+from longrl.sft.pipeline import main as pipeline_main
 from longrl.workers.hybrid import needs_reference
 
 ENTRY_POINTS = {"rl": rl_main, "sft": sft_main, "flow": flow_main, "pipeline": pipeline_main}

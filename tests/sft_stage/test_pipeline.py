@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from longrl.trainer.pipeline import main, run_pipeline, split_stage_arguments
+from longrl.sft.pipeline import main, run_pipeline, split_stage_arguments
 
 REPO = Path(__file__).resolve().parents[2]
 # step N/T | elapsed H:MM:SS | eta H:MM:SS | headline numbers | S.s s/step

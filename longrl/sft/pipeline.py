@@ -1,4 +1,4 @@
-"""``python -m longrl.trainer.pipeline [key=value ...] [--sft key=value ...] [--rl key=value ...]``: Long-RL's two
+"""``python -m longrl.sft.pipeline [key=value ...] [--sft key=value ...] [--rl key=value ...]``: Long-RL's two
 stages in one command, CoT-SFT then RL, with the held-out split evaluated before, between and after.
 
 1. evaluate the base model on ``data.test_files``;
@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from longrl.config.schema import RootConfig
+from longrl.sft.main import run as run_sft
 from longrl.trainer.curves import plot_stage_accuracy
-from longrl.trainer.quickstart import quickstart_test_split_mismatch
 from longrl.trainer.main import answer_help_or_cfg, config_from_argv
+from longrl.trainer.main import run as run_rl
+from longrl.trainer.quickstart import quickstart_test_split_mismatch
 
 # Each stage's own defaults in the pipeline, under every override on the command line (the standalone entry points
 # keep their configs' values). On the quickstart default, SFT learns from an imperfect annotator's traces
@@ -67,9 +69,6 @@ def evaluate_stage(cfg: RootConfig, model_dir: str | Path, stage: str, constant_
 def run_pipeline(argv: Sequence[str]) -> dict[str, dict[str, Any]] | None:
     """Run the stages; returns each evaluation's metrics by stage (``base``, ``sft``, ``rl``, and ``control``), None
     on a config error."""
-    from longrl.sft.main import run as run_sft
-    from longrl.trainer.main import run as run_rl
-
     stages = split_stage_arguments(argv)
     sft_cfg = config_from_argv([*SFT_STAGE_DEFAULTS, *stages["shared"], *stages["sft"]], default_config_name="sft")
     if sft_cfg is None:
