@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 
+from longrl.config.choices import REWARD_TYPES
 from longrl.config.errors import ConfigError
 from longrl.config.ranges import check_ranges
 from longrl.config.schema import RootConfig
-from longrl.rewards import REWARD_TYPES
 
 ROLLOUT_ENGINES = ("hf", "vllm")
 ROLLOUT_PROMPT_INPUTS = ("multi_modal", "embeds")
@@ -130,7 +130,7 @@ def _validate_algorithm(cfg: RootConfig) -> None:
     from longrl.algos.kl import KL_ESTIMATORS
     from longrl.algos.aggregation import LOSS_AGG_MODES
     from longrl.algos.policy_loss import POLICY_LOSS_TYPES
-    from longrl.workers.optimizers import OPTIMIZER_STRATEGIES
+    from longrl.config.choices import OPTIMIZER_STRATEGIES
 
     algo, actor = cfg.algorithm, cfg.worker.actor
     _one_of(algo.adv_estimator, list(ADVANTAGE_ESTIMATORS), "algorithm.adv_estimator")

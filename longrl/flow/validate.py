@@ -11,7 +11,7 @@ from longrl.flow.upstream_keys import FLOW_UPSTREAM_KEYS
 from longrl.config.ranges import TRAINER_RANGES, check_ranges
 from longrl.config.stage_schema import StageSchema
 from longrl.config.validate import RESUME_MISMATCH_POLICIES, REWARD_ERROR_POLICIES
-from longrl.rewards import REWARD_TYPES
+from longrl.config.choices import REWARD_TYPES
 
 
 def _require(condition: bool, message: str) -> None:

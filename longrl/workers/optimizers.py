@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-OPTIMIZER_STRATEGIES = ("adamw", "adamw_bf16")
+from longrl.config.choices import OPTIMIZER_STRATEGIES
 
 
 class AdamWBF16(torch.optim.Optimizer):
