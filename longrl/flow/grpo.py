@@ -22,7 +22,7 @@ import torch
 
 from longrl.algos import compute_policy_loss
 from longrl.algos.advantages import compute_grpo_outcome_advantage
-from longrl.flow.families import FlowFamily, TextConditioning
+from longrl.flow.family import FlowFamily, TextConditioning
 from longrl.flow.sde import sde_step
 
 __all__ = ["Guidance", "Trajectories", "group_advantages", "guided_velocity", "sample_trajectories", "step_loss"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from longrl.flow.families import FlowFamily
+from longrl.flow.family import FlowFamily
 
 __all__ = ["MediaDecoder", "to_unit_range"]
 

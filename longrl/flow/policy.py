@@ -22,7 +22,7 @@ from longrl.flow.config import FlowRootConfig
 from longrl.flow.grpo import Guidance, Velocity, guided_velocity, sample_trajectories, step_loss
 from longrl.models.lora import adapters_disabled
 from longrl.flow.media import MediaDecoder
-from longrl.flow.families import FlowFamily, TextConditioning
+from longrl.flow.family import FlowFamily, TextConditioning
 from longrl.flow.sde import flow_sigmas
 from longrl.flow.text import TextEncoder
 from longrl.protocol import Batch

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import CLIPTextConfig, PreTrainedTokenizerFast, T5Config, UMT5Config
+from transformers import CLIPTextConfig, PreTrainedTokenizerFast
 
-from longrl.flow.families import FLOW_FAMILIES
-from longrl.flow.text import TEXT_PARTS
+from longrl.flow.families import FLOW_FAMILIES, get_family
+from longrl.flow.family import TextPart
 
 __all__ = ["build_tiny_pipeline", "build_tokenizer", "main"]
 
@@ -34,7 +34,6 @@ _CORPUS = (
 _VOCAB_SIZE = 320
 _CLIP_LENGTH = 16  # the tiny CLIP's positions (77 in the released ones)
 _T5_LENGTH = 16  # the tiny T5 tokenizers' model_max_length (caps the pipeline's default T5 length)
-_PIPELINES = {"sd3": "StableDiffusion3Pipeline", "wan": "WanPipeline"}
 
 
 def build_tokenizer(role: str) -> PreTrainedTokenizerFast:
@@ -58,64 +57,49 @@ def build_tokenizer(role: str) -> PreTrainedTokenizerFast:
                                    model_max_length=_T5_LENGTH)
 
 
-def _encoder(cls: type, role: str, tokenizer: PreTrainedTokenizerFast, width: int, projection: int) -> torch.nn.Module:
-    """A tiny random encoder of ``cls`` whose token ids agree with ``tokenizer``."""
+def _encoder(part: TextPart, tokenizer: PreTrainedTokenizerFast, width: int, projection: int) -> torch.nn.Module:
+    """A tiny random encoder of ``part``'s class whose token ids agree with ``tokenizer``."""
     common = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
               "eos_token_id": tokenizer.eos_token_id}
-    if role == "clip":
+    if part.role == "clip":
         config = CLIPTextConfig(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
                                 num_attention_heads=2, max_position_embeddings=_CLIP_LENGTH, projection_dim=projection,
                                 bos_token_id=tokenizer.bos_token_id, **common)
-    else:
-        config_cls = UMT5Config if cls.__name__.startswith("UMT5") else T5Config
-        config = config_cls(d_model=width, d_kv=width // 2, d_ff=2 * width, num_layers=2, num_heads=2,
-                            relative_attention_num_buckets=8, decoder_start_token_id=tokenizer.pad_token_id, **common)
-    return cls(config)
-
-
-def _tiny_vae(family: str) -> torch.nn.Module:
-    """A tiny VAE of the family's class: 2x spatial (and, for Wan, 2x temporal) compression into 4 channels."""
-    vae_class = FLOW_FAMILIES[family].vae_class
-    if family == "sd3":
-        return vae_class(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                         up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
-                         layers_per_block=1, sample_size=16, scaling_factor=1.5305, shift_factor=0.0609)
-    return vae_class(base_dim=8, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[True],
-                     latents_mean=[0.1, -0.2, 0.0, 0.3], latents_std=[1.5, 0.8, 1.0, 2.0],
-                     scale_factor_temporal=2, scale_factor_spatial=2)
+    else:  # T5Config or UMT5Config
+        config = part.model_class.config_class(
+            d_model=width, d_kv=width // 2, d_ff=2 * width, num_layers=2, num_heads=2,
+            relative_attention_num_buckets=8, decoder_start_token_id=tokenizer.pad_token_id, **common)
+    return part.model_class(config)
 
 
 def build_tiny_pipeline(out_dir: str | Path, family: str, seed: int = 0, vae: bool = False) -> Path:
     """Write a tiny ``family`` pipeline directory (seeded: the same weights on every machine) and return it."""
-    if family not in FLOW_FAMILIES:
-        raise ValueError(f"unknown family {family!r}; choose from {sorted(FLOW_FAMILIES)}")
-    flow, out = FLOW_FAMILIES[family], Path(out_dir)
+    flow, out = get_family(family), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = flow.tiny_config()
-    text_width = config.get("joint_attention_dim", config.get("text_dim"))
-    index: dict[str, list[str] | str] = {"_class_name": _PIPELINES[family]}
+    index: dict[str, list[str] | str] = {"_class_name": flow.pipeline_class}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if vae:
-            autoencoder = _tiny_vae(family)
+            autoencoder = flow.tiny_vae()
             autoencoder.save_pretrained(str(out / "vae"))
-            config["in_channels"] = config["out_channels"] = autoencoder.config.get(
-                "latent_channels", autoencoder.config.get("z_dim"))
+            config["in_channels"] = config["out_channels"] = flow.latent_channels(autoencoder)
             index["vae"] = ["diffusers", type(autoencoder).__name__]
         transformer = flow.model_class(**config)
         transformer.save_pretrained(str(out / "transformer"))
         index["transformer"] = ["diffusers", flow.model_class.__name__]
-        clips = sum(role == "clip" for *_, role in TEXT_PARTS[family])
-        for encoder, tokenizer_dir, cls, role in TEXT_PARTS[family]:
-            tokenizer = build_tokenizer(role)
+        text_width, pooled_width = flow.text_dims(transformer)
+        clips = sum(part.role == "clip" for part in flow.text_parts)
+        for part in flow.text_parts:
+            tokenizer = build_tokenizer(part.role)
             # SD3's CLIP features are joined along the feature axis: each CLIP gets an equal share of the width,
             # and their projections an equal share of the pooled width.
-            width = text_width // clips if role == "clip" else text_width
-            projection = (config.get("pooled_projection_dim") or 0) // max(clips, 1)
-            _encoder(cls, role, tokenizer, width, projection).save_pretrained(str(out / encoder))
-            tokenizer.save_pretrained(str(out / tokenizer_dir))
-            index[encoder] = ["transformers", cls.__name__]
-            index[tokenizer_dir] = ["transformers", type(tokenizer).__name__]
+            width = text_width // clips if part.role == "clip" else text_width
+            projection = (pooled_width or 0) // max(clips, 1)
+            _encoder(part, tokenizer, width, projection).save_pretrained(str(out / part.encoder))
+            tokenizer.save_pretrained(str(out / part.tokenizer))
+            index[part.encoder] = ["transformers", part.model_class.__name__]
+            index[part.tokenizer] = ["transformers", type(tokenizer).__name__]
     (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
     return out
 
