@@ -3,11 +3,16 @@ in one error, dict values as JSON, non-ASCII paths, disable_kl over the default 
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 import pytest
 import yaml
 
+from longrl.config.describe import field_notes
 from longrl.config.errors import ConfigError
 from longrl.config.loader import load_config
+from longrl.config.schema import RootConfig
 from longrl.sft.main import main as sft_main
 from longrl.flow.main import main as flow_main
 from longrl.trainer.main import main as rl_main
@@ -31,6 +36,18 @@ def test_help_lists_every_key_with_its_default_one_line_each(entry, capsys):
                    for line in lines)
         assert "  worker.actor.model.use_hub_kernels=false  # transformers' kernels fetched from the Hugging Face hub" \
                " on CUDA (needs internet); off by default" in lines
+
+
+def test_every_field_of_the_text_stages_has_a_one_line_note():
+    def fields(schema: type, prefix: str = "") -> list[str]:
+        hints = typing.get_type_hints(schema)
+        return [key for field in dataclasses.fields(schema) for key in (
+            [f"{prefix}{field.name}", *fields(hints[field.name], f"{prefix}{field.name}.")]
+            if dataclasses.is_dataclass(hints[field.name]) else [f"{prefix}{field.name}"])]
+
+    keys = fields(RootConfig)
+    assert len(keys) > 150 and "algorithm.kl_horizon" in keys
+    assert [key for key in keys if key not in field_notes(RootConfig)] == []
 
 
 def test_cfg_job_prints_the_composed_configuration_with_the_overrides(capsys):
