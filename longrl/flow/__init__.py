@@ -7,3 +7,11 @@ worker (:mod:`.worker`), the loop (:mod:`.trainer`), prompt rows and rewards on 
 entry point (:mod:`.main`), the merger (:mod:`.merge`) and tiny local pipelines (:mod:`.tiny`). It builds on the
 generic rooms (controller, algos, rewards, the trainer's run/checkpoint/metrics); nothing outside imports it.
 """
+
+from importlib.util import find_spec
+
+# diffusers (the generators) and peft (their LoRA) are the optional extra "flow": say so before anything needs them.
+_MISSING = [name for name in ("diffusers", "peft") if find_spec(name) is None]
+if _MISSING:
+    raise ModuleNotFoundError(f"Flow-GRPO needs {' and '.join(_MISSING)}, the optional dependencies of the flow "
+                              "extra: pip install 'longrl[flow]'", name=_MISSING[0])

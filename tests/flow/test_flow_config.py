@@ -3,13 +3,16 @@ cross-field rules stated with the values that broke them."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from longrl.config.errors import ConfigError
-from longrl.flow.config import FlowRootConfig
-from longrl.flow.validate import FLOW_SCHEMA
 from longrl.config.loader import load_config
+from longrl.flow.config import FlowRootConfig
 from longrl.flow.main import main
+from longrl.flow.validate import FLOW_SCHEMA
 
 REQUIRED = ["data.train_files=prompts.jsonl", "worker.actor.model.model_path=/models/sd3"]
 
@@ -49,6 +52,17 @@ def test_mistakes_are_named(override, message):
 def test_the_entry_point_reports_a_config_error(capsys):
     assert main([*REQUIRED, "worker.rollout.n=1"]) == 2
     assert "config error: worker.rollout.n (1) must be >= 2" in capsys.readouterr().err
+
+
+def test_without_the_flow_extra_the_package_names_the_install():
+    """diffusers and peft are the optional extra: importing Flow-GRPO without them says how to get them (an entry of
+    None in sys.modules is how Python marks a module as not importable)."""
+    done = subprocess.run([sys.executable, "-c", "import sys; sys.modules['peft'] = None; import longrl.flow.main"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "ModuleNotFoundError: Flow-GRPO needs peft, the optional dependencies of the flow extra: "
+        "pip install 'longrl[flow]'")
 
 
 # The keys of Long-RL's diffusion config files (written here with their key names and shapes, not copied) as the
