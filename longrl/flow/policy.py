@@ -19,12 +19,12 @@ from collections.abc import Sequence
 import torch
 
 from longrl.flow.config import FlowRootConfig
-from longrl.flow.grpo import Guidance, Velocity, guided_velocity, sample_trajectories, step_loss
-from longrl.models.lora import adapters_disabled
-from longrl.flow.media import MediaDecoder
 from longrl.flow.family import FlowFamily, TextConditioning
+from longrl.flow.grpo import Guidance, Velocity, guided_velocity, sample_trajectories, step_loss
+from longrl.flow.media import MediaDecoder
 from longrl.flow.sde import flow_sigmas
 from longrl.flow.text import TextEncoder
+from longrl.models.lora import adapters_disabled
 from longrl.protocol import Batch
 
 __all__ = ["FlowPolicy", "Rollout", "media_to_uint8"]

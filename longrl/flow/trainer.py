@@ -23,13 +23,13 @@ from longrl.flow.config import FlowRootConfig
 from longrl.flow.grpo import group_advantages
 from longrl.flow.prompts import PromptDataset, PromptRow
 from longrl.flow.rewards import with_long_rl_media_keys
+from longrl.flow.worker import FlowWorker
 from longrl.protocol import Batch
 from longrl.trainer.loggers import Generation
 from longrl.trainer.metrics import append_metrics, compute_timing_metrics, reduce_metrics
 from longrl.trainer.rewarding import Reward, load_configured_reward
 from longrl.trainer.run import RunBase
 from longrl.trainer.timer import timer
-from longrl.flow.worker import FlowWorker
 
 __all__ = ["FlowTrainer", "seeds"]
 

@@ -24,15 +24,15 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from longrl.flow.config import FlowRootConfig
 from longrl.controller import Dispatch, Worker, register
-from longrl.models.lora import add_lora
-from longrl.flow.media import MediaDecoder
+from longrl.flow.config import FlowRootConfig
 from longrl.flow.families import family_of
+from longrl.flow.media import MediaDecoder
 from longrl.flow.policy import FlowPolicy
 from longrl.flow.text import TextEncoder
-from longrl.protocol import Batch
+from longrl.models.lora import add_lora
 from longrl.plain_pt import load_dcp_metadata, load_plain, save_plain
+from longrl.protocol import Batch
 from longrl.workers.actor import build_optimizer
 from longrl.workers.fsdp import shard_model
 

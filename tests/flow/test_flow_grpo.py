@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from longrl.flow.validate import FLOW_SCHEMA
 from longrl.config.loader import load_config
 from longrl.flow.families import family_of
-from longrl.flow.sde import sde_step
 from longrl.flow.grpo import Guidance, group_advantages, guided_velocity, step_loss
-from longrl.models.lora import add_lora, adapters_disabled
 from longrl.flow.media import MediaDecoder
 from longrl.flow.policy import FlowPolicy
+from longrl.flow.sde import sde_step
 from longrl.flow.text import TextEncoder
+from longrl.flow.validate import FLOW_SCHEMA
+from longrl.models.lora import add_lora, adapters_disabled
 from longrl.protocol import Batch
 
 CPU = torch.device("cpu")

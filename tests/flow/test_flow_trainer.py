@@ -12,13 +12,13 @@ import torch
 from PIL import Image
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
-from longrl.flow.validate import FLOW_SCHEMA
 from longrl.config.loader import load_config
 from longrl.flow.families import family_of
-from longrl.models.lora import add_lora
-from longrl.flow.text import TextEncoder
 from longrl.flow.main import run
 from longrl.flow.merge import main as merge_main
+from longrl.flow.text import TextEncoder
+from longrl.flow.validate import FLOW_SCHEMA
+from longrl.models.lora import add_lora
 
 pytestmark = pytest.mark.slow
 RED = "[1.0,0.0,0.0]"

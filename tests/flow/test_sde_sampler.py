@@ -9,8 +9,8 @@ import torch
 from torch.distributions import Normal
 
 from longrl.flow.families import family_of
-from longrl.flow.sde import flow_sigmas, sde_step
 from longrl.flow.grpo import Guidance, guided_velocity, sample_trajectories
+from longrl.flow.sde import flow_sigmas, sde_step
 from longrl.flow.text import TextEncoder
 
 ETA = 0.7
