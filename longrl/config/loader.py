@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import os
 import typing
@@ -23,6 +24,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from longrl.config.describe import derived_keys, field_notes
 from longrl.config.errors import ConfigError
 from longrl.config.override_values import UNPARSED, override_value
 from longrl.config.schema import RootConfig
@@ -237,6 +239,23 @@ def compose_config(
         raise ConfigError(f"could not compose the configuration: {exc}") from exc
 
 
+def _derived_values_given(composed: DictConfig, cfg: Any, schema: type) -> ConfigError | None:
+    """An error naming each derived key given a value other than the one derived for it; None when there is none.
+
+    A value equal to the derived one passes, so a run's saved ``config.yaml`` loads back as ``config=FILE``."""
+    notes = field_notes(schema)
+    messages = []
+    for key in derived_keys(schema):
+        given = OmegaConf.select(composed, key)
+        value = functools.reduce(getattr, key.split("."), cfg)
+        if given is not None and given != value:
+            source = notes[key].partition(": ")[0]
+            messages.append(f"  {key}={given!r}: it is {source} ({value!r} here); set that instead")
+    if not messages:
+        return None
+    return ConfigError("derived keys are computed from other keys, not set:\n" + "\n".join(messages))
+
+
 def load_config(
     overrides: Sequence[str] = (),
     config_file: str | Path | None = None,
@@ -251,6 +270,9 @@ def load_config(
         cfg = OmegaConf.to_object(composed)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"invalid configuration value: {exc}") from exc
+    given = _derived_values_given(composed, cfg, schema.tree)
+    if given is not None:
+        raise given
     schema.validate(cfg)
     schema.report_unapplied(cfg)
     return cfg

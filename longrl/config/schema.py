@@ -4,12 +4,22 @@ Key names follow EasyR1 / Long-RL (``data.*``, ``algorithm.*``, ``worker.{actor,
 ``trainer.*``) so their launch scripts port by changing the entry point only. Hydra composes the YAML defaults in
 ``configs/`` over these schemas, which is what makes a misspelt key an error instead of a silently ignored value.
 Cross-field rules live in :mod:`longrl.config.validate` and run when the tree is built.
+
+Each component is handed its own section (the actor its ``worker.actor``, an engine its ``worker.rollout``). A value
+one section needs from another is a derived field of the section that reads it (``field(init=False)``), filled once by
+:meth:`RootConfig.__post_init__`; derived fields are not keys to set (the loader refuses a value that disagrees).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Optional
+
+
+def derived() -> Any:
+    """A field :meth:`RootConfig.__post_init__` fills from the section that decides it (None until then); its note
+    reads ``<the keys it is computed from>: <what it is>``."""
+    return field(default=None, init=False)
 
 
 @dataclass
@@ -128,6 +138,8 @@ class LoraConfig:
     target_modules: str = "all-linear"
     # regex over full module names left without adapters (".*visual.*": the vision tower stays the base's)
     exclude_modules: Optional[str] = None
+    # worker.rollout.seed: the seed of the adapters' initial values (every rank draws the same)
+    seed: Optional[int] = derived()
 
 
 @dataclass
@@ -258,6 +270,18 @@ class ActorConfig:
     fsdp: FSDPConfig = field(default_factory=FSDPConfig)
     # The actor's CPU offload.
     offload: OffloadConfig = field(default_factory=OffloadConfig)
+    # worker.actor.global_batch_size x worker.rollout.n: the rows of one optimizer step over all data-parallel ranks
+    samples_per_update: Optional[int] = derived()
+    # worker.rollout.temperature: log-probs are scored at the temperature the rollout sampled at
+    temperature: Optional[float] = derived()
+    # worker.rollout.num_chunk_seq: chunks bounding the buffers of the video features' all-gather
+    num_chunk_seq: Optional[int] = derived()
+    # algorithm.use_kl_loss and not algorithm.disable_kl: whether the update adds the KL loss
+    use_kl_loss: Optional[bool] = derived()
+    # algorithm.kl_penalty: the KL loss's estimator
+    kl_penalty: Optional[str] = derived()
+    # algorithm.kl_coef: the KL loss's weight
+    kl_coef: Optional[float] = derived()
 
 
 @dataclass
@@ -317,6 +341,10 @@ class RolloutConfig:
     open_ended_reward: bool = False
     # Sampling settings replaced in validation (keys of n, temperature, top_p, top_k, max_new_tokens, seed).
     val_override_config: dict[str, Any] = field(default_factory=lambda: {"temperature": 0.0, "n": 1})
+    # data.max_response_length: tokens generated per response at most
+    response_length: Optional[int] = derived()
+    # data.max_prompt_length + data.max_response_length: the vLLM engine's context length
+    max_model_len: Optional[int] = derived()
 
 
 @dataclass
@@ -491,3 +519,16 @@ class RootConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     # The quickstart default's generated data and model.
     quickstart: QuickstartConfig = field(default_factory=QuickstartConfig)
+
+    def __post_init__(self) -> None:
+        """Fill the derived fields: each value one section decides for another is computed here, once."""
+        data, algorithm, actor, rollout = self.data, self.algorithm, self.worker.actor, self.worker.rollout
+        rollout.response_length = data.max_response_length
+        rollout.max_model_len = data.max_prompt_length + data.max_response_length
+        actor.samples_per_update = actor.global_batch_size * rollout.n
+        actor.temperature = rollout.temperature
+        actor.num_chunk_seq = rollout.num_chunk_seq
+        actor.model.lora.seed = rollout.seed
+        actor.use_kl_loss = algorithm.use_kl_loss and not algorithm.disable_kl
+        actor.kl_penalty = algorithm.kl_penalty
+        actor.kl_coef = algorithm.kl_coef

@@ -36,6 +36,7 @@ def test_help_lists_every_key_with_its_default_one_line_each(entry, capsys):
                    for line in lines)
         assert "  worker.actor.model.use_hub_kernels=false  # transformers' kernels fetched from the Hugging Face hub" \
                " on CUDA (needs internet); off by default" in lines
+        assert "  worker.actor.kl_coef (derived)  # algorithm.kl_coef: the KL loss's weight" in lines
 
 
 def test_every_field_of_the_text_stages_has_a_one_line_note():

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from longrl.config.errors import ConfigError
 from longrl.config.loader import load_config
@@ -178,3 +179,24 @@ def test_shipped_example_config_loads():
     assert cfg.worker.actor.ulysses_size == 1 and cfg.trainer.n_gpus_per_node == 8
     assert cfg.worker.rollout.num_video_frames == 512
     assert cfg.data.prompt_key == "problem" and cfg.data.video_dir is None
+
+
+def test_derived_fields_are_computed_once_from_the_keys_that_decide_them():
+    cfg = load_config(["data.max_prompt_length=100", "data.max_response_length=20", "worker.rollout.n=3",
+                       "worker.actor.global_batch_size=2", "data.rollout_batch_size=4", "algorithm.disable_kl=true",
+                       "worker.actor.micro_batch_size_per_device_for_update=2",
+                       "algorithm.kl_coef=0.2", "worker.rollout.temperature=0.7", "worker.rollout.seed=5",
+                       "worker.rollout.num_chunk_seq=2"])
+    rollout, actor = cfg.worker.rollout, cfg.worker.actor
+    assert (rollout.response_length, rollout.max_model_len) == (20, 120)
+    assert (actor.samples_per_update, actor.temperature, actor.num_chunk_seq, actor.model.lora.seed) == (6, 0.7, 2, 5)
+    assert (actor.use_kl_loss, actor.kl_penalty, actor.kl_coef) == (False, cfg.algorithm.kl_penalty, 0.2)
+    assert RootConfig().worker.actor.use_kl_loss is True  # built directly, the tree derives the same way
+
+
+def test_a_derived_key_given_another_value_is_refused_naming_its_source(tmp_path: Path):
+    with pytest.raises(ConfigError, match=r"worker.actor.kl_coef=0.5: it is algorithm.kl_coef \(0.01 here\)"):
+        load_config(["worker.actor.kl_coef=0.5"])
+    saved = tmp_path / "config.yaml"  # a run's saved config.yaml holds the derived values: it loads back
+    saved.write_text(OmegaConf.to_yaml(OmegaConf.structured(load_config(["algorithm.kl_coef=0.2"]))))
+    assert load_config([], config_file=saved).worker.actor.kl_coef == 0.2
