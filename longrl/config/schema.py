@@ -337,8 +337,6 @@ class RolloutConfig:
     tokens_per_frame: Optional[int] = None
     # Chunks that bound the buffers of MR-SP's feature all-gather, and rounds vLLM generates a batch in.
     num_chunk_seq: int = 1
-    # Rows without options are graded by the open-ended judge (worker.reward.judge) instead of the rule.
-    open_ended_reward: bool = False
     # Sampling settings replaced in validation (keys of n, temperature, top_p, top_k, max_new_tokens, seed).
     val_override_config: dict[str, Any] = field(default_factory=lambda: {"temperature": 0.0, "n": 1})
     # data.max_response_length: tokens generated per response at most
@@ -349,7 +347,7 @@ class RolloutConfig:
 
 @dataclass
 class JudgeConfig:
-    """The open-ended judge (``worker.rollout.open_ended_reward=true``): a chat model behind an OpenAI-compatible API.
+    """The open-ended judge (``worker.reward.kind=open_ended``): a chat model behind an OpenAI-compatible API.
 
     The API key is read from the environment variable named by ``api_key_env`` when a request is made; it is never a
     config value, so it is never saved with a run.
@@ -391,6 +389,8 @@ class JudgeConfig:
 class RewardConfig:
     """How responses are scored: the reward function, where it runs, and the open-ended judge."""
 
+    # "function" (the reward function grades every row) or "open_ended" (the judge grades rows without options).
+    kind: str = "function"
     # "batch" or "sequential"; null: the reward file's REWARD_TYPE, else batch (as EasyR1 decides)
     reward_type: Optional[str] = None
     # The reward function: "path/to/file.py:fn" or "package.module:fn" (the default grades format and answer).

@@ -14,6 +14,7 @@ from longrl.config.upstream_keys import UpstreamKeys, same_value
 __all__ = ["NOT_APPLIED", "NOT_IMPLEMENTED", "NOT_NEEDED", "RENAMED", "TEXT_UPSTREAM_KEYS"]
 
 _LOSS_AVG_MODES = {"token": "token-mean", "seq": "seq-mean-token-mean"}
+_REWARD_KIND_OF_OPEN_ENDED = {True: "open_ended", False: "function"}
 
 # upstream key -> (longrl key, value translation)
 RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
@@ -21,6 +22,9 @@ RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "worker.actor.loss_avg_mode": ("worker.actor.loss_agg_mode", lambda value: _LOSS_AVG_MODES.get(value, value)),
     "data.is_omni": ("data.use_audio", same_value),  # Long-RL's Omni recipe trains on the audio too
     "data.video_fps": ("worker.rollout.fps", same_value),
+    # Long-RL's switch for the judge, kept under worker.rollout there
+    "worker.rollout.open_ended_reward": ("worker.reward.kind",
+                                         lambda value: _REWARD_KIND_OF_OPEN_ENDED.get(value, value)),
 }
 
 _FAMILY_FROM_DIRECTORY = "longrl reads the model family from the model directory's config.json"

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import re
 
-from longrl.config.choices import REWARD_TYPES
+from longrl.config.choices import REWARD_KINDS, REWARD_TYPES, ROLLOUT_ENGINES
 from longrl.config.errors import ConfigError
 from longrl.config.ranges import check_ranges
 from longrl.config.schema import RootConfig
 
-ROLLOUT_ENGINES = ("hf", "vllm")
 ROLLOUT_PROMPT_INPUTS = ("multi_modal", "embeds")
 BAD_ROW_POLICIES = ("error", "skip")
 KL_CONTROLLERS = ("fixed", "adaptive")
@@ -39,7 +38,8 @@ def validate_config(cfg: RootConfig) -> None:
     _validate_algorithm(cfg)
     _validate_lora(cfg)
     data, rollout = cfg.data, cfg.worker.rollout
-    _one_of(rollout.name, ROLLOUT_ENGINES, "worker.rollout.name")
+    _one_of(rollout.name, list(ROLLOUT_ENGINES), "worker.rollout.name")
+    _one_of(cfg.worker.reward.kind, list(REWARD_KINDS), "worker.reward.kind")
     if cfg.worker.reward.reward_type is not None:
         _one_of(cfg.worker.reward.reward_type, REWARD_TYPES, "worker.reward.reward_type")
     _one_of(data.on_bad_row, BAD_ROW_POLICIES, "data.on_bad_row")

@@ -33,10 +33,10 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any, Callable
 
+from longrl.config.choices import REWARD_TYPES
 from longrl.rewards.deadline import RewardTimeout, deadline
 from longrl.rewards.types import RewardInput, RewardScore
 
-REWARD_TYPES = ("batch", "sequential")
 DEFAULT_FUNCTION_NAME = "compute_score"
 _PREVIEW_CHARS = 300
 

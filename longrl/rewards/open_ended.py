@@ -8,21 +8,24 @@ its verdict replaces ``accuracy``: ``overall = (1 - format_weight) * accuracy + 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from longrl.rewards.judge import JudgeItem, JudgeUnavailable, OpenAIJudge
 from longrl.rewards.loader import RewardFunctionError
 from longrl.rewards.r1v import DEFAULT_FORMAT_WEIGHT, extract_answer
-from longrl.rewards.types import RewardInput, RewardScore
+from longrl.rewards.types import Reward, RewardInput, RewardScore
 
-__all__ = ["OpenEndedReward"]
+if TYPE_CHECKING:
+    from longrl.config.schema import RewardConfig
+
+__all__ = ["OpenEndedReward", "open_ended_reward"]
 
 
 class OpenEndedReward:
     """Callable like a :class:`~longrl.rewards.RewardFunction`: a list of reward inputs -> one score dict each."""
 
-    def __init__(self, rule: Callable[[Sequence[RewardInput]], list[RewardScore]], judge: OpenAIJudge,
-                 format_weight: float = DEFAULT_FORMAT_WEIGHT):
+    def __init__(self, rule: Reward, judge: OpenAIJudge, format_weight: float = DEFAULT_FORMAT_WEIGHT):
         self.rule, self.judge, self.format_weight = rule, judge, format_weight
 
     def __call__(self, reward_inputs: Sequence[RewardInput]) -> list[RewardScore]:
@@ -49,3 +52,9 @@ class OpenEndedReward:
         close = getattr(self.rule, "close", None)
         if close is not None:
             close()
+
+
+def open_ended_reward(function: Reward, reward: RewardConfig) -> OpenEndedReward:
+    """The ``open_ended`` kind (``worker.reward.kind``): ``function`` for every row, the judge of
+    ``worker.reward.judge`` for the accuracy of rows without options."""
+    return OpenEndedReward(function, OpenAIJudge(reward.judge))

@@ -7,6 +7,7 @@ asking users to import anything from longrl.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Callable, TypedDict
 
 
@@ -53,3 +54,6 @@ SequentialRewardFunction = Callable[..., RewardScore]
 
 BatchRewardFunction = Callable[..., list[RewardScore]]
 """``compute_score(reward_inputs: list[RewardInput], **kwargs) -> list[RewardScore]``: one call per batch."""
+
+Reward = Callable[[Sequence[RewardInput]], list[RewardScore]]
+"""What the trainer calls, whatever the kind of reward: inputs -> one validated score per input."""

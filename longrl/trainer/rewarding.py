@@ -6,7 +6,7 @@ reward and every other key a metric. DAPO's soft overlong punishment is added to
 estimators see one scalar per sample.
 
 :func:`build_reward` assembles what the trainer calls: the configured function, spread over ``num_workers``
-processes when asked, wrapped by the open-ended judge when ``worker.rollout.open_ended_reward``. A
+processes when asked, around it the reward of ``worker.reward.kind`` (:mod:`longrl.rewards.kinds`). A
 :class:`RewardScorer` runs it in a background thread, so a slow reward (a judge, code execution) overlaps the
 workers' log-prob passes instead of stalling them.
 """
@@ -18,7 +18,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 from longrl.algos import overlong_penalty
-from longrl.config.schema import RewardConfig, RootConfig
+from longrl.config.schema import RootConfig
 from longrl.protocol import Batch
-from longrl.rewards import RewardFunction, RewardFunctionError, RewardInput, RewardScore, load_reward_function
-from longrl.rewards.judge import OpenAIJudge
-from longrl.rewards.open_ended import OpenEndedReward
+from longrl.rewards import (Reward, RewardFunction, RewardFunctionError, RewardInput, RewardScore,
+                            load_reward_function)
+from longrl.rewards.kinds import build_reward_kind
 from longrl.trainer.metrics import accuracy_fraction
 
 logger = logging.getLogger(__name__)
@@ -51,9 +51,6 @@ def reward_inputs(batch: Batch, tokenizer) -> list[dict]:
          "options": list(fields["options"][i]) if "options" in fields and fields["options"][i] is not None else None}
         for i, (text, length) in enumerate(zip(texts, lengths))
     ]
-
-
-Reward = Callable[[Sequence[RewardInput]], list[RewardScore]]
 
 
 def score_batch(batch: Batch, inputs: list[dict], reward_fn: Reward,
@@ -170,11 +167,8 @@ def load_configured_reward(reward: RewardSettings) -> Reward:
 
 
 def build_reward(cfg: RootConfig) -> Reward:
-    """The trainer's reward: ``worker.reward.*`` (+ processes) (+ the open-ended judge)."""
-    fn = load_configured_reward(cfg.worker.reward)
-    if cfg.worker.rollout.open_ended_reward:
-        fn = OpenEndedReward(fn, OpenAIJudge(cfg.worker.reward.judge))
-    return fn
+    """The trainer's reward: ``worker.reward.*`` (+ processes), as the reward of ``worker.reward.kind``."""
+    return build_reward_kind(load_configured_reward(cfg.worker.reward), cfg.worker.reward)
 
 
 @dataclass

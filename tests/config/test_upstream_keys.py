@@ -70,6 +70,10 @@ def test_an_upstream_config_file_composes_with_notes_for_what_is_not_needed(tmp_
     ("worker.actor.loss_avg_mode=token", "worker.actor.loss_agg_mode", "token-mean"),
     ("data.is_omni=true", "data.use_audio", True),
     ("data.video_fps=0.5", "worker.rollout.fps", 0.5),
+    ("worker.rollout.open_ended_reward=true", "worker.reward.kind", "open_ended"),  # Long-RL's place for it
+    ("worker.rollout.open_ended_reward=True", "worker.reward.kind", "open_ended"),
+    ("worker.rollout.open_ended_reward=false", "worker.reward.kind", "function"),
+    ("worker.reward.kind=open_ended", "worker.reward.kind", "open_ended"),
 ])
 def test_renamed_keys_are_aliases(upstream, key, expected):
     cfg = load_config([upstream])
@@ -77,6 +81,13 @@ def test_renamed_keys_are_aliases(upstream, key, expected):
     for part in key.split("."):
         node = getattr(node, part)
     assert node == expected
+
+
+def test_an_unknown_reward_kind_or_rollout_engine_is_refused_with_the_registered_ones():
+    with pytest.raises(ConfigError, match=r"worker.reward.kind='judge' is not one of \['function', 'open_ended'\]"):
+        load_config(["worker.reward.kind=judge"])
+    with pytest.raises(ConfigError, match=r"worker.rollout.name='sglang' is not one of \['hf', 'vllm'\]"):
+        load_config(["worker.rollout.name=sglang"])
 
 
 def test_video_fps_keeps_an_explicit_frame_count_and_then_the_rule_applies():
