@@ -67,22 +67,7 @@ class SFTTrainer(TrainingRun):
             rows += len(batch)
         return {"val/sft_loss": total / rows}
 
-    def fit(self) -> dict[str, dict[str, float]]:
-        """Train to ``total_steps``; returns the validation loss before and after (empty without a val split)."""
-        trainer = self.cfg.trainer
-        self.resume_state()
-        summary: dict[str, dict[str, float]] = {}
-        if self.val is not None and trainer.val_before_train and self.global_step == 0:
-            summary["before"] = self.validate()
-            self.tracker.log(summary["before"], self.global_step)
-        while self.global_step < self.total_steps:
-            self.global_step += 1
-            metrics = self.step()
-            last = self.global_step == self.total_steps
-            if self.val is not None and ((trainer.val_freq > 0 and self.global_step % trainer.val_freq == 0) or last):
-                summary["after"] = self.validate()
-                metrics.update(summary["after"])
-            self.tracker.log(metrics, self.global_step)
-            if (trainer.save_freq > 0 and self.global_step % trainer.save_freq == 0) or last:
-                self.save()
-        return summary
+    def saves_step(self, last: bool) -> bool:
+        """The last step is saved whatever ``trainer.save_freq`` says: the stage's product is the model merged from
+        that checkpoint, which the RL stage starts from."""
+        return last or super().saves_step(last)

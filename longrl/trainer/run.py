@@ -36,9 +36,9 @@ logger = logging.getLogger(__name__)
 
 class RunBase(ABC):
     """What a stage's driver owns whatever its rows and its worker: the resumable loader over ``train``, the step
-    count, checkpoints, tracker, Ray cluster and worker group, and the RL loop (:meth:`fit`). ``cfg`` has the stages'
-    shared ``data.*`` loader keys, ``trainer.*`` and ``worker.reward.on_error``; subclasses give :meth:`collate`
-    (loader samples -> the workers' :class:`Batch`), :meth:`step` and :meth:`validate`."""
+    count, checkpoints, tracker, Ray cluster and worker group, and the training loop (:meth:`fit`). ``cfg`` has the
+    stages' shared ``data.*`` loader keys, ``trainer.*`` and ``worker.reward.on_error``; subclasses give
+    :meth:`collate` (loader samples -> the workers' :class:`Batch`), :meth:`step` and :meth:`validate`."""
 
     def __init__(self, cfg: Any, worker_cls: type[Worker], train: Dataset, val: Dataset | None):
         self.cfg, self.val = cfg, val
@@ -89,6 +89,12 @@ class RunBase(ABC):
         """Checkpoint the current step (a stage with more loop state saves it here)."""
         return self.save()
 
+    def saves_step(self, last: bool) -> bool:
+        """Whether :meth:`fit` checkpoints the step just taken (``last``: the run's final step): every
+        ``trainer.save_freq`` steps and the last, none when ``trainer.save_freq`` is not positive."""
+        save_freq = self.cfg.trainer.save_freq
+        return save_freq > 0 and (self.global_step % save_freq == 0 or last)
+
     def fit(self) -> dict[str, dict[str, float]]:
         """Train to ``total_steps``; returns the first and last validation metrics (empty without a val split)."""
         trainer = self.cfg.trainer
@@ -113,7 +119,7 @@ class RunBase(ABC):
                 summary["after"] = self.validate()
                 metrics.update(summary["after"])
             self.tracker.log(metrics, self.global_step)
-            if trainer.save_freq > 0 and (self.global_step % trainer.save_freq == 0 or last):
+            if self.saves_step(last):
                 self.save_step()
         return summary
 
