@@ -29,18 +29,54 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
-# Per-token inputs of a sequence batch (one value per prompt/response position), as the data layer, the rollout
-# engines and the actor all lay them out: left-padded over the prompt, joined with the response columns.
-TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
+# The keys of a step's batch, declared once: each is written by one room and read by others.
 
-# Per-row fields that several rooms write and read. VIDEO_EMBEDS: the row's video features (MR-SP stage 1's output,
-# or the embedding cache's entry), None for a row without them; once set it travels with the row for the whole step,
-# so no later pass runs the vision tower again. EMBED_ENTRY: (key, description) of the row's embedding-cache
-# entry, None for a row without video or without a cache.
+# Per-token inputs (one value per prompt/response position), as the data layer, the rollout engines and the actor all
+# lay them out: left-padded over the prompt, joined with the response columns.
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+MM_TOKEN_TYPE_IDS = "mm_token_type_ids"  # marks the vision tokens, for families whose processor gives it
+TOKEN_KEYS = (INPUT_IDS, ATTENTION_MASK, MM_TOKEN_TYPE_IDS)
+
+# Tensors of a generated (or, for SFT, target) batch.
+PROMPTS = "prompts"  # the prompt's token ids, left-padded
+RESPONSES = "responses"  # the response's token ids, right-padded
+RESPONSE_MASK = "response_mask"  # 1 over each response up to and including its end-of-turn token
+ROLLOUT_LOG_PROBS = "rollout_log_probs"  # the rollout engine's log-probs of the response tokens
+OLD_LOG_PROBS = "old_log_probs"  # the policy's log-probs before this step's update
+REF_LOG_PROBS = "ref_log_probs"  # the frozen reference's log-probs
+ENTROPY = "entropy"  # the policy's per-token entropy, from the old log-prob pass
+SCORES = "scores"  # each response's reward; its parts (format, accuracy, ...) are non-tensors "score_<part>"
+SCORE_PART_PREFIX = "score_"
+TOKEN_LEVEL_SCORES = "token_level_scores"  # each response's reward, on its last token
+TOKEN_LEVEL_REWARDS = "token_level_rewards"  # the scores less the KL penalty, when KL is a reward penalty
+ADVANTAGES = "advantages"
+RETURNS = "returns"
+
+# Per-row fields. UID: the prompt's id, shared by its n responses (groups are found by it, never by position).
+UID = "uid"
+QUESTION = "question"
+OPTIONS = "options"  # the choices of a multiple-choice row, None for an open-ended one
+ANSWER = "answer"
+REASONING = "reasoning"  # the row's reasoning trace, if any (the SFT target's body)
+TASK = "task"
+VIDEO_PATH = "video_path"
+ROW_FIELDS = (UID, QUESTION, OPTIONS, ANSWER, REASONING, TASK, VIDEO_PATH)  # what every data row carries
+VISION_INPUTS = "vision_inputs"  # the model family's per-row vision tensors (pixels, grids), as its adapter made them
+TIMESTAMPS = "timestamps"  # the sampled frames' times in seconds, None for a row without video
+TARGET_IDS = "target_ids"  # the SFT target's token ids, ending with the end-of-turn token
+# VIDEO_EMBEDS: the row's video features (MR-SP stage 1's output, or the embedding cache's entry), None for a row
+# without them; once set it travels with the row for the whole step, so no later pass runs the vision tower again.
 VIDEO_EMBEDS = "video_embeds"
+# EMBED_ENTRY: (key, description) of the row's embedding-cache entry, None for a row without video or without a cache.
 EMBED_ENTRY = "embed_entry"
 
-__all__ = ["Batch", "EMBED_ENTRY", "TOKEN_KEYS", "VIDEO_EMBEDS"]
+__all__ = [
+    "ADVANTAGES", "ANSWER", "ATTENTION_MASK", "Batch", "EMBED_ENTRY", "ENTROPY", "INPUT_IDS", "MM_TOKEN_TYPE_IDS",
+    "OLD_LOG_PROBS", "OPTIONS", "PROMPTS", "QUESTION", "REASONING", "REF_LOG_PROBS", "RESPONSES", "RESPONSE_MASK",
+    "RETURNS", "ROLLOUT_LOG_PROBS", "ROW_FIELDS", "SCORES", "SCORE_PART_PREFIX", "TARGET_IDS", "TASK", "TIMESTAMPS",
+    "TOKEN_KEYS", "TOKEN_LEVEL_REWARDS", "TOKEN_LEVEL_SCORES", "UID", "VIDEO_EMBEDS", "VIDEO_PATH", "VISION_INPUTS",
+]
 
 Index = Union[int, slice, Sequence[int], Sequence[bool], np.ndarray, torch.Tensor]
 

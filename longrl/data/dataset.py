@@ -40,7 +40,24 @@ from longrl.data.video import (
     sample_frame_indices,
 )
 from longrl.models.registry import ModelAdapter
-from longrl.protocol import EMBED_ENTRY, TOKEN_KEYS, VIDEO_EMBEDS, Batch
+from longrl.protocol import (
+    ANSWER,
+    EMBED_ENTRY,
+    INPUT_IDS,
+    OPTIONS,
+    QUESTION,
+    REASONING,
+    ROW_FIELDS,
+    TARGET_IDS,
+    TASK,
+    TIMESTAMPS,
+    TOKEN_KEYS,
+    UID,
+    VIDEO_EMBEDS,
+    VIDEO_PATH,
+    VISION_INPUTS,
+    Batch,
+)
 
 if TYPE_CHECKING:
     from longrl.embeds.cache import EmbeddingCache
@@ -254,24 +271,24 @@ class VideoQADataset(Dataset):
                 except AudioDecodeError as exc:
                     return self._skip_loaded(row, self._audio_reason(row, exc), exc)
             inputs = self.adapter.encode(self.processor, messages, video, **media)
-        length = int(inputs["input_ids"].shape[-1])
+        length = int(inputs[INPUT_IDS].shape[-1])
         if length > self.data.max_prompt_length:
             reason = (f"overlong prompt: {length} tokens exceed data.max_prompt_length {self.data.max_prompt_length}; "
                       "raise the limit, lower the frame count/pixels, or set data.filter_overlong_prompts=true")
             return self._skip_loaded(row, reason)
         return {
-            "uid": row.uid,
+            UID: row.uid,
             "inputs": {key: value[0] if key in TOKEN_KEYS else value for key, value in inputs.items()},
-            "question": row.question,
-            "options": row.options,
-            "answer": row.answer,
-            "reasoning": row.reasoning,
-            "task": row.task,
-            "video_path": row.video,
-            "timestamps": timestamps,
+            QUESTION: row.question,
+            OPTIONS: row.options,
+            ANSWER: row.answer,
+            REASONING: row.reasoning,
+            TASK: row.task,
+            VIDEO_PATH: row.video,
+            TIMESTAMPS: timestamps,
             VIDEO_EMBEDS: None if cached is None else cached.features,
             EMBED_ENTRY: entry,
-            **({"target_ids": self._target_ids(row)} if self.targets is not None else {}),
+            **({TARGET_IDS: self._target_ids(row)} if self.targets is not None else {}),
         }
 
 
@@ -282,19 +299,18 @@ def collate_left_padded(samples: list[dict[str, Any] | SkippedRow], pad_token_id
     """
     kept = [sample for sample in samples if not isinstance(sample, SkippedRow)]
     skipped = [sample for sample in samples if isinstance(sample, SkippedRow)]
-    width = max((len(sample["inputs"]["input_ids"]) for sample in kept), default=0)
+    width = max((len(sample["inputs"][INPUT_IDS]) for sample in kept), default=0)
     token_keys = [key for key in TOKEN_KEYS if kept and key in kept[0]["inputs"]]
-    tokens = {key: torch.full((len(kept), width), pad_token_id if key == "input_ids" else 0, dtype=torch.long)
+    tokens = {key: torch.full((len(kept), width), pad_token_id if key == INPUT_IDS else 0, dtype=torch.long)
               for key in token_keys}
     for row, sample in enumerate(kept):
         for key in token_keys:
             values = sample["inputs"][key]
             tokens[key][row, width - len(values):] = values
     vision = [{k: v for k, v in sample["inputs"].items() if k not in TOKEN_KEYS} for sample in kept]
-    fields = {key: [sample[key] for sample in kept] for key in
-              ("uid", "question", "options", "answer", "reasoning", "task", "video_path", "timestamps")}
-    fields.update({key: [sample.get(key) for sample in kept] for key in (VIDEO_EMBEDS, EMBED_ENTRY, "target_ids")})
-    return {**tokens, "vision_inputs": vision, **fields, "skipped": skipped}
+    fields = {key: [sample[key] for sample in kept] for key in (*ROW_FIELDS, TIMESTAMPS)}
+    fields.update({key: [sample.get(key) for sample in kept] for key in (VIDEO_EMBEDS, EMBED_ENTRY, TARGET_IDS)})
+    return {**tokens, VISION_INPUTS: vision, **fields, "skipped": skipped}
 
 
 def prompts_to_batch(collated: dict[str, Any]) -> Batch:
@@ -304,9 +320,9 @@ def prompts_to_batch(collated: dict[str, Any]) -> Batch:
     cached rows their features (``video_embeds``), which the workers then use instead of encoding.
     """
     tensors = {key: collated[key] for key in TOKEN_KEYS if key in collated}
-    fields = ["uid", "question", "options", "answer", "reasoning", "task", "video_path", "vision_inputs"]
+    fields = [*ROW_FIELDS, VISION_INPUTS]
     if any(entry is not None for entry in collated.get(EMBED_ENTRY, [])):
-        fields += [EMBED_ENTRY, "timestamps"]
+        fields += [EMBED_ENTRY, TIMESTAMPS]
     if any(features is not None for features in collated.get(VIDEO_EMBEDS, [])):
         fields.append(VIDEO_EMBEDS)
     return Batch.from_dict(tensors, {key: collated[key] for key in fields})

@@ -11,7 +11,7 @@ from typing import Any
 
 from longrl.config.errors import ConfigError
 from longrl.config.schema import RootConfig
-from longrl.protocol import Batch
+from longrl.protocol import ATTENTION_MASK, RESPONSE_MASK, Batch
 from longrl.sft.batch import sft_batch
 from longrl.data.targets import TargetTemplate
 from longrl.trainer.metrics import (
@@ -47,11 +47,11 @@ class SFTTrainer(TrainingRun):
         collected: dict[str, list[float]] = {}
         for rank_metrics in per_rank:
             append_metrics(collected, rank_metrics)
-        tokens = int(batch.tensors["attention_mask"].sum())
+        tokens = int(batch.tensors[ATTENTION_MASK].sum())
         world = self.cfg.trainer.nnodes * self.cfg.trainer.n_gpus_per_node
         return {**reduce_metrics(collected), **compute_timing_metrics(timings),
                 **compute_throughput_metrics(tokens, timings, world),
-                "sft/target_tokens": float(batch.tensors["response_mask"].sum()),
+                "sft/target_tokens": float(batch.tensors[RESPONSE_MASK].sum()),
                 "data/skipped_rows": float(self.skipped_rows)}
 
     def validate(self) -> dict[str, float]:

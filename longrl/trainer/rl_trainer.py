@@ -20,7 +20,7 @@ import torch
 
 from longrl.algos import get_kl_controller, online_filter_mask
 from longrl.config.schema import RootConfig
-from longrl.protocol import Batch
+from longrl.protocol import ATTENTION_MASK, ENTROPY, RESPONSE_MASK, SCORE_PART_PREFIX, SCORES, TASK, UID, Batch
 from longrl.trainer.advantage import compute_advantages
 from longrl.trainer.loggers import Generation
 from longrl.trainer.metrics import (
@@ -97,7 +97,7 @@ class RLTrainer(TrainingRun):
                 scored = self.rewards.score(rollout)
             append_metrics(metrics, scored.metrics)
             mask = online_filter_mask(scored.filter_values(),
-                                      np.asarray(rollout.non_tensors["uid"]), algo.filter_key, algo.filter_low,
+                                      np.asarray(rollout.non_tensors[UID]), algo.filter_key, algo.filter_low,
                                       algo.filter_high)
             append_metrics(metrics, {"filter/kept_ratio": float(mask.mean())})
             return scored.attach(rollout)[mask]
@@ -144,20 +144,20 @@ class RLTrainer(TrainingRun):
                 append_metrics(metrics, scored.metrics)
                 batch = scored.attach(batch)
             with timer("adv", timings):
-                batch, kl_metrics = compute_advantages(batch, batch.tensors["scores"], self.cfg, self.kl_ctrl)
+                batch, kl_metrics = compute_advantages(batch, batch.tensors[SCORES], self.cfg, self.kl_ctrl)
             with timer("update_actor", timings):
                 actor_metrics: dict[str, list[float]] = {}
                 for rank_metrics in self.workers.update_actor(batch):
                     append_metrics(actor_metrics, rank_metrics)
             with timer("sync_weights", timings):
                 self.workers.sync_rollout_weights()
-        parts = {key[len("score_"):]: list(values) for key, values in batch.non_tensors.items()
-                 if key.startswith("score_")}
-        entropy = batch.tensors["entropy"][batch.tensors["response_mask"].bool()]
+        parts = {key[len(SCORE_PART_PREFIX):]: list(values) for key, values in batch.non_tensors.items()
+                 if key.startswith(SCORE_PART_PREFIX)}
+        entropy = batch.tensors[ENTROPY][batch.tensors[RESPONSE_MASK].bool()]
         return {
-            **compute_data_metrics(batch, batch.tensors["scores"], self.cfg.data.max_response_length, parts),
+            **compute_data_metrics(batch, batch.tensors[SCORES], self.cfg.data.max_response_length, parts),
             **compute_timing_metrics(timings),
-            **compute_throughput_metrics(int(batch.tensors["attention_mask"].sum()), timings,
+            **compute_throughput_metrics(int(batch.tensors[ATTENTION_MASK].sum()), timings,
                                          self.cfg.trainer.nnodes * self.cfg.trainer.n_gpus_per_node),
             **kl_metrics, **reduce_metrics(actor_metrics), **reduce_metrics(metrics),
             "actor/entropy": float(entropy.mean()) if entropy.numel() else 0.0,
@@ -176,7 +176,7 @@ class RLTrainer(TrainingRun):
                 reward_metrics[f"val/{key}"] = reward_metrics.get(f"val/{key}", 0.0) + value
             scores += batch_scores.tolist()
             accuracy += scored.accuracy().tolist()
-            tasks += list(rollout.non_tensors["task"])
+            tasks += list(rollout.non_tensors[TASK])
             generations += [Generation(item["problem"], item["response"], item["ground_truth"], float(score))
                             for item, score in zip(inputs, batch_scores.tolist())]
         self.tracker.log_generations(generations[: self.cfg.trainer.val_generations_to_log], self.global_step)
