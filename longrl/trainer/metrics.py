@@ -13,7 +13,7 @@ from typing import Union
 
 import torch
 
-from longrl.protocol import Batch
+from longrl.protocol import ADVANTAGES, ATTENTION_MASK, OLD_LOG_PROBS, RESPONSE_MASK, ROLLOUT_LOG_PROBS, TASK, Batch
 
 Number = Union[float, int, torch.Tensor]
 
@@ -66,9 +66,9 @@ def compute_data_metrics(
     there is one, else the score, read as a fraction correct (:func:`accuracy_fraction`); ``reward/<part>`` are the
     reward's raw means.
     """
-    response_mask = batch.tensors["response_mask"].float()
+    response_mask = batch.tensors[RESPONSE_MASK].float()
     response_length = response_mask.sum(-1)
-    prompt_length = batch.tensors["attention_mask"].float().sum(-1) - response_length
+    prompt_length = batch.tensors[ATTENTION_MASK].float().sum(-1) - response_length
     scores = scores.detach().float().flatten()
     if scores.numel() != len(batch):
         raise ValueError(f"scores has {scores.numel()} values for a batch of {len(batch)} responses")
@@ -78,8 +78,8 @@ def compute_data_metrics(
         "response_length/clip_ratio": (response_length >= max_response_length).float().mean().item(),
         **_stats("prompt_length", prompt_length, ("mean", "max", "min")),
     }
-    if "advantages" in batch.tensors.keys():
-        valid = batch.tensors["advantages"].float()[response_mask.bool()]
+    if ADVANTAGES in batch.tensors.keys():
+        valid = batch.tensors[ADVANTAGES].float()[response_mask.bool()]
         metrics.update(_stats("critic/advantages", valid, ("mean", "max", "min")))
     metrics.update(rollout_probs_diff(batch))
     parts = {key: torch.tensor(list(values), dtype=torch.float32) for key, values in (reward_parts or {}).items()}
@@ -89,8 +89,8 @@ def compute_data_metrics(
         metrics[f"reward/{key}"] = values.mean().item()
     accuracy = accuracy_fraction(parts.get("accuracy", scores))
     metrics["critic/accuracy/mean"] = accuracy.mean().item()
-    if "task" in batch.non_tensors:
-        metrics.update(per_task_mean(batch.non_tensors["task"], accuracy, prefix="accuracy"))
+    if TASK in batch.non_tensors:
+        metrics.update(per_task_mean(batch.non_tensors[TASK], accuracy, prefix="accuracy"))
     return metrics
 
 
@@ -98,10 +98,10 @@ def rollout_probs_diff(batch: Batch) -> dict[str, float]:
     """verl's rollout-vs-trainer probability gap, ``training/rollout_probs_diff/{mean,max,std}`` of |p_rollout -
     p_actor| over the response tokens: how far the engine that sampled (after the last weight sync) is from the actor
     that scores; a broken sync or a position/precision mismatch shows up here first. Empty without both log-probs."""
-    if not {"rollout_log_probs", "old_log_probs"} <= set(batch.tensors.keys()):
+    if not {ROLLOUT_LOG_PROBS, OLD_LOG_PROBS} <= set(batch.tensors.keys()):
         return {}
-    tokens = batch.tensors["response_mask"].bool()
-    gap = (batch.tensors["rollout_log_probs"].float().exp() - batch.tensors["old_log_probs"].float().exp()).abs()
+    tokens = batch.tensors[RESPONSE_MASK].bool()
+    gap = (batch.tensors[ROLLOUT_LOG_PROBS].float().exp() - batch.tensors[OLD_LOG_PROBS].float().exp()).abs()
     return _stats("training/rollout_probs_diff", gap[tokens], ("mean", "max", "std"))
 
 
