@@ -29,7 +29,17 @@ import torch
 
 from longrl.algos import overlong_penalty
 from longrl.config.schema import RootConfig
-from longrl.protocol import Batch
+from longrl.protocol import (
+    ANSWER,
+    OPTIONS,
+    QUESTION,
+    RESPONSE_MASK,
+    RESPONSES,
+    SCORE_PART_PREFIX,
+    SCORES,
+    TASK,
+    Batch,
+)
 from longrl.rewards import (Reward, RewardFunction, RewardFunctionError, RewardInput, RewardScore,
                             load_reward_function)
 from longrl.rewards.kinds import build_reward_kind
@@ -40,15 +50,15 @@ logger = logging.getLogger(__name__)
 
 def reward_inputs(batch: Batch, tokenizer) -> list[dict]:
     """One EasyR1 reward input per row: the decoded response and the row's ground truth."""
-    responses, mask = batch.tensors["responses"], batch.tensors["response_mask"]
+    responses, mask = batch.tensors[RESPONSES], batch.tensors[RESPONSE_MASK]
     lengths = mask.sum(-1).tolist()
     texts = tokenizer.batch_decode([row[: int(n)] for row, n in zip(responses.tolist(), lengths)],
                                    skip_special_tokens=True)
     fields = batch.non_tensors
     return [
-        {"response": text, "response_length": int(length), "ground_truth": str(fields["answer"][i]),
-         "problem": str(fields["question"][i]), "problem_type": fields["task"][i],
-         "options": list(fields["options"][i]) if "options" in fields and fields["options"][i] is not None else None}
+        {"response": text, "response_length": int(length), "ground_truth": str(fields[ANSWER][i]),
+         "problem": str(fields[QUESTION][i]), "problem_type": fields[TASK][i],
+         "options": list(fields[OPTIONS][i]) if OPTIONS in fields and fields[OPTIONS][i] is not None else None}
         for i, (text, length) in enumerate(zip(texts, lengths))
     ]
 
@@ -62,7 +72,7 @@ def score_batch(batch: Batch, inputs: list[dict], reward_fn: Reward,
     parts = {key: [float(score[key]) for score in scores] for key in scores[0] if key != "overall"} if scores else {}
     algo = cfg.algorithm
     if algo.overlong_buffer_len > 0:
-        lengths = batch.tensors["response_mask"].sum(-1)
+        lengths = batch.tensors[RESPONSE_MASK].sum(-1)
         penalty = overlong_penalty(lengths, cfg.data.max_response_length, algo.overlong_buffer_len,
                                    algo.overlong_penalty_factor).float()
         overall = overall + penalty
@@ -190,8 +200,8 @@ class ScoredBatch:
 
     def attach(self, batch: Batch) -> Batch:
         """``batch`` with ``scores`` and a ``score_<part>`` array per part."""
-        return batch.union(Batch.from_dict({"scores": self.scores},
-                                           {f"score_{k}": np.asarray(v) for k, v in self.parts.items()}))
+        return batch.union(Batch.from_dict({SCORES: self.scores},
+                                           {SCORE_PART_PREFIX + k: np.asarray(v) for k, v in self.parts.items()}))
 
 
 class RewardScorer:
