@@ -19,7 +19,17 @@ from collections.abc import Sequence
 
 import torch
 
-from longrl.protocol import TOKEN_KEYS, Batch
+from longrl.protocol import (
+    ATTENTION_MASK,
+    INPUT_IDS,
+    MM_TOKEN_TYPE_IDS,
+    PROMPTS,
+    RESPONSE_MASK,
+    RESPONSES,
+    ROLLOUT_LOG_PROBS,
+    TOKEN_KEYS,
+    Batch,
+)
 
 __all__ = ["align_prompt_width", "build_rollout_batch", "response_mask_from_eos"]
 
@@ -59,18 +69,18 @@ def build_rollout_batch(
     width = response_width
     responses = torch.where(mask.bool(), generated[:, :width], torch.full_like(generated[:, :width], pad_token_id))
     repeated = prompts.repeat(n, interleave=True)
-    prompt_ids, prompt_mask = repeated.tensors["input_ids"], repeated.tensors["attention_mask"]
+    prompt_ids, prompt_mask = repeated.tensors[INPUT_IDS], repeated.tensors[ATTENTION_MASK]
     outputs = {
-        "prompts": prompt_ids,
-        "responses": responses,
-        "response_mask": mask.to(prompt_mask.dtype),
-        "input_ids": torch.cat([prompt_ids, responses.to(prompt_ids.dtype)], dim=-1),
-        "attention_mask": torch.cat([prompt_mask, mask.to(prompt_mask.dtype)], dim=-1),
-        "rollout_log_probs": torch.where(mask.bool(), log_probs[:, :width].float(), 0.0),
+        PROMPTS: prompt_ids,
+        RESPONSES: responses,
+        RESPONSE_MASK: mask.to(prompt_mask.dtype),
+        INPUT_IDS: torch.cat([prompt_ids, responses.to(prompt_ids.dtype)], dim=-1),
+        ATTENTION_MASK: torch.cat([prompt_mask, mask.to(prompt_mask.dtype)], dim=-1),
+        ROLLOUT_LOG_PROBS: torch.where(mask.bool(), log_probs[:, :width].float(), 0.0),
     }
-    if "mm_token_type_ids" in repeated.tensors.keys():
-        types = repeated.tensors["mm_token_type_ids"]
-        outputs["mm_token_type_ids"] = torch.cat([types, types.new_zeros(total, width)], dim=-1)
+    if MM_TOKEN_TYPE_IDS in repeated.tensors.keys():
+        types = repeated.tensors[MM_TOKEN_TYPE_IDS]
+        outputs[MM_TOKEN_TYPE_IDS] = torch.cat([types, types.new_zeros(total, width)], dim=-1)
     carried = {key: value for key, value in repeated.tensors.items() if key not in outputs}
     return Batch.from_dict({**carried, **outputs}, repeated.non_tensors, repeated.meta, batch_size=total)
 
@@ -79,18 +89,18 @@ def align_prompt_width(batches: Sequence[Batch], pad_token_id: int) -> list[Batc
     """Left-pad the prompt columns of rollout batches drawn separately (different prompt widths) to one width,
     so they concatenate; empty batches are dropped. Responses already share the width ``R``."""
     batches = [batch for batch in batches if len(batch)]
-    width = max(batch.tensors["prompts"].shape[1] for batch in batches)
+    width = max(batch.tensors[PROMPTS].shape[1] for batch in batches)
     aligned = []
     for batch in batches:
-        fill = width - batch.tensors["prompts"].shape[1]
+        fill = width - batch.tensors[PROMPTS].shape[1]
         if fill == 0:
             aligned.append(batch)
             continue
-        response_width = batch.tensors["responses"].shape[1]
-        padded = {"prompts": torch.nn.functional.pad(batch.tensors["prompts"], (fill, 0), value=pad_token_id)}
+        response_width = batch.tensors[RESPONSES].shape[1]
+        padded = {PROMPTS: torch.nn.functional.pad(batch.tensors[PROMPTS], (fill, 0), value=pad_token_id)}
         for key in TOKEN_KEYS:
             if key in batch.tensors.keys():
-                value = 0 if key != "input_ids" else pad_token_id
+                value = 0 if key != INPUT_IDS else pad_token_id
                 prompt_part = batch.tensors[key][:, : batch.tensors[key].shape[1] - response_width]
                 padded[key] = torch.cat([torch.nn.functional.pad(prompt_part, (fill, 0), value=value),
                                          batch.tensors[key][:, prompt_part.shape[1]:]], dim=-1)
