@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 from longrl.mrsp.groups import SequenceParallelGroups
-from longrl.protocol import Batch
+from longrl.protocol import RESPONSES, ROLLOUT_LOG_PROBS, Batch
 from longrl.workers.rollout.base import RolloutEngine
 from longrl.workers.rollout.output import build_rollout_batch
 from longrl.workers.rollout.sampling import SamplingParams
@@ -44,6 +44,6 @@ def generate_over_group(engine: RolloutEngine, prompts: Batch, sampling: Samplin
         stacked = torch.stack(pieces).view(size, rows, share, width)
         return stacked.transpose(0, 1).reshape(rows * sampling.n, width).to(local.device)
 
-    return build_rollout_batch(prompts, sampling.n, gathered("responses", sampling.pad_token_id),
-                               gathered("rollout_log_probs", 0.0), sampling.eos_token_ids, sampling.pad_token_id,
+    return build_rollout_batch(prompts, sampling.n, gathered(RESPONSES, sampling.pad_token_id),
+                               gathered(ROLLOUT_LOG_PROBS, 0.0), sampling.eos_token_ids, sampling.pad_token_id,
                                width)
