@@ -92,7 +92,8 @@ def main() -> None:
         params = sampling_params(eos, pad, MAX_NEW, n=3, temperature=0.7, top_k=20, top_p=0.9)
         out = gpu64.generate(prompts, params)
         check(captures == [True], f"sampled float64: the decode step was captured ({captures})")
-        vision = {k: v.to("cuda") for k, v in merge_vision_inputs(list(out.non_tensors["vision_inputs"])).items()}
+        vision = {k: v.to("cuda") for k, v in merge_vision_inputs(list(out.non_tensors["vision_inputs"]),
+                                                                        gpu64.adapter.input_keys).items()}
         with torch.no_grad():
             logits = gpu64.model(input_ids=out.tensors["input_ids"].cuda(),
                                  attention_mask=out.tensors["attention_mask"].cuda(),

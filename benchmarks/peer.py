@@ -15,11 +15,12 @@ from typing import Any
 
 import torch
 
+from longrl.models import get_adapter
 from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.workers.logprob import response_log_probs
 from longrl.workers.rollout.sampling import SamplingParams
 from longrl.workers.vision_inputs import merge_vision_inputs
-from workload import N_ROLLOUTS, RESPONSE_LENGTH, phase, stock_generate
+from workload import FAMILY, N_ROLLOUTS, RESPONSE_LENGTH, phase, stock_generate
 
 CLIP = 0.2
 KL_COEF = 0.04
@@ -57,7 +58,8 @@ class PeerLoop:
         hooks = [model.model.visual.register_forward_hook(lambda *_: tower_calls.append(1))
                  for model in (self.policy, self.reference)]
         vision = {key: value.to(self.device) for key, value in
-                  merge_vision_inputs(list(prompts.non_tensors["vision_inputs"])).items()}
+                  merge_vision_inputs(list(prompts.non_tensors["vision_inputs"]),
+                                      get_adapter(FAMILY).input_keys).items()}
         with phase("rollout", record):
             self.policy.eval()
             batch = stock_generate(self.policy, prompts, self.sampling)

@@ -135,7 +135,8 @@ def stock_generate(model: torch.nn.Module, prompts: Batch, sampling: SamplingPar
     ``num_return_sequences=n``, so the vision tower and the prefill run once per sample. Rollout log-probs are not
     recorded (zeros): no step phase reads them."""
     device = next(model.parameters()).device
-    vision = {key: value.to(device) for key, value in merge_vision_inputs(list(prompts.non_tensors["vision_inputs"])).items()}
+    vision = {key: value.to(device) for key, value in
+              merge_vision_inputs(list(prompts.non_tensors["vision_inputs"]), get_adapter(FAMILY).input_keys).items()}
     tokens = {key: prompts.tensors[key].to(device) for key in TOKEN_KEYS if key in prompts.tensors.keys()}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(sampling.seed or 0)
@@ -192,7 +193,8 @@ def from_cache(prompts: Batch, store: EmbeddingStore) -> Batch:
     """The prompts as the data layer hands them over on a cache hit: features read from disk, no pixels."""
     row = prompts.non_tensors["vision_inputs"][0]
     cached = store.get(CACHE_KEY, {"frames": row["video_grid_thw"].tolist()})
-    return prompts.with_non_tensors(vision_inputs=[without_pixels(row)], **{VIDEO_EMBEDS: [cached.features]})
+    return prompts.with_non_tensors(vision_inputs=[without_pixels(row, get_adapter(FAMILY).input_keys)],
+                                    **{VIDEO_EMBEDS: [cached.features]})
 
 
 def set_rank_environment(rank: int, world: int, port: int) -> None:

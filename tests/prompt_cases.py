@@ -15,7 +15,7 @@ import torch
 
 from longrl.data.dataset import collate_left_padded
 from longrl.data.video import DecodedVideo
-from longrl.models import ModelAdapter
+from longrl.models import InputKeys, ModelAdapter
 from longrl.protocol import TOKEN_KEYS, VIDEO_EMBEDS, Batch
 from longrl.workers.logprob import response_log_probs
 from longrl.workers.rollout.base import media_token_ids
@@ -99,11 +99,11 @@ def scored_case(samples: list[dict], pad: int, response_lengths: Sequence[int], 
     return case
 
 
-def plain_forward_scores(model: torch.nn.Module, case: dict[str, Any]) -> dict[str, Any]:
+def plain_forward_scores(model: torch.nn.Module, case: dict[str, Any], keys: InputKeys) -> dict[str, Any]:
     """Response log-probs and entropy of ``model``'s plain forward over a :func:`scored_case`'s full rows (its towers
     run on the rows' raw inputs), and every parameter's gradient of the weighted log-prob sum (zeros where none)."""
     tokens = {key: case[key] for key in TOKEN_KEYS if key in case}
-    logits = model(**tokens, **merge_vision_inputs(case["vision_rows"])).logits
+    logits = model(**tokens, **merge_vision_inputs(case["vision_rows"], keys)).logits
     prompt_width = case["input_ids"].shape[1] - case["responses"].shape[1]
     logits = logits[:, prompt_width - 1 : -1].float()
     log_probs = torch.log_softmax(logits, -1).gather(-1, case["responses"].unsqueeze(-1)).squeeze(-1)
@@ -127,7 +127,8 @@ def check_greedy_rollout(rollout: HFRollout, samples: list[dict], eos: Sequence[
     from_towers = rollout.generate(prompts, params)
     rows = list(prompts.non_tensors["vision_inputs"])
     with_features = prompts.with_non_tensors(**{VIDEO_EMBEDS: stage1(rows),
-                                                "vision_inputs": [without_pixels(row) for row in rows]})
+                                                "vision_inputs": [without_pixels(row, rollout.adapter.input_keys)
+                                                                 for row in rows]})
     from_features = rollout.generate(with_features, params)
     changed = []
     for row, sample in enumerate(samples):
@@ -148,11 +149,12 @@ def check_rollout_log_probs_equal_actor_scores(adapter: ModelAdapter, rollout: H
     rows = list(out.non_tensors["vision_inputs"])
     tokens = {"input_ids": out.tensors["input_ids"], "attention_mask": out.tensors["attention_mask"]}
     features = torch.cat([f for f in stage1(rows) if f is not None])
-    kwargs = {**position_inputs(rows), **adapter.encoder_kwargs(
+    kwargs = {**position_inputs(rows, adapter.input_keys), **adapter.encoder_kwargs(
         model, features, placeholder_tokens(tokens["input_ids"], adapter.media_placeholder_ids(model)))}
     with torch.no_grad():
         actor = response_log_probs(model, tokens, kwargs, out.tensors["responses"]).log_probs
-        raw = response_log_probs(model, tokens, merge_vision_inputs(rows), out.tensors["responses"]).log_probs
+        raw = response_log_probs(model, tokens, merge_vision_inputs(rows, adapter.input_keys),
+                                 out.tensors["responses"]).log_probs
     mask = out.tensors["response_mask"].bool()
     assert mask.sum() > 2 * len(rows)
     torch.testing.assert_close(out.tensors["rollout_log_probs"][mask], actor[mask], atol=1e-9, rtol=0)

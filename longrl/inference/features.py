@@ -34,6 +34,7 @@ class TowerFeatures:
         if encoder is None:
             raise ValueError(f"model family {adapter.family!r} has no video encoder")
         self.encoder = encoder
+        self.keys = adapter.input_keys
         self.device = device
         self.groups = build_sp_groups(1)
 
@@ -44,7 +45,7 @@ class TowerFeatures:
         features = encode_row_videos(self.encoder, rows, self.groups, self.device)
         return prompts.with_non_tensors(**{
             VIDEO_EMBEDS: [None if row is None else row.cpu() for row in features],
-            "vision_inputs": [without_pixels(row) for row in rows],
+            "vision_inputs": [without_pixels(row, self.keys) for row in rows],
         })
 
 

@@ -31,6 +31,7 @@ from transformers.models.qwen2_vl import Qwen2VLImageProcessor, Qwen2VLVideoProc
 
 from longrl.models._encoder_outputs import accept_encoder_outputs
 from longrl.models._qwen_vl_positions import use_published_positions
+from longrl.models.input_keys import InputKeys
 from longrl.models.registry import ModelAdapter
 from longrl.models.remote_code import announce_remote_code
 from longrl.models.tiny import PATCH_SIZE, SPATIAL_MERGE_SIZE, TEMPORAL_PATCH_SIZE, save_random_model
@@ -59,6 +60,9 @@ class QwenVLAdapter(ModelAdapter):
     # resizes frames to multiples of this side and converts worker.rollout.tokens_per_frame into pixels with it.
     video_size_factor: ClassVar[int] = PATCH_SIZE * SPATIAL_MERGE_SIZE
     video_pixels_per_token: ClassVar[int] = (PATCH_SIZE * SPATIAL_MERGE_SIZE) ** 2 * TEMPORAL_PATCH_SIZE
+    input_keys: ClassVar[InputKeys] = InputKeys(
+        towers={"pixel_values": "image", "pixel_values_videos": "video"},
+        positions={"image_grid_thw": "image", "video_grid_thw": "video", "second_per_grid_ts": "video"})
     model_class: ClassVar[type[PreTrainedModel]]
     processor_class: ClassVar[type[ProcessorMixin]]
 
@@ -270,7 +274,7 @@ class QwenVideoEncoder:
     tower on the same patch layout (an image is one temporal slice), so one call encodes a row's images and video.
     """
 
-    encodes_images = True
+    media_keys = (("pixel_values", "image_grid_thw"), ("pixel_values_videos", "video_grid_thw"))
 
     def __init__(self, model: torch.nn.Module):
         self.model = model

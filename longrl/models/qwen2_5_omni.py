@@ -33,7 +33,7 @@ hour-long video keeps its whole audio track, and keeps only the audio's real fra
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -56,6 +56,7 @@ from transformers.models.qwen2_5_omni import modeling_qwen2_5_omni
 
 from longrl.models._encoder_outputs import accept_encoder_outputs
 from longrl.models._qwen_vl import QwenVLAdapter, _count_content_items
+from longrl.models.input_keys import InputKeys
 from longrl.models.registry import finish_empty_model
 from longrl.models.tiny import TINY_TEXT_SIZES, TINY_WINDOWED_VISION, tiny_text_config_kwargs
 from longrl.models.tokenizer import (
@@ -93,6 +94,10 @@ CHAT_TEMPLATE_WITH_AUDIO = CHAT_TEMPLATE.replace(
     "{%- elif item['type'] == 'audio' -%}{{- '" + AUDIO_BOS + AUDIO_TOKEN + AUDIO_EOS + "' -}}" + _TEXT_ITEM,
 )
 
+# A row's audio inputs as the processor gives them: ``(audios, mel, frames)`` log-mel features right-padded to the
+# longest audio, and the ``(audios, frames)`` mask of the real frames.
+AUDIO_FRAMES = "input_features"
+AUDIO_MASK = "feature_attention_mask"
 # Whisper-style log-mel features as Qwen2.5-Omni computes them: 16 kHz audio, one frame per 10 ms.
 SAMPLING_RATE = 16_000
 HOP_LENGTH = 160
@@ -109,6 +114,10 @@ class Qwen2_5OmniAdapter(QwenVLAdapter):
     audio_sampling_rate: ClassVar[int] = SAMPLING_RATE
     # Its prompts also carry the video's seconds per grid and the audio items, which a cached grid does not rebuild.
     serves_embedding_cache: ClassVar[bool] = False
+    input_keys: ClassVar[InputKeys] = InputKeys(
+        towers={**QwenVLAdapter.input_keys.towers, AUDIO_FRAMES: "audio"},
+        positions={**QwenVLAdapter.input_keys.positions, AUDIO_MASK: "audio", "video_second_per_grid": "video"},
+        padded=(AUDIO_FRAMES, AUDIO_MASK))
     model_class = Qwen2_5OmniThinkerForConditionalGeneration
     processor_class = Qwen2_5OmniProcessor
 
@@ -210,9 +219,9 @@ class Qwen2_5OmniAdapter(QwenVLAdapter):
             extra.update(audio=[audio], audio_kwargs={"truncation": False})
         batch = self._encode_with(processor, messages, video, images, extra)
         if audio is not None:
-            frames = int(batch["feature_attention_mask"].sum())
-            batch["input_features"] = batch["input_features"][..., :frames]
-            batch["feature_attention_mask"] = batch["feature_attention_mask"][..., :frames]
+            frames = int(batch[AUDIO_MASK].sum())
+            batch[AUDIO_FRAMES] = batch[AUDIO_FRAMES][..., :frames]
+            batch[AUDIO_MASK] = batch[AUDIO_MASK][..., :frames]
         return batch
 
     # ----- MR-SP ---------------------------------------------------------------------------------------------------
@@ -241,7 +250,7 @@ class Qwen2_5OmniAdapter(QwenVLAdapter):
                      vision: dict[str, torch.Tensor]) -> torch.Tensor:
         """3-D mrope ids ``(3, b, S)`` from the thinker's ``get_rope_index``: image and video grids, video seconds per
         grid, and each audio's frame count (its feature mask), as its own forward computes them."""
-        mask = vision.get("feature_attention_mask")
+        mask = vision.get(AUDIO_MASK)
         positions, _ = model.model.get_rope_index(
             tokens["input_ids"], vision.get("image_grid_thw"), vision.get("video_grid_thw"), tokens["attention_mask"],
             use_audio_in_video=False, audio_seqlens=None if mask is None else mask.sum(-1),
@@ -276,6 +285,12 @@ class OmniAudioEncoder:
 
     def dummy_inputs(self, device: torch.device) -> list[torch.Tensor]:
         return [torch.zeros(self._mel_bins, self.chunk_frames, device=device)]
+
+    def row_audio(self, row: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+        if AUDIO_FRAMES not in row:
+            return []
+        lengths = row[AUDIO_MASK].sum(-1).tolist()
+        return [features[:, : int(length)] for features, length in zip(row[AUDIO_FRAMES], lengths)]
 
 
 def _thinker_config(model_dir: str | Path) -> Qwen2_5OmniThinkerConfig | None:

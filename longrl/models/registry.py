@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageText
 from transformers.initialization import no_init_weights
 from transformers.utils import GENERATION_CONFIG_NAME
 
+from longrl.models.input_keys import InputKeys
 from longrl.models.remote_code import announce_remote_code
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class ModelAdapter(ABC):
     # Pixels of video per visual token (the temporal patch included): worker.rollout.tokens_per_frame times this bounds
     # a frame's pixels.
     video_pixels_per_token: ClassVar[int | None] = None
+    # The names of the per-row inputs ``encode`` gives beside the token ids, by medium (none for text families).
+    input_keys: ClassVar[InputKeys] = InputKeys()
 
     @abstractmethod
     def build_tiny(self, out_dir: str | Path, seed: int = 0) -> Path:

@@ -68,6 +68,7 @@ from transformers.initialization import no_init_weights
 from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOutputWithPast
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from longrl.models.input_keys import InputKeys
 from longrl.models.registry import ModelAdapter, finish_empty_model
 from longrl.models.remote_code import remote_code_files, require_trust
 from longrl.models.tiny import random_model, tiny_text_config_kwargs
@@ -372,6 +373,8 @@ class VilaAdapter(ModelAdapter):
     # the decoded size, counted in 2 x 2 folds of 14 px patches.
     video_size_factor: ClassVar[int] = 14
     video_pixels_per_token: ClassVar[int] = 28 * 28
+    input_keys: ClassVar[InputKeys] = InputKeys(towers={"pixel_values_videos": "video"},
+                                                positions={"video_grid_thw": "video"})
 
     def build_tiny(self, out_dir: str | Path, seed: int = 0) -> Path:
         """A tiny NVILA-Lite (3 x 3 fold); :func:`build_tiny_vila` builds the other projector types."""
@@ -494,7 +497,7 @@ class VilaVideoEncoder:
     """:class:`VilaModel`'s frame encoder as MR-SP's :class:`~longrl.mrsp.encode.VideoEncoder`: one frame per
     temporal slice. Calls go through ``get_video_features``, which FSDP gathers the root's parameters for."""
 
-    encodes_images = False
+    media_keys = (("pixel_values_videos", "video_grid_thw"),)
 
     def __init__(self, model: VilaModel):
         self.model = model

@@ -1,6 +1,6 @@
 """MR-SP stage 1 for audio: each audio's tower chunks split over the SP group, encoded, then all-gathered.
 
-An audio tower of Qwen2.5-Omni's kind (Whisper-style) cuts an audio's log-mel frames into chunks of ``chunk_frames``
+An audio tower of the Whisper kind cuts an audio's log-mel frames into chunks of ``chunk_frames``
 and runs every layer within a chunk (both convolutions on the chunk alone, attention bounded by the chunks), then
 averages pairs of positions. A chunk's output therefore does not depend on the other chunks, and a run of whole chunks
 that starts at an even position after the first (stride-2) convolution pools exactly the pairs the whole audio pools:
@@ -26,12 +26,7 @@ from longrl.mrsp.encode import _anyone_has_video
 from longrl.mrsp.frames import plan_frame_shards
 from longrl.mrsp.groups import SequenceParallelGroups
 
-__all__ = ["AUDIO_FRAMES", "AUDIO_MASK", "AudioEncoder", "append_row_audio", "encode_row_audio", "row_audio_frames"]
-
-# A row's audio inputs, in the model's own batched form: ``(audios, mel, frames)`` log-mel features right-padded to the
-# longest audio, and the ``(audios, frames)`` mask of the real frames.
-AUDIO_FRAMES = "input_features"
-AUDIO_MASK = "feature_attention_mask"
+__all__ = ["AudioEncoder", "append_row_audio", "encode_row_audio"]
 
 
 class AudioEncoder(Protocol):
@@ -51,13 +46,10 @@ class AudioEncoder(Protocol):
         """The smallest valid input (one chunk), for ranks with nothing to encode."""
         ...
 
-
-def row_audio_frames(row: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
-    """A row's audios as ``(mel, frames)`` log-mel tensors without their padding (``[]`` for a row without audio)."""
-    if AUDIO_FRAMES not in row:
-        return []
-    lengths = row[AUDIO_MASK].sum(-1).tolist()
-    return [features[:, : int(length)] for features, length in zip(row[AUDIO_FRAMES], lengths)]
+    def row_audio(self, row: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+        """A row's audios as ``(mel, frames)`` log-mel tensors without their padding (``[]`` for a row without
+        audio), read from the row's inputs."""
+        ...
 
 
 def encode_row_audio(
@@ -66,14 +58,16 @@ def encode_row_audio(
     groups: SequenceParallelGroups,
     device: torch.device,
     num_chunks: int = 1,
+    sharded_tower: bool = True,
 ) -> list[torch.Tensor | None]:
     """Per row, the features of its audios in order (``None`` for a row without audio).
 
-    ``rows`` are the per-row inputs (``input_features`` + ``feature_attention_mask``), identical on every rank of the
-    SP group. ``num_chunks`` bounds the all-gather's buffers (``worker.rollout.num_chunk_seq``).
+    ``rows`` are the per-row inputs (read by ``encoder.row_audio``), identical on every rank of the SP group.
+    ``num_chunks`` bounds the all-gather's buffers (``worker.rollout.num_chunk_seq``); ``sharded_tower`` as for
+    :func:`~longrl.mrsp.encode.encode_row_videos`.
     """
-    audios = [(index, frames) for index, row in enumerate(rows) for frames in row_audio_frames(row)]
-    if not _anyone_has_video(bool(audios), device):
+    audios = [(index, frames) for index, row in enumerate(rows) for frames in encoder.row_audio(row)]
+    if not _anyone_has_video(bool(audios), device, sharded_tower):
         return [None] * len(rows)
     chunk = encoder.chunk_frames
     lengths = [frames.shape[1] for _, frames in audios]

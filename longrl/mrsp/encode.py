@@ -25,19 +25,18 @@ from longrl.mrsp.groups import SequenceParallelGroups
 
 __all__ = ["VideoEncoder", "encode_row_videos"]
 
-# A row's visual inputs in the order their features fill its placeholders: images first, then the video (the data
-# layer puts a row's images before its video). Each image is one temporal slice.
-_MEDIA_KEYS = (("pixel_values", "image_grid_thw"), ("pixel_values_videos", "video_grid_thw"))
-
-
 class VideoEncoder(Protocol):
     """A model's vision tower seen as: pixel rows + ``(k, 3)`` grid -> its feature rows, in order.
 
-    A grid row ``(t, h, w)`` is ``t`` temporal slices of ``h * w`` pixel rows each (Qwen-VL: patches; a family that
-    encodes whole frames lays each frame out as one row, grid ``(frames, 1, 1)``).
+    A grid row ``(t, h, w)`` is ``t`` temporal slices of ``h * w`` pixel rows each (patches; a family that encodes
+    whole frames lays each frame out as one row, grid ``(frames, 1, 1)``). A feature row may be wider than the language
+    model's hidden size when the tower gives several feature maps per token (concatenated along the last axis); only
+    the family's ``encoder_kwargs`` reads its layout.
     """
 
-    encodes_images: bool  # whether an image (one slice) goes through the same call as video slices
+    # The (pixels key, grid key) pairs of a row's inputs this tower encodes, in the order their features fill the row's
+    # placeholders (e.g. images then video; an image is one temporal slice).
+    media_keys: tuple[tuple[str, str], ...]
 
     def __call__(self, pixels: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor: ...
 
@@ -56,19 +55,20 @@ def encode_row_videos(
     groups: SequenceParallelGroups,
     device: torch.device,
     num_chunks: int = 1,
+    sharded_tower: bool = True,
 ) -> list[torch.Tensor | None]:
     """Per row, the features of its images and video in placeholder order (``None`` for a row without either).
 
-    ``rows`` are the per-row vision inputs (``pixel_values_videos`` + ``video_grid_thw``, and ``pixel_values`` +
-    ``image_grid_thw`` for images), identical on every rank of the SP group. An image is one slice, so a row's images
-    are spread over the group like a video's slices. ``num_chunks`` bounds the all-gather's buffers
-    (``worker.rollout.num_chunk_seq``).
+    ``rows`` are the per-row inputs (the pixels and grids named by ``encoder.media_keys``), identical on every rank of
+    the SP group. An image is one slice, so a row's images are spread over the group like a video's slices.
+    ``num_chunks`` bounds the all-gather's buffers (``worker.rollout.num_chunk_seq``). ``sharded_tower=False`` (a tower
+    this process holds whole) skips the world-wide agreement on whether to run the tower at all.
     """
-    media_rows = [(index, _row_media(row, index, encoder)) for index, row in enumerate(rows)]
+    media_rows = [(index, _row_media(row, encoder)) for index, row in enumerate(rows)]
     media_rows = [(index, media) for index, media in media_rows if media is not None]
     grids = (torch.cat([grid for _, (_, grid) in media_rows]) if media_rows
              else torch.zeros(0, 3, dtype=torch.long))
-    if not _anyone_has_video(len(grids) > 0, device):
+    if not _anyone_has_video(len(grids) > 0, device, sharded_tower):
         return [None] * len(rows)
     pixels = torch.cat([row_pixels for _, (row_pixels, _) in media_rows]) if media_rows else None
     mine = plan_frame_shards(grids.tolist(), groups.sp_size)[groups.sp_rank]
@@ -93,12 +93,9 @@ def encode_row_videos(
     return out
 
 
-def _row_media(row: Mapping[str, torch.Tensor], index: int,
-               encoder: VideoEncoder) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """A row's pixels and grids, images before video; None without either."""
-    present = [(row[pixel_key], row[grid_key]) for pixel_key, grid_key in _MEDIA_KEYS if pixel_key in row]
-    if "pixel_values" in row and not encoder.encodes_images:
-        raise NotImplementedError(f"row {index} holds image inputs, and this family's MR-SP encoder takes video only")
+def _row_media(row: Mapping[str, torch.Tensor], encoder: VideoEncoder) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A row's pixels and grids in placeholder order; None without any."""
+    present = [(row[pixel_key], row[grid_key]) for pixel_key, grid_key in encoder.media_keys if pixel_key in row]
     if not present:
         return None
     return torch.cat([pixels for pixels, _ in present]), torch.cat([grid for _, grid in present])
@@ -116,9 +113,10 @@ def _select(pixels: torch.Tensor, grids: torch.Tensor, pieces: list[SlicePiece])
     return torch.cat(parts), grid
 
 
-def _anyone_has_video(mine: bool, device: torch.device) -> bool:
-    """Whether any rank of the world has a video to encode (then every rank must run the FSDP tower)."""
-    if not (dist.is_available() and dist.is_initialized()):
+def _anyone_has_video(mine: bool, device: torch.device, sharded_tower: bool = True) -> bool:
+    """Whether any rank of the world has a video to encode (then every rank must run the FSDP tower); only this
+    rank's answer for a tower that is not sharded."""
+    if not (sharded_tower and dist.is_available() and dist.is_initialized()):
         return mine
     flag = torch.tensor([int(mine)], device=device)
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)

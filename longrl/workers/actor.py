@@ -157,7 +157,8 @@ class PolicyModel:
         """
         known = list(batch.non_tensors[VIDEO_EMBEDS]) if VIDEO_EMBEDS in batch.non_tensors else [None] * len(batch)
         rows = batch.non_tensors["vision_inputs"]
-        todo = np.array([i for i, f in enumerate(known) if f is None and has_pixels(rows[i])], dtype=np.int64)
+        keys = self.adapter.input_keys
+        todo = np.array([i for i, f in enumerate(known) if f is None and has_pixels(rows[i], keys)], dtype=np.int64)
         with torch.no_grad():
             for index, features in zip(todo.tolist(), self.encode_videos(batch[todo])):
                 known[index] = features.cpu() if features is not None else None
@@ -172,7 +173,8 @@ class PolicyModel:
         tokens = {key: micro.tensors[key].to(self.device) for key in TOKEN_KEYS if key in micro.tensors.keys()}
         responses = micro.tensors["responses"].to(self.device)
         temperature = self.cfg.worker.rollout.temperature if temperature is None else temperature
-        grids = {key: value.to(self.device) for key, value in position_inputs(micro.non_tensors["vision_inputs"]).items()}
+        grids = {key: value.to(self.device)
+                 for key, value in position_inputs(micro.non_tensors["vision_inputs"], self.adapter.input_keys).items()}
         joined = joined_features(features, self.device)
         placeholder_ids = self.adapter.media_placeholder_ids(self.model)
         if not self.sharded_prefill:

@@ -87,7 +87,7 @@ class HybridWorker(PolicyWorker):
         if validate:  # validation's encoding is not part of any training step's count
             del self.actor.encoded_slices[counted:]
         if not self.actor.tower_trained:  # no later pass of the step re-encodes: the features are all they need
-            rows = [without_pixels(row) for row in prompts.non_tensors["vision_inputs"]]
+            rows = [without_pixels(row, self.adapter.input_keys) for row in prompts.non_tensors["vision_inputs"]]
             prompts = prompts.with_non_tensors(vision_inputs=rows)
         sampling = self._sampling(step, validate)
         output = generate_over_group(self.rollout, prompts, sampling, self.groups, self.device())

@@ -1,10 +1,10 @@
-"""Per-row vision (and audio) tensors -> the batched form Hugging Face Qwen-VL / Qwen-Omni models take.
+"""Per-row model inputs (pixels, grids, audio frames) -> the batched form a Hugging Face multimodal forward takes.
 
-Rows carry their own vision tensors (``pixel_values_videos``, ``video_grid_thw``, ...) because videos differ
-in size. A Qwen-VL forward over several rows wants them joined: every video's patches concatenated along the
-patch axis, grids stacked, in row order (the model matches them to placeholder tokens in that order). Audio
-(``input_features`` ``(audios, mel, frames)`` with its ``feature_attention_mask``) is batched as the processor batches
-it: right-padded along the frames to the longest audio, then stacked.
+Rows carry their own inputs because media differ in size. A forward over several rows wants them joined: every
+medium's tensors concatenated along their first axis, in row order (the model matches them to placeholder tokens in
+that order); keys whose last axis is a per-row length (an audio's frames) are right-padded to the longest first. Which
+key belongs to which medium, and which keys feed a tower, is the family's table (:class:`~longrl.models.InputKeys`,
+``adapter.input_keys``).
 """
 
 from __future__ import annotations
@@ -13,49 +13,34 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from longrl.mrsp.audio import AUDIO_FRAMES, AUDIO_MASK
+from longrl.models.input_keys import InputKeys
 from longrl.protocol import VIDEO_EMBEDS
 
-__all__ = ["MODALITY_OF_PIXELS", "VIDEO_EMBEDS", "VIDEO_PIXELS", "has_pixels", "joined_features",
-           "merge_vision_inputs", "placeholder_tokens", "position_inputs", "splice_features", "without_pixels"]
+__all__ = ["VIDEO_EMBEDS", "has_pixels", "joined_features", "merge_vision_inputs", "placeholder_tokens",
+           "position_inputs", "splice_features", "without_pixels"]
 
 
-# The inputs that feed a tower -> the modality they encode. Every other key (grids, seconds per grid, the audio's
-# frame mask) is position information the language model needs even when the features are precomputed.
-VIDEO_PIXELS = "pixel_values_videos"
-MODALITY_OF_PIXELS = {"pixel_values": "image", VIDEO_PIXELS: "video", AUDIO_FRAMES: "audio"}
+def merge_vision_inputs(rows: Sequence[Mapping[str, torch.Tensor]], keys: InputKeys) -> dict[str, torch.Tensor]:
+    """Concatenate each key along dim 0 over the rows that have it, in row order; rows without inputs (``{}``) or
+    without one medium contribute nothing to its keys. ``keys.padded`` are right-padded to the longest row first.
 
-
-# Which medium each known vision key describes. A row may lack a medium entirely (an image-only row beside a video
-# row), but a row with a medium must have all of that medium's keys the other rows have: a video row missing
-# second_per_grid_ts while another has it would silently shift the later rows' timing onto the wrong video. Keys not
-# listed here (other families' inputs) form one more group.
-_MEDIUM_OF_KEY = {"pixel_values": "image", "image_grid_thw": "image", VIDEO_PIXELS: "video", "video_grid_thw": "video",
-                  "second_per_grid_ts": "video", "video_second_per_grid": "video", AUDIO_FRAMES: "audio",
-                  AUDIO_MASK: "audio"}
-# Keys whose last axis is a per-row length (an audio's frames): right-padded with zeros to the longest row first.
-_PADDED_KEYS = (AUDIO_FRAMES, AUDIO_MASK)
-
-
-def merge_vision_inputs(rows: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Concatenate each key along dim 0 over the rows that have it, in row order; rows without vision (``{}``) or
-    without one medium contribute nothing to its keys. Audio keys are right-padded to the longest audio first.
-
-    Every row with a medium must carry the same keys of it (see ``_MEDIUM_OF_KEY``); a mismatch raises ``KeyError``
-    naming both rows.
+    A row may lack a medium entirely (an image-only row beside a video row), but every row with a medium must carry
+    the same keys of it: a video row missing its seconds per grid while another has them would silently shift the
+    later rows' timing onto the wrong video. A mismatch raises ``KeyError`` naming both rows. (Keys the family does
+    not declare form one more group.)
     """
     first_seen: dict[str, tuple[int, list[str]]] = {}  # medium -> (first row with it, its keys there)
     parts: dict[str, list[torch.Tensor]] = {}
     for index, row in enumerate(rows):
         by_medium: dict[str, list[str]] = {}
         for key in sorted(row):
-            by_medium.setdefault(_MEDIUM_OF_KEY.get(key, "other"), []).append(key)
-        for medium, keys in by_medium.items():
-            first_row, expected = first_seen.setdefault(medium, (index, keys))
-            if keys != expected:
-                missing, extra = sorted(set(expected) - set(keys)), sorted(set(keys) - set(expected))
+            by_medium.setdefault(keys.medium(key), []).append(key)
+        for medium, row_keys in by_medium.items():
+            first_row, expected = first_seen.setdefault(medium, (index, row_keys))
+            if row_keys != expected:
+                missing, extra = sorted(set(expected) - set(row_keys)), sorted(set(row_keys) - set(expected))
                 raise KeyError(
-                    f"vision inputs of row {index} have {medium} keys {keys} but row {first_row} has {expected} "
+                    f"vision inputs of row {index} have {medium} keys {row_keys} but row {first_row} has {expected} "
                     f"(row {index} misses {missing}, adds {extra}); every row with {medium} needs the same keys"
                 )
         for key in sorted(row):
@@ -63,7 +48,7 @@ def merge_vision_inputs(rows: Sequence[Mapping[str, torch.Tensor]]) -> dict[str,
             if not isinstance(value, torch.Tensor) or value.dim() == 0:
                 raise TypeError(f"vision input {key!r} of row {index} must be a tensor with a first dimension")
             parts.setdefault(key, []).append(value)
-    return {key: torch.cat(_padded(values) if key in _PADDED_KEYS else values, dim=0) for key, values in parts.items()}
+    return {key: torch.cat(_padded(values) if key in keys.padded else values, dim=0) for key, values in parts.items()}
 
 
 def _padded(values: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -71,19 +56,19 @@ def _padded(values: list[torch.Tensor]) -> list[torch.Tensor]:
     return [torch.nn.functional.pad(value, (0, longest - value.shape[-1])) for value in values]
 
 
-def position_inputs(rows: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def position_inputs(rows: Sequence[Mapping[str, torch.Tensor]], keys: InputKeys) -> dict[str, torch.Tensor]:
     """:func:`merge_vision_inputs` without the pixels: what a forward over precomputed features still needs."""
-    return merge_vision_inputs([without_pixels(row) for row in rows])
+    return merge_vision_inputs([without_pixels(row, keys) for row in rows], keys)
 
 
-def without_pixels(row: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """One row's vision inputs minus the pixels, once its features are computed and the tower will not rerun."""
-    return {key: value for key, value in row.items() if key not in MODALITY_OF_PIXELS}
+def without_pixels(row: Mapping[str, torch.Tensor], keys: InputKeys) -> dict[str, torch.Tensor]:
+    """One row's inputs minus those a tower encodes, once its features are computed and the tower will not rerun."""
+    return {key: value for key, value in row.items() if key not in keys.towers}
 
 
-def has_pixels(row: Mapping[str, torch.Tensor]) -> bool:
-    """Whether a row's vision inputs hold pixels (images or video) or audio frames for a tower."""
-    return any(key in row for key in MODALITY_OF_PIXELS)
+def has_pixels(row: Mapping[str, torch.Tensor], keys: InputKeys) -> bool:
+    """Whether a row's inputs hold anything for a tower (pixels of images or video, audio frames)."""
+    return any(key in keys.towers for key in row)
 
 
 def placeholder_tokens(input_ids: torch.Tensor, placeholder_ids: Sequence[int]) -> torch.Tensor:

@@ -139,12 +139,12 @@ def test_log_probs_follow_the_audio_and_precomputed_features_score_the_same(omni
     rows = list(prompts["vision_inputs"])
     assert rows[3]["input_features"].shape[-1] < rows[0]["input_features"].shape[-1]  # padded when merged
     with torch.no_grad():
-        raw = response_log_probs(model, tokens, merge_vision_inputs(rows), responses).log_probs
+        raw = response_log_probs(model, tokens, merge_vision_inputs(rows, adapter.input_keys), responses).log_probs
         groups = build_sp_groups(1)
         features = append_row_audio(
             encode_row_videos(adapter.video_encoder(model), rows, groups, torch.device("cpu")),
             encode_row_audio(adapter.audio_encoder(model), rows, groups, torch.device("cpu")))
-        kwargs = {**position_inputs(rows), **adapter.encoder_kwargs(
+        kwargs = {**position_inputs(rows, adapter.input_keys), **adapter.encoder_kwargs(
             model, torch.cat(features), placeholder_tokens(tokens["input_ids"], adapter.media_placeholder_ids(model)))}
         precomputed = response_log_probs(model, tokens, kwargs, responses).log_probs
     torch.testing.assert_close(raw[0], raw[2], atol=1e-6, rtol=0)

@@ -46,7 +46,7 @@ def video_family_case(family: str, model_dir: Path, tmp_dir: Path) -> dict[str, 
     with torch.no_grad():
         features = torch.cat([encoder(row["pixel_values_videos"], row["video_grid_thw"])
                               for row in case["vision_rows"]])
-    reference = {**plain_forward_scores(model, case), "features": features}
+    reference = {**plain_forward_scores(model, case, adapter.input_keys), "features": features}
     return {"family": family, "model_dir": model_dir, "case": case, "path": str(path), "reference": reference}
 
 

@@ -11,7 +11,7 @@ import torch.distributed as dist
 from longrl.models import get_adapter
 from longrl.mrsp import PrefillInputs, build_sp_groups, encode_row_videos, sharded_response_scores, use_mrsp_attention
 from longrl.protocol import TOKEN_KEYS
-from longrl.workers.vision_inputs import merge_vision_inputs
+from longrl.workers.vision_inputs import position_inputs
 
 
 def score_with_sp(family: str, model_dir: str, case_path: str, padding_free: bool, num_chunks: int,
@@ -37,7 +37,7 @@ def score_with_sp(family: str, model_dir: str, case_path: str, padding_free: boo
                                     num_chunks)
         features = torch.cat([f for f in per_row if f is not None])
         tokens = {key: case[key] for key in TOKEN_KEYS if key in case}
-        grids = {k: v for k, v in merge_vision_inputs(case["vision_rows"]).items() if "pixel" not in k}
+        grids = position_inputs(case["vision_rows"], adapter.input_keys)
         inputs = PrefillInputs(case["input_ids"], case["attention_mask"], adapter.position_ids(model, tokens, grids),
                                case["responses"], features, adapter.media_placeholder_ids(model), case["pad_token_id"])
         log_probs, entropy = sharded_response_scores(model, inputs, groups, adapter.encoder_kwargs, with_entropy=True,

@@ -80,7 +80,8 @@ def _reference(family: str, model_dir, case: dict) -> dict:
                 parts.append(model.get_video_features(row["pixel_values_videos"], row["video_grid_thw"],
                                                       return_dict=True))
             features += [torch.cat(list(part.pooler_output)) for part in parts]
-    logits = model(**{k: case[k] for k in TOKEN_KEYS}, **merge_vision_inputs(rows)).logits
+    vision = merge_vision_inputs(rows, get_adapter(family).input_keys)
+    logits = model(**{k: case[k] for k in TOKEN_KEYS}, **vision).logits
     prompt_width = case["input_ids"].shape[1] - RESPONSE_WIDTH
     logits = logits[:, prompt_width - 1 : -1].float()
     log_probs = torch.log_softmax(logits, -1).gather(-1, case["responses"].unsqueeze(-1)).squeeze(-1)
@@ -120,7 +121,7 @@ def test_unsharded_scoring_with_precomputed_image_and_video_features(family, tin
     adapter = get_adapter(family)
     model = adapter.load_model(model_dir).eval()
     tokens = {k: case[k] for k in TOKEN_KEYS}
-    grids = position_inputs(case["vision_rows"])
+    grids = position_inputs(case["vision_rows"], adapter.input_keys)
     kwargs = {**grids, **adapter.encoder_kwargs(model, reference["features"], placeholder_tokens(
         case["input_ids"], adapter.media_placeholder_ids(model)))}
     with torch.no_grad():

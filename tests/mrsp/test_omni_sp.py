@@ -81,7 +81,7 @@ def _reference(model_dir: Path, case: dict) -> dict:
                                                         return_dict=True).last_hidden_state])
                     for row in rows[:2]]
     tokens = {key: case[key] for key in ("input_ids", "attention_mask")}
-    logits = model(**tokens, **merge_vision_inputs(rows)).logits
+    logits = model(**tokens, **merge_vision_inputs(rows, get_adapter(FAMILY).input_keys)).logits
     prompt_width = case["input_ids"].shape[1] - RESPONSE_WIDTH
     logits = logits[:, prompt_width - 1 : -1].float()
     log_probs = torch.log_softmax(logits, -1).gather(-1, case["responses"].unsqueeze(-1)).squeeze(-1)
@@ -103,7 +103,7 @@ def score_omni(model_dir: str, case_path: str) -> dict[str, Any]:
         lambda _module, _args, kwargs: frames.append(int(kwargs["feature_lens"].sum())), with_kwargs=True)
     rows = case["vision_rows"]
     tokens = {key: case[key] for key in ("input_ids", "attention_mask")}
-    positions = adapter.position_ids(model, tokens, position_inputs(rows))
+    positions = adapter.position_ids(model, tokens, position_inputs(rows, adapter.input_keys))
     cpu = torch.device("cpu")
     results: dict[str, Any] = {}
     for mode in ("padded", "shared"):

@@ -22,7 +22,7 @@ from longrl.data.video import DecodedVideo
 from longrl.models import get_adapter
 from longrl.mrsp import PrefillInputs, build_sp_groups, encode_row_videos, sharded_response_scores, use_mrsp_attention
 from longrl.protocol import TOKEN_KEYS
-from longrl.workers.vision_inputs import merge_vision_inputs
+from longrl.workers.vision_inputs import merge_vision_inputs, position_inputs
 
 from mrsp.ranks import max_masked_diff
 from mrsp.spawn import run_on_ranks
@@ -74,9 +74,10 @@ def _case(family: str, model_dir: Path, tmp_path: Path) -> tuple[dict, str]:
 
 def _reference(family: str, model_dir: Path, case: dict) -> dict:
     """The plain HF forward of the six full rows (the tower runs on each row's pixels)."""
-    model = get_adapter(family).load_model(model_dir).eval()
+    adapter = get_adapter(family)
+    model = adapter.load_model(model_dir).eval()
     tokens = {k: case[k] for k in TOKEN_KEYS if k in case}
-    logits = model(**tokens, **merge_vision_inputs(case["vision_rows"])).logits
+    logits = model(**tokens, **merge_vision_inputs(case["vision_rows"], adapter.input_keys)).logits
     prompt_width = case["input_ids"].shape[1] - RESPONSE_WIDTH
     logits = logits[:, prompt_width - 1 : -1].float()
     log_probs = torch.log_softmax(logits, -1).gather(-1, case["responses"].unsqueeze(-1)).squeeze(-1)
@@ -100,7 +101,7 @@ def score_modes(family: str, model_dir: str, case_path: str) -> dict[str, dict[s
     model.register_forward_pre_hook(
         lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1] * groups.sp_size), with_kwargs=True)
     tokens = {k: case[k] for k in TOKEN_KEYS if k in case}
-    grids = {k: v for k, v in merge_vision_inputs(case["vision_rows"]).items() if "pixel" not in k}
+    grids = position_inputs(case["vision_rows"], adapter.input_keys)
     positions = adapter.position_ids(model, tokens, grids)
     first = {uid: row for row, uid in reversed(list(enumerate(case["uids"])))}
     results = {}

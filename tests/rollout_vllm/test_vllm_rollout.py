@@ -132,7 +132,7 @@ def test_n_samples_distinct_with_the_models_log_probs_and_seeded(model_dir, hf, 
     got = out.tensors["rollout_log_probs"]
     assert torch.isfinite(got).all() and torch.all(got[~mask] == 0)
     # Independent recomputation: one HF forward over prompt + response with the raw pixels.
-    vision = merge_vision_inputs(list(out.non_tensors["vision_inputs"]))
+    vision = merge_vision_inputs(list(out.non_tensors["vision_inputs"]), hf.adapter.input_keys)
     with torch.no_grad():
         logits = hf.model(input_ids=out.tensors["input_ids"], attention_mask=out.tensors["attention_mask"],
                           mm_token_type_ids=out.tensors["mm_token_type_ids"], **vision).logits
@@ -153,7 +153,7 @@ def test_an_optimizer_step_synced_tensor_by_tensor_matches_hf(model_dir, hf, vll
     model = hf.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-2)
     sequence = before.tensors["input_ids"]
-    vision = merge_vision_inputs(list(before.non_tensors["vision_inputs"]))
+    vision = merge_vision_inputs(list(before.non_tensors["vision_inputs"]), hf.adapter.input_keys)
     logits = model(input_ids=sequence, attention_mask=before.tensors["attention_mask"],
                    mm_token_type_ids=before.tensors["mm_token_type_ids"], **vision).logits
     width = before.tensors["responses"].shape[1]

@@ -55,7 +55,7 @@ def rollout_batch(tiny_model_dir, tmp_path_factory):
 def _reference_log_probs(model_dir: Path, batch: Batch) -> torch.Tensor:
     """A full forward of the unsharded model over prompt + response, scored position by position."""
     model = get_adapter(FAMILY).load_model(model_dir).eval()
-    vision = merge_vision_inputs(batch.non_tensors["vision_inputs"])
+    vision = merge_vision_inputs(batch.non_tensors["vision_inputs"], get_adapter(FAMILY).input_keys)
     with torch.no_grad():
         logits = model(input_ids=batch.tensors["input_ids"], attention_mask=batch.tensors["attention_mask"],
                        mm_token_type_ids=batch.tensors["mm_token_type_ids"], **vision).logits

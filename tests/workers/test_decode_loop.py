@@ -46,7 +46,7 @@ def test_seeded_samples_are_the_inverse_cdf_draws_of_a_full_forward(setup):
     n, temperature, seed = 3, 0.7, 7
     params = sampling_params(eos, pad, MAX_NEW, n=n, temperature=temperature, top_k=20, top_p=0.9, seed=seed)
     out = rollout.generate(prompts, params)
-    vision = merge_vision_inputs(list(out.non_tensors["vision_inputs"]))
+    vision = merge_vision_inputs(list(out.non_tensors["vision_inputs"]), rollout.adapter.input_keys)
     with torch.no_grad():
         logits = rollout.model(input_ids=out.tensors["input_ids"], attention_mask=out.tensors["attention_mask"],
                                mm_token_type_ids=out.tensors["mm_token_type_ids"], **vision).logits

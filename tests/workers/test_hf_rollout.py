@@ -125,7 +125,7 @@ def test_n_samples_interleaved_with_exact_log_probs_and_one_vision_pass(
         assert len({tuple(response_tokens(out, row * n + k)) for k in range(n)}) >= 2
     # Independent recomputation of log_softmax(logits / T) (top-k/top-p must not enter): one full forward
     # over prompt + response with the raw pixels.
-    vision = merge_vision_inputs(list(out.non_tensors["vision_inputs"]))
+    vision = merge_vision_inputs(list(out.non_tensors["vision_inputs"]), rollout.adapter.input_keys)
     with torch.no_grad():
         logits = rollout.model(input_ids=out.tensors["input_ids"], attention_mask=out.tensors["attention_mask"],
                                mm_token_type_ids=out.tensors["mm_token_type_ids"], **vision).logits
@@ -176,16 +176,17 @@ def test_right_padded_prompts_are_rejected(setup):
 def test_merge_vision_inputs_concatenates_rows_in_order_and_checks_keys():
     a = {"pixel_values_videos": torch.ones(4, 3), "video_grid_thw": torch.tensor([[1, 2, 2]])}
     b = {"pixel_values_videos": torch.zeros(8, 3), "video_grid_thw": torch.tensor([[2, 2, 2]])}
-    merged = merge_vision_inputs([a, {}, b])
+    keys = get_adapter(FAMILY).input_keys
+    merged = merge_vision_inputs([a, {}, b], keys)
     assert merged["pixel_values_videos"].tolist() == [[1.0] * 3] * 4 + [[0.0] * 3] * 8
     assert merged["video_grid_thw"].tolist() == [[1, 2, 2], [2, 2, 2]]
-    assert merge_vision_inputs([{}, {}]) == {}
+    assert merge_vision_inputs([{}, {}], keys) == {}
     image_row = {"pixel_values": torch.full((2, 3), 5.0), "image_grid_thw": torch.tensor([[1, 1, 2]])}
-    mixed = merge_vision_inputs([a, image_row, b])  # an image-only row beside video rows lacks only video keys
+    mixed = merge_vision_inputs([a, image_row, b], keys)  # an image-only row beside video rows lacks only video keys
     assert mixed["image_grid_thw"].tolist() == [[1, 1, 2]] and mixed["pixel_values"].tolist() == [[5.0] * 3] * 2
     assert mixed["video_grid_thw"].tolist() == [[1, 2, 2], [2, 2, 2]]
     with pytest.raises(KeyError, match=r"row 2 have video keys .* but row 0 .*misses \[.video_grid_thw.\]"):
-        merge_vision_inputs([a, {}, {"pixel_values_videos": torch.zeros(1, 3)}])
+        merge_vision_inputs([a, {}, {"pixel_values_videos": torch.zeros(1, 3)}], keys)
 
 
 def test_sampling_params_from_config_and_validation_override():

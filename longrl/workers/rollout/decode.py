@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import LogitsProcessorList, PreTrainedModel
@@ -60,7 +61,7 @@ _warned_capture = False
 class DecodeInputs:
     """What the loop needs of ``B`` left-padded prompts of width ``P``."""
 
-    embeds: torch.Tensor  # (B, P, hidden): text embeddings with the vision features spliced in
+    features: dict[str, Any]  # the prefill's keywords for the prompts' precomputed media features (the family's)
     input_ids: torch.Tensor  # (B, P)
     attention_mask: torch.Tensor  # (B, P)
     position_ids: torch.Tensor  # (B, P + max_new_tokens) or (k, B, P + max_new_tokens) for mrope
@@ -95,8 +96,9 @@ def sample_with_shared_prefill(
     graphs = (cuda_graphs and decoder.capturable and decoder.device.type == "cuda"
               and max_new_tokens > 2)  # at least one replay after the eager warm-up step
     with prefix_cache_attention_on(model):
-        logits = model(inputs_embeds=inputs.embeds, position_ids=inputs.position_ids[..., :width], use_cache=False,
-                       logits_to_keep=1, shared_decode=decoder.cache).logits[:, -1].repeat_interleave(n, dim=0)
+        logits = model(input_ids=inputs.input_ids, position_ids=inputs.position_ids[..., :width], use_cache=False,
+                       logits_to_keep=1, shared_decode=decoder.cache, **inputs.features
+                       ).logits[:, -1].repeat_interleave(n, dim=0)
         decoder.choose(logits, 0)
         runner = _GraphRunner(decoder) if graphs else None
         column = 1
@@ -126,7 +128,8 @@ class _Decoder:
         self.model = model
         text = model.config.get_text_config()
         self.cache = PrefixCache(inputs.attention_mask, n, max_new_tokens,
-                                 text.num_attention_heads // text.num_key_value_heads, inputs.embeds.dtype)
+                                 text.num_attention_heads // text.num_key_value_heads,
+                                 model.get_input_embeddings().weight.dtype)
         rows = batch * n
         # Response columns' positions per sample: (.., B * n, max_new_tokens); a step reads the fed token's column.
         self.positions = inputs.position_ids[..., width:].repeat_interleave(n, dim=-2).contiguous()

@@ -1,13 +1,14 @@
-"""Rollout with a Hugging Face model from prompt embeddings: the quickstart default engine.
+"""Rollout with a Hugging Face model: the quickstart default engine.
 
-The engine holds its own full (unsharded) copy of the model. Each prompt's video features are spliced into the
-text embeddings at the video placeholder tokens (the features come with the prompts as ``video_embeds``, MR-SP
-stage 1 run by the worker on the actor's tower, or, for prompts without them, from one pass of this copy's tower).
+The engine holds its own full (unsharded) copy of the model. Each prompt's media features reach the prefill through
+the family's ``encoder_kwargs``, as in the actor's forward (the features come with the prompts as ``video_embeds``,
+MR-SP stage 1 run by the worker on the actor's tower, or, for prompts without them, from one pass of this copy's
+towers).
 Each prompt is then prefilled once and its ``n`` samples decoded from the shared key/value cache
 (:mod:`longrl.workers.rollout.decode`), not prefilled ``n`` times as ``generate`` over ``n`` copies would.
 
-Positions: Qwen-VL needs 3-D mrope positions computed from the token ids and the video grid; the family's
-adapter computes them over prompt + response columns, the rule the actor's forward applies to the same rows.
+Positions: the family's adapter computes them over prompt + response columns (3-D mrope positions from the token ids
+and the media grids, where the family has them), the rule the actor's forward applies to the same rows.
 
 Rollout log-probs are recorded from the raw logits of each step before any sampling processor touches
 them, as ``log_softmax(logits / T)`` (``T = 1`` for greedy): the distribution the actor recomputes, not
@@ -16,7 +17,6 @@ the top-k/top-p truncated one the token was drawn from.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -29,24 +29,21 @@ from transformers.generation.logits_process import (
 )
 
 from longrl.models import adapter_for_model_dir
+from longrl.mrsp import build_sp_groups, encode_row_media
 from longrl.protocol import Batch
 from longrl.workers.rollout.base import RolloutEngine, WeightsLike, media_token_ids
 from longrl.workers.rollout.decode import DecodeInputs, sample_with_shared_prefill
 from longrl.workers.rollout.output import build_rollout_batch
 from longrl.workers.rollout.sampling import SamplingParams
 from longrl.workers.vision_inputs import (
-    MODALITY_OF_PIXELS,
     VIDEO_EMBEDS,
+    has_pixels,
     joined_features,
-    merge_vision_inputs,
-    splice_features,
-    without_pixels,
+    placeholder_tokens,
+    position_inputs,
 )
 
-__all__ = ["HFRollout", "prompt_embeddings"]
-
-# The second argument of each tower's ``get_<modality>_features``, next to its pixels / audio frames.
-_GRID_KEYS = {"image": "image_grid_thw", "video": "video_grid_thw", "audio": "feature_attention_mask"}
+__all__ = ["HFRollout"]
 
 
 class HFRollout(RolloutEngine):
@@ -62,6 +59,7 @@ class HFRollout(RolloutEngine):
         # Media tokens are never generated (see media_token_ids). Log-probs are recorded before any processor, so
         # rollout log-probs stay those of the full distribution the actor scores.
         self._no_media_tokens = SuppressTokensLogitsProcessor(media_token_ids(self.model.config), device=self.device)
+        self._groups = build_sp_groups(1)  # this copy's towers are its own: no process group is involved
 
     @torch.no_grad()
     def generate(self, prompts: Batch, sampling: SamplingParams) -> Batch:
@@ -69,19 +67,17 @@ class HFRollout(RolloutEngine):
         out_device = prompts.tensors["input_ids"].device
         input_ids = prompts.tensors["input_ids"].to(self.device)
         attention_mask = prompts.tensors["attention_mask"].to(self.device)
+        keys = self.adapter.input_keys
         vision_rows = list(prompts.non_tensors.get("vision_inputs", [{}] * len(prompts)))
-        features = (joined_features(prompts.non_tensors[VIDEO_EMBEDS], self.device)
-                    if VIDEO_EMBEDS in prompts.non_tensors else None)
-        tower_rows = vision_rows if features is None else [without_pixels(row) for row in vision_rows]
-        vision = {key: value.to(self.device) for key, value in merge_vision_inputs(tower_rows).items()}
         # Once per prompt, shared by its n samples; from the rows' precomputed features when they carry them.
-        embeds = prompt_embeddings(self.model, input_ids, vision, features,
-                                   self.adapter.media_placeholder_ids(self.model))
-        grids = without_pixels(vision)  # the grids the positions are computed from
+        features = joined_features(self._row_features(prompts, vision_rows), self.device)
+        prefill = {} if features is None else self.adapter.encoder_kwargs(
+            self.model, features, placeholder_tokens(input_ids, self.adapter.media_placeholder_ids(self.model)))
+        grids = {key: value.to(self.device) for key, value in position_inputs(vision_rows, keys).items()}
         mm_token_type_ids = prompts.tensors["mm_token_type_ids"] if "mm_token_type_ids" in prompts.tensors.keys() else None
         positions = self._positions(input_ids, attention_mask, mm_token_type_ids, grids, sampling.max_new_tokens)
         generated, log_probs = sample_with_shared_prefill(
-            self.model, DecodeInputs(embeds, input_ids, attention_mask, positions),
+            self.model, DecodeInputs(prefill, input_ids, attention_mask, positions),
             LogitsProcessorList([self._no_media_tokens, *_sampling_warpers(sampling)]),
             n=sampling.n, first_sample=sampling.first_sample, max_new_tokens=sampling.max_new_tokens,
             greedy=sampling.greedy, eos_token_ids=sampling.eos_token_ids, pad_token_id=sampling.pad_token_id,
@@ -91,6 +87,20 @@ class HFRollout(RolloutEngine):
             prompts, sampling.n, generated.to(out_device), log_probs.to(out_device),
             sampling.eos_token_ids, sampling.pad_token_id, sampling.max_new_tokens,
         )
+
+    def _row_features(self, prompts: Batch, vision_rows: list[dict[str, torch.Tensor]]) -> list[torch.Tensor | None]:
+        """Each row's media features: those it carries (``video_embeds``), else one pass of this copy's towers over
+        every such row's inputs together (MR-SP stage 1 at SP size 1, on a tower no other process shares)."""
+        features = list(prompts.non_tensors.get(VIDEO_EMBEDS, [None] * len(prompts)))
+        todo = [row for row, known in enumerate(features) if known is None
+                and has_pixels(vision_rows[row], self.adapter.input_keys)]
+        if todo:
+            encoded = encode_row_media(self.adapter.video_encoder(self.model), self.adapter.audio_encoder(self.model),
+                                       [vision_rows[row] for row in todo], self._groups, self.device,
+                                       sharded_tower=False)
+            for row, row_features in zip(todo, encoded):
+                features[row] = row_features
+        return features
 
     def _positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    mm_token_type_ids: torch.Tensor | None, grids: dict[str, torch.Tensor],
@@ -127,34 +137,6 @@ class HFRollout(RolloutEngine):
             raise ValueError(f"load_weights: shape mismatch for {len(wrong)} tensor(s): {_preview(wrong)}")
         for name, tensor in state_dict.items():
             own[name].copy_(tensor)
-
-
-def prompt_embeddings(
-    model: PreTrainedModel,
-    input_ids: torch.Tensor,
-    vision: Mapping[str, torch.Tensor],
-    visual_features: torch.Tensor | None = None,
-    placeholder_ids: tuple[int, ...] = (),
-) -> torch.Tensor:
-    """Text embeddings of ``input_ids`` with each image/video/audio's features written over its placeholder tokens.
-
-    ``vision`` is the merged (all rows) form from :func:`merge_vision_inputs`; features fill placeholders
-    in row-major order, the order the processor laid the media out in. ``visual_features`` (the rows' precomputed
-    features, that order too, filling every ``placeholder_ids`` token), when given, are used instead of running the
-    towers on the pixels and audio frames.
-    """
-    embeds = model.get_input_embeddings()(input_ids)
-    if visual_features is not None:
-        return splice_features(embeds, input_ids, placeholder_ids, visual_features, "visual")
-    for pixel_key, modality in MODALITY_OF_PIXELS.items():
-        if pixel_key not in vision:
-            continue
-        encoder = getattr(model, f"get_{modality}_features")
-        features = encoder(vision[pixel_key], vision[_GRID_KEYS[modality]], return_dict=True).pooler_output
-        if not isinstance(features, torch.Tensor):  # vision towers split their output per image / video
-            features = torch.cat(list(features), dim=0)
-        embeds = splice_features(embeds, input_ids, getattr(model.config, f"{modality}_token_id"), features, modality)
-    return embeds
 
 
 def _sampling_warpers(sampling: SamplingParams) -> list[LogitsProcessor]:
