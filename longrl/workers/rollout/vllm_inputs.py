@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from longrl.config.validate import ROLLOUT_PROMPT_INPUTS as PROMPT_INPUTS
-from longrl.protocol import Batch
+from longrl.protocol import ATTENTION_MASK, INPUT_IDS, VISION_INPUTS, Batch
 from longrl.workers.vision_inputs import VIDEO_EMBEDS, splice_features
 
 __all__ = ["PROMPT_INPUTS", "collapse_runs", "vllm_prompts"]
@@ -51,9 +51,9 @@ def vllm_prompts(
     """
     if mode not in PROMPT_INPUTS:
         raise ValueError(f"worker.rollout.prompt_input must be one of {PROMPT_INPUTS}, got {mode!r}")
-    ids, mask = prompts.tensors["input_ids"], prompts.tensors["attention_mask"].bool()
+    ids, mask = prompts.tensors[INPUT_IDS], prompts.tensors[ATTENTION_MASK].bool()
     features = list(prompts.non_tensors.get(VIDEO_EMBEDS, [None] * len(prompts)))
-    vision_rows = list(prompts.non_tensors.get("vision_inputs", [{}] * len(prompts)))
+    vision_rows = list(prompts.non_tensors.get(VISION_INPUTS, [{}] * len(prompts)))
     out = []
     for row in range(len(prompts)):
         if "image_grid_thw" in vision_rows[row]:
