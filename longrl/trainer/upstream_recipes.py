@@ -2,8 +2,9 @@
 
 Each ``examples/**/*.sh`` that runs ``verl.trainer.main`` is read as a shell script would run it (its variables and
 positional arguments filled with placeholders), then its arguments are handed to longrl's entry point with
-``--cfg job``: the script composes, or longrl's refusal is reported. With ``run_one_step`` the same arguments train
-one step on CPU with only the model and data paths swapped for a tiny random model of the script's family and a few
+``--cfg job`` (Long-RL's diffusion configs: Flow-GRPO's, ``longrl.flow.main``): the script composes, or longrl's
+refusal is reported. With ``run_one_step`` the same arguments train one step on CPU with only the model and data paths
+swapped for a tiny random model of the script's family (a tiny diffusers pipeline for the diffusion scripts) and a few
 rows in its dataset's layout, plus the overrides that make the step tiny; the reward file is the checkout's own.
 """
 
@@ -27,7 +28,7 @@ from omegaconf import OmegaConf
 # Substrings of the model path (or the script's name), first match wins -> longrl family; None: no tiny builder.
 FAMILY_HINTS: tuple[tuple[str, str | None], ...] = (
     ("omni", "qwen2_5_omni"), ("vila", "vila"), ("qwen3_vl", None), ("qwen2_5_vl", "qwen2_5_vl"),
-    ("qwen2_vl", "qwen2_vl"), ("qwen3", "qwen3"), ("qwen2", "qwen2"), ("stable_diffusion", None), ("wan2_", None))
+    ("qwen2_vl", "qwen2_vl"), ("qwen3", "qwen3"), ("qwen2", "qwen2"), ("stable_diffusion", "sd3"), ("wan2_", "wan"))
 TEXT_FAMILIES = ("qwen2", "qwen3")
 # Overrides that make a step tiny on one CPU process; each applies only where the composed config has the key.
 TINY_OVERRIDES = {
@@ -38,7 +39,9 @@ TINY_OVERRIDES = {
     "worker.actor.micro_batch_size_per_device_for_update": "2",
     "worker.actor.micro_batch_size_per_device_for_experience": "2", "worker.actor.ulysses_size": "1",
     "worker.rollout.tensor_parallel_size": "1", "data.max_response_length": "8", "data.min_pixels": "3136",
-    "data.max_pixels": "12544", "algorithm.max_try_make_batch": "2"}
+    "data.max_pixels": "12544", "algorithm.max_try_make_batch": "2",
+    # Flow-GRPO: 32 px media (16 latent px under the tiny VAE, inside the tiny SD3's position table), 2 SDE steps
+    "worker.rollout.height": "32", "worker.rollout.width": "32", "worker.rollout.num_steps": "2"}
 # Overrides that apply only where the composed config sets the key (a frame count excludes fps sampling).
 TINY_IF_SET = {"worker.rollout.num_video_frames": "4"}
 # A random tiny model scores every response of a group alike, so DAPO's online filter would keep no group and the
@@ -47,6 +50,7 @@ FILTER_OFF = ("algorithm.online_filtering", "false")
 DATA_KEYS = ("data.train_files", "data.val_files")
 MEDIA_KEYS = ("data.video_dir", "data.image_dir")
 MODEL_KEYS = ("worker.actor.model.model_path", "worker.actor.model.tokenizer_path")
+RL_ENTRY, FLOW_ENTRY = "longrl.trainer.main", "longrl.flow.main"
 
 
 @dataclass
@@ -66,7 +70,7 @@ class Recipe:
     def entry(self) -> str:
         """Long-RL's diffusion configs go to Flow-GRPO's entry point, everything else to the RL trainer's."""
         config = dict(_split(arg) for arg in self.args if "=" in arg).get("config", "")
-        return "longrl.flow.main" if "diffusion" in config else "longrl.trainer.main"
+        return FLOW_ENTRY if "diffusion" in config else RL_ENTRY
 
 
 @dataclass
@@ -148,15 +152,29 @@ def model_family(recipe: Recipe) -> tuple[str, str | None]:
     return next(((needle, family) for needle, family in FAMILY_HINTS if needle in hint), ("unknown", None))
 
 
+# torch.hub / model_zoo announce on stdout what they fetch on first use: the URL a failed run could not reach.
+_DOWNLOADING = re.compile(r'Downloading:? "?(https?://[^"\s]+)')
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception)): (.*)$")
+
+
 def _refusal(stderr: str) -> str:
-    """The line that says why a run stopped: a missing module, longrl's config error, or the last error line."""
+    """The line that says why a run stopped, read from its output (stdout, where torch.hub announces a download,
+    then stderr): a missing module, longrl's config error, the last exception's message (with the URL it was
+    downloading when the download failed), or the last line."""
     missing = re.findall(r"No module named '([\w.]+)'", stderr)
     if missing:
         return f"missing dependency {missing[-1].split('.')[0]}"
     if "config error:" in stderr:  # the message and its indented list of refused keys
         return " ".join(stderr.rpartition("config error:")[2].split())
     lines = [line for line in stderr.splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
+    exceptions = [match for line in lines if (match := _EXCEPTION.match(line))]
+    if not exceptions:
+        return lines[-1] if lines else "no output"
+    name, message = exceptions[-1].groups()
+    downloads = _DOWNLOADING.findall(stderr)
+    if downloads and re.search(r"URLError|HTTPError|ConnectionError|urlopen error", message):
+        return f"needs {downloads[-1]}, fetched on first use, and the download failed: {name}: {message}"
+    return f"{name}: {message}"
 
 
 @contextlib.contextmanager
@@ -202,10 +220,15 @@ def _write_tone(path: Path, seconds: float = 0.5, rate: int = 16000) -> str:
 
 
 def _write_rows(kind: str, data: Any, out: Path) -> Path:
-    """A few rows in the layout of the script's dataset (its own prompt / answer / media keys), with real media."""
+    """A few rows in the layout of the script's dataset (its own prompt / answer / media keys), with real media; a
+    generator's rows are prompts alone."""
     out.mkdir(parents=True, exist_ok=True)
-    questions = [(f"What is {a} + {b}?", str(a + b)) for a, b in ((2, 3), (4, 4), (1, 6), (5, 2))]
-    rows = [{data.prompt_key: question, data.answer_key: answer} for question, answer in questions]
+    if kind == "prompts":
+        rows = [{data.prompt_key: prompt} for prompt in ("a photo of a red car", "a blue bench by the sea",
+                                                          "a green apple left of a yellow banana", "a white dog")]
+    else:
+        questions = [(f"What is {a} + {b}?", str(a + b)) for a, b in ((2, 3), (4, 4), (1, 6), (5, 2))]
+        rows = [{data.prompt_key: question, data.answer_key: answer} for question, answer in questions]
     if kind == "image":
         import numpy as np
         from PIL import Image
@@ -231,7 +254,9 @@ def _write_rows(kind: str, data: Any, out: Path) -> Path:
 
 
 def _data_kind(recipe: Recipe, family: str) -> str:
-    """video (a video folder or dataset, or Omni), text (a text family) or image rows."""
+    """prompts (a generator's), video (a video folder or dataset, or Omni), text (a text family) or image rows."""
+    if recipe.entry == FLOW_ENTRY:
+        return "prompts"
     settings = dict(_split(arg) for arg in recipe.args if "=" in arg)
     video_data = "data.video_dir" in settings or "video" in settings.get("data.train_files", "").lower()
     if family == "qwen2_5_omni" or video_data:
@@ -258,14 +283,24 @@ def one_step_overrides(recipe: Recipe, config: Any, model_dir: Path, rows: Path)
     return kept + [f"{key}={value}" for key, value in replaced.items()]
 
 
+def build_tiny_model(entry: str, family: str, out: Path) -> None:
+    """A tiny random model of ``family`` in ``out``: for Flow-GRPO a diffusers pipeline with a tiny VAE, made by its
+    builder's command line (the RL trainer's room imports nothing of the flow package), else the family adapter's."""
+    if entry == FLOW_ENTRY:
+        subprocess.run([sys.executable, "-m", "longrl.flow.tiny", "--family", family, "--out", str(out), "--vae"],
+                       check=True, capture_output=True)
+        return
+    from longrl.models.registry import get_adapter
+
+    get_adapter(family).build_tiny(out, seed=0)
+
+
 def run_one_step(recipe: Recipe, config: Any, family: str, work: Path, timeout: float) -> tuple[bool, str, dict]:
     """Train one step in ``work`` (its ``examples`` a link to the checkout's, so the script's relative paths and
     reward file are the checkout's own); (ran, note, the step's ``reward/*`` and score means)."""
-    from longrl.models.registry import get_adapter
-
     model_dir = work.parent / f"tiny_{family}"
     if not model_dir.exists():
-        get_adapter(family).build_tiny(model_dir, seed=0)
+        build_tiny_model(recipe.entry, family, model_dir)
     rows = _write_rows(_data_kind(recipe, family), config.data, work / "data")
     (work / "examples").symlink_to(recipe.root / "examples", target_is_directory=True)
     args = one_step_overrides(recipe, config, model_dir, rows)
@@ -274,7 +309,7 @@ def run_one_step(recipe: Recipe, config: Any, family: str, work: Path, timeout: 
     (work / "run.log").write_text(shlex.join(args) + "\n\n" + done.stdout + "\n" + done.stderr)
     metrics_files = sorted(work.glob("outputs/logs/*/*/metrics.jsonl"))
     if done.returncode != 0 or not metrics_files:
-        return False, _refusal(done.stderr), {}
+        return False, _refusal(done.stdout + "\n" + done.stderr), {}
     steps = [json.loads(line) for line in metrics_files[0].read_text().splitlines()]
     means = {key: value for key, value in steps[-1].items() if key.startswith("reward/") or key == "critic/score/mean"}
     filter_off = f"{FILTER_OFF[0]}={FILTER_OFF[1]}" in args
@@ -290,9 +325,6 @@ def check(recipe: Recipe, checkout: str, work: Path, one_step: bool, timeout: fl
     if config is not None:
         result.reward_function = str(OmegaConf.select(config, "worker.reward.reward_function", default="") or "")
     if not one_step or config is None:
-        return result
-    if recipe.entry != "longrl.trainer.main":
-        result.step_note = "not attempted: one-step covers the RL trainer, not Flow-GRPO"
         return result
     if family is None:
         result.step_note = f"not attempted: longrl has no model family for {result.family}"

@@ -1,14 +1,17 @@
 """The upstream-recipe checker on a made-up checkout written in EasyR1's conventions: a script line with
-``config=examples/config.yaml``, a config.yaml that names a batch reward file, and that reward file."""
+``config=examples/config.yaml``, a config.yaml that names a batch reward file, and that reward file; and a diffusion
+script in Long-RL's (``config=examples/config_diffusion.yaml``), which goes to Flow-GRPO."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from longrl.trainer.upstream_recipes import (FILTER_OFF, MEDIA_KEYS, TINY_IF_SET, TINY_OVERRIDES, Result, check,
-                                            compose, find_recipes, markdown_table, one_step_overrides, read_recipe)
+from longrl.trainer.upstream_recipes import (FILTER_OFF, FLOW_ENTRY, MEDIA_KEYS, TINY_IF_SET, TINY_OVERRIDES, Recipe,
+                                            Result, _data_kind, _refusal, _write_rows, check, compose, find_recipes,
+                                            markdown_table, model_family, one_step_overrides, read_recipe)
 
 CONFIG = """\
 data:
@@ -122,3 +125,85 @@ def test_one_step_trains_with_the_checkouts_own_reward_file(tmp_path):
     assert isinstance(result, Result) and result.composed, result.compose_note
     assert result.step, result.step_note
     assert result.reward_means == {"critic/score/mean": 0.5, "reward/shape": 0.25}
+
+
+# Long-RL's diffusion configs start from its text-model config (here a few of those keys, written for this test)
+# and mark every section with ``diffusion: true``.
+DIFFUSION_CONFIG = """\
+data:
+  train_files: ./examples/diffusion_data/prompts.jsonl
+  val_files: ./examples/diffusion_data/val_prompts.jsonl
+  prompt_key: text
+  max_prompt_length: 2048
+  diffusion: true
+worker:
+  actor:
+    diffusion: true
+    model:
+      model_path: someone/stable-diffusion-3
+  rollout:
+    n: 5
+    temperature: 1.0
+    resolution: 768
+    num_steps: 10
+    diffusion: true
+  reward:
+    reward_type: batch
+    reward_function: ./examples/reward_function/diffusion.py:compute_score
+trainer:
+  experiment_name: demo_diffusion
+  n_gpus_per_node: 8
+  diffusion: true
+"""
+DIFFUSION_SCRIPT = """\
+#!/bin/bash
+MODEL_PATH=stabilityai/stable-diffusion-3.5-medium
+python3 -m verl.trainer.main \\
+    config=examples/config_diffusion.yaml \\
+    worker.actor.model.model_path=${MODEL_PATH} \\
+    trainer.experiment_name=image_diffusion_grpo
+"""
+
+
+def test_a_diffusion_script_steps_through_flow_grpo_at_a_tiny_size(tmp_path):
+    """Its entry point is Flow-GRPO's, its tiny stand-in the SD3 pipeline, its rows prompts under its own key; the
+    one step replaces the model and data paths and shrinks the media and denoising steps, over the resolution the
+    config file sets."""
+    root = tmp_path / "up"
+    (root / "examples/new_supports").mkdir(parents=True)
+    (root / "examples/config_diffusion.yaml").write_text(DIFFUSION_CONFIG)
+    (root / "examples/new_supports/sd3_image_grpo.sh").write_text(DIFFUSION_SCRIPT)
+    [recipe] = find_recipes(root)
+    assert recipe.entry == FLOW_ENTRY and model_family(recipe) == ("stable_diffusion", "sd3")
+    assert _data_kind(recipe, "sd3") == "prompts"
+    config, note = compose(recipe)
+    assert config is not None, note
+    assert config.worker.rollout.height == config.worker.rollout.width == 768
+    rows = _write_rows("prompts", config.data, tmp_path / "rows")
+    assert [list(row) for row in map(json.loads, rows.read_text().splitlines())] == [["text"]] * 4
+    args = one_step_overrides(recipe, config, Path("/m"), rows)
+    assert args[:2] == ["config=examples/config_diffusion.yaml", "trainer.experiment_name=image_diffusion_grpo"]
+    settings = dict(arg.split("=", 1) for arg in args[2:])
+    assert set(settings) <= {*TINY_OVERRIDES, "worker.actor.model.model_path", "data.train_files", "data.val_files"}
+    tiny, _ = compose(Recipe(root, recipe.script, args, recipe.model_hint))
+    rollout = tiny.worker.rollout
+    assert (rollout.height, rollout.width, rollout.num_steps, rollout.n) == (32, 32, 2, 2)
+    assert tiny.worker.actor.model.model_path == "/m" and tiny.data.train_files == str(rows)
+
+
+def test_a_failed_first_use_download_is_named_with_its_url():
+    stderr = """\
+Downloading: "https://example.org/releases/scorer_weights.pt" to /root/.cache/torch/hub/checkpoints/scorer_weights.pt
+Traceback (most recent call last):
+urllib.error.URLError: <urlopen error [Errno -2] Name or service not known>
+
+The above exception was the direct cause of the following exception:
+
+longrl.rewards.loader.RewardFunctionError: batch reward function q.py:score raised URLError: <urlopen error offline>
+  on a batch of 4 samples; a batch function scores all samples in one call
+"""
+    assert _refusal(stderr) == (
+        "needs https://example.org/releases/scorer_weights.pt, fetched on first use, and the download failed: "
+        "RewardFunctionError: batch reward function q.py:score raised URLError: <urlopen error offline>")
+    assert _refusal("Traceback (most recent call last):\nValueError: bad shape\n  more detail") == (
+        "ValueError: bad shape")
