@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from omegaconf import OmegaConf
 
+from longrl.config.describe import field_notes
 from longrl.config.errors import ConfigError
 from longrl.config.loader import load_config
 from longrl.flow.config import FlowRootConfig
@@ -52,6 +54,17 @@ def test_mistakes_are_named(override, message):
 def test_the_entry_point_reports_a_config_error(capsys):
     assert main([*REQUIRED, "worker.rollout.n=1"]) == 2
     assert "config error: worker.rollout.n (1) must be >= 2" in capsys.readouterr().err
+
+
+def test_every_key_and_section_of_the_flow_stage_has_a_one_line_note():
+    """``--help`` prints the comment above each field as its key's note."""
+    def keys(node: dict, prefix: str = "") -> list[str]:
+        return [key for name, child in node.items() for key in [f"{prefix}{name}", *(
+            keys(child, f"{prefix}{name}.") if isinstance(child, dict) else [])]]
+
+    every = keys(OmegaConf.to_container(OmegaConf.structured(FlowRootConfig)))
+    assert len(every) > 90 and "worker.rollout.num_steps" in every and "worker.actor.lora" in every
+    assert [key for key in every if key not in field_notes(FlowRootConfig)] == []
 
 
 def test_without_the_flow_extra_the_package_names_the_install():
