@@ -38,7 +38,7 @@ import torch
 
 from longrl.embeds.store import CachedVideo, EmbeddingStore
 from longrl.protocol import Batch
-from longrl.workers.vision_inputs import VIDEO_EMBEDS
+from longrl.workers.vision_inputs import VIDEO_EMBEDS, without_pixels
 from workload import (CACHE_KEY, N_ROLLOUTS, PHASES, grpo_step, make_prompts, model_directory, set_rank_environment,
                       spawn, worker_config)
 
@@ -47,7 +47,7 @@ def fill_cache(worker: Any, prompts: Batch, store: EmbeddingStore) -> None:
     """Encode ``prompts``' video once (outside any timing) into ``store``, as scripts/cache_video_embeds.py does."""
     features = worker.actor.with_video_features(prompts).non_tensors[VIDEO_EMBEDS][0]
     row = prompts.non_tensors["vision_inputs"][0]
-    store.put(CACHE_KEY, {"frames": row["video_grid_thw"].tolist()}, CachedVideo.from_row(features, row))
+    store.put(CACHE_KEY, {"frames": row["video_grid_thw"].tolist()}, CachedVideo.from_row(features, without_pixels(row, worker.adapter.input_keys)))
     worker.actor.read_encoded_slices()  # not part of any measured step
 
 

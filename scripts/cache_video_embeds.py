@@ -33,6 +33,7 @@ from longrl.models.registry import adapter_for_model_dir
 from longrl.mrsp import build_sp_groups, encode_row_videos
 from longrl.protocol import TOKEN_KEYS
 from longrl.trainer.quickstart import prepare_quickstart_default
+from longrl.workers.vision_inputs import without_pixels
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         encoded += 1
         if groups.sp_rank == 0:
             written += cache.store.put(*cache.entry(path),
-                                       CachedVideo.from_row(features[0], vision, sample["timestamps"]))
+                                       CachedVideo.from_row(features[0], without_pixels(vision, adapter.input_keys),
+                                                            sample["timestamps"]))
     totals = torch.tensor([encoded if groups.sp_rank == 0 else 0, written], dtype=torch.float64)
     if dist.is_initialized():
         dist.all_reduce(totals)

@@ -196,10 +196,11 @@ class VideoQADataset(Dataset):
             except VideoDecodeError as exc:
                 return self._fail(row, f"unreadable video: {exc}", exc)
             # the header gives no frame times: the count assumes a constant rate (__getitem__ checks the real prompt)
-            num_frames = len(sample_frame_indices(*constant_rate_times(probe.num_frames, probe.fps), self.sampling))
+            times, duration = constant_rate_times(probe.num_frames, probe.fps)
+            frame_times = times[sample_frame_indices(times, duration, self.sampling)]
             height, width = fit_under_pixels(probe.height, probe.width, self.max_pixels, self.data.min_pixels,
                                              self.adapter.video_size_factor)
-            media_tokens += self.adapter.count_video_tokens(self.processor, num_frames, height, width)
+            media_tokens += self.adapter.count_video_tokens(self.processor, frame_times, height, width)
         if row.audio is not None:
             try:
                 audio = read_audio_header(row.audio)
@@ -245,9 +246,8 @@ class VideoQADataset(Dataset):
         cached = self.cache.load(entry) if entry is not None else None
         timestamps = None
         if cached is not None:
-            inputs = self.adapter.encode_from_grid(self.processor, messages, cached.video_grid_thw[0],
-                                                   cached.second_per_grid_ts)
             timestamps = None if cached.timestamps is None else cached.timestamps.numpy()
+            inputs = self.adapter.encode_from_cache(self.processor, messages, cached.positions, timestamps)
         else:
             video = None
             if row.video is not None:

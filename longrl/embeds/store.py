@@ -1,8 +1,9 @@
 """Video embeddings on local disk: one safetensors file per key, written atomically, verified on every read.
 
-Layout: ``<root>/<key[:2]>/<key>.safetensors`` holding ``features`` (merged visual tokens x hidden, in the tower's
-dtype), ``video_grid_thw`` and, when the family has them, ``second_per_grid_ts`` and ``timestamps``; the metadata
-holds the key's description (see :mod:`longrl.embeds.key`) and a SHA-256 checksum of the tensors.
+Layout: ``<root>/<key[:2]>/<key>.safetensors`` holding ``features`` (one row per visual token, in the tower's dtype),
+``timestamps`` when known (the sampled frames' times) and, under their own names, the row's position inputs (its
+grid and whatever else the family's prompt needs beside the pixels); the metadata holds the key's description (see
+:mod:`longrl.embeds.key`) and a SHA-256 checksum of the tensors.
 
 Writers never share a file: each writes its own temporary file in the entry's folder and renames it over the entry
 (``os.replace`` is atomic on one filesystem), so readers see either no entry or a whole one, and two ranks or nodes
@@ -33,27 +34,30 @@ __all__ = ["CachedVideo", "EmbeddingStore"]
 
 logger = logging.getLogger(__name__)
 _FORMAT = "longrl-video-embeds/1"
-_OPTIONAL = ("second_per_grid_ts", "timestamps")
+_FEATURES, _TIMESTAMPS = "features", "timestamps"
 
 
 @dataclass
 class CachedVideo:
-    """One video's merged visual tokens and the grid a prompt needs to place and position them."""
+    """One video's feature rows and what its prompt needs beside them: the row's position inputs (grid, ...; the
+    family's ``input_keys.positions``) and the sampled frames' times (seconds), for families whose prompt shows them."""
 
     features: torch.Tensor
-    video_grid_thw: torch.Tensor
-    second_per_grid_ts: torch.Tensor | None = None
+    positions: dict[str, torch.Tensor]
     timestamps: torch.Tensor | None = None
 
     @classmethod
-    def from_row(cls, features: torch.Tensor, vision: Mapping[str, torch.Tensor], timestamps: Any = None) -> CachedVideo:
-        """The entry of a row just encoded live: its features, the grid keys of its vision inputs, its timestamps."""
-        return cls(features.detach().cpu(), vision["video_grid_thw"], vision.get("second_per_grid_ts"),
+    def from_row(cls, features: torch.Tensor, positions: Mapping[str, torch.Tensor],
+                 timestamps: Any = None) -> CachedVideo:
+        """The entry of a row just encoded live: its features, its inputs without the pixels (``without_pixels``),
+        its frames' timestamps."""
+        return cls(features.detach().cpu(), dict(positions),
                    None if timestamps is None else torch.as_tensor(timestamps, dtype=torch.float64))
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        named = {"features": self.features, "video_grid_thw": self.video_grid_thw,
-                 "second_per_grid_ts": self.second_per_grid_ts, "timestamps": self.timestamps}
+        if {_FEATURES, _TIMESTAMPS} & set(self.positions):
+            raise ValueError(f"position inputs may not be named {_FEATURES!r} or {_TIMESTAMPS!r}")
+        named = {_FEATURES: self.features, _TIMESTAMPS: self.timestamps, **self.positions}
         return {name: value.detach().cpu().contiguous() for name, value in named.items() if value is not None}
 
 
@@ -109,7 +113,7 @@ class EmbeddingStore:
                 problem = f"not an entry for this key (format {metadata.get('format')!r}, key {metadata.get('key')!r})"
             elif metadata.get("description") != json.dumps(description, sort_keys=True):
                 problem = "written for another video, sampling or vision tower"
-            elif "features" not in tensors or "video_grid_thw" not in tensors:
+            elif _FEATURES not in tensors:
                 problem = f"incomplete (tensors {sorted(tensors)})"
             elif metadata.get("checksum") != _checksum(tensors):
                 problem = "checksum mismatch (corrupted)"
@@ -117,8 +121,8 @@ class EmbeddingStore:
             logger.warning("embedding cache: %s is %s; removing it, the video is encoded again", path, problem)
             path.unlink(missing_ok=True)
             return None
-        return CachedVideo(tensors["features"], tensors["video_grid_thw"],
-                           *(tensors.get(name) for name in _OPTIONAL))
+        features, timestamps = tensors.pop(_FEATURES), tensors.pop(_TIMESTAMPS, None)
+        return CachedVideo(features, tensors, timestamps)
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -13,7 +13,7 @@ processor repeats the last frame to fill the final temporal patch.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -99,13 +99,13 @@ class QwenVLAdapter(ModelAdapter):
             **{"chat_template": CHAT_TEMPLATE, **parts},
         )
 
-    def count_video_tokens(self, processor: ProcessorMixin, num_frames: int, height: int, width: int) -> int:
-        """Visual tokens of ``num_frames`` frames of ``height`` x ``width`` (multiples of the size factor); the
-        patching is the family's, so ``processor`` is not consulted.
+    def count_video_tokens(self, processor: ProcessorMixin, frame_times: np.ndarray, height: int, width: int) -> int:
+        """Visual tokens of the frames at ``frame_times``, ``height`` x ``width`` (multiples of the size factor); the
+        patching is the family's, so ``processor`` is not consulted, and only the frame count matters.
 
         The processor repeats the last frame to fill the final temporal patch, hence the ceiling.
         """
-        grid_t = -(-num_frames // TEMPORAL_PATCH_SIZE)
+        grid_t = -(-len(frame_times) // TEMPORAL_PATCH_SIZE)
         return grid_t * (height // PATCH_SIZE) * (width // PATCH_SIZE) // SPATIAL_MERGE_SIZE**2
 
     def vision_tower(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -221,25 +221,32 @@ class QwenVLAdapter(ModelAdapter):
         )
         return dict(batch)
 
-    def encode_from_grid(self, processor: ProcessorMixin, messages: list[dict[str, Any]],
-                         video_grid_thw: torch.Tensor, second_per_grid_ts: torch.Tensor | None = None
-                         ) -> dict[str, torch.Tensor]:
+    def encode_from_cache(self, processor: ProcessorMixin, messages: list[dict[str, Any]],
+                          positions: Mapping[str, torch.Tensor], timestamps: np.ndarray | None
+                          ) -> dict[str, torch.Tensor]:
         """:meth:`encode` for a video whose features are already computed (the embedding cache): the same token ids,
-        mask, token types and grid the processor gives for the decoded video, and no pixels (nothing is decoded)."""
+        mask, token types and position inputs (grid, seconds per grid) the processor gives for the decoded video, and
+        no pixels (nothing is decoded)."""
         if _count_content_items(messages, "video") != 1:
-            raise ValueError("encode_from_grid needs messages with exactly one {'type': 'video'} item")
+            raise ValueError("encode_from_cache needs messages with exactly one {'type': 'video'} item")
         text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        merged = int(video_grid_thw.prod()) // processor.video_processor.merge_size**2
-        text = text.replace(processor.video_token, processor.video_token * merged, 1)
+        text = text.replace(self.video_prompt_marker(processor),
+                            self.expanded_video(processor, positions["video_grid_thw"][0], timestamps), 1)
         tokens = processor.tokenizer([text], return_tensors="pt")
         input_ids = tokens["input_ids"]
         video_types = torch.full_like(input_ids, 2)  # the processor's modality id of video tokens
-        out = {"input_ids": input_ids, "attention_mask": tokens["attention_mask"],
-               "mm_token_type_ids": torch.where(input_ids == processor.video_token_id, video_types, 0),
-               "video_grid_thw": video_grid_thw.reshape(1, 3)}
-        if second_per_grid_ts is not None:
-            out["second_per_grid_ts"] = second_per_grid_ts.reshape(1)
-        return out
+        return {"input_ids": input_ids, "attention_mask": tokens["attention_mask"],
+                "mm_token_type_ids": torch.where(input_ids == processor.video_token_id, video_types, 0),
+                **positions}
+
+    def video_prompt_marker(self, processor: ProcessorMixin) -> str:
+        """The text the chat template renders for a video item, which the processor expands."""
+        return processor.video_token
+
+    def expanded_video(self, processor: ProcessorMixin, grid_thw: torch.Tensor, timestamps: np.ndarray | None) -> str:
+        """What the processor writes in place of :meth:`video_prompt_marker` for a video of ``grid_thw``: one
+        placeholder per merged patch."""
+        return processor.video_token * (int(grid_thw.prod()) // processor.video_processor.merge_size**2)
 
 
 def _count_content_items(messages: list[dict[str, Any]], item_type: str) -> int:

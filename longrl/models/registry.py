@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
@@ -23,6 +24,8 @@ from longrl.models.input_keys import InputKeys
 from longrl.models.remote_code import announce_remote_code
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from longrl.data.video import DecodedVideo
     from longrl.mrsp.audio import AudioEncoder
     from longrl.mrsp.encode import VideoEncoder
@@ -50,7 +53,7 @@ class ModelAdapter(ABC):
     positions_3d: ClassVar[bool] = False
     # A substring of the checkpoint names of the vision tower's tensors (the embedding cache fingerprints them).
     vision_weight_marker: ClassVar[str | None] = None
-    # Whether ``encode_from_grid`` rebuilds the family's prompt for a cached video, i.e. the embedding cache serves it.
+    # Whether ``encode_from_cache`` rebuilds the family's prompt for a cached video, i.e. the embedding cache serves it.
     serves_embedding_cache: ClassVar[bool] = False
     # Frame and image sides are resized to multiples of this many pixels (the side one visual token covers, merges
     # included), so the vision grid tiles them exactly; None for families without vision.
@@ -142,10 +145,11 @@ class ModelAdapter(ABC):
         ``images=`` (``(H, W, 3)`` uint8 arrays, sized likewise, one per ``{'type': 'image'}`` item in order).
         """
 
-    def count_video_tokens(self, processor: Any, num_frames: int, height: int, width: int) -> int:
-        """Tokens that replace the video placeholder for ``num_frames`` frames of ``height`` x ``width`` (multiples of
-        the size factor), counted without decoding pixels. ``processor`` is :meth:`load_processor`'s: where the count
-        depends on the checkpoint (a tower of fixed resolution), it knows it."""
+    def count_video_tokens(self, processor: Any, frame_times: np.ndarray, height: int, width: int) -> int:
+        """Tokens that replace the video placeholder for frames at ``frame_times`` (seconds, one per sampled frame) of
+        ``height`` x ``width`` (multiples of the size factor), counted without decoding pixels. ``processor`` is
+        :meth:`load_processor`'s: where the count depends on the checkpoint (a tower of fixed resolution), it knows it;
+        the times matter to families whose prompt shows them."""
         raise NotImplementedError(f"model family {self.family!r} takes no video")
 
     def count_image_tokens(self, height: int, width: int) -> int:
@@ -156,9 +160,11 @@ class ModelAdapter(ABC):
         """Audio tokens of ``num_samples`` samples at ``audio_sampling_rate``."""
         raise NotImplementedError(f"model family {self.family!r} takes no audio")
 
-    def encode_from_grid(self, processor: Any, messages: list[dict[str, Any]], video_grid_thw: torch.Tensor,
-                         second_per_grid_ts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """:meth:`encode` for a video known only by its grid (its features come from the embedding cache)."""
+    def encode_from_cache(self, processor: Any, messages: list[dict[str, Any]], positions: Mapping[str, torch.Tensor],
+                          timestamps: np.ndarray | None) -> dict[str, torch.Tensor]:
+        """:meth:`encode` for a video known only by what the embedding cache keeps of it (its features come from the
+        cache): its position inputs (``input_keys.positions``: grid, ...) and its sampled frames' times. The same token
+        ids, mask and position inputs :meth:`encode` gives for the decoded video, and no pixels."""
         raise NotImplementedError(f"model family {self.family!r} takes no cached video features")
 
     def vision_tower(self, model: torch.nn.Module) -> torch.nn.Module | None:

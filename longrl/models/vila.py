@@ -75,6 +75,8 @@ from longrl.models.tiny import random_model, tiny_text_config_kwargs
 from longrl.models.tokenizer import QwenTokenIds, build_tokenizer
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from longrl.data.video import DecodedVideo
 
 __all__ = ["FrameEncoder", "MultimodalProjector", "VilaAdapter", "VilaConfig", "VilaModel", "VilaProcessor",
@@ -475,9 +477,9 @@ class VilaAdapter(ModelAdapter):
                                                        add_generation_prompt=True)
         return processor.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def count_video_tokens(self, processor: VilaProcessor, num_frames: int, height: int, width: int) -> int:
+    def count_video_tokens(self, processor: VilaProcessor, frame_times: np.ndarray, height: int, width: int) -> int:
         """Every frame is resized to the tower's square, so only the frame count matters."""
-        return num_frames * processor.tokens_per_frame
+        return len(frame_times) * processor.tokens_per_frame
 
     def vision_tower(self, model: VilaModel) -> FrameEncoder:
         return model.frame_encoder

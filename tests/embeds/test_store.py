@@ -19,7 +19,8 @@ from longrl.models import get_adapter
 
 def _video(seed: int = 0) -> CachedVideo:
     generator = torch.Generator().manual_seed(seed)
-    return CachedVideo(torch.randn(12, 8, generator=generator), torch.tensor([[3, 2, 8]]), torch.tensor([1.0]),
+    return CachedVideo(torch.randn(12, 8, generator=generator),
+                       {"video_grid_thw": torch.tensor([[3, 2, 8]]), "second_per_grid_ts": torch.tensor([1.0])},
                        torch.arange(6, dtype=torch.float64) / 2)
 
 
@@ -42,8 +43,9 @@ def test_round_trip_is_exact_and_atomic(tmp_path: Path, video_file: Path):
     size = store.put(key, description, _video())
     assert store.contains(key) and size == store.path(key).stat().st_size
     got = store.get(key, description)
+    assert got.positions.keys() == {"video_grid_thw", "second_per_grid_ts"}
     for name, value in _video().tensors().items():
-        assert torch.equal(getattr(got, name), value) and getattr(got, name).dtype == value.dtype
+        assert torch.equal(got.tensors()[name], value) and got.tensors()[name].dtype == value.dtype
     assert [p.name for p in store.path(key).parent.iterdir()] == [f"{key}.safetensors"]  # no temporary left
 
 

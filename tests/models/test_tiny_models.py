@@ -229,6 +229,6 @@ def test_prompt_length_arithmetic_equals_the_encoded_length(tiny_model_dir, fami
     video = _video(num_frames=num_frames, height=height, width=width)
     encoded = adapter.encode(processor, _video_messages(), video)
     placeholder_ids = adapter.render_prompt_ids(processor, _video_messages())
-    counted = adapter.count_video_tokens(processor, num_frames, height, width)
+    counted = adapter.count_video_tokens(processor, video.timestamps, height, width)
     assert counted == int(encoded["video_grid_thw"].prod()) // 4
     assert len(placeholder_ids) - 1 + counted == encoded["input_ids"].shape[-1]

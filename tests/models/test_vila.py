@@ -135,7 +135,7 @@ def test_prompt_length_arithmetic_equals_the_encoded_length(tiny_model_dir, fram
     adapter = get_adapter(FAMILY)
     processor = adapter.load_processor(tiny_model_dir(FAMILY))
     encoded = adapter.encode(processor, _messages(), _video(frames))
-    counted = adapter.count_video_tokens(processor, frames, 40, 56)
+    counted = adapter.count_video_tokens(processor, _video(frames).timestamps, 40, 56)
     assert counted == frames * 5
     assert len(adapter.render_prompt_ids(processor, _messages())) - 1 + counted == encoded["input_ids"].shape[-1]
 
@@ -230,7 +230,7 @@ def test_generation_config_is_read_from_the_top_else_from_llm(tiny_model_dir, tm
 
 
 def test_the_embedding_cache_refuses_the_family_for_its_real_reason(tiny_model_dir, tmp_path):
-    """The cache rebuilds a cached video's prompt from its grid (``encode_from_grid``), which this adapter does not
+    """The cache rebuilds a cached video's prompt from its grid (``encode_from_cache``), which this adapter does not
     implement: a run asking for it stops at start saying so, not that there is no vision tower."""
     cfg = load_config([f"worker.actor.model.model_path={tiny_model_dir(FAMILY)}", f"data.cache_dir={tmp_path / 'c'}",
                        "worker.actor.model.freeze_vision_tower=true"])
