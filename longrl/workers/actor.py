@@ -31,7 +31,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from longrl.algos import agg_loss, compute_kl_loss, compute_policy_loss
-from longrl.config.schema import FSDPConfig, OffloadConfig, OptimConfig, RootConfig
+from longrl.config.schema import ActorConfig, FSDPConfig, OffloadConfig, OptimConfig
 from longrl.models.lora import ADAPTER_SUBDIR, merged_tensors, write_adapter
 from longrl.models.registry import ModelAdapter
 from longrl.mrsp import (
@@ -83,21 +83,25 @@ def build_optimizer(model: torch.nn.Module, optim: OptimConfig,
 
 
 class PolicyModel:
-    """An FSDP-sharded policy; ``trainable=False`` makes it the reference (no optimizer, no grads)."""
+    """An FSDP-sharded policy; ``trainable=False`` makes it the reference (no optimizer, no grads).
 
-    def __init__(self, cfg: RootConfig, adapter: ModelAdapter, device: torch.device, fsdp: FSDPConfig,
+    It reads ``worker.actor`` only (``config``), the values other sections decide included (its derived fields); the
+    reference shares it and brings its own ``fsdp`` / ``offload``.
+    """
+
+    def __init__(self, config: ActorConfig, adapter: ModelAdapter, device: torch.device, fsdp: FSDPConfig,
                  offload: OffloadConfig, trainable: bool, groups: SequenceParallelGroups, pad_token_id: int,
                  total_steps: int = 1):
-        self.cfg, self.adapter, self.device = cfg, adapter, device
+        self.config, self.adapter, self.device = config, adapter, device
         self.groups, self.pad_token_id = groups, pad_token_id
-        actor = cfg.worker.actor
+        actor = config
         self.sharded_prefill = groups.enabled or actor.padding_free or actor.shared_prefix
         # LoRA (the trained policy only): a frozen base with adapters; the reference is that base, adapters disabled.
         self.lora = actor.model.lora if trainable and actor.model.lora.rank > 0 else None
         self.model = load_sharded_model(adapter, actor.model.model_path, fsdp, offload, device,
                                         gradient_checkpointing=trainable and actor.model.enable_gradient_checkpointing,
                                         trust_remote_code=actor.model.trust_remote_code, lora=self.lora,
-                                        lora_seed=cfg.worker.rollout.seed)
+                                        lora_seed=actor.model.lora.seed)
         if self.sharded_prefill:
             text = self.model.config.get_text_config()
             kv_head_repeat(text.num_attention_heads, text.num_key_value_heads, groups.sp_size)  # fail at start
@@ -139,7 +143,7 @@ class PolicyModel:
         for index, key in enumerate(keys):
             first.setdefault(key, index)
         distinct = [rows[i] for i in first.values()]
-        num_chunks = self.cfg.worker.rollout.num_chunk_seq
+        num_chunks = self.config.num_chunk_seq
         features = encode_row_videos(encoder, distinct, self.groups, self.device, num_chunks)
         audio_encoder = self.adapter.audio_encoder(self.model)
         if audio_encoder is not None:
@@ -172,7 +176,7 @@ class PolicyModel:
         """
         tokens = {key: micro.tensors[key].to(self.device) for key in TOKEN_KEYS if key in micro.tensors.keys()}
         responses = micro.tensors["responses"].to(self.device)
-        temperature = self.cfg.worker.rollout.temperature if temperature is None else temperature
+        temperature = self.config.temperature if temperature is None else temperature
         grids = {key: value.to(self.device)
                  for key, value in position_inputs(micro.non_tensors["vision_inputs"], self.adapter.input_keys).items()}
         joined = joined_features(features, self.device)
@@ -183,7 +187,7 @@ class PolicyModel:
                 kwargs.update(self.adapter.encoder_kwargs(
                     self.model, joined, placeholder_tokens(tokens["input_ids"], placeholder_ids)))
             return response_log_probs(self.model, tokens, kwargs, responses, temperature, with_entropy)
-        actor = self.cfg.worker.actor
+        actor = self.config
         uids = list(micro.non_tensors["uid"]) if "uid" in micro.non_tensors else list(range(len(micro)))
         inputs = PrefillInputs(tokens["input_ids"], tokens["attention_mask"],
                                self.adapter.position_ids(self.model, tokens, grids), responses, joined,
@@ -206,7 +210,7 @@ class PolicyModel:
         batch = self.with_video_features(batch)
         batch, inverse = self._by_prompt(batch)
         outputs: dict[str, list[torch.Tensor]] = {"log_probs": [], "entropy": []}
-        plan = self._micro_batches(batch, self.cfg.worker.actor.micro_batch_size_per_device_for_experience)
+        plan = self._micro_batches(batch, self.config.micro_batch_size_per_device_for_experience)
         for rows in plan:
             micro = batch[rows]
             scores = self._scores(micro, list(micro.non_tensors[VIDEO_EMBEDS]), with_entropy)
@@ -224,7 +228,7 @@ class PolicyModel:
         packed under ``size`` x the batch's width tokens. Rows count their real tokens where the forward drops the
         padding (the packed prefill); a padded forward costs every row the full width, so there the packing only
         balances."""
-        actor = self.cfg.worker.actor
+        actor = self.config
         if not actor.dynamic_batching:
             return fixed_micro_batches(len(batch), size)
         mask = batch.tensors["attention_mask"]
@@ -237,7 +241,7 @@ class PolicyModel:
         """With ``shared_prefix``: ``batch`` with the rows of each uid made contiguous (groups in order of first
         appearance, rows stable inside), so micro-batches of a multiple of ``n`` rows hold whole groups and score each
         prompt once; and the permutation that restores the original order (``None``: nothing moved)."""
-        if not self.cfg.worker.actor.shared_prefix or "uid" not in batch.non_tensors:
+        if not self.config.shared_prefix or "uid" not in batch.non_tensors:
             return batch, None
         first: dict[Any, int] = {}
         group = np.array([first.setdefault(uid, len(first)) for uid in batch.non_tensors["uid"]])
@@ -249,7 +253,7 @@ class PolicyModel:
         """PPO-clip (+ KL loss, - entropy bonus) over mini-batches; returns metrics averaged over micro-batches."""
         batch = self._prepare_update(batch)
         metrics: dict[str, list[float]] = {}
-        for _ in range(self.cfg.worker.actor.ppo_epochs):
+        for _ in range(self.config.ppo_epochs):
             self._optimize(batch, data_parallel_size, self._ppo_loss, metrics)
         return self._finish_update(metrics)
 
@@ -268,7 +272,7 @@ class PolicyModel:
         """The SFT loss of ``batch`` without training (validation), aggregated over the whole batch."""
         self.model.eval()
         batch = self.with_video_features(batch)
-        actor, mask = self.cfg.worker.actor, batch.tensors["response_mask"]
+        actor, mask = self.config, batch.tensors["response_mask"]
         loss = 0.0
         for rows in self._micro_batches(batch, actor.micro_batch_size_per_device_for_experience):
             micro_loss, _ = self._sft_loss(batch[rows])
@@ -296,8 +300,8 @@ class PolicyModel:
         """One pass over ``batch``: an optimizer step per mini-batch (``global_batch_size`` prompts x ``n`` over the
         data-parallel ranks), gradients accumulated over its micro-batches, grad-norm clipped; appends to
         ``metrics``."""
-        cfg, actor = self.cfg, self.cfg.worker.actor
-        mini_rows = max(1, actor.global_batch_size * cfg.worker.rollout.n // data_parallel_size)
+        actor = self.config
+        mini_rows = max(1, actor.samples_per_update // data_parallel_size)
         for mini in batch.split(mini_rows):
             self._accumulate(mini, loss_fn, metrics)
             grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -312,7 +316,7 @@ class PolicyModel:
         """Back-propagate ``mini``'s loss micro-batch by micro-batch. Each micro-batch's loss is weighted by its share
         of the mini-batch (:func:`loss_share`), so the gradient is the mini-batch loss's whichever rows share a
         micro-batch."""
-        actor, mask = self.cfg.worker.actor, mini.tensors["response_mask"]
+        actor, mask = self.config, mini.tensors["response_mask"]
         for rows in self._micro_batches(mini, actor.micro_batch_size_per_device_for_update):
             loss, step_metrics = loss_fn(mini[rows])
             (loss * loss_share(mask[rows], mask, actor.loss_agg_mode)).backward()
@@ -331,11 +335,11 @@ class PolicyModel:
         """Token-level negative log-likelihood of the targets at temperature 1 (no rollout distribution here)."""
         mask = micro.tensors["response_mask"].to(self.device)
         scores = self._scores(micro, self._update_features(micro), with_entropy=False, temperature=1.0)
-        loss = agg_loss(-scores.log_probs, mask, self.cfg.worker.actor.loss_agg_mode)
+        loss = agg_loss(-scores.log_probs, mask, self.config.loss_agg_mode)
         return loss, {"sft/loss": loss.item()}
 
     def _ppo_loss(self, micro: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        actor, algo = self.cfg.worker.actor, self.cfg.algorithm
+        actor = self.config
         t = {key: micro.tensors[key].to(self.device) for key in
              ("responses", "response_mask", "old_log_probs", "advantages")}
         want_entropy = actor.entropy_coeff != 0
@@ -350,10 +354,10 @@ class PolicyModel:
             entropy = agg_loss(scores.entropy, t["response_mask"], actor.loss_agg_mode)
             loss = loss - actor.entropy_coeff * entropy
             metrics["actor/entropy"] = entropy.item()
-        if algo.use_kl_loss and not algo.disable_kl:
+        if actor.use_kl_loss:
             kl_loss = compute_kl_loss(scores.log_probs, micro.tensors["ref_log_probs"].to(self.device),
-                                      t["response_mask"], algo.kl_penalty, actor.loss_agg_mode)
-            loss = loss + algo.kl_coef * kl_loss
+                                      t["response_mask"], actor.kl_penalty, actor.loss_agg_mode)
+            loss = loss + actor.kl_coef * kl_loss
             metrics["actor/kl_loss"] = kl_loss.item()
         return loss, metrics
 
@@ -386,13 +390,13 @@ class PolicyModel:
                 tensor = tensor.to(self.device).full_tensor()
             yield name, tensor.detach()
 
-    def save(self, directory: str | Path, processor: Any) -> None:
-        """``model/`` and (unless ``trainer.save_model_only``) ``optim/`` as sharded DCP, ``extra.pt`` (lr schedule),
-        ``huggingface/`` (config, tokenizer); with LoRA, ``model/`` holds the base and the adapters (a resume needs no
-        model directory) and ``optim/`` the adapters' state, plus ``lora_adapter/``."""
+    def save(self, directory: str | Path, processor: Any, with_optimizer: bool = True) -> None:
+        """``model/`` and (``with_optimizer``, false under ``trainer.save_model_only``) ``optim/`` as sharded DCP,
+        ``extra.pt`` (lr schedule), ``huggingface/`` (config, tokenizer); with LoRA, ``model/`` holds the base and the
+        adapters (a resume needs no model directory) and ``optim/`` the adapters' state, plus ``lora_adapter/``."""
         directory = Path(directory)
         dcp.save(get_model_state_dict(self.model), checkpoint_id=str(directory / "model"))
-        if self.optimizer is not None and not self.cfg.trainer.save_model_only:
+        if self.optimizer is not None and with_optimizer:
             dcp.save(get_optimizer_state_dict(self.model, self.optimizer), checkpoint_id=str(directory / "optim"))
         if dist.get_rank() == 0:
             if self.scheduler is not None:
@@ -413,7 +417,7 @@ class PolicyModel:
                                         if ".lora_" in name))
         if dist.get_rank() == 0:
             write_adapter(directory, adapters, self.lora.rank, self.lora.alpha, self.lora.target_modules,
-                          self.lora.exclude_modules, str(self.cfg.worker.actor.model.model_path))
+                          self.lora.exclude_modules, str(self.config.model.model_path))
 
     def load(self, directory: str | Path) -> None:
         directory = Path(directory)

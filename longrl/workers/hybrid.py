@@ -43,7 +43,7 @@ class HybridWorker(PolicyWorker):
         self.eos_token_ids = self.adapter.stop_token_ids(self.model_path, self.processor)
         device = self.device()
         # With LoRA the reference is the actor's base (its adapters disabled): no second copy of the weights.
-        self.ref = (PolicyModel(cfg, self.adapter, device, cfg.worker.ref.fsdp, cfg.worker.ref.offload,
+        self.ref = (PolicyModel(cfg.worker.actor, self.adapter, device, cfg.worker.ref.fsdp, cfg.worker.ref.offload,
                                 trainable=False, groups=self.groups, pad_token_id=self.pad_token_id)
                     if needs_reference(cfg) and self.actor.lora is None else None)
         self.rollout = self._rollout_engine(self.model_path, device)
@@ -68,7 +68,7 @@ class HybridWorker(PolicyWorker):
 
     def _sampling(self, step: int, validate: bool) -> SamplingParams:
         rollout = self.cfg.worker.rollout
-        params = SamplingParams.from_config(rollout, max_new_tokens=self.cfg.data.max_response_length,
+        params = SamplingParams.from_config(rollout, max_new_tokens=rollout.response_length,
                                             eos_token_ids=self.eos_token_ids, pad_token_id=self.pad_token_id,
                                             validation=validate)
         return params.with_overrides({"seed": rollout.seed * 1_000_003 + step * 1_009 + self.groups.dp_rank})

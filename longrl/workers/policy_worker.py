@@ -36,7 +36,7 @@ class PolicyWorker(Worker):
         self.processor = load_run_processor(self.adapter, cfg)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.pad_token_id = self.tokenizer.pad_token_id
-        self.actor = PolicyModel(cfg, self.adapter, self.device(), actor.fsdp, actor.offload, trainable=True,
+        self.actor = PolicyModel(actor, self.adapter, self.device(), actor.fsdp, actor.offload, trainable=True,
                                  groups=self.groups, pad_token_id=self.pad_token_id, total_steps=total_steps)
 
     def tower_metrics(self, *models: PolicyModel | None) -> dict[str, float]:
@@ -47,7 +47,7 @@ class PolicyWorker(Worker):
     @register(Dispatch.ONE_TO_ALL)
     def save_checkpoint(self, directory: str) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
-        self.actor.save(directory, self.processor)
+        self.actor.save(directory, self.processor, with_optimizer=not self.cfg.trainer.save_model_only)
 
     @register(Dispatch.ONE_TO_ALL)
     def load_checkpoint(self, directory: str) -> None:

@@ -186,9 +186,9 @@ def test_actor_groups_rows_by_prompt_and_restores_their_order():
     cfg = load_config(["worker.actor.shared_prefix=true"])
     assert cfg.worker.actor.shared_prefix
     batch = Batch.from_dict({"row": torch.arange(6)}, non_tensors={"uid": list(UIDS)})
-    grouped, inverse = PolicyModel._by_prompt(SimpleNamespace(cfg=cfg), batch)
+    grouped, inverse = PolicyModel._by_prompt(SimpleNamespace(config=cfg.worker.actor), batch)
     assert grouped.tensors["row"].tolist() == [0, 2, 5, 1, 3, 4]
     assert list(grouped.non_tensors["uid"]) == ["a", "a", "a", "b", "b", "b"]
     assert grouped.tensors["row"][torch.from_numpy(inverse)].tolist() == list(range(6))
-    unshared, none = PolicyModel._by_prompt(SimpleNamespace(cfg=load_config([])), batch)
+    unshared, none = PolicyModel._by_prompt(SimpleNamespace(config=load_config([]).worker.actor), batch)
     assert unshared is batch and none is None

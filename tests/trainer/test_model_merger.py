@@ -155,8 +155,9 @@ def _save_vila_policy(model_dir: str, out: str, prompt: dict[str, torch.Tensor])
     processor = adapter.load_processor(model_dir)
 
     def policy_model() -> PolicyModel:
-        return PolicyModel(cfg, adapter, torch.device("cpu"), cfg.worker.actor.fsdp, cfg.worker.actor.offload,
-                           trainable=True, groups=build_sp_groups(1), pad_token_id=processor.tokenizer.pad_token_id)
+        actor = cfg.worker.actor
+        return PolicyModel(actor, adapter, torch.device("cpu"), actor.fsdp, actor.offload, trainable=True,
+                           groups=build_sp_groups(1), pad_token_id=processor.tokenizer.pad_token_id)
 
     def full_state(policy: PolicyModel) -> dict[str, torch.Tensor]:
         state = get_model_state_dict(policy.model, options=StateDictOptions(full_state_dict=True))

@@ -80,7 +80,7 @@ def _fixed_vs_dynamic(model_dir: str) -> dict[str, dict[str, torch.Tensor]]:
                            f"worker.actor.dynamic_batching={str(dynamic).lower()}", "algorithm.disable_kl=true",
                            "worker.actor.micro_batch_size_per_device_for_update=2",
                            "worker.actor.micro_batch_size_per_device_for_experience=2"])
-        policy = PolicyModel(cfg, get_adapter("qwen2"), torch.device("cpu"), cfg.worker.actor.fsdp,
+        policy = PolicyModel(cfg.worker.actor, get_adapter("qwen2"), torch.device("cpu"), cfg.worker.actor.fsdp,
                              cfg.worker.actor.offload, trainable=True, groups=build_sp_groups(1), pad_token_id=0)
         log_probs = policy.compute_log_prob(batch).tensors["log_probs"]
         update = policy._prepare_update(batch.union(Batch.from_dict({"old_log_probs": log_probs.detach() - 0.1})))

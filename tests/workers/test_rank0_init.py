@@ -62,8 +62,9 @@ def _policy_run(model_dir: str, weightless_dir: str) -> dict:
             path = weightless_dir if rank0_init and dist.get_rank() > 0 else model_dir
             cfg = load_config([f"worker.actor.model.model_path={path}", *BASE, *extra,
                                f"worker.actor.fsdp.enable_rank0_init={str(rank0_init).lower()}"])
-            policy = PolicyModel(cfg, adapter, torch.device("cpu"), cfg.worker.actor.fsdp, cfg.worker.actor.offload,
-                                 trainable=True, groups=groups, pad_token_id=0, total_steps=2)
+            actor = cfg.worker.actor
+            policy = PolicyModel(actor, adapter, torch.device("cpu"), actor.fsdp, actor.offload, trainable=True,
+                                 groups=groups, pad_token_id=0, total_steps=2)
             config = policy.model.config.to_dict()
             if dist.get_rank() > 0:
                 config.pop("_name_or_path")  # the directory given, which differs on rank 1 by design
@@ -77,7 +78,7 @@ def _policy_run(model_dir: str, weightless_dir: str) -> dict:
             result[variant, rank0_init] = got
     cfg = load_config([f"worker.actor.model.model_path={weightless_dir if dist.get_rank() else model_dir}", *BASE,
                        "worker.actor.fsdp.enable_rank0_init=false", "worker.ref.fsdp.enable_rank0_init=true"])
-    reference = PolicyModel(cfg, adapter, torch.device("cpu"), cfg.worker.ref.fsdp, cfg.worker.ref.offload,
+    reference = PolicyModel(cfg.worker.actor, adapter, torch.device("cpu"), cfg.worker.ref.fsdp, cfg.worker.ref.offload,
                             trainable=False, groups=groups, pad_token_id=0)
     result["reference"] = _weights(reference.model)
     # Rank 0 cannot read the weights (rank 1 builds its empty model fine): both ranks raise, neither waits.
