@@ -7,8 +7,9 @@ Every step is training's own code path, so a model is asked exactly what it was 
 sampled and resized by :mod:`longrl.data.video` (``num_video_frames`` or ``fps`` capped by ``max_video_frames``,
 frames under ``max_pixels``), the prompt is rendered and tokenised by the family's adapter as ``VideoQADataset``
 does, prompts are left-padded and batched by ``collate_left_padded`` / ``prompts_to_batch``, and the tokens come from
-a rollout engine (``HFRollout`` or ``VLLMRollout``) with :class:`SamplingParams`. The vLLM engine is fed each video's
-features from the model's own vision tower (:class:`~longrl.inference.features.TowerFeatures`).
+a rollout engine built by training's factory (:mod:`longrl.workers.rollout.engines`) with :class:`SamplingParams`. An
+engine that runs no vision tower (vLLM) is fed each video's features from the model's own tower
+(:class:`~longrl.inference.features.TowerFeatures`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 
 import torch
 
-from longrl.config.schema import DataConfig, RolloutConfig
+from longrl.config.choices import ROLLOUT_ENGINES
+from longrl.config.schema import DataConfig, ModelConfig, RolloutConfig
 from longrl.data.dataset import collate_left_padded, prompts_to_batch
 from longrl.data.video import FrameSampling, load_video
 from longrl.inference.contents import Contents, Request, parse_contents
@@ -29,12 +31,13 @@ from longrl.inference.prompts import PromptSet
 from longrl.models.registry import ModelAdapter, adapter_for_model_dir
 from longrl.protocol import TOKEN_KEYS
 from longrl.workers.rollout.base import RolloutEngine
-from longrl.workers.rollout.hf import HFRollout
+from longrl.workers.rollout.engines import engine_class, engine_dtype
 from longrl.workers.rollout.sampling import SamplingParams
 
 __all__ = ["BACKENDS", "VideoModel"]
 
-BACKENDS = ("hf", "vllm")
+# The rollout engines by name (worker.rollout.name's registry).
+BACKENDS = tuple(ROLLOUT_ENGINES)
 
 
 class VideoModel:
@@ -81,9 +84,10 @@ class VideoModel:
         Frames: ``num_video_frames`` spread evenly, or ``fps`` frames per second of video capped at
         ``max_video_frames``; with neither, ``worker.rollout``'s default of 16 frames. ``dtype`` / ``device`` default
         to float32 on the CPU and bfloat16 on a GPU, as in training. ``thinking_prompt`` / ``direct_prompt`` replace
-        the built-in format prompts (:mod:`longrl.inference.prompts`) with jinja files. vLLM only: ``max_model_len``
-        (default: the model's own limit) and ``engine_options``, ``worker.rollout`` fields such as
-        ``gpu_memory_utilization`` or ``enforce_eager``. ``trust_remote_code`` lets the directory's own Python code run
+        the built-in format prompts (:mod:`longrl.inference.prompts`) with jinja files. ``engine_options`` are
+        ``worker.rollout`` fields such as ``gpu_memory_utilization`` or ``enforce_eager``, and ``max_model_len`` the
+        context (default: the model's own limit); each engine reads those it uses, as in training (vLLM all of them,
+        the HF engine ``enforce_eager``). ``trust_remote_code`` lets the directory's own Python code run
         (``worker.actor.model.trust_remote_code`` in training); a directory that needs it is refused without it.
         ``constant_frames`` is a control: every sampled frame is replaced by one constant frame, their per-pixel
         median (:meth:`~longrl.data.video.DecodedVideo.with_constant_frames`), so answers cannot come from the video.
@@ -94,20 +98,16 @@ class VideoModel:
             num_video_frames = RolloutConfig.num_video_frames
         sampling = FrameSampling(num_frames=num_video_frames, fps=fps, max_frames=max_video_frames)
         device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-        dtype = dtype or (torch.float32 if device.type == "cpu" else torch.bfloat16)
+        dtype = dtype or engine_dtype(device)
         adapter = adapter_for_model_dir(model_dir)
         processor = adapter.load_processor(model_dir, trust_remote_code)
+        engine_cls = engine_class(backend)
+        model = ModelConfig(model_path=str(model_dir), trust_remote_code=trust_remote_code)
+        engine = engine_cls.from_config(model, _rollout_config(backend, max_model_len, engine_options or {}), adapter,
+                                        dtype, device)
         tower = None
-        if backend == "hf":
-            if engine_options or max_model_len is not None:
-                raise ValueError("max_model_len and engine_options configure the vLLM engine; backend='hf' takes "
-                                 "neither")
-            engine: RolloutEngine = HFRollout(model_dir, dtype=dtype, device=device,
-                                              trust_remote_code=trust_remote_code)
-        else:
-            engine = _vllm_engine(model_dir, adapter, dtype, max_model_len, engine_options or {}, trust_remote_code)
-            if adapter.supports_video:
-                tower = TowerFeatures(adapter, model_dir, dtype, device, trust_remote_code)
+        if engine_cls.needs_video_features and adapter.supports_video:
+            tower = TowerFeatures(adapter, model_dir, dtype, device, trust_remote_code)
         return cls(adapter, processor, engine, sampling, max_pixels, min_pixels,
                    PromptSet.load(thinking_prompt, direct_prompt), adapter.stop_token_ids(model_dir, processor), tower,
                    constant_frames)
@@ -190,15 +190,14 @@ class VideoModel:
             close()
 
 
-def _vllm_engine(model_dir: str | Path, adapter: ModelAdapter, dtype: torch.dtype, max_model_len: int | None,
-                 engine_options: Mapping[str, Any], trust_remote_code: bool) -> RolloutEngine:
-    from longrl.workers.rollout.vllm import VLLMRollout
-
-    fields = {field.name for field in dataclasses.fields(RolloutConfig)}
+def _rollout_config(backend: str, max_model_len: int | None, engine_options: Mapping[str, Any]) -> RolloutConfig:
+    """``worker.rollout`` for one engine outside a run: ``engine_options`` over the defaults, and the context that a
+    run derives from its prompt and response lengths given as ``max_model_len``."""
+    fields = {field.name for field in dataclasses.fields(RolloutConfig) if field.init}
     unknown = sorted(set(engine_options) - fields)
     if unknown:
         raise ValueError(f"engine_options has unknown key(s) {unknown}; they are worker.rollout fields: "
                          f"{sorted(fields)}")
-    rollout = RolloutConfig(**{**engine_options, "name": "vllm"})
-    return VLLMRollout(model_dir, rollout, max_model_len, adapter.positions_3d, dtype=dtype, seed=rollout.seed,
-                       trust_remote_code=trust_remote_code)
+    rollout = RolloutConfig(**{**engine_options, "name": backend})
+    rollout.max_model_len = max_model_len
+    return rollout

@@ -15,8 +15,6 @@ with the samples one rank would have drawn alone.
 
 from __future__ import annotations
 
-import torch
-
 from longrl.config.schema import RootConfig
 from longrl.controller import Dispatch, register
 from longrl.embeds.cache import cache_root, write_back
@@ -25,9 +23,8 @@ from longrl.models.lora import adapters_disabled
 from longrl.protocol import EMBED_ENTRY, Batch
 from longrl.workers.actor import PolicyModel
 from longrl.workers.policy_worker import PolicyWorker
-from longrl.workers.rollout.base import RolloutEngine
+from longrl.workers.rollout.engines import build_rollout_engine, engine_dtype
 from longrl.workers.rollout.group_split import generate_over_group
-from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.rollout.sampling import SamplingParams
 from longrl.workers.vision_inputs import VIDEO_EMBEDS, without_pixels
 
@@ -46,25 +43,12 @@ class HybridWorker(PolicyWorker):
         self.ref = (PolicyModel(cfg.worker.actor, self.adapter, device, cfg.worker.ref.fsdp, cfg.worker.ref.offload,
                                 trainable=False, groups=self.groups, pad_token_id=self.pad_token_id)
                     if needs_reference(cfg) and self.actor.lora is None else None)
-        self.rollout = self._rollout_engine(self.model_path, device)
+        # worker.rollout.name's engine (its module imported only when chosen) over the actor's checkpoint.
+        self.rollout = build_rollout_engine(cfg.worker.actor.model, cfg.worker.rollout, self.adapter,
+                                            engine_dtype(device), device)
         # Videos encoded live because the embedding cache lacked them are written to it (once per SP group).
         root = cache_root(cfg)
         self.cache = EmbeddingStore(root) if root is not None else None
-
-    def _rollout_engine(self, model_path: str, device: torch.device) -> RolloutEngine:
-        """``worker.rollout.name``: ``hf`` (the quickstart default) or ``vllm`` (imported only when chosen)."""
-        dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
-        rollout = self.cfg.worker.rollout
-        if rollout.name == "hf":
-            return HFRollout(model_path, dtype=dtype, device=device,
-                             trust_remote_code=self.cfg.worker.actor.model.trust_remote_code,
-                             cuda_graphs=not rollout.enforce_eager)
-        from longrl.workers.rollout.vllm import VLLMRollout
-
-        max_model_len = self.cfg.data.max_prompt_length + self.cfg.data.max_response_length
-        return VLLMRollout(model_path, rollout, max_model_len, self.adapter.positions_3d, dtype=dtype,
-                           seed=rollout.seed, tokenizer_dir=self.cfg.worker.actor.model.processor_path(),
-                           trust_remote_code=self.cfg.worker.actor.model.trust_remote_code)
 
     def _sampling(self, step: int, validate: bool) -> SamplingParams:
         rollout = self.cfg.worker.rollout
@@ -81,9 +65,9 @@ class HybridWorker(PolicyWorker):
         missing = [index for index, features in enumerate(known) if features is None]
         prompts = self.actor.with_video_features(prompts)
         if self.cache is not None and EMBED_ENTRY in prompts.non_tensors and self.groups.sp_rank == 0:
-            positions = [without_pixels(row, self.adapter.input_keys) for row in prompts.non_tensors["vision_inputs"]]
-            write_back(self.cache, prompts.non_tensors[EMBED_ENTRY], positions, prompts.non_tensors[VIDEO_EMBEDS],
-                       prompts.non_tensors["timestamps"], missing)
+            write_back(
+                self.cache, prompts.non_tensors[EMBED_ENTRY], prompts.non_tensors["vision_inputs"],
+                prompts.non_tensors[VIDEO_EMBEDS], prompts.non_tensors["timestamps"], missing)
         if validate:  # validation's encoding is not part of any training step's count
             del self.actor.encoded_slices[counted:]
         if not self.actor.tower_trained:  # no later pass of the step re-encodes: the features are all they need

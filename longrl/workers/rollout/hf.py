@@ -18,6 +18,7 @@ the top-k/top-p truncated one the token was drawn from.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel
@@ -43,11 +44,25 @@ from longrl.workers.vision_inputs import (
     position_inputs,
 )
 
+if TYPE_CHECKING:
+    from longrl.config.schema import ModelConfig, RolloutConfig
+    from longrl.models.registry import ModelAdapter
+
 __all__ = ["HFRollout"]
 
 
 class HFRollout(RolloutEngine):
     """``generate`` on a full local copy of the model in ``model_dir`` (any family with an adapter)."""
+
+    # The copy runs its own towers for prompts that come without their features.
+    needs_video_features = False
+
+    @classmethod
+    def from_config(cls, model: ModelConfig, rollout: RolloutConfig, adapter: ModelAdapter, dtype: torch.dtype,
+                    device: torch.device) -> HFRollout:
+        """The engine over ``worker.actor.model``'s checkpoint; of ``worker.rollout`` it reads ``enforce_eager``."""
+        return cls(model.model_path, dtype=dtype, device=device, trust_remote_code=model.trust_remote_code,
+                   cuda_graphs=not rollout.enforce_eager)
 
     def __init__(self, model_dir: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
                  trust_remote_code: bool = False, cuda_graphs: bool = True):

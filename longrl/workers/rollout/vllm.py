@@ -21,20 +21,23 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
 from transformers import AutoConfig
 
 from longrl import _torchvision_compat
-from longrl.config.schema import RolloutConfig
+from longrl.config.schema import ModelConfig, RolloutConfig
 from longrl.models.remote_code import announce_remote_code
 from longrl.protocol import Batch
 from longrl.workers.rollout.base import RolloutEngine, WeightsLike, media_token_ids
 from longrl.workers.rollout.output import build_rollout_batch
 from longrl.workers.rollout.sampling import SamplingParams, sample_seed
 from longrl.workers.rollout.vllm_inputs import PROMPT_INPUTS, vllm_prompts
+
+if TYPE_CHECKING:
+    from longrl.models.registry import ModelAdapter
 
 __all__ = ["VLLMRollout", "load_vllm"]
 
@@ -67,9 +70,20 @@ def load_vllm() -> Any:
 class VLLMRollout(RolloutEngine):
     """vLLM's ``LLM`` over the checkpoint in ``model_dir``, configured from ``worker.rollout``."""
 
-    def __init__(self, model_dir: str | Path, rollout: RolloutConfig, max_model_len: int, positions_3d: bool,
-                 dtype: torch.dtype = torch.float32, seed: int = 0, tokenizer_dir: str | Path | None = None,
-                 trust_remote_code: bool = False):
+    # vLLM never runs a vision tower: video prompts must come with their features (``video_embeds``).
+    needs_video_features = True
+
+    @classmethod
+    def from_config(cls, model: ModelConfig, rollout: RolloutConfig, adapter: ModelAdapter, dtype: torch.dtype,
+                    device: torch.device) -> VLLMRollout:
+        """The engine of ``worker.rollout`` over ``worker.actor.model``'s checkpoint, its context
+        ``rollout.max_model_len`` (None: the model's own); vLLM places itself on the current device."""
+        return cls(model.model_path, rollout, rollout.max_model_len, adapter.positions_3d, dtype=dtype,
+                   seed=rollout.seed, tokenizer_dir=model.processor_path(), trust_remote_code=model.trust_remote_code)
+
+    def __init__(self, model_dir: str | Path, rollout: RolloutConfig, max_model_len: int | None,
+                 positions_3d: bool, dtype: torch.dtype = torch.float32, seed: int = 0,
+                 tokenizer_dir: str | Path | None = None, trust_remote_code: bool = False):
         vllm = load_vllm()
         self._sampling_params_cls = vllm.SamplingParams
         self.rollout = rollout
