@@ -99,7 +99,7 @@ def _validate_batches(cfg: RootConfig) -> None:
         f"data.rollout_batch_size ({data.rollout_batch_size}) must be a multiple of worker.actor.global_batch_size "
         f"({actor.global_batch_size}): each step's prompts are split into whole update batches",
     )
-    samples_per_update = actor.global_batch_size * n
+    samples_per_update = actor.samples_per_update
     _require(
         samples_per_update % dp == 0,
         f"worker.actor.global_batch_size x worker.rollout.n = {samples_per_update} samples per update must be "
