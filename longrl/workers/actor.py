@@ -43,7 +43,19 @@ from longrl.mrsp import (
     use_mrsp_attention,
 )
 from longrl.mrsp.audio import append_row_audio, encode_row_audio
-from longrl.protocol import TOKEN_KEYS, Batch
+from longrl.protocol import (
+    ADVANTAGES,
+    ATTENTION_MASK,
+    INPUT_IDS,
+    OLD_LOG_PROBS,
+    REF_LOG_PROBS,
+    RESPONSE_MASK,
+    RESPONSES,
+    TOKEN_KEYS,
+    UID,
+    VISION_INPUTS,
+    Batch,
+)
 from longrl.plain_pt import load_dcp_metadata, load_plain, save_plain
 from longrl.workers.fsdp import load_sharded_model
 from longrl.workers.logprob import ResponseScores, response_log_probs
@@ -135,10 +147,10 @@ class PolicyModel:
         """MR-SP stage 1 for ``batch``: per row, its video features (then its audio's, for a family with an audio
         tower); once per distinct ``uid`` (rows of one prompt)."""
         encoder = self.adapter.video_encoder(self.model)
-        rows = list(batch.non_tensors["vision_inputs"])
+        rows = list(batch.non_tensors[VISION_INPUTS])
         if encoder is None:
             return [None] * len(rows)
-        keys = list(batch.non_tensors["uid"]) if "uid" in batch.non_tensors else list(range(len(rows)))
+        keys = list(batch.non_tensors[UID]) if UID in batch.non_tensors else list(range(len(rows)))
         first: dict[Any, int] = {}
         for index, key in enumerate(keys):
             first.setdefault(key, index)
@@ -160,7 +172,7 @@ class PolicyModel:
         Every rank calls the (collective) encoding, with or without rows of its own to encode.
         """
         known = list(batch.non_tensors[VIDEO_EMBEDS]) if VIDEO_EMBEDS in batch.non_tensors else [None] * len(batch)
-        rows = batch.non_tensors["vision_inputs"]
+        rows = batch.non_tensors[VISION_INPUTS]
         keys = self.adapter.input_keys
         todo = np.array([i for i, f in enumerate(known) if f is None and has_pixels(rows[i], keys)], dtype=np.int64)
         with torch.no_grad():
@@ -175,21 +187,21 @@ class PolicyModel:
         ``temperature`` defaults to the rollout's, so RL scores the distribution the rollout sampled from.
         """
         tokens = {key: micro.tensors[key].to(self.device) for key in TOKEN_KEYS if key in micro.tensors.keys()}
-        responses = micro.tensors["responses"].to(self.device)
+        responses = micro.tensors[RESPONSES].to(self.device)
         temperature = self.config.temperature if temperature is None else temperature
         grids = {key: value.to(self.device)
-                 for key, value in position_inputs(micro.non_tensors["vision_inputs"], self.adapter.input_keys).items()}
+                 for key, value in position_inputs(micro.non_tensors[VISION_INPUTS], self.adapter.input_keys).items()}
         joined = joined_features(features, self.device)
         placeholder_ids = self.adapter.media_placeholder_ids(self.model)
         if not self.sharded_prefill:
             kwargs = dict(grids)
             if joined is not None:
                 kwargs.update(self.adapter.encoder_kwargs(
-                    self.model, joined, placeholder_tokens(tokens["input_ids"], placeholder_ids)))
+                    self.model, joined, placeholder_tokens(tokens[INPUT_IDS], placeholder_ids)))
             return response_log_probs(self.model, tokens, kwargs, responses, temperature, with_entropy)
         actor = self.config
-        uids = list(micro.non_tensors["uid"]) if "uid" in micro.non_tensors else list(range(len(micro)))
-        inputs = PrefillInputs(tokens["input_ids"], tokens["attention_mask"],
+        uids = list(micro.non_tensors[UID]) if UID in micro.non_tensors else list(range(len(micro)))
+        inputs = PrefillInputs(tokens[INPUT_IDS], tokens[ATTENTION_MASK],
                                self.adapter.position_ids(self.model, tokens, grids), responses, joined,
                                placeholder_ids, self.pad_token_id, uids)
         log_probs, entropy = sharded_response_scores(
@@ -231,20 +243,20 @@ class PolicyModel:
         actor = self.config
         if not actor.dynamic_batching:
             return fixed_micro_batches(len(batch), size)
-        mask = batch.tensors["attention_mask"]
+        mask = batch.tensors[ATTENTION_MASK]
         if not self.sharded_prefill:
             mask = torch.ones_like(mask)
-        groups = batch.non_tensors["uid"] if actor.shared_prefix and "uid" in batch.non_tensors else None
+        groups = batch.non_tensors[UID] if actor.shared_prefix and UID in batch.non_tensors else None
         return token_budget_micro_batches(mask, size, groups)
 
     def _by_prompt(self, batch: Batch) -> tuple[Batch, np.ndarray | None]:
         """With ``shared_prefix``: ``batch`` with the rows of each uid made contiguous (groups in order of first
         appearance, rows stable inside), so micro-batches of a multiple of ``n`` rows hold whole groups and score each
         prompt once; and the permutation that restores the original order (``None``: nothing moved)."""
-        if not self.config.shared_prefix or "uid" not in batch.non_tensors:
+        if not self.config.shared_prefix or UID not in batch.non_tensors:
             return batch, None
         first: dict[Any, int] = {}
-        group = np.array([first.setdefault(uid, len(first)) for uid in batch.non_tensors["uid"]])
+        group = np.array([first.setdefault(uid, len(first)) for uid in batch.non_tensors[UID]])
         order = np.argsort(group, kind="stable")
         return batch[order], np.argsort(order)
 
@@ -272,7 +284,7 @@ class PolicyModel:
         """The SFT loss of ``batch`` without training (validation), aggregated over the whole batch."""
         self.model.eval()
         batch = self.with_video_features(batch)
-        actor, mask = self.config, batch.tensors["response_mask"]
+        actor, mask = self.config, batch.tensors[RESPONSE_MASK]
         loss = 0.0
         for rows in self._micro_batches(batch, actor.micro_batch_size_per_device_for_experience):
             micro_loss, _ = self._sft_loss(batch[rows])
@@ -316,7 +328,7 @@ class PolicyModel:
         """Back-propagate ``mini``'s loss micro-batch by micro-batch. Each micro-batch's loss is weighted by its share
         of the mini-batch (:func:`loss_share`), so the gradient is the mini-batch loss's whichever rows share a
         micro-batch."""
-        actor, mask = self.config, mini.tensors["response_mask"]
+        actor, mask = self.config, mini.tensors[RESPONSE_MASK]
         for rows in self._micro_batches(mini, actor.micro_batch_size_per_device_for_update):
             loss, step_metrics = loss_fn(mini[rows])
             (loss * loss_share(mask[rows], mask, actor.loss_agg_mode)).backward()
@@ -333,7 +345,7 @@ class PolicyModel:
 
     def _sft_loss(self, micro: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """Token-level negative log-likelihood of the targets at temperature 1 (no rollout distribution here)."""
-        mask = micro.tensors["response_mask"].to(self.device)
+        mask = micro.tensors[RESPONSE_MASK].to(self.device)
         scores = self._scores(micro, self._update_features(micro), with_entropy=False, temperature=1.0)
         loss = agg_loss(-scores.log_probs, mask, self.config.loss_agg_mode)
         return loss, {"sft/loss": loss.item()}
@@ -341,22 +353,22 @@ class PolicyModel:
     def _ppo_loss(self, micro: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         actor = self.config
         t = {key: micro.tensors[key].to(self.device) for key in
-             ("responses", "response_mask", "old_log_probs", "advantages")}
+             (RESPONSES, RESPONSE_MASK, OLD_LOG_PROBS, ADVANTAGES)}
         want_entropy = actor.entropy_coeff != 0
         scores = self._scores(micro, self._update_features(micro), with_entropy=want_entropy)
         pg_loss, pg_metrics = compute_policy_loss(
-            t["old_log_probs"], scores.log_probs, t["advantages"], t["response_mask"], actor.clip_ratio_low,
+            t[OLD_LOG_PROBS], scores.log_probs, t[ADVANTAGES], t[RESPONSE_MASK], actor.clip_ratio_low,
             actor.clip_ratio_high, actor.clip_ratio_dual, actor.loss_agg_mode, actor.loss_type, actor.tau_positive,
             actor.tau_negative)
         loss = pg_loss
         metrics = {"actor/pg_loss": pg_loss.item(), **{f"actor/{k}": float(v) for k, v in pg_metrics.items()}}
         if want_entropy:
-            entropy = agg_loss(scores.entropy, t["response_mask"], actor.loss_agg_mode)
+            entropy = agg_loss(scores.entropy, t[RESPONSE_MASK], actor.loss_agg_mode)
             loss = loss - actor.entropy_coeff * entropy
             metrics["actor/entropy"] = entropy.item()
         if actor.use_kl_loss:
-            kl_loss = compute_kl_loss(scores.log_probs, micro.tensors["ref_log_probs"].to(self.device),
-                                      t["response_mask"], actor.kl_penalty, actor.loss_agg_mode)
+            kl_loss = compute_kl_loss(scores.log_probs, micro.tensors[REF_LOG_PROBS].to(self.device),
+                                      t[RESPONSE_MASK], actor.kl_penalty, actor.loss_agg_mode)
             loss = loss + actor.kl_coef * kl_loss
             metrics["actor/kl_loss"] = kl_loss.item()
         return loss, metrics
