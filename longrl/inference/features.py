@@ -15,7 +15,7 @@ import torch
 from longrl.models.registry import ModelAdapter
 from longrl.mrsp import build_sp_groups
 from longrl.mrsp.encode import encode_row_videos
-from longrl.protocol import VIDEO_EMBEDS, Batch
+from longrl.protocol import VIDEO_EMBEDS, VISION_INPUTS, Batch
 from longrl.workers.vision_inputs import without_pixels
 
 __all__ = ["TowerFeatures"]
@@ -41,11 +41,11 @@ class TowerFeatures:
     @torch.no_grad()
     def attach(self, prompts: Batch) -> Batch:
         """``prompts`` with each video row's features (``video_embeds``, on the CPU) and its pixels dropped."""
-        rows = list(prompts.non_tensors["vision_inputs"])
+        rows = list(prompts.non_tensors[VISION_INPUTS])
         features = encode_row_videos(self.encoder, rows, self.groups, self.device)
         return prompts.with_non_tensors(**{
             VIDEO_EMBEDS: [None if row is None else row.cpu() for row in features],
-            "vision_inputs": [without_pixels(row, self.keys) for row in rows],
+            VISION_INPUTS: [without_pixels(row, self.keys) for row in rows],
         })
 
 
