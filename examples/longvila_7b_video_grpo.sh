@@ -4,14 +4,33 @@
 # MODEL_PATH is a VILA llava_llama directory (config.json, llm/, vision_tower/, mm_projector/; VILA's own code is used
 # when the directory carries it). Each frame is 16 x 16 tokens and a "\n" (448 px SigLIP, 2 x 2 projector fold), so 256
 # frames are a ~66k-token prompt; MR-SP over 4 GPUs deals the frames out and shards the prefill. As in Long-RL's VILA
-# recipe only the LLM is trained: the frozen tower and projector encode each video once per step. Other knobs:
-# run_video_rl.sh. Arguments after VIDEO_DIR override these settings.
+# recipe only the LLM is trained: the frozen tower and projector encode each video once per step. The variables below
+# may be set in the environment; key=value arguments override any setting.
+set -euo pipefail
 VIDEO_DIR=${1:?usage: $0 VIDEO_DIR [key=value ...]}
 shift
-export MODEL_PATH=${MODEL_PATH:-Efficient-Large-Model/LongVILA-7B}
-exec bash "$(dirname "$0")/run_video_rl.sh" grpo longvila_7b_video_grpo "${VIDEO_DIR}" \
-    worker.rollout.num_video_frames=256 \
-    worker.actor.ulysses_size=4 \
-    worker.actor.model.freeze_vision_tower=true \
+MODEL_PATH=${MODEL_PATH:-Efficient-Large-Model/LongVILA-7B}
+TRAIN_FILES=${TRAIN_FILES:-LongVideo-Reason/longvideo-reason@train}
+VAL_FILES=${VAL_FILES:-LongVideo-Reason/longvideo-reason@validation}
+NNODES=${NNODES:-1}
+N_GPUS_PER_NODE=${N_GPUS_PER_NODE:-8}
+PYTHON=${PYTHON:-python3}
+HERE=$(cd "$(dirname "$0")" && pwd)  # config, prompt and reward sit beside this script: it runs from any directory
+
+"${PYTHON}" -m longrl.trainer.main \
+    config="${HERE}/config.yaml" \
+    algorithm=grpo \
+    data.train_files="${TRAIN_FILES}" \
+    data.val_files="${VAL_FILES}" \
+    data.video_dir="${VIDEO_DIR}" \
+    data.format_prompt="${HERE}/format_prompt/r1v.jinja" \
     data.max_prompt_length=73728 \
+    worker.reward.reward_function="${HERE}/reward_function/r1v.py:compute_score" \
+    worker.actor.model.model_path="${MODEL_PATH}" \
+    worker.actor.model.freeze_vision_tower=true \
+    worker.actor.ulysses_size=4 \
+    worker.rollout.num_video_frames=256 \
+    trainer.nnodes="${NNODES}" \
+    trainer.n_gpus_per_node="${N_GPUS_PER_NODE}" \
+    trainer.experiment_name=longvila_7b_video_grpo \
     "$@"

@@ -1,4 +1,29 @@
 #!/usr/bin/env bash
 # DAPO on long videos with Qwen2.5-VL-3B (Long-RL's examples/new_supports naming).
-#   bash examples/qwen2_5_vl_3b_video_dapo.sh VIDEO_DIR [key=value ...]   (environment knobs: run_video_rl.sh)
-exec bash "$(dirname "$0")/run_video_rl.sh" dapo qwen2_5_vl_3b_video_dapo "$@"
+#   bash examples/qwen2_5_vl_3b_video_dapo.sh VIDEO_DIR [key=value ...]
+# VIDEO_DIR holds the videos the rows' relative paths point into; the variables below may be set in the environment and
+# key=value arguments override any setting (the rest comes from config.yaml).
+set -euo pipefail
+VIDEO_DIR=${1:?usage: $0 VIDEO_DIR [key=value ...]}
+shift
+MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-VL-3B-Instruct}
+TRAIN_FILES=${TRAIN_FILES:-LongVideo-Reason/longvideo-reason@train}
+VAL_FILES=${VAL_FILES:-LongVideo-Reason/longvideo-reason@validation}
+NNODES=${NNODES:-1}
+N_GPUS_PER_NODE=${N_GPUS_PER_NODE:-8}
+PYTHON=${PYTHON:-python3}
+HERE=$(cd "$(dirname "$0")" && pwd)  # config, prompt and reward sit beside this script: it runs from any directory
+
+"${PYTHON}" -m longrl.trainer.main \
+    config="${HERE}/config.yaml" \
+    algorithm=dapo \
+    data.train_files="${TRAIN_FILES}" \
+    data.val_files="${VAL_FILES}" \
+    data.video_dir="${VIDEO_DIR}" \
+    data.format_prompt="${HERE}/format_prompt/r1v.jinja" \
+    worker.reward.reward_function="${HERE}/reward_function/r1v.py:compute_score" \
+    worker.actor.model.model_path="${MODEL_PATH}" \
+    trainer.nnodes="${NNODES}" \
+    trainer.n_gpus_per_node="${N_GPUS_PER_NODE}" \
+    trainer.experiment_name=qwen2_5_vl_3b_video_dapo \
+    "$@"
