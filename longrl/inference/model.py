@@ -29,7 +29,7 @@ from longrl.inference.contents import Contents, Request, parse_contents
 from longrl.inference.features import TowerFeatures
 from longrl.inference.prompts import PromptSet
 from longrl.models.registry import ModelAdapter, adapter_for_model_dir
-from longrl.protocol import TOKEN_KEYS
+from longrl.protocol import RESPONSE_MASK, RESPONSES, ROW_FIELDS, TIMESTAMPS, TOKEN_KEYS, UID
 from longrl.workers.rollout.base import RolloutEngine
 from longrl.workers.rollout.engines import engine_class, engine_dtype
 from longrl.workers.rollout.sampling import SamplingParams
@@ -169,7 +169,7 @@ class VideoModel:
         if self.tower is not None:
             prompts = self.tower.attach(prompts)
         out = self.engine.generate(prompts, params)
-        responses, mask = out.tensors["responses"], out.tensors["response_mask"].bool()
+        responses, mask = out.tensors[RESPONSES], out.tensors[RESPONSE_MASK].bool()
         texts = [self.tokenizer.decode(row[keep].tolist(), skip_special_tokens=True)
                  for row, keep in zip(responses, mask)]
         return [texts[index * n:(index + 1) * n] for index in range(len(batch))]
@@ -178,9 +178,9 @@ class VideoModel:
         """One request in the data layer's sample layout (what ``collate_left_padded`` takes)."""
         inputs = self.prompt_inputs(contents, thinking=thinking, options=options)
         return {
-            "uid": str(index),
+            **{key: None for key in (*ROW_FIELDS, TIMESTAMPS)},
+            UID: str(index),
             "inputs": {key: value[0] if key in TOKEN_KEYS else value for key, value in inputs.items()},
-            **{key: None for key in ("question", "options", "answer", "reasoning", "task", "video_path", "timestamps")},
         }
 
     def close(self) -> None:
