@@ -10,8 +10,7 @@ generic rooms (controller, algos, rewards, the trainer's run/checkpoint/metrics)
 
 from importlib.util import find_spec
 
-# diffusers (the generators) and peft (their LoRA) are the optional extra "flow": say so before anything needs them.
-_MISSING = [name for name in ("diffusers", "peft") if find_spec(name) is None]
-if _MISSING:
-    raise ModuleNotFoundError(f"Flow-GRPO needs {' and '.join(_MISSING)}, the optional dependencies of the flow "
-                              "extra: pip install 'longrl[flow]'", name=_MISSING[0])
+# diffusers (the generators) comes with the optional extra "flow": say so before anything needs it.
+if find_spec("diffusers") is None:
+    raise ModuleNotFoundError("Flow-GRPO needs diffusers, an optional dependency: pip install 'longrl[flow]'",
+                              name="diffusers")

@@ -68,14 +68,13 @@ def test_every_key_and_section_of_the_flow_stage_has_a_one_line_note():
 
 
 def test_without_the_flow_extra_the_package_names_the_install():
-    """diffusers and peft are the optional extra: importing Flow-GRPO without them says how to get them (an entry of
-    None in sys.modules is how Python marks a module as not importable)."""
-    done = subprocess.run([sys.executable, "-c", "import sys; sys.modules['peft'] = None; import longrl.flow.main"],
+    """diffusers comes with the optional extra: importing Flow-GRPO without it says how to get it (an entry of None in
+    sys.modules is how Python marks a module as not importable)."""
+    done = subprocess.run([sys.executable, "-c", "import sys; sys.modules['diffusers'] = None; import longrl.flow.main"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
-        "ModuleNotFoundError: Flow-GRPO needs peft, the optional dependencies of the flow extra: "
-        "pip install 'longrl[flow]'")
+        "ModuleNotFoundError: Flow-GRPO needs diffusers, an optional dependency: pip install 'longrl[flow]'")
 
 
 # The keys of Long-RL's diffusion config files (written here with their key names and shapes, not copied) as the
