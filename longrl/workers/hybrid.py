@@ -22,6 +22,7 @@ from longrl.embeds.store import EmbeddingStore
 from longrl.models.lora import adapters_disabled
 from longrl.protocol import EMBED_ENTRY, Batch
 from longrl.workers.actor import PolicyModel
+from longrl.workers.cuda_allocator import prefer_expandable_segments
 from longrl.workers.policy_worker import PolicyWorker
 from longrl.workers.rollout.engines import build_rollout_engine, engine_dtype
 from longrl.workers.rollout.group_split import generate_over_group
@@ -36,6 +37,7 @@ def needs_reference(cfg: RootConfig) -> bool:
 
 class HybridWorker(PolicyWorker):
     def __init__(self, cfg: RootConfig, total_steps: int):
+        prefer_expandable_segments(cfg.worker.rollout.name)  # before the first CUDA allocation of this process
         super().__init__(cfg, total_steps)
         self.eos_token_ids = self.adapter.stop_token_ids(self.model_path, self.processor)
         device = self.device()
