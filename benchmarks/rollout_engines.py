@@ -128,7 +128,7 @@ def run(size: str, args: argparse.Namespace) -> dict[str, Any]:
         torch.cuda.empty_cache()  # vLLM starts only where its share of the GPU is free
         rollout = RolloutConfig(name="vllm", enforce_eager=args.enforce_eager)
         max_model_len = prompts.tensors["input_ids"].shape[1] + args.max_new
-        engine = VLLMRollout(model_dir, rollout, max_model_len, positions_3d=True, dtype=dtype, seed=0)
+        engine = VLLMRollout(model_dir, rollout, max_model_len, dtype=dtype, seed=0)
         try:
             vllm_row = time_engine(engine, prompts, sampling, args.repeats)
         finally:

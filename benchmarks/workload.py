@@ -31,7 +31,6 @@ from longrl.models import get_adapter
 from longrl.models.tokenizer import QwenTokenIds, build_tokenizer
 from longrl.protocol import TOKEN_KEYS, Batch
 from longrl.trainer.metrics import rollout_probs_diff
-from longrl.workers.rollout.base import media_token_ids
 from longrl.workers.rollout.output import build_rollout_batch
 from longrl.workers.rollout.sampling import SamplingParams
 from longrl.workers.vision_inputs import VIDEO_EMBEDS, merge_vision_inputs, without_pixels
@@ -143,7 +142,8 @@ def stock_generate(model: torch.nn.Module, prompts: Batch, sampling: SamplingPar
         sequences = model.generate(**tokens, **vision, do_sample=True, temperature=sampling.temperature,
                                    num_return_sequences=sampling.n, max_new_tokens=sampling.max_new_tokens,
                                    eos_token_id=list(sampling.eos_token_ids), pad_token_id=sampling.pad_token_id,
-                                   suppress_tokens=media_token_ids(model.config))  # random weights draw them
+                                   # random weights draw them
+                                   suppress_tokens=get_adapter(FAMILY).media_token_ids(model.config))
     generated = sequences[:, tokens["input_ids"].shape[1]:].cpu()
     return build_rollout_batch(prompts, sampling.n, generated, torch.zeros(generated.shape), sampling.eos_token_ids,
                                sampling.pad_token_id, sampling.max_new_tokens)

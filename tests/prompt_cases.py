@@ -18,7 +18,6 @@ from longrl.data.video import DecodedVideo
 from longrl.models import InputKeys, ModelAdapter
 from longrl.protocol import TOKEN_KEYS, VIDEO_EMBEDS, Batch
 from longrl.workers.logprob import response_log_probs
-from longrl.workers.rollout.base import media_token_ids
 from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.rollout.sampling import SamplingParams
 from longrl.workers.vision_inputs import merge_vision_inputs, placeholder_tokens, position_inputs, without_pixels
@@ -121,7 +120,7 @@ def check_greedy_rollout(rollout: HFRollout, samples: list[dict], eos: Sequence[
     the engine runs the towers on the prompts' pixels or splices the features ``stage1(vision rows)`` gives; and
     (negative control) ``blank(inputs)``, a sample with one medium's inputs zeroed, changes some sample's tokens."""
     model = rollout.model
-    suppressed = media_token_ids(model.config)
+    suppressed = rollout.adapter.media_token_ids(model.config)
     prompts = prompt_batch(samples, pad)
     params = sampling_params(eos, pad, max_new_tokens)
     from_towers = rollout.generate(prompts, params)

@@ -63,6 +63,10 @@ class QwenVLAdapter(ModelAdapter):
     input_keys: ClassVar[InputKeys] = InputKeys(
         towers={"pixel_values": "image", "pixel_values_videos": "video"},
         positions={"image_grid_thw": "image", "video_grid_thw": "video", "second_per_grid_ts": "video"})
+    media_token_attributes: ClassVar[tuple[str, ...]] = ("image_token_id", "video_token_id", "vision_start_token_id",
+                                                         "vision_end_token_id")
+    # The position inputs vLLM's Qwen-VL models read beside precomputed video features.
+    vllm_video_keys: ClassVar[tuple[str, ...]] = ("video_grid_thw", "second_per_grid_ts")
     model_class: ClassVar[type[PreTrainedModel]]
     processor_class: ClassVar[type[ProcessorMixin]]
 
@@ -239,6 +243,14 @@ class QwenVLAdapter(ModelAdapter):
                 "mm_token_type_ids": torch.where(input_ids == processor.video_token_id, video_types, 0),
                 **positions}
 
+    def vllm_video_prompt(self, processor: ProcessorMixin, token_ids: list[int], features: torch.Tensor,
+                          positions: Mapping[str, torch.Tensor], timestamps: np.ndarray | None) -> dict[str, Any]:
+        """The video's run of placeholders collapsed to one (vLLM expands it from the grid); the grid (and seconds per
+        grid) beside the features."""
+        data = {key: positions[key] for key in self.vllm_video_keys if key in positions}
+        return {"prompt_token_ids": collapse_runs(token_ids, processor.video_token_id),
+                "multi_modal_data": {"video": {"video_embeds": features, **data}}}
+
     def video_prompt_marker(self, processor: ProcessorMixin) -> str:
         """The text the chat template renders for a video item, which the processor expands."""
         return processor.video_token
@@ -247,6 +259,16 @@ class QwenVLAdapter(ModelAdapter):
         """What the processor writes in place of :meth:`video_prompt_marker` for a video of ``grid_thw``: one
         placeholder per merged patch."""
         return processor.video_token * (int(grid_thw.prod()) // processor.video_processor.merge_size**2)
+
+
+def collapse_runs(token_ids: Sequence[int], token_id: int) -> list[int]:
+    """``token_ids`` with every run of consecutive ``token_id`` reduced to a single one."""
+    out: list[int] = []
+    for token in token_ids:
+        if token == token_id and out and out[-1] == token_id:
+            continue
+        out.append(token)
+    return out
 
 
 def _count_content_items(messages: list[dict[str, Any]], item_type: str) -> int:

@@ -118,6 +118,8 @@ class Qwen2_5OmniAdapter(QwenVLAdapter):
         towers={**QwenVLAdapter.input_keys.towers, AUDIO_FRAMES: "audio"},
         positions={**QwenVLAdapter.input_keys.positions, AUDIO_MASK: "audio", "video_second_per_grid": "video"},
         padded=(AUDIO_FRAMES, AUDIO_MASK))
+    media_token_attributes: ClassVar[tuple[str, ...]] = (*QwenVLAdapter.media_token_attributes, "audio_token_id",
+                                                         "audio_start_token_id", "audio_end_token_id")
     model_class = Qwen2_5OmniThinkerForConditionalGeneration
     processor_class = Qwen2_5OmniProcessor
 

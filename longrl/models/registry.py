@@ -63,6 +63,8 @@ class ModelAdapter(ABC):
     video_pixels_per_token: ClassVar[int | None] = None
     # The names of the per-row inputs ``encode`` gives beside the token ids, by medium (none for text families).
     input_keys: ClassVar[InputKeys] = InputKeys()
+    # The Hugging Face config attributes naming the media placeholder and delimiter token ids (see media_token_ids).
+    media_token_attributes: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def build_tiny(self, out_dir: str | Path, seed: int = 0) -> Path:
@@ -209,6 +211,21 @@ class ModelAdapter(ABC):
         """
         input_ids = tokens["input_ids"]
         return torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+
+    def media_token_ids(self, config: Any) -> list[int]:
+        """The model's media placeholder and delimiter ids (``config``: its Hugging Face config), never to be generated:
+        a sampled placeholder (a random or young policy can draw one) would make the next forward over prompt +
+        response expect features for media that do not exist."""
+        ids = (getattr(config, name, None) for name in self.media_token_attributes)
+        return [int(i) for i in ids if i is not None]
+
+    def vllm_video_prompt(self, processor: Any, token_ids: list[int], features: torch.Tensor,
+                          positions: Mapping[str, torch.Tensor], timestamps: np.ndarray | None) -> dict[str, Any]:
+        """A vLLM prompt of a row whose video features are precomputed: ``prompt_token_ids`` (``token_ids``, the prompt
+        :meth:`encode` gave) with the video in the form vLLM's own processor for the family expands, and
+        ``multi_modal_data`` holding ``features`` as the video's embeddings with what vLLM needs to place and position
+        them (from the row's ``positions`` inputs and its frames' ``timestamps``). vLLM's tower never runs."""
+        raise NotImplementedError(f"model family {self.family!r} takes no precomputed video in the vLLM engine")
 
     def render_prompt_ids(self, processor: Any, messages: list[dict[str, Any]]) -> list[int]:
         """Token ids of the rendered chat with each media item still a single placeholder token.

@@ -377,6 +377,7 @@ class VilaAdapter(ModelAdapter):
     video_pixels_per_token: ClassVar[int] = 28 * 28
     input_keys: ClassVar[InputKeys] = InputKeys(towers={"pixel_values_videos": "video"},
                                                 positions={"video_grid_thw": "video"})
+    media_token_attributes: ClassVar[tuple[str, ...]] = ("image_token_id", "video_token_id")
 
     def build_tiny(self, out_dir: str | Path, seed: int = 0) -> Path:
         """A tiny NVILA-Lite (3 x 3 fold); :func:`build_tiny_vila` builds the other projector types."""

@@ -67,9 +67,9 @@ class HybridWorker(PolicyWorker):
         missing = [index for index, features in enumerate(known) if features is None]
         prompts = self.actor.with_video_features(prompts)
         if self.cache is not None and EMBED_ENTRY in prompts.non_tensors and self.groups.sp_rank == 0:
-            write_back(
-                self.cache, prompts.non_tensors[EMBED_ENTRY], prompts.non_tensors["vision_inputs"],
-                prompts.non_tensors[VIDEO_EMBEDS], prompts.non_tensors["timestamps"], missing)
+            positions = [without_pixels(row, self.adapter.input_keys) for row in prompts.non_tensors["vision_inputs"]]
+            write_back(self.cache, prompts.non_tensors[EMBED_ENTRY], positions, prompts.non_tensors[VIDEO_EMBEDS],
+                       prompts.non_tensors["timestamps"], missing)
         if validate:  # validation's encoding is not part of any training step's count
             del self.actor.encoded_slices[counted:]
         if not self.actor.tower_trained:  # no later pass of the step re-encodes: the features are all they need

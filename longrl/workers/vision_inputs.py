@@ -89,6 +89,10 @@ def splice_features(embeds: torch.Tensor, input_ids: torch.Tensor, placeholder_i
     id, or several filled from one stream), in row-major order; the counts must agree (a mismatch means the token ids
     and the vision grids disagree)."""
     ids = [placeholder_id] if isinstance(placeholder_id, int) else list(placeholder_id)
+    if features.shape[-1] != embeds.shape[-1]:
+        raise ValueError(f"{modality} feature rows of width {features.shape[-1]} cannot replace embeddings of width "
+                         f"{embeds.shape[-1]}: this family's features carry more than an input embedding (e.g. "
+                         "deepstack levels), so they reach the model only through its adapter's encoder_kwargs")
     placeholders = torch.isin(input_ids, torch.tensor(ids, device=input_ids.device))
     if int(placeholders.sum()) != features.shape[0]:
         raise ValueError(

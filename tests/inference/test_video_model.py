@@ -21,7 +21,6 @@ from longrl.data.synthetic import generate_dataset
 from longrl.data.video import FrameSampling, load_video
 from longrl.inference import VideoModel
 from longrl.models import get_adapter
-from longrl.workers.rollout.base import media_token_ids
 from sharp_weights import save_sharp_model
 
 R1V_PROMPT = Path(__file__).resolve().parents[2] / "examples" / "format_prompt" / "r1v.jinja"
@@ -56,7 +55,7 @@ def _reference_reply(model_dir: Path, family: str, messages: list[dict], video, 
     stop = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")]
     with torch.no_grad():
         ids = hf.generate(**inputs, do_sample=False, max_new_tokens=max_new, eos_token_id=stop, pad_token_id=stop[1],
-                          suppress_tokens=media_token_ids(hf.config) or None)
+                          suppress_tokens=adapter.media_token_ids(hf.config) or None)
     return tokenizer.decode(ids[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
 

@@ -51,7 +51,7 @@ def tokens(model_dir):
 
 def _engine(model_dir, prompt_input: str) -> VLLMRollout:
     rollout = RolloutConfig(name="vllm", prompt_input=prompt_input, enforce_eager=True, temperature=1.0)
-    return VLLMRollout(model_dir, rollout, max_model_len=1024, positions_3d=True, dtype=torch.float32, seed=0)
+    return VLLMRollout(model_dir, rollout, max_model_len=1024, dtype=torch.float32, seed=0)
 
 
 @pytest.fixture(scope="module")

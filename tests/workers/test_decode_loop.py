@@ -11,7 +11,6 @@ from transformers.generation.logits_process import RepetitionPenaltyLogitsProces
 
 from longrl.models import get_adapter
 from longrl.workers.rollout import decode, hf
-from longrl.workers.rollout.base import media_token_ids
 from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.vision_inputs import merge_vision_inputs
 from prompt_cases import prompt_batch, sampling_params, video_prompt_sample
@@ -52,7 +51,7 @@ def test_seeded_samples_are_the_inverse_cdf_draws_of_a_full_forward(setup):
                                mm_token_type_ids=out.tensors["mm_token_type_ids"], **vision).logits
     prompt_width = out.tensors["prompts"].shape[1]
     warpers = hf._sampling_warpers(params)
-    suppressed = media_token_ids(rollout.model.config)
+    suppressed = rollout.adapter.media_token_ids(rollout.model.config)
     lengths = out.tensors["response_mask"].sum(1).tolist()
     assert sum(lengths) > 2 * n * 4
     for row, length in enumerate(lengths):

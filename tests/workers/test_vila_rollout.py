@@ -15,7 +15,6 @@ import torch
 from longrl.data.video import DecodedVideo
 from longrl.models import get_adapter
 from longrl.mrsp import build_sp_groups, encode_row_videos
-from longrl.workers.rollout.base import media_token_ids
 from longrl.workers.rollout.hf import HFRollout
 from prompt_cases import check_greedy_rollout, check_rollout_log_probs_equal_actor_scores, prompt_sample
 from sharp_weights import sharp_weights
@@ -54,7 +53,7 @@ def setup(tiny_model_dir):
 def test_greedy_rollout_equals_forward_greedy_from_the_tower_and_from_stage1_features(setup):
     adapter, rollout, samples, eos, pad, stage1 = setup
     model = rollout.model
-    assert media_token_ids(model.config) == [model.config.image_token_id, model.config.video_token_id]
+    assert adapter.media_token_ids(model.config) == [model.config.image_token_id, model.config.video_token_id]
     # Negative control: black frames in place of the video change what is generated.
     check_greedy_rollout(rollout, samples, eos, pad, MAX_NEW, stage1,
                          blank=lambda inputs: {**inputs, "pixel_values_videos": torch.zeros_like(

@@ -4,31 +4,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from typing import Any, Union
+from typing import Union
 
 import torch
 
 from longrl.protocol import Batch
 from longrl.workers.rollout.sampling import SamplingParams
 
-__all__ = ["RolloutEngine", "SamplingParams", "WeightsLike", "media_token_ids"]
+__all__ = ["RolloutEngine", "SamplingParams", "WeightsLike"]
 
 # Weights as the actor hands them over: a state dict, or a stream of (name, tensor) pairs so that an engine that
 # loads tensor by tensor never needs the whole unsharded model in memory at once. Names are the HF model's own.
 WeightsLike = Union[Mapping[str, torch.Tensor], Iterable[tuple[str, torch.Tensor]]]
-
-_MEDIA_TOKEN_ATTRIBUTES = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id",
-                           "audio_token_id", "audio_start_token_id", "audio_end_token_id")
-
-
-def media_token_ids(config: Any) -> list[int]:
-    """The model's image/video/audio placeholder and delimiter ids: never to be generated.
-
-    A sampled media placeholder (a random or young policy can draw one) would make the next forward over
-    prompt + response expect features for a video that does not exist.
-    """
-    ids = (getattr(config, name, None) for name in _MEDIA_TOKEN_ATTRIBUTES)
-    return [int(i) for i in ids if i is not None]
 
 
 class RolloutEngine(ABC):

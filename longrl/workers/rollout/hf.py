@@ -32,7 +32,7 @@ from transformers.generation.logits_process import (
 from longrl.models import adapter_for_model_dir
 from longrl.mrsp import build_sp_groups, encode_row_media
 from longrl.protocol import Batch
-from longrl.workers.rollout.base import RolloutEngine, WeightsLike, media_token_ids
+from longrl.workers.rollout.base import RolloutEngine, WeightsLike
 from longrl.workers.rollout.decode import DecodeInputs, sample_with_shared_prefill
 from longrl.workers.rollout.output import build_rollout_batch
 from longrl.workers.rollout.sampling import SamplingParams
@@ -71,9 +71,10 @@ class HFRollout(RolloutEngine):
         self.adapter = adapter_for_model_dir(model_dir)
         self.model: PreTrainedModel = self.adapter.load_model(model_dir, dtype, trust_remote_code)
         self.model.to(self.device).eval()
-        # Media tokens are never generated (see media_token_ids). Log-probs are recorded before any processor, so
-        # rollout log-probs stay those of the full distribution the actor scores.
-        self._no_media_tokens = SuppressTokensLogitsProcessor(media_token_ids(self.model.config), device=self.device)
+        # Media tokens are never generated (see ModelAdapter.media_token_ids). Log-probs are recorded before any
+        # processor, so rollout log-probs stay those of the full distribution the actor scores.
+        self._no_media_tokens = SuppressTokensLogitsProcessor(self.adapter.media_token_ids(self.model.config),
+                                                              device=self.device)
         self._groups = build_sp_groups(1)  # this copy's towers are its own: no process group is involved
 
     @torch.no_grad()

@@ -29,9 +29,10 @@ from transformers import AutoConfig
 
 from longrl import _torchvision_compat
 from longrl.config.schema import ModelConfig, RolloutConfig
+from longrl.models import adapter_for_model_dir
 from longrl.models.remote_code import announce_remote_code
 from longrl.protocol import Batch
-from longrl.workers.rollout.base import RolloutEngine, WeightsLike, media_token_ids
+from longrl.workers.rollout.base import RolloutEngine, WeightsLike
 from longrl.workers.rollout.output import build_rollout_batch
 from longrl.workers.rollout.sampling import SamplingParams, sample_seed
 from longrl.workers.rollout.vllm_inputs import PROMPT_INPUTS, vllm_prompts
@@ -78,22 +79,24 @@ class VLLMRollout(RolloutEngine):
                     device: torch.device) -> VLLMRollout:
         """The engine of ``worker.rollout`` over ``worker.actor.model``'s checkpoint, its context
         ``rollout.max_model_len`` (None: the model's own); vLLM places itself on the current device."""
-        return cls(model.model_path, rollout, rollout.max_model_len, adapter.positions_3d, dtype=dtype,
-                   seed=rollout.seed, tokenizer_dir=model.processor_path(), trust_remote_code=model.trust_remote_code)
+        return cls(model.model_path, rollout, rollout.max_model_len, dtype=dtype, seed=rollout.seed,
+                   tokenizer_dir=model.processor_path(), trust_remote_code=model.trust_remote_code)
 
     def __init__(self, model_dir: str | Path, rollout: RolloutConfig, max_model_len: int | None,
-                 positions_3d: bool, dtype: torch.dtype = torch.float32, seed: int = 0,
-                 tokenizer_dir: str | Path | None = None, trust_remote_code: bool = False):
+                 dtype: torch.dtype = torch.float32, seed: int = 0, tokenizer_dir: str | Path | None = None,
+                 trust_remote_code: bool = False):
         vllm = load_vllm()
         self._sampling_params_cls = vllm.SamplingParams
         self.rollout = rollout
-        self.positions_3d = positions_3d
         if rollout.prompt_input not in PROMPT_INPUTS:
             raise ValueError(f"worker.rollout.prompt_input must be one of {PROMPT_INPUTS}, got {rollout.prompt_input!r}")
+        # The family's adapter turns prompt rows into vLLM's prompts (vllm_inputs), with its processor.
+        self.adapter = adapter_for_model_dir(model_dir)
+        self.processor = self.adapter.load_processor(tokenizer_dir or model_dir, trust_remote_code)
         announce_remote_code(model_dir, trust_remote_code)
         config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
         self.video_token_id = getattr(config, "video_token_id", None)
-        self._media_bias = {token: _NEVER for token in media_token_ids(config)}
+        self._media_bias = {token: _NEVER for token in self.adapter.media_token_ids(config)}
         self._hf_names = _hf_state_dict_names(config)
         self._embed_name = None
         self._embedding = None
@@ -131,8 +134,7 @@ class VLLMRollout(RolloutEngine):
         self.resume()
         n = sampling.n
         out_device = prompts.tensors["input_ids"].device
-        requests = vllm_prompts(prompts, self.rollout.prompt_input, self.video_token_id, self._embed,
-                                self.positions_3d)
+        requests = vllm_prompts(prompts, self.rollout.prompt_input, self.adapter, self.processor, self._embed)
         tokens: list[list[int]] = []
         log_probs: list[list[float]] = []
         # num_chunk_seq rounds: only one round's vLLM outputs (per-token log-prob objects) are alive at a time.
