@@ -1,6 +1,6 @@
 """Stage 1 planning: which temporal slices of which videos each SP rank encodes. Pure bookkeeping, no torch.
 
-A Qwen-VL video is a grid of ``t x h x w`` patches; its pixel rows are laid out slice by slice (``h * w`` rows per
+A video is a grid of ``t x h x w`` patches (as the patching towers lay it out); its pixel rows are laid out slice by slice (``h * w`` rows per
 temporal slice of ``temporal_patch_size`` frames), and the vision tower attends only within a slice. So any run of
 whole slices can be encoded on its own and the outputs concatenated: splitting over ranks on slice boundaries is
 exact. A frame count that is not a multiple of the temporal patch size was already padded into a last whole slice

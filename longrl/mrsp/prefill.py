@@ -1,8 +1,8 @@
 """MR-SP stage 2: response log-probs (and entropy) from a sequence-sharded prefill.
 
 The caller hands over full-width rows — a left-padded prompt then a right-padded response, ``(b, P + R)`` — with
-their full-sequence position ids (Qwen-VL's 3-D mrope ids must be computed on the whole sequence, before any
-sharding) and the visual features to splice (computed once per step by stage 1). Here:
+their full-sequence position ids (3-D mrope ids, where a family has them, must be computed on the whole sequence,
+before any sharding) and the visual features to splice (computed once per step by stage 1). Here:
 
 1. **Layout.** Padded: the rows as they are, one causal segment per row (its valid span). Padding-free
    (``padding_free``): the valid tokens of all rows packed into one row, one segment per sample (the ``cu_seqlens``
