@@ -31,7 +31,7 @@ from transformers.generation.logits_process import (
 
 from longrl.models import adapter_for_model_dir
 from longrl.mrsp import build_sp_groups, encode_row_media
-from longrl.protocol import Batch
+from longrl.protocol import ATTENTION_MASK, INPUT_IDS, MM_TOKEN_TYPE_IDS, VISION_INPUTS, Batch
 from longrl.workers.rollout.base import RolloutEngine, WeightsLike
 from longrl.workers.rollout.decode import DecodeInputs, sample_with_shared_prefill
 from longrl.workers.rollout.output import build_rollout_batch
@@ -80,17 +80,17 @@ class HFRollout(RolloutEngine):
     @torch.no_grad()
     def generate(self, prompts: Batch, sampling: SamplingParams) -> Batch:
         _check_prompts(prompts)
-        out_device = prompts.tensors["input_ids"].device
-        input_ids = prompts.tensors["input_ids"].to(self.device)
-        attention_mask = prompts.tensors["attention_mask"].to(self.device)
+        out_device = prompts.tensors[INPUT_IDS].device
+        input_ids = prompts.tensors[INPUT_IDS].to(self.device)
+        attention_mask = prompts.tensors[ATTENTION_MASK].to(self.device)
         keys = self.adapter.input_keys
-        vision_rows = list(prompts.non_tensors.get("vision_inputs", [{}] * len(prompts)))
+        vision_rows = list(prompts.non_tensors.get(VISION_INPUTS, [{}] * len(prompts)))
         # Once per prompt, shared by its n samples; from the rows' precomputed features when they carry them.
         features = joined_features(self._row_features(prompts, vision_rows), self.device)
         prefill = {} if features is None else self.adapter.encoder_kwargs(
             self.model, features, placeholder_tokens(input_ids, self.adapter.media_placeholder_ids(self.model)))
         grids = {key: value.to(self.device) for key, value in position_inputs(vision_rows, keys).items()}
-        mm_token_type_ids = prompts.tensors["mm_token_type_ids"] if "mm_token_type_ids" in prompts.tensors.keys() else None
+        mm_token_type_ids = prompts.tensors[MM_TOKEN_TYPE_IDS] if MM_TOKEN_TYPE_IDS in prompts.tensors.keys() else None
         positions = self._positions(input_ids, attention_mask, mm_token_type_ids, grids, sampling.max_new_tokens)
         generated, log_probs = sample_with_shared_prefill(
             self.model, DecodeInputs(prefill, input_ids, attention_mask, positions),
@@ -124,11 +124,11 @@ class HFRollout(RolloutEngine):
         """Position ids of the prompt columns and the ``max_new_tokens`` response columns after them, from the
         family's rule over the joined sequence: the positions the actor scores the rollout at."""
         batch = input_ids.shape[0]
-        tokens = {"input_ids": torch.cat([input_ids, input_ids.new_zeros(batch, max_new_tokens)], dim=1),
-                  "attention_mask": torch.cat([attention_mask, attention_mask.new_ones(batch, max_new_tokens)], dim=1)}
+        tokens = {INPUT_IDS: torch.cat([input_ids, input_ids.new_zeros(batch, max_new_tokens)], dim=1),
+                  ATTENTION_MASK: torch.cat([attention_mask, attention_mask.new_ones(batch, max_new_tokens)], dim=1)}
         if mm_token_type_ids is not None:
             types = mm_token_type_ids.to(self.device)
-            tokens["mm_token_type_ids"] = torch.cat([types, types.new_zeros(batch, max_new_tokens)], dim=1)
+            tokens[MM_TOKEN_TYPE_IDS] = torch.cat([types, types.new_zeros(batch, max_new_tokens)], dim=1)
         return self.adapter.position_ids(self.model, tokens, grids)
 
     @torch.no_grad()
@@ -171,10 +171,10 @@ def _sampling_warpers(sampling: SamplingParams) -> list[LogitsProcessor]:
 
 def _check_prompts(prompts: Batch) -> None:
     keys = list(prompts.tensors.keys())
-    for key in ("input_ids", "attention_mask"):
+    for key in (INPUT_IDS, ATTENTION_MASK):
         if key not in keys:
             raise KeyError(f"rollout prompts need tensor {key!r}; got tensors {keys}")
-    mask = prompts.tensors["attention_mask"]
+    mask = prompts.tensors[ATTENTION_MASK]
     right_padded = (mask[:, -1] == 0).nonzero().flatten().tolist()
     if right_padded:
         raise ValueError(
