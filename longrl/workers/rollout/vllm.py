@@ -31,7 +31,7 @@ from longrl import _torchvision_compat
 from longrl.config.schema import ModelConfig, RolloutConfig
 from longrl.models import adapter_for_model_dir
 from longrl.models.remote_code import announce_remote_code
-from longrl.protocol import Batch
+from longrl.protocol import INPUT_IDS, Batch
 from longrl.workers.rollout.base import RolloutEngine, WeightsLike
 from longrl.workers.rollout.output import build_rollout_batch
 from longrl.workers.rollout.sampling import SamplingParams, sample_seed
@@ -133,7 +133,7 @@ class VLLMRollout(RolloutEngine):
     def generate(self, prompts: Batch, sampling: SamplingParams) -> Batch:
         self.resume()
         n = sampling.n
-        out_device = prompts.tensors["input_ids"].device
+        out_device = prompts.tensors[INPUT_IDS].device
         requests = vllm_prompts(prompts, self.rollout.prompt_input, self.adapter, self.processor, self._embed)
         tokens: list[list[int]] = []
         log_probs: list[list[float]] = []
