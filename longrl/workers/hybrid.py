@@ -20,7 +20,7 @@ from longrl.controller import Dispatch, register
 from longrl.embeds.cache import cache_root, write_back
 from longrl.embeds.store import EmbeddingStore
 from longrl.models.lora import adapters_disabled
-from longrl.protocol import EMBED_ENTRY, Batch
+from longrl.protocol import EMBED_ENTRY, ENTROPY, OLD_LOG_PROBS, REF_LOG_PROBS, TIMESTAMPS, VISION_INPUTS, Batch
 from longrl.workers.actor import PolicyModel
 from longrl.workers.cuda_allocator import prefer_expandable_segments
 from longrl.workers.policy_worker import PolicyWorker
@@ -67,13 +67,13 @@ class HybridWorker(PolicyWorker):
         missing = [index for index, features in enumerate(known) if features is None]
         prompts = self.actor.with_video_features(prompts)
         if self.cache is not None and EMBED_ENTRY in prompts.non_tensors and self.groups.sp_rank == 0:
-            positions = [without_pixels(row, self.adapter.input_keys) for row in prompts.non_tensors["vision_inputs"]]
+            positions = [without_pixels(row, self.adapter.input_keys) for row in prompts.non_tensors[VISION_INPUTS]]
             write_back(self.cache, prompts.non_tensors[EMBED_ENTRY], positions, prompts.non_tensors[VIDEO_EMBEDS],
-                       prompts.non_tensors["timestamps"], missing)
+                       prompts.non_tensors[TIMESTAMPS], missing)
         if validate:  # validation's encoding is not part of any training step's count
             del self.actor.encoded_slices[counted:]
         if not self.actor.tower_trained:  # no later pass of the step re-encodes: the features are all they need
-            rows = [without_pixels(row, self.adapter.input_keys) for row in prompts.non_tensors["vision_inputs"]]
+            rows = [without_pixels(row, self.adapter.input_keys) for row in prompts.non_tensors[VISION_INPUTS]]
             prompts = prompts.with_non_tensors(vision_inputs=rows)
         sampling = self._sampling(step, validate)
         output = generate_over_group(self.rollout, prompts, sampling, self.groups, self.device())
@@ -83,7 +83,7 @@ class HybridWorker(PolicyWorker):
     @register(Dispatch.DP_COMPUTE)
     def compute_log_prob(self, batch: Batch) -> Batch:
         scores = self.actor.compute_log_prob(batch, with_entropy=True)
-        return Batch.from_dict({"old_log_probs": scores.tensors["log_probs"], "entropy": scores.tensors["entropy"]})
+        return Batch.from_dict({OLD_LOG_PROBS: scores.tensors["log_probs"], ENTROPY: scores.tensors["entropy"]})
 
     @register(Dispatch.DP_COMPUTE)
     def compute_ref_log_prob(self, batch: Batch) -> Batch:
@@ -94,7 +94,7 @@ class HybridWorker(PolicyWorker):
         else:
             with adapters_disabled(self.actor.model):
                 scores = self.actor.compute_log_prob(batch, reuse_features=reuse)
-        return Batch.from_dict({"ref_log_probs": scores.tensors["log_probs"]})
+        return Batch.from_dict({REF_LOG_PROBS: scores.tensors["log_probs"]})
 
     @register(Dispatch.DP_COMPUTE)
     def update_actor(self, batch: Batch) -> dict[str, float]:
