@@ -41,7 +41,7 @@ $(NEWEST_VENV)/.installed: pyproject.toml
 
 .PHONY: quickstart test test-main test-vllm test-newest
 quickstart: $(VENV)/.installed
-	$(VENV)/bin/python -m longrl.trainer.pipeline $(ARGS)
+	$(VENV)/bin/python -m longrl.sft.pipeline $(ARGS)
 
 test: test-main test-vllm test-newest
 
