@@ -244,7 +244,7 @@ class QwenVLAdapter(ModelAdapter):
                 **positions}
 
     def vllm_video_prompt(self, processor: ProcessorMixin, token_ids: list[int], features: torch.Tensor,
-                          positions: Mapping[str, torch.Tensor], timestamps: np.ndarray | None) -> dict[str, Any]:
+                          positions: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         """The video's run of placeholders collapsed to one (vLLM expands it from the grid); the grid (and seconds per
         grid) beside the features."""
         data = {key: positions[key] for key in self.vllm_video_keys if key in positions}

@@ -220,11 +220,11 @@ class ModelAdapter(ABC):
         return [int(i) for i in ids if i is not None]
 
     def vllm_video_prompt(self, processor: Any, token_ids: list[int], features: torch.Tensor,
-                          positions: Mapping[str, torch.Tensor], timestamps: np.ndarray | None) -> dict[str, Any]:
+                          positions: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         """A vLLM prompt of a row whose video features are precomputed: ``prompt_token_ids`` (``token_ids``, the prompt
         :meth:`encode` gave) with the video in the form vLLM's own processor for the family expands, and
         ``multi_modal_data`` holding ``features`` as the video's embeddings with what vLLM needs to place and position
-        them (from the row's ``positions`` inputs and its frames' ``timestamps``). vLLM's tower never runs."""
+        them (from the row's ``positions`` inputs and the prompt itself). vLLM's tower never runs."""
         raise NotImplementedError(f"model family {self.family!r} takes no precomputed video in the vLLM engine")
 
     def render_prompt_ids(self, processor: Any, messages: list[dict[str, Any]]) -> list[int]:

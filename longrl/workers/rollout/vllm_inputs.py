@@ -19,7 +19,7 @@ import torch
 
 from longrl.config.validate import ROLLOUT_PROMPT_INPUTS as PROMPT_INPUTS
 from longrl.models import ModelAdapter
-from longrl.protocol import ATTENTION_MASK, INPUT_IDS, TIMESTAMPS, VISION_INPUTS, Batch
+from longrl.protocol import ATTENTION_MASK, INPUT_IDS, VISION_INPUTS, Batch
 from longrl.workers.vision_inputs import VIDEO_EMBEDS, splice_features, without_pixels
 
 __all__ = ["PROMPT_INPUTS", "vllm_prompts"]
@@ -44,7 +44,6 @@ def vllm_prompts(
     ids, mask = prompts.tensors[INPUT_IDS], prompts.tensors[ATTENTION_MASK].bool()
     features = list(prompts.non_tensors.get(VIDEO_EMBEDS, [None] * len(prompts)))
     vision_rows = list(prompts.non_tensors.get(VISION_INPUTS, [{}] * len(prompts)))
-    timestamps = list(prompts.non_tensors.get(TIMESTAMPS, [None] * len(prompts)))
     out = []
     for row in range(len(prompts)):
         media = keys.media(vision_rows[row])
@@ -70,7 +69,7 @@ def vllm_prompts(
             out.append({"prompt_embeds": embeds})
         elif has_video:
             out.append(adapter.vllm_video_prompt(processor, tokens.tolist(), features[row],
-                                                 without_pixels(vision_rows[row], keys), timestamps[row]))
+                                                 without_pixels(vision_rows[row], keys)))
         else:
             out.append({"prompt_token_ids": tokens.tolist()})
     return out
