@@ -30,7 +30,7 @@ class DataConfig:
     train_files: str = "???"
     # Validation rows in the same form (null: no validation).
     val_files: Optional[str] = None
-    # The held-out split the two-stage pipeline (longrl.trainer.pipeline) evaluates on after each stage.
+    # The held-out split the two-stage pipeline (longrl.sft.pipeline) evaluates on after each stage.
     test_files: Optional[str] = None
     # The row field holding the question.
     prompt_key: str = "problem"

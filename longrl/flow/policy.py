@@ -25,7 +25,7 @@ from longrl.flow.media import MediaDecoder
 from longrl.flow.sde import flow_sigmas
 from longrl.flow.text import TextEncoder
 from longrl.models.lora import adapters_disabled
-from longrl.protocol import Batch
+from longrl.protocol import ADVANTAGES, Batch
 
 __all__ = ["FlowPolicy", "Rollout", "media_to_uint8"]
 
@@ -118,7 +118,7 @@ class FlowPolicy:
                     metrics: dict[str, list[float]]) -> None:
         """Backward through every trained step of ``micro``'s samples, weighted so a mini-batch's gradient is the
         mean over its samples and their steps."""
-        t = {key: micro.tensors[key].to(self.device) for key in ("states", "log_probs", "advantages", "train_steps")}
+        t = {key: micro.tensors[key].to(self.device) for key in ("states", "log_probs", ADVANTAGES, "train_steps")}
         rows = torch.arange(len(micro), device=self.device)
         sigmas = self.sigmas.to(self.device)
         steps = t["train_steps"].shape[1]
@@ -126,7 +126,7 @@ class FlowPolicy:
             step = t["train_steps"][:, k]
             loss, step_metrics = step_loss(
                 self.velocity, self.reference, text, t["states"][rows, step], t["states"][rows, step + 1],
-                sigmas[step], sigmas[step + 1], t["log_probs"][rows, step], t["advantages"],
+                sigmas[step], sigmas[step + 1], t["log_probs"][rows, step], t[ADVANTAGES],
                 self.cfg.worker.rollout.eta, self.cfg.worker.actor.clip_ratio_low,
                 self.cfg.worker.actor.clip_ratio_high, self.cfg.algorithm.kl_coef)
             (loss * len(micro) / (mini_rows * steps)).backward()

@@ -24,10 +24,11 @@ from longrl.flow.grpo import group_advantages
 from longrl.flow.prompts import PromptDataset, PromptRow
 from longrl.flow.rewards import with_long_rl_media_keys
 from longrl.flow.worker import FlowWorker
-from longrl.protocol import Batch
+from longrl.protocol import ADVANTAGES, UID, Batch
+from longrl.rewards import Reward
 from longrl.trainer.loggers import Generation
 from longrl.trainer.metrics import append_metrics, compute_timing_metrics, reduce_metrics
-from longrl.trainer.rewarding import Reward, load_configured_reward
+from longrl.trainer.rewarding import load_configured_reward
 from longrl.trainer.run import RunBase
 from longrl.trainer.timer import timer
 
@@ -65,7 +66,7 @@ class FlowTrainer(RunBase):
     def collate(self, samples: list[PromptRow]) -> Batch:
         return Batch.from_dict(non_tensors={"prompt": [row["prompt"] for row in samples],
                                             "metadata": [row["metadata"] for row in samples],
-                                            "uid": np.array([row["index"] for row in samples])})
+                                            UID: np.array([row["index"] for row in samples])})
 
     def score(self, batch: Batch) -> tuple[torch.Tensor, dict[str, list[float]]]:
         """The reward of each row's ``media``: overall scores (b,) and the other parts' values by name. A failing reward
@@ -99,10 +100,10 @@ class FlowTrainer(RunBase):
             with timer("reward", timings):
                 scores, parts = self.score(batch)
             with timer("adv", timings):
-                advantages = group_advantages(scores, batch.non_tensors["uid"],
+                advantages = group_advantages(scores, batch.non_tensors[UID],
                                               cfg.algorithm.norm_adv_by_std_in_grpo, cfg.algorithm.adv_clip_max)
             update = Batch.from_dict({"states": batch.tensors["states"], "log_probs": batch.tensors["log_probs"],
-                                      "advantages": advantages, "train_steps": self.train_steps(len(batch))},
+                                      ADVANTAGES: advantages, "train_steps": self.train_steps(len(batch))},
                                      {"prompt": batch.non_tensors["prompt"]})
             with timer("update_actor", timings):
                 actor: dict[str, list[float]] = {}
@@ -120,13 +121,13 @@ class FlowTrainer(RunBase):
         parts: dict[str, list[float]] = {}
         generations: list[Generation] = []
         for prompts in self.val_batches():
-            rows = prompts.with_non_tensors(seed=[self.val_seeds[i] for i in prompts.non_tensors["uid"]])
+            rows = prompts.with_non_tensors(seed=[self.val_seeds[i] for i in prompts.non_tensors[UID]])
             batch = rows.union(self.workers.generate(rows, validate=True))
             batch_scores, batch_parts = self.score(batch)
             scores += batch_scores.tolist()
             append_metrics(parts, batch_parts)
             for i in range(min(len(batch), self.cfg.trainer.val_generations_to_log - len(generations))):
-                path = self._write_media(batch.tensors["media"][i], int(batch.non_tensors["uid"][i]))
+                path = self._write_media(batch.tensors["media"][i], int(batch.non_tensors[UID][i]))
                 generations.append(Generation(str(batch.non_tensors["prompt"][i]), str(path), "",
                                               float(batch_scores[i])))
         self.tracker.log_generations(generations, self.global_step)
