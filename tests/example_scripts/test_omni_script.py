@@ -5,10 +5,6 @@ rows whose mp4s carry an audio track (one row names its own audio file instead),
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +14,8 @@ from longrl.data.dataset import VideoQADataset
 from longrl.models import get_adapter
 
 from audio_video import noise, tone, write_audio, write_video
+from script_runs import REPO, run_script, script_env
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPT = "qwen2_5_omni_3b_grpo"
 TINY = ["trainer.max_steps=1", "trainer.save_freq=-1", "trainer.logger=[file]", "trainer.val_before_train=false",
         "trainer.val_freq=-1", "worker.actor.ulysses_size=2", "data.rollout_batch_size=2",
@@ -44,14 +40,8 @@ def test_omni_script_trains_one_step_on_videos_with_sound(tiny_model_dir, tmp_pa
                  "audio": "voice.m4a"})
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     model_dir = tiny_model_dir("qwen2_5_omni")
-    env = {**os.environ, "PYTHON": sys.executable, "MODEL_PATH": str(model_dir),
-           "TRAIN_FILES": str(tmp_path / "rows.jsonl"), "VAL_FILES": str(tmp_path / "rows.jsonl"),
-           "N_GPUS_PER_NODE": "2"}
-    result = subprocess.run(["bash", str(REPO / f"examples/{SCRIPT}.sh"), str(videos), *TINY], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    [metrics] = [json.loads(line) for line in
-                 (tmp_path / f"outputs/logs/longrl/{SCRIPT}/metrics.jsonl").read_text().splitlines()]
+    env = script_env(model_dir, tmp_path / "rows.jsonl", gpus=2)
+    [metrics] = run_script(SCRIPT, [str(videos), *TINY], env, tmp_path)
     assert metrics["step"] == 1 and "actor/pg_loss" in metrics
     assert 0.0 <= metrics["critic/score/mean"] <= 1.0
     assert metrics["mrsp/encoded_slices"] > 0

@@ -1,41 +1,58 @@
-"""Each per-algorithm example script runs one training step of its algorithm on the tiny model."""
+"""The Qwen2.5-VL video and image scripts, one training step per distinct path: DAPO (its filter and overlong shaping)
+on videos; the hour-long script's MR-SP, shared-prefix and frozen-tower settings; multi-image rows. The GRPO and
+REINFORCE scripts are the DAPO script's command but for the algorithm (each algorithm's training is
+tests/trainer/test_rl_trainer.py's)."""
+
+from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from longrl.data.synthetic import generate_dataset
 
-REPO = Path(__file__).resolve().parents[2]
+from script_runs import REPO, command, composed, run_script, script_env
+
 pytestmark = pytest.mark.slow
+# A reward that varies within a group on a random model, so DAPO's filter keeps some groups.
+PARITY = ("REWARD_TYPE = 'sequential'\n\ndef compute_score(x):\n    even = float(len(x['response']) % 2 == 0)\n"
+          "    return {'overall': even, 'accuracy': even}\n")
+ALGORITHM_OVERRIDES = ["data.prompt_key=question", "data.video_key=video", "trainer.max_steps=1",
+                       "trainer.save_freq=-1", "trainer.logger=[file]", "trainer.val_before_train=false",
+                       "data.rollout_batch_size=2", "worker.actor.global_batch_size=2", "worker.rollout.n=2",
+                       "worker.rollout.num_video_frames=4", "data.max_response_length=8",
+                       "algorithm.overlong_buffer_len=2", "algorithm.max_try_make_batch=4",
+                       f"data.format_prompt={REPO / 'examples/format_prompt/r1v.jinja'}"]
 
 
-@pytest.mark.parametrize("algorithm, estimator", [("grpo", "grpo"), ("dapo", "grpo"), ("reinforce", "reinforce_plus_plus")])
-def test_example_script_trains_one_step(tiny_model_dir, tmp_path, algorithm, estimator):
+def algorithm_arguments(tmp_path) -> list[str]:
+    """The algorithm scripts' arguments: the video directory, then the overrides (the parity reward among them)."""
+    return [str(tmp_path / "data"), *ALGORITHM_OVERRIDES,
+            f"worker.reward.reward_function={tmp_path / 'parity.py'}:compute_score"]
+
+
+def test_dapo_script_trains_one_step(tiny_model_dir, tmp_path):
     data = tmp_path / "data"
     generate_dataset(data, num=10, frames=8, seed=4)
-    reward = tmp_path / "parity.py"  # varies within a group on a random model, so DAPO's filter keeps some groups
-    reward.write_text("REWARD_TYPE = 'sequential'\n\ndef compute_score(x):\n    even = float(len(x['response']) % 2 == 0)\n"
-                      "    return {'overall': even, 'accuracy': even}\n")
-    env = {**os.environ, "PYTHON": sys.executable, "MODEL_PATH": str(tiny_model_dir("qwen2_5_vl")),
-           "TRAIN_FILES": str(data / "train.jsonl"), "VAL_FILES": str(data / "val.jsonl"), "N_GPUS_PER_NODE": "1"}
-    script = REPO / f"examples/qwen2_5_vl_3b_video_{algorithm}.sh"
-    overrides = ["data.prompt_key=question", "data.video_key=video", "trainer.max_steps=1", "trainer.save_freq=-1", "trainer.logger=[file]", "trainer.val_before_train=false",
-                 "data.rollout_batch_size=2", "worker.actor.global_batch_size=2", "worker.rollout.n=2",
-                 "worker.rollout.num_video_frames=4", "data.max_response_length=8", "algorithm.overlong_buffer_len=2",
-                 "algorithm.max_try_make_batch=4", f"worker.reward.reward_function={reward}:compute_score",
-                 f"data.format_prompt={REPO / 'examples/format_prompt/r1v.jinja'}"]
-    result = subprocess.run(["bash", str(script), str(data), *overrides], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    [metrics] = [json.loads(line) for line in
-                 (tmp_path / f"outputs/logs/longrl/qwen2_5_vl_3b_video_{algorithm}/metrics.jsonl").read_text().splitlines()]
+    (tmp_path / "parity.py").write_text(PARITY)
+    env = script_env(tiny_model_dir("qwen2_5_vl"), data / "train.jsonl", data / "val.jsonl")
+    [metrics] = run_script("qwen2_5_vl_3b_video_dapo", algorithm_arguments(tmp_path), env, tmp_path)
     assert metrics["step"] == 1 and "actor/pg_loss" in metrics
+
+
+def test_algorithm_scripts_are_the_dapo_command_but_for_the_algorithm(tmp_path):
+    env = script_env(tmp_path / "model", tmp_path / "data/train.jsonl")  # no run: nothing is read
+    commands = {algorithm: command(f"qwen2_5_vl_3b_video_{algorithm}", algorithm_arguments(tmp_path), env, tmp_path)
+                for algorithm in ("grpo", "dapo", "reinforce")}
+    assert commands["dapo"][:2] == ["-m", "longrl.trainer.main"]
+    for algorithm, estimator in (("grpo", "grpo"), ("dapo", "grpo"), ("reinforce", "reinforce_plus_plus")):
+        renamed = {"algorithm=dapo": f"algorithm={algorithm}",
+                   "trainer.experiment_name=qwen2_5_vl_3b_video_dapo":
+                       f"trainer.experiment_name=qwen2_5_vl_3b_video_{algorithm}"}
+        assert set(renamed) <= set(commands["dapo"])
+        assert commands[algorithm] == [renamed.get(arg, arg) for arg in commands["dapo"]]
+        assert composed(commands[algorithm][2:])["algorithm"]["adv_estimator"] == estimator
 
 
 def test_hour_long_script_trains_one_step_with_sequence_parallelism(tiny_model_dir, tmp_path):
@@ -44,19 +61,14 @@ def test_hour_long_script_trains_one_step_with_sequence_parallelism(tiny_model_d
     a world of 2): one GRPO step of the tiny model on 8-frame videos."""
     data = tmp_path / "data"
     generate_dataset(data, num=4, frames=8, seed=5)
-    env = {**os.environ, "PYTHON": sys.executable, "MODEL_PATH": str(tiny_model_dir("qwen2_5_vl")),
-           "TRAIN_FILES": str(data / "train.jsonl"), "VAL_FILES": str(data / "val.jsonl"), "N_GPUS_PER_NODE": "2"}
+    env = script_env(tiny_model_dir("qwen2_5_vl"), data / "train.jsonl", data / "val.jsonl", gpus=2)
     overrides = ["data.prompt_key=question", "data.video_key=video", "trainer.max_steps=1", "trainer.save_freq=-1",
                  "trainer.logger=[file]", "trainer.val_before_train=false", "trainer.val_freq=-1",
                  "worker.rollout.num_video_frames=8", "worker.rollout.max_video_frames=8",
                  "worker.actor.ulysses_size=2", "data.rollout_batch_size=2", "worker.actor.global_batch_size=2",
                  "worker.rollout.n=2", "worker.actor.micro_batch_size_per_device_for_update=2",
                  "worker.actor.micro_batch_size_per_device_for_experience=2", "data.max_response_length=8"]
-    result = subprocess.run(["bash", str(REPO / "examples/qwen2_5_vl_3b_video_1h.sh"), str(data), *overrides],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    [metrics] = [json.loads(line) for line in
-                 (tmp_path / "outputs/logs/longrl/qwen2_5_vl_3b_video_1h/metrics.jsonl").read_text().splitlines()]
+    [metrics] = run_script("qwen2_5_vl_3b_video_1h", [str(data), *overrides], env, tmp_path)
     assert metrics["step"] == 1 and "actor/pg_loss" in metrics
 
 
@@ -73,17 +85,11 @@ def test_image_script_trains_one_step_on_multi_image_rows(tiny_model_dir, tmp_pa
     rows = [{"problem": "Which picture is the widest? A. first B. second", "answer": "B",
              "images": [f"{index % 3}.png", f"{(index + 1) % 3}.png"][: 1 + index % 2]} for index in range(4)]
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    env = {**os.environ, "PYTHON": sys.executable, "MODEL_PATH": str(tiny_model_dir("qwen2_5_vl")),
-           "TRAIN_FILES": str(tmp_path / "rows.jsonl"), "VAL_FILES": str(tmp_path / "rows.jsonl"),
-           "N_GPUS_PER_NODE": "2"}
+    env = script_env(tiny_model_dir("qwen2_5_vl"), tmp_path / "rows.jsonl", gpus=2)
     overrides = ["trainer.max_steps=1", "trainer.save_freq=-1", "trainer.logger=[file]",
                  "trainer.val_before_train=false", "trainer.val_freq=-1", "worker.actor.ulysses_size=2",
                  "data.rollout_batch_size=2", "worker.actor.global_batch_size=2", "worker.rollout.n=2",
                  "data.max_response_length=8", "data.max_pixels=12544", "data.min_pixels=784"]
-    result = subprocess.run(["bash", str(REPO / "examples/qwen2_5_vl_3b_image_grpo.sh"), str(images), *overrides],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    [metrics] = [json.loads(line) for line in
-                 (tmp_path / "outputs/logs/longrl/qwen2_5_vl_3b_image_grpo/metrics.jsonl").read_text().splitlines()]
+    [metrics] = run_script("qwen2_5_vl_3b_image_grpo", [str(images), *overrides], env, tmp_path)
     assert metrics["step"] == 1 and "actor/pg_loss" in metrics
     assert metrics["mrsp/encoded_slices"] > 0  # the images went through MR-SP's tower, as slices
