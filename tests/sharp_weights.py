@@ -30,11 +30,11 @@ def sharp_weights(model: torch.nn.Module, seed: int, gain: float = 2.0) -> dict[
     return weights
 
 
-def save_sharp_model(family: str, directory: Path, seed: int = 0) -> Path:
+def save_sharp_model(family: str, directory: Path, seed: int = 0, gain: float = 2.0) -> Path:
     """A tiny ``family`` model directory whose saved weights are the sharp ones (engines like vLLM load from disk)."""
     adapter = get_adapter(family)
     adapter.build_tiny(directory, seed=seed)
     model = adapter.load_model(directory)
-    model.load_state_dict(sharp_weights(model, seed=seed))
+    model.load_state_dict(sharp_weights(model, seed=seed, gain=gain))
     model.save_pretrained(str(directory), safe_serialization=True)
     return directory

@@ -27,6 +27,7 @@ from transformers import (
     ProcessorMixin,
 )
 from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.video_processing_utils import BaseVideoProcessor
 from transformers.models.qwen2_vl import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
 from longrl.models._encoder_outputs import accept_encoder_outputs
@@ -42,9 +43,8 @@ if TYPE_CHECKING:
 
     from longrl.data.video import DecodedVideo
 
-# Pixel bounds saved in the tiny processors, used only by callers of the processor itself (``encode``
-# never resizes): the smallest frame is one merged token (28x28); the largest is Qwen's default cap.
-_MIN_PIXELS = (PATCH_SIZE * SPATIAL_MERGE_SIZE) ** 2
+# The largest frame the tiny processors allow, Qwen's default cap. Pixel bounds are used only by callers of the
+# processor itself (``encode`` never resizes); the smallest frame is one merged token.
 _MAX_PIXELS = 12_845_056
 
 
@@ -56,6 +56,8 @@ class QwenVLAdapter(ModelAdapter):
     positions_3d: ClassVar[bool] = True
     vision_weight_marker: ClassVar[str] = "visual."
     serves_embedding_cache: ClassVar[bool] = True
+    # The tower's patch side in pixels; patches merge SPATIAL_MERGE_SIZE x SPATIAL_MERGE_SIZE, frames in pairs.
+    patch_size: ClassVar[int] = PATCH_SIZE
     # One merged visual token covers a (patch x merge)^2 square over temporal_patch frames; the data layer
     # resizes frames to multiples of this side and converts worker.rollout.tokens_per_frame into pixels with it.
     video_size_factor: ClassVar[int] = PATCH_SIZE * SPATIAL_MERGE_SIZE
@@ -69,6 +71,7 @@ class QwenVLAdapter(ModelAdapter):
     vllm_video_keys: ClassVar[tuple[str, ...]] = ("video_grid_thw", "second_per_grid_ts")
     model_class: ClassVar[type[PreTrainedModel]]
     processor_class: ClassVar[type[ProcessorMixin]]
+    video_processor_class: ClassVar[type[BaseVideoProcessor]] = Qwen2VLVideoProcessor
 
     @abstractmethod
     def tiny_config(self, token_ids: QwenTokenIds) -> PreTrainedConfig:
@@ -90,15 +93,15 @@ class QwenVLAdapter(ModelAdapter):
     def tiny_processor(self, tokenizer: PreTrainedTokenizerFast, **parts: Any) -> ProcessorMixin:
         """The tiny model's processor: Qwen's image and video processors at the tiny patching, ``tokenizer``, and the
         chat template, or ``parts`` given by a subclass (a further feature extractor, its own template)."""
-        pixel_bounds = {"min_pixels": _MIN_PIXELS, "max_pixels": _MAX_PIXELS}
+        pixel_bounds = {"min_pixels": self.video_size_factor**2, "max_pixels": _MAX_PIXELS}
         patching = {
-            "patch_size": PATCH_SIZE,
+            "patch_size": self.patch_size,
             "temporal_patch_size": TEMPORAL_PATCH_SIZE,
             "merge_size": SPATIAL_MERGE_SIZE,
         }
         return self.processor_class(
             image_processor=Qwen2VLImageProcessor(**pixel_bounds, **patching),
-            video_processor=Qwen2VLVideoProcessor(**pixel_bounds, **patching, cap_pixels_per_frame=False),
+            video_processor=self.video_processor_class(**pixel_bounds, **patching, cap_pixels_per_frame=False),
             tokenizer=tokenizer,
             **{"chat_template": CHAT_TEMPLATE, **parts},
         )
@@ -110,7 +113,7 @@ class QwenVLAdapter(ModelAdapter):
         The processor repeats the last frame to fill the final temporal patch, hence the ceiling.
         """
         grid_t = -(-len(frame_times) // TEMPORAL_PATCH_SIZE)
-        return grid_t * (height // PATCH_SIZE) * (width // PATCH_SIZE) // SPATIAL_MERGE_SIZE**2
+        return grid_t * self.count_image_tokens(height, width)
 
     def vision_tower(self, model: torch.nn.Module) -> torch.nn.Module:
         return model.model.visual
@@ -125,7 +128,7 @@ class QwenVLAdapter(ModelAdapter):
         return (model.config.image_token_id, model.config.video_token_id)
 
     def count_image_tokens(self, height: int, width: int) -> int:
-        return (height // PATCH_SIZE) * (width // PATCH_SIZE) // SPATIAL_MERGE_SIZE**2
+        return (height // self.patch_size) * (width // self.patch_size) // SPATIAL_MERGE_SIZE**2
 
     def encoder_kwargs(self, model: torch.nn.Module, features: torch.Tensor,
                        placeholder_tokens: torch.Tensor) -> dict[str, Any]:
@@ -179,29 +182,11 @@ class QwenVLAdapter(ModelAdapter):
         images: Sequence[np.ndarray], extra: dict[str, Any],
     ) -> dict[str, torch.Tensor]:
         """:meth:`encode` with ``extra`` keywords for the processor call (a subclass's further media, e.g. audio)."""
+        check_media(processor, messages, video, images)
         text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        num_video_items = _count_content_items(messages, "video")
-        num_image_items = _count_content_items(messages, "image")
-        if num_image_items != len(images):
-            raise ValueError(f"messages hold {num_image_items} {{'type': 'image'}} item(s) but {len(images)} image(s) "
-                             "were given")
-        media: dict[str, Any] = {}
-        if images:
-            for position, image in enumerate(images):
-                _check_fits_grid(image.shape, f"image {position}", processor.image_processor)
-            media["images"] = list(images)
+        media: dict[str, Any] = {"images": list(images)} if images else {}
         if video is None:
-            if num_video_items:
-                raise ValueError(f"messages hold {num_video_items} video item(s) but no video was given")
             return dict(processor(text=[text], **media, **extra, do_resize=False, return_tensors="pt"))
-        if num_video_items != 1:
-            raise ValueError(
-                f"messages must hold exactly one {{'type': 'video'}} item for video {video.path}, "
-                f"found {num_video_items}"
-            )
-        if video.frames.ndim != 4:
-            raise ValueError(f"frames of {video.path} must have shape (T, H, W, 3), got {tuple(video.frames.shape)}")
-        _check_fits_grid(video.frames.shape[1:], f"frames of {video.path}", processor.video_processor)
         num_frames, height, width = video.frames.shape[:3]
         # fps here is the rate of the frames handed over, so the processor's sampled_fps (and Qwen2.5-VL's
         # second_per_grid_ts) reflect the data layer's sampling, not the source file's frame rate.
@@ -269,6 +254,29 @@ def collapse_runs(token_ids: Sequence[int], token_id: int) -> list[int]:
             continue
         out.append(token)
     return out
+
+
+def check_media(processor: ProcessorMixin, messages: list[dict[str, Any]], video: DecodedVideo | None,
+                images: Sequence[np.ndarray]) -> None:
+    """Refuse media that do not match the messages' items (one video item for a video, one image item per image) or
+    that the vision grid cannot tile."""
+    num_video_items = _count_content_items(messages, "video")
+    num_image_items = _count_content_items(messages, "image")
+    if num_image_items != len(images):
+        raise ValueError(f"messages hold {num_image_items} {{'type': 'image'}} item(s) but {len(images)} image(s) "
+                         "were given")
+    for position, image in enumerate(images):
+        _check_fits_grid(image.shape, f"image {position}", processor.image_processor)
+    if video is None:
+        if num_video_items:
+            raise ValueError(f"messages hold {num_video_items} video item(s) but no video was given")
+        return
+    if num_video_items != 1:
+        raise ValueError(f"messages must hold exactly one {{'type': 'video'}} item for video {video.path}, "
+                         f"found {num_video_items}")
+    if video.frames.ndim != 4:
+        raise ValueError(f"frames of {video.path} must have shape (T, H, W, 3), got {tuple(video.frames.shape)}")
+    _check_fits_grid(video.frames.shape[1:], f"frames of {video.path}", processor.video_processor)
 
 
 def _count_content_items(messages: list[dict[str, Any]], item_type: str) -> int:

@@ -264,6 +264,7 @@ BUILTIN_ADAPTERS: dict[str, BuiltinAdapter] = {
     "qwen2_5_omni": BuiltinAdapter("longrl.models.qwen2_5_omni:Qwen2_5OmniAdapter",
                                    ("qwen2_5_omni_thinker", "qwen2_5_omni")),
     "vila": BuiltinAdapter("longrl.models.vila:VilaAdapter", ("llava_llama",)),
+    "qwen3_vl": BuiltinAdapter("longrl.models.qwen3_vl:Qwen3VLAdapter", ("qwen3_vl",)),
 }
 
 _ADAPTERS: dict[str, ModelAdapter] = {}

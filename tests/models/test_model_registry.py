@@ -10,7 +10,8 @@ from longrl.models import ModelAdapter, adapter_for_model_dir, get_adapter, regi
 from longrl.models.qwen2_vl import Qwen2VLAdapter
 from longrl.models.registry import BUILTIN_ADAPTERS, BuiltinAdapter
 
-BUILTIN = {"qwen2": ("qwen2",), "qwen3": ("qwen3",), "qwen2_5_vl": ("qwen2_5_vl",), "qwen2_vl": ("qwen2_vl",)}
+BUILTIN = {"qwen2": ("qwen2",), "qwen3": ("qwen3",), "qwen2_5_vl": ("qwen2_5_vl",), "qwen2_vl": ("qwen2_vl",),
+           "qwen3_vl": ("qwen3_vl",)}
 
 
 def test_builtin_families_are_registered_with_their_model_types():
@@ -20,7 +21,7 @@ def test_builtin_families_are_registered_with_their_model_types():
         assert isinstance(adapter, ModelAdapter)
         assert (adapter.family, adapter.model_types) == (family, model_types)
     assert get_adapter("qwen2").supports_video is False and get_adapter("qwen3").supports_video is False
-    assert get_adapter("qwen2_5_vl").supports_video and get_adapter("qwen2_vl").supports_video
+    assert all(get_adapter(family).supports_video for family in ("qwen2_5_vl", "qwen2_vl", "qwen3_vl"))
 
 
 def test_unknown_family_lists_the_registered_ones():

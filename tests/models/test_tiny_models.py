@@ -13,10 +13,19 @@ from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, Auto
 from longrl.data.video import DecodedVideo
 from longrl.models import adapter_for_model_dir, get_adapter
 
-VL_FAMILIES = ["qwen2_5_vl", "qwen2_vl"]
+# The Qwen2 generation's layout (patch 14, one video segment) is checked position by position below; Qwen3-VL's
+# timestamped frames in test_qwen3_vl.py.
+QWEN2_VL_FAMILIES = ["qwen2_5_vl", "qwen2_vl"]
+VL_FAMILIES = [*QWEN2_VL_FAMILIES, "qwen3_vl"]
 TEXT_FAMILIES = ["qwen2", "qwen3"]
 ALL_FAMILIES = [*TEXT_FAMILIES, *VL_FAMILIES]
 QUESTION = "What happens first?"
+
+
+def _sized_video(family, num_frames=5, rows=2, columns=3):
+    """:func:`_video` of ``rows`` x ``columns`` merged patches of ``family``'s tower."""
+    side = get_adapter(family).video_size_factor
+    return _video(num_frames, rows * side, columns * side)
 
 
 def _video(num_frames=5, height=56, width=84, source_num_frames=20, source_fps=10.0):
@@ -56,7 +65,7 @@ def _reference_patches(frames, mean, std, patch=14, merge=2, temporal=2):
     return np.stack(rows), (grid_t, grid_h, grid_w)
 
 
-@pytest.mark.parametrize("family", VL_FAMILIES)
+@pytest.mark.parametrize("family", QWEN2_VL_FAMILIES)
 def test_vl_video_encoding_matches_an_independent_patchify(tiny_model_dir, family):
     model_dir = tiny_model_dir(family)
     adapter = get_adapter(family)
@@ -103,7 +112,7 @@ def test_vl_forward_on_a_video_prompt(tiny_model_dir, family):
     model = adapter.load_model(model_dir)
     assert isinstance(model, type(AutoModelForImageTextToText.from_pretrained(str(model_dir))))
     assert next(model.parameters()).dtype == torch.float32
-    batch = adapter.encode(adapter.load_processor(model_dir), _video_messages(), _video(num_frames=3))
+    batch = adapter.encode(adapter.load_processor(model_dir), _video_messages(), _sized_video(family, num_frames=3))
     with torch.no_grad():
         logits = model(**batch).logits
     assert tuple(logits.shape) == (1, batch["input_ids"].shape[1], model.config.text_config.vocab_size)
@@ -115,7 +124,7 @@ def test_vl_generates_from_a_video_prompt(tiny_model_dir, family):
     model_dir = tiny_model_dir(family)
     adapter = get_adapter(family)
     model = adapter.load_model(model_dir)
-    batch = adapter.encode(adapter.load_processor(model_dir), _video_messages(), _video())
+    batch = adapter.encode(adapter.load_processor(model_dir), _video_messages(), _sized_video(family))
     prompt_len = batch["input_ids"].shape[1]
     out = model.generate(**batch, max_new_tokens=3, min_new_tokens=3, do_sample=False)
     assert tuple(out.shape) == (1, prompt_len + 3)
@@ -137,13 +146,14 @@ def test_vl_text_only_prompt_has_no_vision_inputs(tiny_model_dir, family):
 def test_vl_encode_errors(tiny_model_dir, family):
     adapter = get_adapter(family)
     processor = adapter.load_processor(tiny_model_dir(family))
-    with pytest.raises(ValueError, match=r"clips/seven\.mp4: 50x84 pixels; .*multiples of 28"):
-        adapter.encode(processor, _video_messages(), _video(height=50))
+    side = adapter.video_size_factor
+    with pytest.raises(ValueError, match=rf"clips/seven\.mp4: 50x{3 * side} pixels; .*multiples of {side}"):
+        adapter.encode(processor, _video_messages(), _video(height=50, width=3 * side))
     with pytest.raises(ValueError, match="1 video item.*no video"):
         adapter.encode(processor, _video_messages(), None)
     text_only = [{"role": "user", "content": [{"type": "text", "text": QUESTION}]}]
     with pytest.raises(ValueError, match=r"exactly one .* clips/seven\.mp4, found 0"):
-        adapter.encode(processor, text_only, _video())
+        adapter.encode(processor, text_only, _sized_video(family))
 
 
 @pytest.mark.parametrize("family", TEXT_FAMILIES)
@@ -220,7 +230,7 @@ def test_same_seed_gives_identical_weights(tmp_path, tiny_model_dir, family):
     assert all(not torch.equal(first[name], other[name]) for name in randomly_initialised)
 
 
-@pytest.mark.parametrize("family", VL_FAMILIES)
+@pytest.mark.parametrize("family", QWEN2_VL_FAMILIES)
 @pytest.mark.parametrize("num_frames, height, width", [(5, 56, 84), (8, 112, 112), (1, 28, 56)])
 def test_prompt_length_arithmetic_equals_the_encoded_length(tiny_model_dir, family, num_frames, height, width):
     """The dataset sizes prompts without decoding pixels: placeholder ids + counted video tokens must be exact."""

@@ -33,8 +33,9 @@ def video_family_case(family: str, model_dir: Path, tmp_dir: Path) -> dict[str, 
     rng = np.random.default_rng(3)
     samples = []
     questions = ("What happens first?", "Which object appears last, and where does it go?")
-    for index, (frames, width, question) in enumerate(zip(FRAMES, (56, 84), questions)):
-        video = DecodedVideo(f"v{index}.mp4", rng.integers(0, 256, (frames, 56, width, 3), dtype=np.uint8),
+    side = adapter.video_size_factor  # frames of 2 x 2 and 2 x 3 merged patches
+    for index, (frames, width, question) in enumerate(zip(FRAMES, (2 * side, 3 * side), questions)):
+        video = DecodedVideo(f"v{index}.mp4", rng.integers(0, 256, (frames, 2 * side, width, 3), dtype=np.uint8),
                              np.arange(frames) / 2.0, 2.0, frames)
         messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
         samples.append(prompt_sample(str(index), adapter.encode(processor, messages, video), question))

@@ -28,3 +28,12 @@ def test_sp_log_probs_features_and_gradients_equal_single_rank(family_case, sp):
 @pytest.mark.parametrize("sp", [1, 2])
 def test_padding_free_packing_equals_padded(family_case, sp):
     check_padding_free_equals_reference(family_case, sp)
+
+
+def test_qwen3_vl_deepstack_rows_through_sp_equal_single_rank(tiny_model_dir, tmp_path):
+    """Qwen3-VL's feature rows carry its deepstack levels beside the merged features: gathered, sliced per rank and
+    split inside the forward, they give the single-process log-probs, entropy and gradients (SP 2, padded and
+    packed)."""
+    case = video_family_case("qwen3_vl", tiny_model_dir("qwen3_vl"), tmp_path)
+    check_sp_equals_reference(case, 2)
+    check_padding_free_equals_reference(case, 2)

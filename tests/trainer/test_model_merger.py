@@ -62,7 +62,7 @@ def _greedy(model, prompt_ids: torch.Tensor) -> list[int]:
     return output[0].tolist()
 
 
-@pytest.mark.parametrize("family", ["qwen2", "qwen2_5_vl"])
+@pytest.mark.parametrize("family", ["qwen2", "qwen2_5_vl", "qwen3_vl"])
 def test_merge_round_trip(tmp_path, tiny_model_dir, family):
     source, actor = _actor_checkpoint(family, tiny_model_dir(family), tmp_path)
     # As users run it: a fresh interpreter that imports torchvision through transformers must not abort.

@@ -12,11 +12,12 @@ import torch
 
 from longrl.data.dataset import collate_left_padded
 from longrl.models import get_adapter
-from longrl.protocol import TOKEN_KEYS, Batch
+from longrl.mrsp import build_sp_groups, encode_row_videos
+from longrl.protocol import TOKEN_KEYS, VIDEO_EMBEDS, Batch
 from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.rollout.output import response_mask_from_eos
 from longrl.workers.rollout.sampling import SamplingParams
-from longrl.workers.vision_inputs import merge_vision_inputs
+from longrl.workers.vision_inputs import merge_vision_inputs, without_pixels
 from prompt_cases import prompt_batch, response_tokens, sampling_params, video_prompt_sample
 from sharp_weights import sharp_weights
 
@@ -290,3 +291,39 @@ def test_text_families_greedy_equals_generate_and_log_probs_equal_a_full_forward
         -1, out.tensors["responses"].unsqueeze(-1)).squeeze(-1)
     mask = out.tensors["response_mask"].bool()
     torch.testing.assert_close(out.tensors["rollout_log_probs"][mask], expected[mask], atol=1e-9, rtol=0)
+
+
+def test_qwen3_vl_greedy_from_its_towers_or_its_deepstack_rows_equals_stock_generate(tiny_model_dir):
+    """Qwen3-VL's timestamped video prompts: the engine prefills through the family's encoder_kwargs (merged features
+    and deepstack levels), run from the prompts' pixels or from precomputed rows, and decodes what the model's own
+    ``generate`` does over the raw inputs. Dropping the deepstack levels changes the rollout's log-probs."""
+    family = "qwen3_vl"
+    model_dir = tiny_model_dir(family)
+    adapter = get_adapter(family)
+    processor = adapter.load_processor(model_dir)
+    side = adapter.video_size_factor
+    rng = np.random.default_rng(0)
+    samples = [video_prompt_sample(adapter, processor, rng, "a", 4, 2 * side, 2 * side, "What happens in the video?"),
+               video_prompt_sample(adapter, processor, rng, "b", 6, 2 * side, 3 * side,
+                                   "Which object appears first, and where is it placed? Answer with the letter.")]
+    tokenizer = processor.tokenizer
+    pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    eos = (tokenizer.convert_tokens_to_ids("<|im_end|>"), pad)
+    rollout = HFRollout(model_dir)
+    rollout.load_weights(sharp_weights(rollout.model, seed=0))
+    prompts = prompt_batch(samples, pad)
+    rows = list(prompts.non_tensors["vision_inputs"])
+    with torch.no_grad():
+        features = encode_row_videos(adapter.video_encoder(rollout.model), rows, build_sp_groups(1),
+                                     torch.device("cpu"))
+    from_features = prompts.with_non_tensors(**{VIDEO_EMBEDS: features,
+                                                "vision_inputs": [without_pixels(r, adapter.input_keys) for r in rows]})
+    expected = [_plain_generate(rollout.model, sample, eos, pad) for sample in samples]
+    for batch in (prompts, from_features):
+        out = rollout.generate(batch, sampling_params(eos, pad, MAX_NEW))
+        assert [response_tokens(out, row) for row in range(len(samples))] == expected
+    hidden = rollout.model.config.text_config.hidden_size
+    flat = [torch.cat([f[:, :hidden], torch.zeros_like(f[:, hidden:])], dim=-1) for f in features]
+    without = rollout.generate(from_features.with_non_tensors(**{VIDEO_EMBEDS: flat}),
+                               sampling_params(eos, pad, MAX_NEW))
+    assert (without.tensors["rollout_log_probs"] - out.tensors["rollout_log_probs"]).abs().max() > 1e-4
