@@ -55,6 +55,21 @@ def test_algorithm_scripts_are_the_dapo_command_but_for_the_algorithm(tmp_path):
         assert composed(commands[algorithm][2:])["algorithm"]["adv_estimator"] == estimator
 
 
+def test_qwen3_vl_script_is_the_qwen2_5_vl_grpo_command_but_for_its_model(tmp_path):
+    """The Qwen3-VL script runs the Qwen2.5-VL GRPO command with its own checkpoint and run name; the family's own
+    paths are the adapter's tests (tests/models/test_qwen3_vl.py and its cases in the MR-SP, rollout, vLLM and merger
+    tests)."""
+    env = script_env(tmp_path / "model", tmp_path / "data/train.jsonl")  # no run: nothing is read
+    qwen3_vl = command("qwen3_vl_4b_video_grpo", algorithm_arguments(tmp_path), env, tmp_path)
+    qwen2_5_vl = command("qwen2_5_vl_3b_video_grpo", algorithm_arguments(tmp_path), env, tmp_path)
+    renamed = {"trainer.experiment_name=qwen2_5_vl_3b_video_grpo": "trainer.experiment_name=qwen3_vl_4b_video_grpo"}
+    assert set(renamed) <= set(qwen2_5_vl)
+    assert qwen3_vl == [renamed.get(arg, arg) for arg in qwen2_5_vl]
+    default = command("qwen3_vl_4b_video_grpo", algorithm_arguments(tmp_path),
+                      {key: value for key, value in env.items() if key != "MODEL_PATH"}, tmp_path)
+    assert composed(default[2:])["worker"]["actor"]["model"]["model_path"] == "Qwen/Qwen3-VL-4B-Instruct"
+
+
 def test_hour_long_script_trains_one_step_with_sequence_parallelism(tiny_model_dir, tmp_path):
     """The 3,600-frame script unchanged but for the sizes: its MR-SP, shared-prefix and frozen-tower settings, its
     reward and format prompt (found from a directory other than the repo's) run on two CPU ranks (ulysses_size 2 over
