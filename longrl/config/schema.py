@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from omegaconf import MISSING
+
 
 def derived() -> Any:
     """A field :meth:`RootConfig.__post_init__` fills from the section that decides it (None until then); its note
@@ -491,8 +493,8 @@ class QuickstartConfig:
 
     # Where the synthetic data and the tiny model are generated.
     root: str = "outputs/quickstart"
-    # The family of the tiny model (any in longrl/models/).
-    model_family: str = "qwen2_5_vl"
+    # The family of the tiny model (any in longrl/models/; configs/config.yaml sets the default).
+    model_family: str = MISSING
     # Synthetic videos generated (split into train, val and test).
     num_videos: int = 400
     # Frames per synthetic video.

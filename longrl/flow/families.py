@@ -4,13 +4,14 @@ one entry here."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from longrl.flow.family import FlowFamily
 from longrl.flow.sd3 import SD3Family
 from longrl.flow.wan import WanFamily
 
-__all__ = ["FLOW_FAMILIES", "family_of", "get_family"]
+__all__ = ["FLOW_FAMILIES", "family_for_model_name", "family_of", "get_family"]
 
 FLOW_FAMILIES: dict[str, FlowFamily] = {family.family: family for family in (SD3Family(), WanFamily())}
 
@@ -34,3 +35,11 @@ def family_of(model_dir: str | Path) -> FlowFamily:
             return family
     known = {f.model_class.__name__: f.family for f in FLOW_FAMILIES.values()}
     raise ValueError(f"{config} names transformer class {name!r}; supported: {known}")
+
+
+def family_for_model_name(name: str) -> str | None:
+    """The family whose hub names occur in ``name`` (a hub ID or path as another trainer's script writes it), the
+    longest match winning; None when no family's does."""
+    words = re.sub(r"[.\-]", "_", name.lower())
+    matches = [(len(hub), family.family) for family in FLOW_FAMILIES.values() for hub in family.hub_names if hub in words]
+    return max(matches)[1] if matches else None

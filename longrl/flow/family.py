@@ -67,6 +67,9 @@ class FlowFamily(ABC):
     family: ClassVar[str]
     model_class: ClassVar[type[torch.nn.Module]]
     vae_class: ClassVar[type[torch.nn.Module]]
+    # words of released checkpoints' names (lower-case, '.' and '-' read as '_') that mark the family in another
+    # trainer's scripts, e.g. a hub ID
+    hub_names: ClassVar[tuple[str, ...]]
     pipeline_class: ClassVar[str]  # the diffusers pipeline a directory of this family names in model_index.json
     # The pipeline directory's text encoders, in order; only the first is required.
     text_parts: ClassVar[tuple[TextPart, ...]]

@@ -21,6 +21,7 @@ __all__ = ["SD3Family"]
 
 class SD3Family(FlowFamily):
     family = "sd3"
+    hub_names = ("stable_diffusion_3",)
     model_class = SD3Transformer2DModel
     vae_class = AutoencoderKL
     pipeline_class = "StableDiffusion3Pipeline"

@@ -20,7 +20,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import CLIPTextConfig, PreTrainedTokenizerFast
 
-from longrl.flow.families import FLOW_FAMILIES, get_family
+from longrl.flow.families import FLOW_FAMILIES, family_for_model_name, get_family
 from longrl.flow.family import TextPart
 
 __all__ = ["build_tiny_pipeline", "build_tokenizer", "main"]
@@ -106,11 +106,20 @@ def build_tiny_pipeline(out_dir: str | Path, family: str, seed: int = 0, vae: bo
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m longrl.flow.tiny", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--family", required=True, choices=sorted(FLOW_FAMILIES))
-    parser.add_argument("--out", required=True, help="the directory to write")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--family", choices=sorted(FLOW_FAMILIES))
+    which.add_argument("--family-for", metavar="MODEL_NAME",
+                       help="print the family a hub ID or path names (nothing is built), or fail when none does")
+    parser.add_argument("--out", help="the directory to write")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vae", action="store_true", help="add a tiny VAE (latent space) instead of pixel space")
     args = parser.parse_args(argv)
+    if args.family_for is not None:
+        family = family_for_model_name(args.family_for)
+        print(family or f"no generator family in {args.family_for!r}")
+        return 0 if family else 1
+    if args.out is None:
+        parser.error("--out is required with --family")
     print(build_tiny_pipeline(args.out, args.family, args.seed, args.vae))
     return 0
 

@@ -14,6 +14,7 @@ __all__ = ["WanFamily"]
 
 class WanFamily(FlowFamily):
     family = "wan"
+    hub_names = ("wan2_",)
     model_class = WanTransformer3DModel
     vae_class = AutoencoderKLWan
     pipeline_class = "WanPipeline"

@@ -25,11 +25,6 @@ from typing import Any, Iterator, Sequence
 
 from omegaconf import OmegaConf
 
-# Substrings of the model path (or the script's name), first match wins -> longrl family; None: no tiny builder.
-FAMILY_HINTS: tuple[tuple[str, str | None], ...] = (
-    ("omni", "qwen2_5_omni"), ("vila", "vila"), ("qwen3_vl", None), ("qwen2_5_vl", "qwen2_5_vl"),
-    ("qwen2_vl", "qwen2_vl"), ("qwen3", "qwen3"), ("qwen2", "qwen2"), ("stable_diffusion", "sd3"), ("wan2_", "wan"))
-TEXT_FAMILIES = ("qwen2", "qwen3")
 # Overrides that make a step tiny on one CPU process; each applies only where the composed config has the key.
 TINY_OVERRIDES = {
     "trainer.max_steps": "1", "trainer.nnodes": "1", "trainer.n_gpus_per_node": "1", "trainer.logger": "[file]",
@@ -146,10 +141,23 @@ def find_recipes(root: Path) -> list[Recipe]:
 
 
 def model_family(recipe: Recipe) -> tuple[str, str | None]:
-    """(what the script trains, as matched in its model path or name; the longrl family whose tiny model stands in
-    for it, None where longrl has none)."""
+    """(what the script trains; the longrl family whose tiny model stands in for it, None where longrl has none).
+
+    The families say which names are theirs: a language model's family by its name or its checkpoints' model types
+    found in the script's model path (or name), the longest match winning (``qwen2_5_vl`` over ``qwen2``); a
+    generator's by the flow package's own rule, asked through its command line (this room imports nothing of it)."""
+    if recipe.entry == FLOW_ENTRY:
+        done = subprocess.run([sys.executable, "-m", "longrl.flow.tiny", "--family-for", recipe.model_hint],
+                              capture_output=True, text=True)
+        family = done.stdout.strip() if done.returncode == 0 else None
+        return family or "unknown", family
+    from longrl.models.registry import BUILTIN_ADAPTERS
+
     hint = re.sub(r"[.\-]", "_", recipe.model_hint.lower())
-    return next(((needle, family) for needle, family in FAMILY_HINTS if needle in hint), ("unknown", None))
+    matches = [(len(name), family) for family, entry in BUILTIN_ADAPTERS.items()
+               for name in (family, *entry.model_types) if name in hint]
+    family = max(matches)[1] if matches else None
+    return family or "unknown", family
 
 
 # torch.hub / model_zoo announce on stdout what they fetch on first use: the URL a failed run could not reach.
@@ -259,9 +267,12 @@ def _data_kind(recipe: Recipe, family: str) -> str:
         return "prompts"
     settings = dict(_split(arg) for arg in recipe.args if "=" in arg)
     video_data = "data.video_dir" in settings or "video" in settings.get("data.train_files", "").lower()
-    if family == "qwen2_5_omni" or video_data:
+    from longrl.models.registry import get_adapter
+
+    adapter = get_adapter(family)
+    if adapter.supports_audio or video_data:  # the audio-visual family trains on videos with their sound
         return "video"
-    return "text" if family in TEXT_FAMILIES else "image"
+    return "image" if adapter.supports_video or adapter.supports_images else "text"
 
 
 def one_step_overrides(recipe: Recipe, config: Any, model_dir: Path, rows: Path) -> list[str]:
