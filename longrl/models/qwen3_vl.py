@@ -225,7 +225,7 @@ def accept_visual_features(model: torch.nn.Module) -> None:
     (the features stay in the autograd graph even when this block holds no placeholder).
     """
     config = model.config
-    placeholder_ids = torch.tensor([config.image_token_id, config.video_token_id])
+    image_id, video_id = config.image_token_id, config.video_token_id  # ints: a model built on meta has no data
     hidden = config.text_config.hidden_size
     stock_forward = model.forward
     language_model = model.language_model
@@ -236,7 +236,7 @@ def accept_visual_features(model: torch.nn.Module) -> None:
                 **kwargs: Any) -> Any:
         if visual_features is None:
             return stock_forward(input_ids=input_ids, **kwargs)
-        mask = torch.isin(input_ids, placeholder_ids.to(input_ids.device))
+        mask = (input_ids == image_id) | (input_ids == video_id)
         if int(mask.sum()) != visual_features.shape[0]:
             raise ValueError(f"the input holds {int(mask.sum())} visual placeholder tokens but "
                              f"{visual_features.shape[0]} feature rows were given")

@@ -66,30 +66,54 @@ def test_prompt_length_arithmetic_equals_the_encoded_length(qwen3, times):
     assert len(adapter.render_prompt_ids(processor, _messages())) - 1 + counted == encoded["input_ids"].shape[-1]
 
 
-def test_precomputed_deepstack_features_score_like_the_raw_pixels(qwen3):
-    """The encoder's rows (merged features, then both deepstack levels) given through encoder_kwargs reproduce the
-    forward over the raw pixels exactly; without their deepstack part the log-probs change."""
-    adapter, processor, model = qwen3
+def _scored_video(adapter, processor) -> tuple[dict, list[dict], torch.Tensor]:
+    """(prompt + response tokens, the prompt's vision rows, the response ids) of one four-frame video."""
     batch = adapter.encode(processor, _messages(), _video([0.0, 0.5, 1.0, 1.5]))
     responses = torch.tensor([[11, 12, 13, 14]])
     tails = {"input_ids": responses, "attention_mask": torch.ones_like(responses),
              "mm_token_type_ids": torch.zeros_like(responses)}
     tokens = {key: torch.cat([batch[key], tails[key]], 1) for key in TOKEN_KEYS}
-    rows = [{key: value for key, value in batch.items() if key not in TOKEN_KEYS}]
+    return tokens, [{key: value for key, value in batch.items() if key not in TOKEN_KEYS}], responses
+
+
+def _feature_scores(adapter, model, tokens: dict, rows: list[dict], responses: torch.Tensor,
+                    features: torch.Tensor) -> torch.Tensor:
+    kwargs = {**position_inputs(rows, adapter.input_keys), **adapter.encoder_kwargs(
+        model, features, placeholder_tokens(tokens["input_ids"], adapter.media_placeholder_ids(model)))}
+    return response_log_probs(model, tokens, kwargs, responses).log_probs
+
+
+def test_precomputed_deepstack_features_score_like_the_raw_pixels(qwen3):
+    """The encoder's rows (merged features, then both deepstack levels) given through encoder_kwargs reproduce the
+    forward over the raw pixels exactly; without their deepstack part the log-probs change."""
+    adapter, processor, model = qwen3
+    tokens, rows, responses = _scored_video(adapter, processor)
     hidden = model.config.text_config.hidden_size
     with torch.no_grad():
         features = adapter.video_encoder(model)(rows[0]["pixel_values_videos"], rows[0]["video_grid_thw"])
         assert features.shape == (2 * 2 * 3, 3 * hidden)
         raw = response_log_probs(model, tokens, rows[0], responses).log_probs
-
-        def scores(rows_features: torch.Tensor) -> torch.Tensor:
-            kwargs = {**position_inputs(rows, adapter.input_keys), **adapter.encoder_kwargs(
-                model, rows_features, placeholder_tokens(tokens["input_ids"], adapter.media_placeholder_ids(model)))}
-            return response_log_probs(model, tokens, kwargs, responses).log_probs
-
-        torch.testing.assert_close(scores(features), raw, atol=0, rtol=0)
+        torch.testing.assert_close(_feature_scores(adapter, model, tokens, rows, responses, features), raw,
+                                   atol=0, rtol=0)
         flat = torch.cat([features[:, :hidden], torch.zeros_like(features[:, hidden:])], dim=-1)
-        assert (scores(flat) - raw).abs().max() > 1e-3
+        assert (_feature_scores(adapter, model, tokens, rows, responses, flat) - raw).abs().max() > 1e-3
+
+
+def test_a_model_built_on_meta_takes_features_once_its_weights_arrive(qwen3, tiny_model_dir):
+    """What ranks > 0 build under worker.*.fsdp.enable_rank0_init: the patched forward keeps no tensor made while
+    the model was on meta, so after the weights arrive it scores precomputed features as the loaded model does."""
+    adapter, processor, model = qwen3
+    with torch.device("meta"):
+        empty = adapter.build_empty_model(tiny_model_dir(FAMILY), torch.float32)
+    empty.to_empty(device="cpu")
+    empty.load_state_dict(model.state_dict())
+    for name, buffer in model.named_buffers():
+        empty.get_buffer(name).copy_(buffer)
+    tokens, rows, responses = _scored_video(adapter, processor)
+    with torch.no_grad():
+        features = adapter.video_encoder(model)(rows[0]["pixel_values_videos"], rows[0]["video_grid_thw"])
+        torch.testing.assert_close(_feature_scores(adapter, empty.eval(), tokens, rows, responses, features),
+                                   _feature_scores(adapter, model, tokens, rows, responses, features), atol=0, rtol=0)
 
 
 def test_the_embedding_cache_rebuilds_the_live_prompt_and_features(qwen3, tmp_path):
