@@ -37,7 +37,7 @@ def needs_reference(cfg: RootConfig) -> bool:
 
 class HybridWorker(PolicyWorker):
     def __init__(self, cfg: RootConfig, total_steps: int):
-        prefer_expandable_segments(cfg.worker.rollout.name)  # before the first CUDA allocation of this process
+        prefer_expandable_segments(cfg.worker.rollout.name)  # before this process allocates on the GPU
         super().__init__(cfg, total_steps)
         self.eos_token_ids = self.adapter.stop_token_ids(self.model_path, self.processor)
         device = self.device()
