@@ -4,12 +4,12 @@ one entry here."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from longrl.flow.family import FlowFamily
 from longrl.flow.sd3 import SD3Family
 from longrl.flow.wan import WanFamily
+from longrl.models.hub import family_named_in
 
 __all__ = ["FLOW_FAMILIES", "family_for_model_name", "family_of", "get_family"]
 
@@ -38,8 +38,5 @@ def family_of(model_dir: str | Path) -> FlowFamily:
 
 
 def family_for_model_name(name: str) -> str | None:
-    """The family whose hub names occur in ``name`` (a hub ID or path as another trainer's script writes it), the
-    longest match winning; None when no family's does."""
-    words = re.sub(r"[.\-]", "_", name.lower())
-    matches = [(len(hub), family.family) for family in FLOW_FAMILIES.values() for hub in family.hub_names if hub in words]
-    return max(matches)[1] if matches else None
+    """The family whose hub names occur in ``name`` (a hub ID or path as another trainer's script writes it)."""
+    return family_named_in(name, {hub: family.family for family in FLOW_FAMILIES.values() for hub in family.hub_names})

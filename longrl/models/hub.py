@@ -10,10 +10,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-__all__ = ["resolve_dataset_specs", "resolve_hub_path"]
+__all__ = ["family_named_in", "resolve_dataset_specs", "resolve_hub_path"]
 
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _DATA_FILE_SUFFIXES = (".json", ".jsonl", ".parquet")
+
+
+def family_named_in(name: str, families_by_word: dict[str, str]) -> str | None:
+    """The family whose word occurs in ``name`` (a hub ID or path as a script writes it, lower-cased, ``.`` and ``-``
+    read as ``_``), the longest word winning (``qwen2_5_vl`` over ``qwen2``); None when no word occurs."""
+    words = re.sub(r"[.\-]", "_", name.lower())
+    matches = [(len(word), family) for word, family in families_by_word.items() if word in words]
+    return max(matches)[1] if matches else None
 
 
 def resolve_hub_path(name: str, key: str, repo_type: str = "model") -> str:

@@ -140,24 +140,21 @@ def find_recipes(root: Path) -> list[Recipe]:
     return [recipe for recipe in (read_recipe(root, script) for script in scripts) if recipe is not None]
 
 
-def model_family(recipe: Recipe) -> tuple[str, str | None]:
-    """(what the script trains; the longrl family whose tiny model stands in for it, None where longrl has none).
+def model_family(recipe: Recipe) -> str | None:
+    """The longrl family whose tiny model stands in for what the script trains, None where longrl has none.
 
     The families say which names are theirs: a language model's family by its name or its checkpoints' model types
-    found in the script's model path (or name), the longest match winning (``qwen2_5_vl`` over ``qwen2``); a
-    generator's by the flow package's own rule, asked through its command line (this room imports nothing of it)."""
+    found in the script's model path (or name); a generator's by the flow package's own rule, asked through its
+    command line (this room imports nothing of it)."""
     if recipe.entry == FLOW_ENTRY:
         done = subprocess.run([sys.executable, "-m", "longrl.flow.tiny", "--family-for", recipe.model_hint],
                               capture_output=True, text=True)
-        family = done.stdout.strip() if done.returncode == 0 else None
-        return family or "unknown", family
+        return done.stdout.strip() if done.returncode == 0 else None
+    from longrl.models.hub import family_named_in
     from longrl.models.registry import BUILTIN_ADAPTERS
 
-    hint = re.sub(r"[.\-]", "_", recipe.model_hint.lower())
-    matches = [(len(name), family) for family, entry in BUILTIN_ADAPTERS.items()
-               for name in (family, *entry.model_types) if name in hint]
-    family = max(matches)[1] if matches else None
-    return family or "unknown", family
+    return family_named_in(recipe.model_hint, {name: family for family, entry in BUILTIN_ADAPTERS.items()
+                                               for name in (family, *entry.model_types)})
 
 
 # torch.hub / model_zoo announce on stdout what they fetch on first use: the URL a failed run could not reach.
@@ -329,8 +326,8 @@ def run_one_step(recipe: Recipe, config: Any, family: str, work: Path, timeout: 
 
 def check(recipe: Recipe, checkout: str, work: Path, one_step: bool, timeout: float) -> Result:
     """Compose the script, and with ``one_step`` train one tiny step of it in a fresh folder under ``work``."""
-    label, family = model_family(recipe)
-    result = Result(checkout, recipe.name, family or label)
+    family = model_family(recipe)
+    result = Result(checkout, recipe.name, family or "unknown")
     config, result.compose_note = compose(recipe)
     result.composed = config is not None
     if config is not None:
@@ -338,7 +335,7 @@ def check(recipe: Recipe, checkout: str, work: Path, one_step: bool, timeout: fl
     if not one_step or config is None:
         return result
     if family is None:
-        result.step_note = f"not attempted: longrl has no model family for {result.family}"
+        result.step_note = f"not attempted: longrl has no model family for {recipe.model_hint!r}"
         return result
     step_dir = work / checkout / recipe.script.stem
     step_dir.mkdir(parents=True, exist_ok=False)

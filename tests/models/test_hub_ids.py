@@ -80,3 +80,12 @@ def test_a_missing_data_file_is_not_looked_up_on_the_hub():
 
     specs = "data/missing.jsonl, data/other.parquet@train"
     assert resolve_dataset_specs(specs, "data.train_files") == "data/missing.jsonl,data/other.parquet@train"
+
+
+def test_the_longest_family_word_in_a_hub_id_names_its_family():
+    from longrl.models.hub import family_named_in
+
+    words = {"qwen2": "qwen2", "qwen2_5_vl": "qwen2_5_vl", "qwen3": "qwen3", "qwen3_vl": "qwen3_vl", "vila": "vila"}
+    assert [family_named_in(name, words) for name in (
+        "Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen2.5-7B-Instruct",
+        "Efficient-Large-Model/NVILA-Lite-2B", "meta/llama-3")] == ["qwen2_5_vl", "qwen3_vl", "qwen2", "vila", None]

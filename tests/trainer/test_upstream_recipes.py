@@ -174,7 +174,7 @@ def test_a_diffusion_script_steps_through_flow_grpo_at_a_tiny_size(tmp_path):
     (root / "examples/config_diffusion.yaml").write_text(DIFFUSION_CONFIG)
     (root / "examples/new_supports/sd3_image_grpo.sh").write_text(DIFFUSION_SCRIPT)
     [recipe] = find_recipes(root)
-    assert recipe.entry == FLOW_ENTRY and model_family(recipe) == ("sd3", "sd3")
+    assert recipe.entry == FLOW_ENTRY and model_family(recipe) == "sd3"
     assert _data_kind(recipe, "sd3") == "prompts"
     config, note = compose(recipe)
     assert config is not None, note
