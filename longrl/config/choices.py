@@ -5,6 +5,11 @@ imports none of the rooms it configures. The two registries name their entries a
 imported only when chosen (:func:`pkgutil.resolve_name`): choosing ``hf`` never imports vLLM.
 """
 
+from __future__ import annotations
+
+from pkgutil import resolve_name
+from typing import Any
+
 # worker.reward.reward_type: the reward function scores a whole batch per call, or one sample per call.
 REWARD_TYPES = ("batch", "sequential")
 # worker.actor.optim.strategy: the optimizers workers/optimizers.py builds.
@@ -21,3 +26,11 @@ REWARD_KINDS = {
     "function": "longrl.rewards.kinds:function_reward",
     "open_ended": "longrl.rewards.open_ended:open_ended_reward",
 }
+
+
+def resolve_choice(registry: dict[str, str], key: str, value: str) -> Any:
+    """What ``registry`` names for the config value ``key=value``, imported now; an unknown value raises
+    ``ValueError`` listing the registered ones."""
+    if value not in registry:
+        raise ValueError(f"{key}={value!r} is not one of {sorted(registry)}")
+    return resolve_name(registry[value])

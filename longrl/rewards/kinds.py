@@ -7,10 +7,9 @@ asked) and the ``worker.reward`` section, and returns what the trainer calls: re
 
 from __future__ import annotations
 
-from pkgutil import resolve_name
 from typing import TYPE_CHECKING
 
-from longrl.config.choices import REWARD_KINDS
+from longrl.config.choices import REWARD_KINDS, resolve_choice
 from longrl.rewards.types import Reward
 
 if TYPE_CHECKING:
@@ -26,6 +25,4 @@ def function_reward(function: Reward, reward: RewardConfig) -> Reward:
 
 def build_reward_kind(function: Reward, reward: RewardConfig) -> Reward:
     """The reward of kind ``reward.kind`` over ``function``; an unknown kind raises ``ValueError`` naming the known."""
-    if reward.kind not in REWARD_KINDS:
-        raise ValueError(f"worker.reward.kind={reward.kind!r} is not one of {sorted(REWARD_KINDS)}")
-    return resolve_name(REWARD_KINDS[reward.kind])(function, reward)
+    return resolve_choice(REWARD_KINDS, "worker.reward.kind", reward.kind)(function, reward)

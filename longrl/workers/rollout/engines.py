@@ -7,12 +7,11 @@ one line in that table.
 
 from __future__ import annotations
 
-from pkgutil import resolve_name
 from typing import TYPE_CHECKING
 
 import torch
 
-from longrl.config.choices import ROLLOUT_ENGINES
+from longrl.config.choices import ROLLOUT_ENGINES, resolve_choice
 
 if TYPE_CHECKING:
     from longrl.config.schema import ModelConfig, RolloutConfig
@@ -24,9 +23,7 @@ __all__ = ["build_rollout_engine", "engine_class", "engine_dtype"]
 
 def engine_class(name: str) -> type[RolloutEngine]:
     """The engine class registered as ``name``; an unknown name raises ``ValueError`` listing the registered ones."""
-    if name not in ROLLOUT_ENGINES:
-        raise ValueError(f"worker.rollout.name={name!r} is not one of {sorted(ROLLOUT_ENGINES)}")
-    return resolve_name(ROLLOUT_ENGINES[name])
+    return resolve_choice(ROLLOUT_ENGINES, "worker.rollout.name", name)
 
 
 def engine_dtype(device: torch.device) -> torch.dtype:
