@@ -37,12 +37,11 @@ from longrl.models.registry import ModelAdapter
 from longrl.mrsp import (
     PrefillInputs,
     SequenceParallelGroups,
-    encode_row_videos,
+    encode_row_media,
     kv_head_repeat,
     sharded_response_scores,
     use_mrsp_attention,
 )
-from longrl.mrsp.audio import append_row_audio, encode_row_audio
 from longrl.protocol import (
     ADVANTAGES,
     ATTENTION_MASK,
@@ -155,12 +154,8 @@ class PolicyModel:
         for index, key in enumerate(keys):
             first.setdefault(key, index)
         distinct = [rows[i] for i in first.values()]
-        num_chunks = self.config.num_chunk_seq
-        features = encode_row_videos(encoder, distinct, self.groups, self.device, num_chunks)
-        audio_encoder = self.adapter.audio_encoder(self.model)
-        if audio_encoder is not None:
-            features = append_row_audio(features, encode_row_audio(audio_encoder, distinct, self.groups, self.device,
-                                                                   num_chunks))
+        features = encode_row_media(encoder, self.adapter.audio_encoder(self.model), distinct, self.groups,
+                                    self.device, self.config.num_chunk_seq)
         by_key = dict(zip(first, features))
         return [by_key[key] for key in keys]
 
