@@ -6,7 +6,11 @@ tests' model and prompts: two videos, left-padded to one width). Exits non-zero 
    full forward over prompt + response to 1e-9, and the tokens equal those of the same call on the CPU;
 3. the same call with the eager step (``cuda_graphs=False``) gives the same tokens and log-probs;
 4. float32 sampled, with a stop set that ends the rows at different columns, checking for stops every step
-   (``check_every=1``) and every 16: the same rollout.
+   (``check_every=1``) and every 16: the same rollout;
+5. the engines above decoded through compiled decoder layers (the CUDA default), and compiling did not fail;
+6. bfloat16 at the workload's shapes (a 65k-key prompt beside an 8k one, 8 samples x 8 query heads on 2 key/value
+   heads): the split prompt attention through the flash kernel equals the reference pieces and one float32
+   attention over each whole prompt, and a decode step of the cache with the flash kernel equals one without.
 
     python benchmarks/decode_cuda_check.py
 """
@@ -20,6 +24,7 @@ from pathlib import Path
 import longrl  # noqa: F401  (before torchvision: the CPU shim)
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from prompt_cases import prompt_batch, response_tokens, sampling_params, video_prompt_sample  # noqa: E402
@@ -27,8 +32,10 @@ from sharp_weights import sharp_weights  # noqa: E402
 
 from longrl.models import get_adapter  # noqa: E402
 from longrl.protocol import TOKEN_KEYS  # noqa: E402
-from longrl.workers.rollout import decode, hf  # noqa: E402
+from longrl.workers.rollout import compiled_layers, decode, hf  # noqa: E402
 from longrl.workers.rollout.hf import HFRollout  # noqa: E402
+from longrl.workers.rollout.prefix_cache import PrefixCache  # noqa: E402
+from longrl.workers.rollout.split_attention import flash_available, plan_splits, split_attention  # noqa: E402
 from longrl.workers.vision_inputs import merge_vision_inputs  # noqa: E402
 
 FAMILY = "qwen2_5_vl"
@@ -127,7 +134,54 @@ def main() -> None:
         check(all(torch.equal(runs[0].tensors[k], runs[1].tensors[k])
                   for k in ("responses", "response_mask", "rollout_log_probs")) and max(lengths) <= 5,
               f"stops: checking every step or every 16 gives the same rollout (lengths {lengths})")
+    check(not compiled_layers._CompiledWhileDecoding.failed
+          and torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0,
+          "the decode steps above ran through compiled decoder layers")
+    check_split_attention()
     print("decode CUDA check passed", flush=True)
+
+
+def check_split_attention() -> None:
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    lengths, rows, kv_heads, dim, scale = [65_565, 8_221], 64, 2, 128, 128 ** -0.5
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator, device="cuda").to(torch.bfloat16)
+
+    query, keys, values = rand(2, rows, kv_heads, dim), rand(sum(lengths), kv_heads, dim), rand(
+        sum(lengths), kv_heads, dim)
+    check(flash_available(query), "bf16: the flash kernel runs here")
+    splits = plan_splits(lengths, rows, kv_heads, torch.device("cuda"))
+    flash_out, flash_lse = split_attention(query, keys, values, splits, scale, use_flash=True)
+    ref_out, ref_lse = split_attention(query, keys, values, splits, scale, use_flash=False)
+    out_error, lse_error = float((flash_out - ref_out).abs().max()), float((flash_lse - ref_lse).abs().max())
+    check(out_error < 2e-2 and lse_error < 1e-3, f"bf16, {splits.count} pieces a prompt: flash equals the reference "
+          f"pieces (output {out_error:.1e}, log-sum-exp {lse_error:.1e})")
+    offset = 0
+    for prompt, length in enumerate(lengths):
+        whole = F.scaled_dot_product_attention(
+            query[prompt].transpose(0, 1)[None].float(), keys[offset:offset + length].transpose(0, 1)[None].float(),
+            values[offset:offset + length].transpose(0, 1)[None].float(), scale=scale)[0].transpose(0, 1)
+        error = float((flash_out[prompt] - whole).abs().max())
+        check(error < 2e-2, f"bf16: prompt of {length} keys equals one float32 attention (max error {error:.1e})")
+        offset += length
+
+    mask = torch.ones(2, lengths[0], dtype=torch.long, device="cuda")
+    mask[1, :lengths[0] - lengths[1]] = 0
+    group, n, steps = 8, 8, 3
+    outputs = []
+    for flash in (True, False):
+        cache = PrefixCache(mask, n, steps, group, torch.bfloat16, flash=flash)
+        generator.manual_seed(1)
+        cache.prefill(0, rand(2, kv_heads * group, lengths[0], dim), rand(2, kv_heads, lengths[0], dim),
+                      rand(2, kv_heads, lengths[0], dim), None)
+        for _ in range(steps):
+            cache.advance()
+            out = cache.decode(0, rand(2 * n, kv_heads * group, 1, dim), rand(2 * n, kv_heads, 1, dim),
+                               rand(2 * n, kv_heads, 1, dim), None)
+        outputs.append(out.float())
+    error = float((outputs[0] - outputs[1]).abs().max())
+    check(error < 2e-2, f"bf16: a decode step with the flash kernel equals one without (max error {error:.1e})")
 
 
 if __name__ == "__main__":

@@ -4,22 +4,24 @@ The engine (``HFRollout``, on the workload's Qwen2.5-VL-3B architecture) generat
 ``--short`` and ``--long`` new tokens, each timed from the end of its prefill (CUDA events) to its end; the difference
 over the extra tokens is the cost of one decoding step (one token for every sample) without the tower pass, the
 prefill and the CUDA graph capture. Paths
-(``--paths``, all by default, each timed on the same engine and prompt in this one run):
+(``--paths``, all by default, each timed on the same prompt in this one run):
 
-* ``eager``: the current step (matmul decode attention, device sampling), run from Python each token;
-* ``graphs``: the current step captured once in a CUDA graph and replayed per token (the default on CUDA; the same
-  as ``eager`` on a CPU).
+* ``eager``: the current step (split-prompt decode attention, device sampling), run from Python each token;
+* ``graphs``: the step captured once in a CUDA graph and replayed per token (the same as ``eager`` on a CPU);
+* ``compiled``: the step captured, its decoder layers compiled (``torch.compile``; the default on CUDA), on a second
+  engine with the same weights.
 
 ``--profile`` adds a torch profiler table of one ``--short`` run per path. Random weights rarely draw the stop token, so
 every run decodes its full length.
 
-    python benchmarks/decode_step.py --frames 64 512 --paths eager graphs
+    python benchmarks/decode_step.py --frames 64 512 --paths eager graphs compiled
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import longrl  # noqa: F401  (before torchvision: the CPU shim)
 import torch
@@ -29,12 +31,18 @@ from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.rollout.sampling import SamplingParams
 from workload import N_ROLLOUTS, make_prompts, model_directory
 
-PATHS = ("eager", "graphs")
+PATHS = ("eager", "graphs", "compiled")
 
 
-def use_path(engine: HFRollout, path: str) -> None:
-    """Run the engine's decode step on ``path`` (see the module docstring)."""
-    engine.cuda_graphs = path == "graphs"
+def engine_for(engines: dict[bool, HFRollout], path: str, model_dir: Path, gpu: bool) -> HFRollout:
+    """The engine that runs ``path`` (one with compiled layers, one without; built at first use), set for it."""
+    compiled = path == "compiled"
+    if compiled not in engines:
+        engines[compiled] = HFRollout(model_dir, dtype=torch.bfloat16 if gpu else torch.float32,
+                                      device="cuda" if gpu else "cpu", compile_decode=compiled)
+    engine = engines[compiled]
+    engine.cuda_graphs = path != "eager"
+    return engine
 
 
 def timed_generate(engine: HFRollout, prompts, tokens: int, n: int) -> tuple[float, float]:
@@ -85,14 +93,14 @@ def main() -> None:
     args = parser.parse_args()
     gpu = torch.cuda.is_available()
     with model_directory(args.model) as model_dir:
-        engine = HFRollout(model_dir, dtype=torch.bfloat16 if gpu else torch.float32, device="cuda" if gpu else "cpu")
+        engines: dict[bool, HFRollout] = {}
         print(f"device: {torch.cuda.get_device_name(0) if gpu else 'cpu'}, torch {torch.__version__}", flush=True)
         for frames in args.frames:
             prompts = make_prompts(model_dir, frames)
             tokens = int(prompts.tensors["attention_mask"].sum())
             per_step = {}
             for path in args.paths:
-                use_path(engine, path)
+                engine = engine_for(engines, path, model_dir, gpu)
                 timed_generate(engine, prompts, 4, args.n)  # warm-up at this size
                 (short, short_decoding), (_, long_decoding) = (timed_generate(engine, prompts, count, args.n)
                                                                for count in (args.short, args.long))
@@ -108,9 +116,10 @@ def main() -> None:
                         timed_generate(engine, prompts, args.short, args.n)
                     print(profiler.key_averages().table(sort_by="cuda_time_total" if gpu else "cpu_time_total",
                                                         row_limit=20))
-            if len(per_step) == len(PATHS):
-                print(f"frames {frames}: eager / graphs time per step: "
-                      f"{per_step['eager'] / per_step['graphs']:.2f}x", flush=True)
+            ratios = [f"eager / {path} {per_step['eager'] / per_step[path]:.2f}x" for path in per_step
+                      if path != "eager" and "eager" in per_step]
+            if ratios:
+                print(f"frames {frames}: time per step, {', '.join(ratios)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The shared-prompt cache's decode attention (longrl/workers/rollout/prefix_cache.py) against each sample's own
 attention, computed here per sample over exactly the keys that sample sees: its prompt's real columns and its own
-tokens so far."""
+tokens so far; and the split-and-merge of the prompt part (longrl/workers/rollout/split_attention.py) against one
+attention call over the whole prompt."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from longrl.workers.rollout.prefix_cache import PrefixCache, _chunking, chunked_weighted_sum
+from longrl.workers.rollout.prefix_cache import PrefixCache
+from longrl.workers.rollout.split_attention import plan_splits, split_attention
 
 BATCH, PROMPT, N, STEPS, KV_HEADS, GROUP, DIM = 2, 9, 3, 5, 2, 3, 8
 
 
-def _run(dtype: torch.dtype, starts: tuple[int, ...]) -> None:
+def _run(dtype: torch.dtype, starts: tuple[int, ...], pieces: int | None) -> None:
     generator = torch.Generator().manual_seed(0)
 
     def rand(*shape):
@@ -22,8 +24,7 @@ def _run(dtype: torch.dtype, starts: tuple[int, ...]) -> None:
     mask = torch.ones(BATCH, PROMPT, dtype=torch.long)
     for row, start in enumerate(starts):
         mask[row, :start] = 0
-    cache = PrefixCache(mask, N, STEPS, GROUP, dtype)
-    assert cache.width % cache.chunk == 0 and cache.width >= PROMPT + N * STEPS
+    cache = PrefixCache(mask, N, STEPS, GROUP, dtype, pieces=pieces)
     heads = KV_HEADS * GROUP
     prompt_keys, prompt_values = rand(BATCH, KV_HEADS, PROMPT, DIM), rand(BATCH, KV_HEADS, PROMPT, DIM)
     cache.prefill(0, rand(BATCH, heads, PROMPT, DIM).to(dtype), prompt_keys.to(dtype), prompt_values.to(dtype), None)
@@ -49,18 +50,35 @@ def _run(dtype: torch.dtype, starts: tuple[int, ...]) -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("starts", [(0, 0), (3, 0), (2, 5)])
-def test_decode_equals_each_samples_attention_over_what_it_sees(dtype, starts):
-    _run(dtype, starts)
+@pytest.mark.parametrize("pieces", [None, 3])
+def test_decode_equals_each_samples_attention_over_what_it_sees(dtype, starts, pieces):
+    _run(dtype, starts, pieces)
 
 
-def test_chunking_covers_the_columns_in_at_most_128_aligned_chunks():
-    for columns in (1, 63, 64, 65, 1000, 8221 + 8 * 512, 65_565 + 8 * 512, 259_229 + 4 * 1024):
-        chunk, chunks = _chunking(columns)
-        assert chunk % 64 == 0 and chunks <= 128 and (chunks - 1) * chunk < columns <= chunks * chunk
+def test_pieces_cover_each_prompt_in_order_and_are_never_empty():
+    lengths = [7, 12, 5]
+    splits = plan_splits(lengths, queries=4, kv_heads=2, device=torch.device("cpu"), count=6)
+    assert splits.count == 5  # the shortest prompt has 5 keys
+    sizes = [end - start for start, end in zip(splits.bounds, splits.bounds[1:])]
+    assert min(sizes) >= 1 and splits.longest == max(sizes) == 3
+    assert [sum(sizes[b * 5:(b + 1) * 5]) for b in range(3)] == lengths
+    assert splits.cu_keys.tolist() == list(splits.bounds) and splits.cu_queries.tolist() == list(range(0, 64, 4))
+    assert plan_splits([70_000], 64, 2, torch.device("cpu")).count == 1  # one piece off CUDA unless asked
 
 
-def test_chunked_weighted_sum_equals_one_matmul():
-    generator = torch.Generator().manual_seed(2)
-    probs = torch.rand(3, 5, 6 * 64, generator=generator, dtype=torch.float64)
-    values = torch.randn(3, 6 * 64, 7, generator=generator, dtype=torch.float64)
-    torch.testing.assert_close(chunked_weighted_sum(probs, values, 64), probs @ values, atol=1e-12, rtol=0)
+@pytest.mark.parametrize("count", [1, 2, 7])
+def test_split_attention_equals_one_call_over_each_whole_prompt(count):
+    generator = torch.Generator().manual_seed(3)
+    lengths, rows, kv_heads, dim, scale = [9, 16], 6, 2, 8, 0.3
+    query = torch.randn(len(lengths), rows, kv_heads, dim, generator=generator, dtype=torch.float64)
+    keys = torch.randn(sum(lengths), kv_heads, dim, generator=generator, dtype=torch.float64)
+    values = torch.randn(sum(lengths), kv_heads, dim, generator=generator, dtype=torch.float64)
+    splits = plan_splits(lengths, rows, kv_heads, torch.device("cpu"), count)
+    out, lse = split_attention(query, keys, values, splits, scale, use_flash=False)
+    offset = 0
+    for prompt, length in enumerate(lengths):
+        k, v = keys[offset:offset + length].transpose(0, 1), values[offset:offset + length].transpose(0, 1)
+        scores = query[prompt].transpose(0, 1) @ k.transpose(1, 2) * scale  # (kv, rows, length)
+        torch.testing.assert_close(lse[prompt], torch.logsumexp(scores, -1).T, atol=1e-12, rtol=0)
+        torch.testing.assert_close(out[prompt], (torch.softmax(scores, -1) @ v).transpose(0, 1), atol=1e-12, rtol=0)
+        offset += length

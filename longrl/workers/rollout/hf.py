@@ -33,6 +33,7 @@ from longrl.models import adapter_for_model_dir
 from longrl.mrsp import build_sp_groups, encode_row_media
 from longrl.protocol import ATTENTION_MASK, INPUT_IDS, MM_TOKEN_TYPE_IDS, VISION_INPUTS, Batch
 from longrl.workers.rollout.base import RolloutEngine, WeightsLike
+from longrl.workers.rollout.compiled_layers import compile_decode_layers
 from longrl.workers.rollout.decode import DecodeInputs, sample_with_shared_prefill
 from longrl.workers.rollout.output import build_rollout_batch
 from longrl.workers.rollout.sampling import SamplingParams
@@ -60,17 +61,23 @@ class HFRollout(RolloutEngine):
     @classmethod
     def from_config(cls, model: ModelConfig, rollout: RolloutConfig, adapter: ModelAdapter, dtype: torch.dtype,
                     device: torch.device) -> HFRollout:
-        """The engine over ``worker.actor.model``'s checkpoint; of ``worker.rollout`` it reads ``enforce_eager``."""
+        """The engine over ``worker.actor.model``'s checkpoint; of ``worker.rollout`` it reads ``enforce_eager`` (no
+        captured, no compiled decode step)."""
         return cls(model.model_path, dtype=dtype, device=device, trust_remote_code=model.trust_remote_code,
                    cuda_graphs=not rollout.enforce_eager)
 
     def __init__(self, model_dir: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                 trust_remote_code: bool = False, cuda_graphs: bool = True):
+                 trust_remote_code: bool = False, cuda_graphs: bool = True, compile_decode: bool | None = None):
+        """``cuda_graphs``: capture the decode step in a CUDA graph (on CUDA; see rollout/decode.py);
+        ``compile_decode``: decode through compiled decoder layers (rollout/compiled_layers.py; ``None``: on CUDA
+        with ``cuda_graphs``, the two being what ``worker.rollout.enforce_eager=false`` asks for)."""
         self.device = torch.device(device)
-        self.cuda_graphs = cuda_graphs  # capture the decode step in a CUDA graph (on CUDA; see rollout/decode.py)
+        self.cuda_graphs = cuda_graphs
         self.adapter = adapter_for_model_dir(model_dir)
         self.model: PreTrainedModel = self.adapter.load_model(model_dir, dtype, trust_remote_code)
         self.model.to(self.device).eval()
+        if compile_decode if compile_decode is not None else cuda_graphs and self.device.type == "cuda":
+            compile_decode_layers(self.model)
         # Media tokens are never generated (see ModelAdapter.media_token_ids). Log-probs are recorded before any
         # processor, so rollout log-probs stay those of the full distribution the actor scores.
         self._no_media_tokens = SuppressTokensLogitsProcessor(self.adapter.media_token_ids(self.model.config),
