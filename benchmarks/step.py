@@ -172,7 +172,7 @@ def _vision_shape(prompts: Batch) -> dict[str, int]:
 
 
 def _job_rank(rank: int, world: int, port: int, job: dict, model_dir: str, result_file: str, warmup_frames: int,
-              n: int, length: int) -> None:
+              n: int, length: int, extra: tuple[str, ...] = ()) -> None:
     """One rank of one job: warm up, then one measured step per size; rank 0 appends a row per size to
     ``result_file`` as it goes (a size that runs out of GPU memory is recorded as such and ends the job)."""
     set_rank_environment(rank, world, port)
@@ -192,6 +192,7 @@ def _job_rank(rank: int, world: int, port: int, job: dict, model_dir: str, resul
         ulysses, overrides = config_overrides(job.config, world, n, length)
         if job.config == "longrl-vllm":
             overrides += vllm_overrides(model_path, {(warmup_frames, FRAME_SIDE), *job.sizes})
+        overrides += tuple(extra)
         worker = HybridWorker(worker_config(model_path, world, ulysses, *overrides), total_steps=1000)
         variant = "stock" if job.config == "baseline" else "encode-once"
         step, held = (lambda prompts: worker_step(worker, prompts, variant)), (lambda: held_memory(worker))
@@ -212,8 +213,10 @@ def _job_rank(rank: int, world: int, port: int, job: dict, model_dir: str, resul
             break
 
 
-def run_jobs(jobs: list[Job], model_dir: Path, gpus: int, warmup_frames: int, n: int, length: int) -> list[dict]:
-    """Every job's rows, in job order; jobs start in order as soon as enough of the ``gpus`` GPUs are free."""
+def run_jobs(jobs: list[Job], model_dir: Path, gpus: int, warmup_frames: int, n: int, length: int,
+             extra: tuple[str, ...] = ()) -> list[dict]:
+    """Every job's rows, in job order; jobs start in order as soon as enough of the ``gpus`` GPUs are free.
+    ``extra``: configuration overrides added to every job but the peer's."""
     widest = max(job.gpus for job in jobs)
     if gpus and widest > gpus:
         raise SystemExit(f"a job asks for {widest} GPUs; this machine has {gpus}")
@@ -231,7 +234,7 @@ def run_jobs(jobs: list[Job], model_dir: Path, gpus: int, warmup_frames: int, n:
         if torch.cuda.is_available():
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, taken))
         context = spawn(_job_rank, job.gpus, asdict(job), str(model_dir), files[-1], warmup_frames, n, length,
-                        join=False)
+                        tuple(extra), join=False)
         running.append((context, taken))
         time.sleep(1)  # the children read CUDA_VISIBLE_DEVICES at start
     for context, _ in running:
@@ -345,6 +348,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=N_ROLLOUTS)
     parser.add_argument("--response-length", type=int, default=RESPONSE_LENGTH)
     parser.add_argument("--out", type=Path, default=None, help="write the rows and tables as JSON here")
+    parser.add_argument("--override", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a configuration override for every job but the peer, e.g. "
+                             "worker.actor.offload.offload_optimizer=true (repeatable)")
     args = parser.parse_args()
     if args.report is not None:
         saved = json.loads(args.report.read_text())
@@ -358,10 +364,12 @@ def main() -> None:
         device = torch.device("cuda" if gpus else "cpu")
         matmul, bandwidth = measure_rates(device)
         torch.cuda.empty_cache() if gpus else None
-        rows = run_jobs(args.jobs, model_dir, gpus, args.warmup_frames, args.n, args.response_length)
+        rows = run_jobs(args.jobs, model_dir, gpus, args.warmup_frames, args.n, args.response_length,
+                        tuple(args.overrides))
         add_floors(rows, model_dir, args.n, matmul, bandwidth)
     machine = (f"{gpus} x {torch.cuda.get_device_name(0)}" if gpus else "CPU") + (
-        f"; measured bf16 matmul {matmul / 1e12:.0f} TFLOP/s, memory copy {bandwidth / 1e12:.2f} TB/s")
+        f"; measured bf16 matmul {matmul / 1e12:.0f} TFLOP/s, memory copy {bandwidth / 1e12:.2f} TB/s") + (
+        f"; overrides {' '.join(args.overrides)}" if args.overrides else "")
     report = render(machine, rows)
     print(report, flush=True)
     if args.out is not None:
