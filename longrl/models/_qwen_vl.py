@@ -67,6 +67,8 @@ class QwenVLAdapter(ModelAdapter):
         positions={"image_grid_thw": "image", "video_grid_thw": "video", "second_per_grid_ts": "video"})
     media_token_attributes: ClassVar[tuple[str, ...]] = ("image_token_id", "video_token_id", "vision_start_token_id",
                                                          "vision_end_token_id")
+    # The vision tower attends within frames and windows (cu_seqlens).
+    varlen_attention_configs: ClassVar[tuple[str, ...]] = ("vision_config",)
     # The position inputs vLLM's Qwen-VL models read beside precomputed video features.
     vllm_video_keys: ClassVar[tuple[str, ...]] = ("video_grid_thw", "second_per_grid_ts")
     model_class: ClassVar[type[PreTrainedModel]]
@@ -160,7 +162,7 @@ class QwenVLAdapter(ModelAdapter):
     def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32,
                    trust_remote_code: bool = False) -> PreTrainedModel:
         announce_remote_code(model_dir, trust_remote_code)
-        return self.patch_model(AutoModelForImageTextToText.from_pretrained(
+        return self.prepare_model(AutoModelForImageTextToText.from_pretrained(
             str(model_dir), dtype=dtype, trust_remote_code=trust_remote_code))
 
     def patch_model(self, model: PreTrainedModel) -> PreTrainedModel:

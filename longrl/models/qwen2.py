@@ -49,8 +49,8 @@ class Qwen2Adapter(ModelAdapter):
     def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32,
                    trust_remote_code: bool = False) -> PreTrainedModel:
         announce_remote_code(model_dir, trust_remote_code)
-        return self.patch_model(AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype,
-                                                                     trust_remote_code=trust_remote_code))
+        return self.prepare_model(AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype,
+                                                                       trust_remote_code=trust_remote_code))
 
     def encode(
         self, processor: PreTrainedTokenizerBase, messages: list[dict[str, Any]], video: DecodedVideo | None

@@ -120,6 +120,8 @@ class Qwen2_5OmniAdapter(QwenVLAdapter):
         padded=(AUDIO_FRAMES, AUDIO_MASK))
     media_token_attributes: ClassVar[tuple[str, ...]] = (*QwenVLAdapter.media_token_attributes, "audio_token_id",
                                                          "audio_start_token_id", "audio_end_token_id")
+    # The audio tower, like the vision tower, attends within chunks (cu_seqlens).
+    varlen_attention_configs: ClassVar[tuple[str, ...]] = ("vision_config", "audio_config")
     model_class = Qwen2_5OmniThinkerForConditionalGeneration
     processor_class = Qwen2_5OmniProcessor
 
@@ -172,7 +174,7 @@ class Qwen2_5OmniAdapter(QwenVLAdapter):
                                                      key_mapping={r"^thinker\.": ""})
         else:
             model = self.model_class.from_pretrained(str(model_dir), dtype=dtype)
-        return self.patch_model(model)
+        return self.prepare_model(model)
 
     def build_empty_model(self, model_dir: str | Path, dtype: torch.dtype,
                           trust_remote_code: bool = False) -> Qwen2_5OmniThinkerForConditionalGeneration:
@@ -182,7 +184,7 @@ class Qwen2_5OmniAdapter(QwenVLAdapter):
             config = AutoConfig.from_pretrained(str(model_dir))
         with no_init_weights():
             model = self.model_class._from_config(config, dtype=dtype)
-        return self.patch_model(finish_empty_model(model, self.load_generation_config(model_dir)))
+        return self.prepare_model(finish_empty_model(model, self.load_generation_config(model_dir)))
 
     def patch_model(self, model: Qwen2_5OmniThinkerForConditionalGeneration
                     ) -> Qwen2_5OmniThinkerForConditionalGeneration:

@@ -65,6 +65,10 @@ class ModelAdapter(ABC):
     input_keys: ClassVar[InputKeys] = InputKeys()
     # The Hugging Face config attributes naming the media placeholder and delimiter token ids (see media_token_ids).
     media_token_attributes: ClassVar[tuple[str, ...]] = ()
+    # The model config's sub-configs (attribute names) whose towers attend within cu_seqlens chunks (frames, windows,
+    # audio chunks): loaded with "sdpa", they take longrl's varlen attention, one kernel call per layer on CUDA where
+    # stock "sdpa" makes one call per chunk (see longrl.models.vision_attention).
+    varlen_attention_configs: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def build_tiny(self, out_dir: str | Path, seed: int = 0) -> Path:
@@ -78,20 +82,30 @@ class ModelAdapter(ABC):
     @abstractmethod
     def load_model(self, model_dir: str | Path, dtype: torch.dtype = torch.float32,
                    trust_remote_code: bool = False) -> torch.nn.Module:
-        """Load the model in ``model_dir`` with its Auto class, in ``dtype``, and :meth:`patch_model` it; the
+        """Load the model in ``model_dir`` with its Auto class, in ``dtype``, and :meth:`prepare_model` it; the
         directory's own Python code runs only with ``trust_remote_code``."""
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """What :meth:`load_model` and :meth:`build_empty_model` end with, so that a model built without its weights
+        behaves as the loaded one: the towers of ``varlen_attention_configs`` on the varlen attention, then the
+        family's :meth:`patch_model`. Returns ``model``."""
+        # Imported here: it loads transformers' modeling code, which ``import longrl`` must not (the torchvision shim
+        # and the hub-kernel default come first).
+        from longrl.models.vision_attention import use_varlen_attention
+
+        use_varlen_attention(model.config, self.varlen_attention_configs)
+        return self.patch_model(model)
 
     def patch_model(self, model: torch.nn.Module) -> torch.nn.Module:
         """What the family changes on a model it has just built (how it positions tokens, takes precomputed encoder
-        features, ...), in place; returns ``model``. Both :meth:`load_model` and :meth:`build_empty_model` end with it,
-        so a model built without its weights behaves as the loaded one. By default nothing."""
+        features, ...), in place; returns ``model``. By default nothing."""
         return model
 
     # ----- the model without its weights: the merger, and rank-0 initialisation ---------------------------------------
     def build_empty_model(self, model_dir: str | Path, dtype: torch.dtype,
                           trust_remote_code: bool = False) -> torch.nn.Module:
         """The model :meth:`load_model` gives for ``model_dir`` (same classes, config, generation config and
-        :meth:`patch_model` patches, in ``dtype``) without reading its weights: allocated but not initialised (tied
+        :meth:`prepare_model` changes, in ``dtype``) without reading its weights: allocated but not initialised (tied
         weights already sharing storage), or not allocated at all when called under ``torch.device("meta")``.
 
         Two callers: the checkpoint merger fills every tensor from an actor checkpoint, whose ``huggingface/`` holds
@@ -105,7 +119,7 @@ class ModelAdapter(ABC):
         config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
         with no_init_weights():
             model = auto_class.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
-        return self.patch_model(finish_empty_model(model, self.load_generation_config(model_dir)))
+        return self.prepare_model(finish_empty_model(model, self.load_generation_config(model_dir)))
 
     def save_model(self, model: torch.nn.Module, out_dir: str | Path) -> None:
         """Write ``model``'s configs, generation config and weights (safetensors) to ``out_dir`` in the layout

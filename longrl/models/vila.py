@@ -410,7 +410,7 @@ class VilaAdapter(ModelAdapter):
             parts = _load_remote_parts(model_dir)
         else:
             parts = _load_parts(model_dir, config, dtype)
-        return self.patch_model(_assemble(model_dir, config, parts, dtype))
+        return self.prepare_model(_assemble(model_dir, config, parts, dtype))
 
     def build_empty_model(self, model_dir: str | Path, dtype: torch.dtype,
                           trust_remote_code: bool = False) -> VilaModel:
@@ -437,7 +437,7 @@ class VilaAdapter(ModelAdapter):
         finish_empty_model(llm, generation_config)
         llm.config.name_or_path = str(model_dir / "llm")  # as loading it from there records
         model = _assemble(model_dir, config, (llm, VisionTower(tower, config.mm_vision_select_layer), projector), dtype)
-        return self.patch_model(model)
+        return self.prepare_model(model)
 
     def save_model(self, model: VilaModel, out_dir: str | Path) -> None:
         """VILA's layout (see :func:`save_vila_parts`), which this adapter and VILA's own code load."""
