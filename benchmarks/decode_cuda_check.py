@@ -7,7 +7,8 @@ tests' model and prompts: two videos, left-padded to one width). Exits non-zero 
 3. the same call with the eager step (``cuda_graphs=False``) gives the same tokens and log-probs;
 4. float32 sampled, with a stop set that ends the rows at different columns, checking for stops every step
    (``check_every=1``) and every 16: the same rollout;
-5. the engines above decoded through compiled decoder layers (the CUDA default), and compiling did not fail;
+5. bfloat16 (the engines above, float32/float64, decode eagerly): an engine left to choose decodes through compiled
+   decoder layers, and its greedy rollout equals that of one with eager layers (tokens; log-probs to 5e-2);
 6. bfloat16 at the workload's shapes (a 65k-key prompt beside an 8k one, 8 samples x 8 query heads on 2 key/value
    heads): the split prompt attention through the flash kernel equals the reference pieces and one float32
    attention over each whole prompt, and a decode step of the cache with the flash kernel equals one without.
@@ -134,9 +135,20 @@ def main() -> None:
         check(all(torch.equal(runs[0].tensors[k], runs[1].tensors[k])
                   for k in ("responses", "response_mask", "rollout_log_probs")) and max(lengths) <= 5,
               f"stops: checking every step or every 16 gives the same rollout (lengths {lengths})")
-    check(not compiled_layers._CompiledWhileDecoding.failed
-          and torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0,
-          "the decode steps above ran through compiled decoder layers")
+        bf16 = [HFRollout(model_dir, dtype=torch.bfloat16, device="cuda", compile_decode=choice)
+                for choice in (None, False)]
+        greedy16 = []
+        for engine in bf16:
+            engine.load_weights(sharp_weights(engine.model, seed=0))
+            greedy16.append(engine.generate(prompts, sampling_params(eos, pad, MAX_NEW)))
+        compiled = all(isinstance(layer.forward, compiled_layers._CompiledWhileDecoding)
+                       for layer in bf16[0].model.get_decoder().layers)
+        check(compiled and not compiled_layers._CompiledWhileDecoding.failed
+              and torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0,
+              "bf16: the engine decoded through compiled decoder layers")
+        gap = float((greedy16[0].tensors["rollout_log_probs"] - greedy16[1].tensors["rollout_log_probs"]).abs().max())
+        check(torch.equal(greedy16[0].tensors["responses"], greedy16[1].tensors["responses"]) and gap < 5e-2,
+              f"bf16 greedy: compiled layers give the eager layers' tokens (log-probs within {gap:.1e})")
     check_split_attention()
     print("decode CUDA check passed", flush=True)
 

@@ -10,7 +10,11 @@ Only decoding goes through the compiled forward (the prefill's shapes change wit
 arithmetic); the prompt cache's attention is left out of the compiled graphs
 (:func:`torch.compiler.disable` on it), so a graph's shapes do not depend on the prompt length and one compilation
 serves every call with the same number of samples. Every layer runs the same code, so one compilation serves all of
-them. A compilation that fails is logged once and the layers decode eagerly from then on.
+them. The compiled kernels round to 16 bits where the eager code casts (``emulate_precision_casts``: a fused
+kernel would otherwise keep, say, an RMSNorm's float32 result unrounded before the weight multiplies it), so a
+bf16 model decodes close to what its eager layers, and the actor, compute; float32 arithmetic itself differs in the
+last bits (fused reductions, vectorised ``rsqrt``), which is why only 16-bit engines compile by default. A compilation
+that fails is logged once and the layers decode eagerly from then on.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ class _CompiledWhileDecoding:
 
     def __init__(self, eager: Callable[..., Any]):
         self.eager = eager
-        self.compiled = torch.compile(eager)
+        self.compiled = torch.compile(eager, options={"emulate_precision_casts": True})
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         cache = kwargs.get("shared_decode")

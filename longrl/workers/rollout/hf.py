@@ -70,13 +70,17 @@ class HFRollout(RolloutEngine):
                  trust_remote_code: bool = False, cuda_graphs: bool = True, compile_decode: bool | None = None):
         """``cuda_graphs``: capture the decode step in a CUDA graph (on CUDA; see rollout/decode.py);
         ``compile_decode``: decode through compiled decoder layers (rollout/compiled_layers.py; ``None``: on CUDA
-        with ``cuda_graphs``, the two being what ``worker.rollout.enforce_eager=false`` asks for)."""
+        with ``cuda_graphs``, the two being what ``worker.rollout.enforce_eager=false`` asks for, for a 16-bit model:
+        fused kernels round float32 intermediates differently, so a float32/float64 engine, a reference run, stays
+        exact by decoding eagerly)."""
         self.device = torch.device(device)
         self.cuda_graphs = cuda_graphs
         self.adapter = adapter_for_model_dir(model_dir)
         self.model: PreTrainedModel = self.adapter.load_model(model_dir, dtype, trust_remote_code)
         self.model.to(self.device).eval()
-        if compile_decode if compile_decode is not None else cuda_graphs and self.device.type == "cuda":
+        if compile_decode is None:
+            compile_decode = cuda_graphs and self.device.type == "cuda" and dtype in (torch.float16, torch.bfloat16)
+        if compile_decode:
             compile_decode_layers(self.model)
         # Media tokens are never generated (see ModelAdapter.media_token_ids). Log-probs are recorded before any
         # processor, so rollout log-probs stay those of the full distribution the actor scores.
