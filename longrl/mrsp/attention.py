@@ -17,8 +17,10 @@ reads a prefix span too. Its queries attend to every key of ``[prefix_start, pre
 it sees in its own unshared row. That mask is a bias object, not a tensor, so SDPA keeps its fused (flash) kernels
 on the GPU where a boolean mask would send it to a slower masked kernel.
 
-GQA with fewer key/value heads than SP ranks: key/value heads are repeated just enough to split evenly (each
-query head still reads the key/value head it reads without SP).
+GQA: the kernels read each key/value head for its group of query heads (``enable_gqa``), so neither the sequence's
+keys nor a branch's copy of its prefix is expanded to every query head. With fewer key/value heads than SP ranks,
+key/value heads are repeated just enough to split evenly (each query head still reads the key/value head it reads
+without SP).
 
 The layout travels as the ``mrsp_layout`` keyword of the model's forward, which transformers hands down to the
 attention function; gradient checkpointing stores it with the layer's inputs, so recomputation sees it too.
@@ -88,9 +90,7 @@ def _mrsp_attention(
     if repeat > 1:
         key, value = key.repeat_interleave(repeat, dim=1), value.repeat_interleave(repeat, dim=1)
     query, key, value = (all_to_all(x, group, scatter_dim=1, gather_dim=2) for x in (query, key, value))
-    per_kv = query.shape[1] // key.shape[1]
-    if per_kv > 1:
-        key, value = key.repeat_interleave(per_kv, dim=1), value.repeat_interleave(per_kv, dim=1)
+    gqa = query.shape[1] != key.shape[1]
     out = query.new_zeros(query.shape)
     dropout_p = dropout if module.training else 0.0
     for segment in mrsp_layout.segments:
@@ -98,13 +98,14 @@ def _mrsp_attention(
         q, k, v = (x[row : row + 1, :, start:end] for x in (query, key, value))
         if len(segment) == 3 or segment[3] == segment[4]:
             out[row, :, start:end] = F.scaled_dot_product_attention(
-                q, k, v, is_causal=True, scale=scaling, dropout_p=dropout_p)[0]
+                q, k, v, is_causal=True, scale=scaling, dropout_p=dropout_p, enable_gqa=gqa)[0]
             continue
         prefix_start, prefix_end = segment[3], segment[4]
         k = torch.cat([key[row : row + 1, :, prefix_start:prefix_end], k], dim=2)
         v = torch.cat([value[row : row + 1, :, prefix_start:prefix_end], v], dim=2)
         out[row, :, start:end] = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=causal_lower_right(end - start, k.shape[2]), scale=scaling, dropout_p=dropout_p)[0]
+            q, k, v, attn_mask=causal_lower_right(end - start, k.shape[2]), scale=scaling, dropout_p=dropout_p,
+            enable_gqa=gqa)[0]
     out = all_to_all(out, group, scatter_dim=2, gather_dim=1)
     return out.transpose(1, 2).contiguous(), None
 
