@@ -17,17 +17,22 @@ import torch
 from longrl.data.video import DecodedVideo
 from longrl.models import get_adapter
 
-from mrsp.ranks import max_masked_diff, score_with_sp
+from mrsp.ranks import max_masked_diff, score_modes
 from mrsp.spawn import run_on_ranks
 from prompt_cases import plain_forward_scores, prompt_sample, scored_case
 
 FRAMES = (7, 13)
 RESPONSE_LENGTHS = (5, 2)  # the second response is right-padded
 RESPONSE_WIDTH = 5
+# score_with_sp's (padding_free, num_chunks, with_grad) for each check
+PADDED = (False, 1, True)  # check_sp_equals_reference: padded rows, one-round gather, gradients
+PACKED = (True, 3, False)  # check_padding_free_equals_reference: packed rows, the gather in 3 rounds
 
 
-def video_family_case(family: str, model_dir: Path, tmp_dir: Path) -> dict[str, Any]:
-    """The case (saved under ``tmp_dir`` for the ranks) and its reference."""
+def video_family_case(family: str, model_dir: Path, tmp_dir: Path, both_checks_at: tuple[int, ...] = (2,)
+                      ) -> dict[str, Any]:
+    """The case (saved under ``tmp_dir`` for the ranks) and its reference. At the SP sizes ``both_checks_at`` the
+    family's tests run both checks, so the ranks are started once for the two (see :func:`_rank_results`)."""
     adapter = get_adapter(family)
     processor = adapter.load_processor(model_dir)
     rng = np.random.default_rng(3)
@@ -48,14 +53,28 @@ def video_family_case(family: str, model_dir: Path, tmp_dir: Path) -> dict[str, 
         features = torch.cat([encoder(row["pixel_values_videos"], row["video_grid_thw"])
                               for row in case["vision_rows"]])
     reference = {**plain_forward_scores(model, case, adapter.input_keys), "features": features}
-    return {"family": family, "model_dir": model_dir, "case": case, "path": str(path), "reference": reference}
+    return {"family": family, "model_dir": model_dir, "case": case, "path": str(path), "reference": reference,
+            "both_checks_at": both_checks_at, "rank_results": {}}
+
+
+def _rank_results(setup: dict[str, Any], sp: int, mode: tuple[bool, int, bool]) -> list[dict[str, Any]]:
+    """Each rank's ``score_with_sp`` result for ``mode`` on ``sp`` gloo ranks. Starting the ranks (a process each,
+    importing torch and transformers) costs more than the scoring, so at an SP size in ``both_checks_at`` one start
+    scores both modes, one after the other on the same ranks, and keeps the other mode's results for its check."""
+    cache = setup["rank_results"]
+    if (sp, mode) not in cache:
+        modes = (PADDED, PACKED) if sp in setup["both_checks_at"] else (mode,)
+        per_rank = run_on_ranks(sp, score_modes, setup["family"], str(setup["model_dir"]), setup["path"], modes)
+        for index, each in enumerate(modes):
+            cache[(sp, each)] = [results[index] for results in per_rank]
+    return cache.pop((sp, mode))
 
 
 def check_sp_equals_reference(setup: dict[str, Any], sp: int) -> list[dict[str, Any]]:
     """Stage 1 with gradients and the padded sharded prefill on ``sp`` ranks against the reference; the ranks'
     results, for a family's own further checks."""
     family, case, reference = setup["family"], setup["case"], setup["reference"]
-    results = run_on_ranks(sp, score_with_sp, family, str(setup["model_dir"]), setup["path"], False, 1, True)
+    results = _rank_results(setup, sp, PADDED)
     mask = case["response_mask"]
     for rank, result in enumerate(results):
         assert torch.equal(result["log_probs"], results[0]["log_probs"]), "SP ranks disagree"
@@ -88,7 +107,7 @@ def check_padding_free_equals_reference(setup: dict[str, Any], sp: int) -> None:
     the single-process encoder's features (chunked and one-round gathers are compared bit for bit in
     test_collectives)."""
     family, case, reference = setup["family"], setup["case"], setup["reference"]
-    results = run_on_ranks(sp, score_with_sp, family, str(setup["model_dir"]), setup["path"], True, 3, False)
+    results = _rank_results(setup, sp, PACKED)
     lp = max_masked_diff(results[0]["log_probs"], reference["log_probs"], case["response_mask"])
     print(f"{family} padding_free sp={sp}: max|dlogp|={lp:.2e}")
     assert lp < 1e-5

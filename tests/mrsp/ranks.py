@@ -55,6 +55,13 @@ def score_with_sp(family: str, model_dir: str, case_path: str, padding_free: boo
     return result
 
 
+def score_modes(family: str, model_dir: str, case_path: str,
+                modes: tuple[tuple[bool, int, bool], ...]) -> list[dict[str, Any]]:
+    """:func:`score_with_sp` once per ``(padding_free, num_chunks, with_grad)`` in ``modes``, in order, on the same
+    ranks (each pass loads its own model and builds its own groups)."""
+    return [score_with_sp(family, model_dir, case_path, *mode) for mode in modes]
+
+
 def max_masked_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
     """The largest |a - b| where ``mask`` is set (the scored response positions)."""
     return (a - b).abs()[mask.bool()].max().item()
