@@ -100,7 +100,9 @@ def test_quickstart_first_step_is_the_same_from_the_cache(tmp_path: Path, monkey
              "data.rollout_batch_size=2", "worker.actor.global_batch_size=2", "worker.rollout.num_video_frames=4",
              "data.max_response_length=8", "trainer.max_steps=1", "trainer.logger=[file]", "trainer.save_freq=-1",
              "trainer.val_before_train=false", "worker.actor.model.freeze_vision_tower=true",
-             f"data.format_prompt={REPO / 'examples/format_prompt/r1v.jinja'}"]
+             f"data.format_prompt={REPO / 'examples/format_prompt/r1v.jinja'}",
+             # the reward in a thread: a reward process would import longrl again in each of the two runs
+             "worker.reward.num_workers=0", "worker.reward.timeout_s=null"]
     cached = [*small, f"data.cache_dir={tmp_path / 'cache'}"]
     assert train([*small, "trainer.experiment_name=live"]) == 0
     script = _run_script(cached, tmp_path)

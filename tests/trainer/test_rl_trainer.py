@@ -80,8 +80,14 @@ def setup(tiny_model_dir, tmp_path_factory):
     ray.shutdown()
 
 
-def _cfg(root: Path, model_dir: Path, name: str, *extra: str):
-    return load_config([
+# The reward in a thread of the trainer: a reward process (worker.reward.num_workers=1, the default) would import
+# longrl again in every run, seconds of the 2 CPUs. The tests of a failing reward keep the default, so a run's reward
+# process is tested here too; tests/trainer/test_rewarding.py checks that processes score as the thread does.
+REWARD_IN_THREAD = ("worker.reward.num_workers=0", "worker.reward.timeout_s=null")
+
+
+def _cfg(root: Path, model_dir: Path, name: str, *extra: str, reward_process: bool = False):
+    return load_config([*(() if reward_process else REWARD_IN_THREAD),
         f"data.train_files={root / 'data/train.jsonl'}", "data.val_files=null", "data.video_dir=null",
         f"data.format_prompt={REPO / 'examples/format_prompt/r1v.jinja'}",
         f"worker.actor.model.model_path={model_dir}", "data.rollout_batch_size=2", "worker.actor.global_batch_size=2",
@@ -186,7 +192,11 @@ def test_dapo_generates_in_rounds_of_mini_rollout_batch_size(setup, monkeypatch,
         assert m["filter/tries"] >= 2 and m["filter/kept_ratio"] == pytest.approx(2 / m["filter/tries"])
 
 
-def test_resume_continues_exactly(setup, monkeypatch, tmp_path, capsys):
+def test_resume_continues_exactly_and_the_merged_model_generates(setup, monkeypatch, tmp_path, capsys):
+    """A run resumed at step 2 logs and saves what the straight run does; the straight run's last checkpoint, merged
+    into a Hugging Face directory at the end of the run, loads with transformers' Auto classes and generates."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
     root, model_dir = setup
     monkeypatch.chdir(tmp_path)
     run(_cfg(root, model_dir, "straight", "trainer.max_steps=4", "trainer.save_freq=2"))
@@ -207,15 +217,7 @@ def test_resume_continues_exactly(setup, monkeypatch, tmp_path, capsys):
     initial = load_file(str(model_dir / "model.safetensors"))
     assert initial.keys() == weights[0].keys()
     assert any(not torch.equal(initial[k], weights[0][k]) for k in weights[0]), "training changed the weights"
-
-
-def test_merged_model_loads_and_generates(setup, monkeypatch, tmp_path):
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    root, model_dir = setup
-    monkeypatch.chdir(tmp_path)
-    run(_cfg(root, model_dir, "merged", "trainer.max_steps=1", "trainer.save_freq=1"))
-    merged = root / "merged/global_step_1/actor/huggingface"
+    merged = root / "straight/global_step_4/actor/huggingface"
     model = AutoModelForImageTextToText.from_pretrained(str(merged))
     processor = AutoProcessor.from_pretrained(str(merged))
     ids = processor.tokenizer("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n", return_tensors="pt")
@@ -227,7 +229,8 @@ def test_raising_reward_fails_the_step_and_keeps_the_checkpoint(setup, monkeypat
     root, model_dir = setup
     monkeypatch.chdir(tmp_path)
     cfg = _cfg(root, model_dir, "failing", "trainer.max_steps=4", "trainer.save_freq=2",
-               f"worker.reward.reward_function={root / 'failing.py'}:compute_score", "worker.reward.reward_type=batch")
+               f"worker.reward.reward_function={root / 'failing.py'}:compute_score", "worker.reward.reward_type=batch",
+               reward_process=True)
     with pytest.raises(RewardFunctionError) as info:
         run(cfg)
     message = str(info.value)
@@ -253,7 +256,7 @@ def test_raising_reward_skips_the_step_when_configured(setup, monkeypatch, tmp_p
     (root / "data/with_bad.jsonl").write_text("\n".join(lines + [json.dumps(row) for row in bad]) + "\n")
     cfg = _cfg(root, model_dir, "skipping", "trainer.max_steps=4", "trainer.save_freq=-1",
                f"worker.reward.reward_function={root / 'failing2.py'}:compute_score", "worker.reward.reward_type=batch",
-               "worker.reward.on_error=skip_step", "data.on_bad_row=skip")
+               "worker.reward.on_error=skip_step", "data.on_bad_row=skip", reward_process=True)
     cfg.data.train_files = str(root / "data/with_bad.jsonl")
     run(cfg)
     steps = _metrics("skipping")
@@ -263,9 +266,17 @@ def test_raising_reward_skips_the_step_when_configured(setup, monkeypatch, tmp_p
     assert [m["data/skipped_rows"] for m in steps if m["step"] != 3] == [3.0, 3.0, 3.0]
 
 
+_FIRST_STEPS: dict[tuple, dict] = {}
+
+
 def _first_step(root: Path, model_dir: Path, name: str, *extra: str) -> dict:
-    run(_cfg(root, model_dir, name, "trainer.max_steps=1", "trainer.save_freq=-1", *extra))
-    return _metrics(name)[0]
+    """The metrics of the first step of a run with the ``extra`` overrides. Each configuration runs once per session:
+    tests that compare a variant with the same single-rank, unshared step reuse that step's metrics."""
+    key = (root, model_dir, tuple(sorted(extra)))
+    if key not in _FIRST_STEPS:
+        run(_cfg(root, model_dir, name, "trainer.max_steps=1", "trainer.save_freq=-1", *extra))
+        _FIRST_STEPS[key] = _metrics(name)[0]
+    return _FIRST_STEPS[key]
 
 
 @pytest.mark.parametrize("freeze", [True, False])
@@ -278,8 +289,12 @@ def test_ulysses_2_on_2_ranks_matches_sp_1(setup, monkeypatch, tmp_path, freeze)
     """
     root, model_dir = setup
     monkeypatch.chdir(tmp_path)
-    common = (f"worker.actor.model.freeze_vision_tower={str(freeze).lower()}", "algorithm.use_kl_loss=true",
-              "worker.actor.micro_batch_size_per_device_for_update=2")
+    # Update micro-batches of 2 rows when the tower is trained (so the update re-encodes once per micro-batch, counted
+    # below); the frozen case's micro-batches are the shared-prefix test's, whose single-rank step is the same run.
+    micro = ("worker.actor.micro_batch_size_per_device_for_update=2",) if not freeze else (
+        "worker.actor.micro_batch_size_per_device_for_update=4",
+        "worker.actor.micro_batch_size_per_device_for_experience=4")
+    common = (f"worker.actor.model.freeze_vision_tower={str(freeze).lower()}", "algorithm.use_kl_loss=true", *micro)
     single = _first_step(root, model_dir, f"sp1_{freeze}", *common)
     sharded = _first_step(root, model_dir, f"sp2_{freeze}", "worker.actor.ulysses_size=2",
                           "trainer.n_gpus_per_node=2", *common)
@@ -303,7 +318,9 @@ def test_shared_prefix_step_matches_the_unshared_step(setup, monkeypatch, tmp_pa
     the step that scores n full rows: every logged metric but the timings, KL loss on so the reference is used too."""
     root, model_dir = setup
     monkeypatch.chdir(tmp_path)
-    common = ("algorithm.use_kl_loss=true", "worker.actor.micro_batch_size_per_device_for_update=4",
+    # the frozen tower spelt out, as the MR-SP test's frozen case spells it: the two share this unshared step
+    common = ("worker.actor.model.freeze_vision_tower=true", "algorithm.use_kl_loss=true",
+              "worker.actor.micro_batch_size_per_device_for_update=4",
               "worker.actor.micro_batch_size_per_device_for_experience=4")
     unshared = _first_step(root, model_dir, "unshared", *common)
     shared = _first_step(root, model_dir, "shared", "worker.actor.shared_prefix=true", *common)
