@@ -46,6 +46,18 @@ def prompt_batch(samples: list[dict], pad: int) -> Batch:
                            {key: collated[key] for key in ("uid", "vision_inputs", "answer")})
 
 
+def two_video_prompts(adapter: ModelAdapter, model_dir: Any) -> tuple[Batch, tuple[int, int], int]:
+    """Two random-pixel video prompts of different widths (4 and 6 frames), left-padded into one batch, with the tiny
+    tokenizer's stop ids (``<|im_end|>``, pad) and pad id: the decode loop tests' prompts."""
+    processor = adapter.load_processor(model_dir)
+    rng = np.random.default_rng(5)
+    samples = [video_prompt_sample(adapter, processor, rng, uid, frames, 56, width, question)
+               for uid, frames, width, question in (("a", 4, 56, "What happens?"),
+                                                    ("b", 6, 84, "Which shape comes first?"))]
+    pad = processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    return prompt_batch(samples, pad), (processor.tokenizer.convert_tokens_to_ids("<|im_end|>"), pad), pad
+
+
 def sampling_params(eos: Sequence[int], pad: int, max_new_tokens: int, **overrides: Any) -> SamplingParams:
     """Greedy, one sample per prompt, seeded; ``overrides`` change any field."""
     fields = dict(n=1, temperature=0.0, top_p=1.0, top_k=-1, max_new_tokens=max_new_tokens, eos_token_ids=tuple(eos),

@@ -5,14 +5,13 @@ eager; and an engine left to choose compiles only a 16-bit model on CUDA."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from longrl.models import get_adapter
 from longrl.workers.rollout import compiled_layers, hf
 from longrl.workers.rollout.hf import HFRollout
-from prompt_cases import prompt_batch, sampling_params, video_prompt_sample
+from prompt_cases import sampling_params, two_video_prompts
 from sharp_weights import sharp_weights
 
 FAMILY = "qwen2_5_vl"
@@ -22,16 +21,8 @@ pytestmark = pytest.mark.slow  # one inductor compilation on the CPU
 
 def test_compiled_layers_decode_the_eager_layers_samples(tiny_model_dir, monkeypatch):
     model_dir = tiny_model_dir(FAMILY)
-    adapter = get_adapter(FAMILY)
-    processor = adapter.load_processor(model_dir)
-    rng = np.random.default_rng(5)
-    samples = [video_prompt_sample(adapter, processor, rng, uid, frames, 56, width, question)
-               for uid, frames, width, question in (("a", 4, 56, "What happens?"),
-                                                    ("b", 6, 84, "Which shape comes first?"))]
-    pad = processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    eos = (processor.tokenizer.convert_tokens_to_ids("<|im_end|>"), pad)
+    prompts, eos, pad = two_video_prompts(get_adapter(FAMILY), model_dir)
     params = sampling_params(eos, pad, 6, n=3, temperature=0.7, top_k=20, seed=3)
-    prompts = prompt_batch(samples, pad)
     calls = {"compiled": 0, "eager": 0}
 
     class Counting(compiled_layers._CompiledWhileDecoding):

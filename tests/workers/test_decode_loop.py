@@ -4,7 +4,6 @@ the step as it is captured (no host step index), nor processors that force the e
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
@@ -13,7 +12,7 @@ from longrl.models import get_adapter
 from longrl.workers.rollout import decode, hf
 from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.vision_inputs import merge_vision_inputs
-from prompt_cases import prompt_batch, sampling_params, video_prompt_sample
+from prompt_cases import sampling_params, two_video_prompts
 from sharp_weights import sharp_weights
 from test_draws import _reference_uniform
 
@@ -24,18 +23,10 @@ MAX_NEW = 10
 @pytest.fixture(scope="module")
 def setup(tiny_model_dir):
     model_dir = tiny_model_dir(FAMILY)
-    adapter = get_adapter(FAMILY)
-    processor = adapter.load_processor(model_dir)
-    rng = np.random.default_rng(5)
-    samples = [video_prompt_sample(adapter, processor, rng, uid, frames, 56, width, question)
-               for uid, frames, width, question in (("a", 4, 56, "What happens?"),
-                                                    ("b", 6, 84, "Which shape comes first?"))]
-    tokenizer = processor.tokenizer
-    pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    eos = (tokenizer.convert_tokens_to_ids("<|im_end|>"), pad)
+    prompts, eos, pad = two_video_prompts(get_adapter(FAMILY), model_dir)
     rollout = HFRollout(model_dir, dtype=torch.float64)
     rollout.load_weights(sharp_weights(rollout.model, seed=0))
-    return rollout, prompt_batch(samples, pad), eos, pad
+    return rollout, prompts, eos, pad
 
 
 def test_seeded_samples_are_the_inverse_cdf_draws_of_a_full_forward(setup):
