@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from longrl.models.vision_attention import takes_varlen_kernel
+
 __all__ = ["KeySplits", "accumulation_dtype", "flash_available", "matmul_accumulated", "plan_splits",
            "split_attention"]
 
@@ -128,10 +130,9 @@ def _reference_pieces(query: torch.Tensor, keys: torch.Tensor, values: torch.Ten
 
 
 def flash_available(query: torch.Tensor) -> bool:
-    """Whether :func:`split_attention` can use the flash kernel for queries like ``query``: CUDA, 16-bit, a head size
-    the kernel takes, and this torch's build has it."""
-    return (query.device.type == "cuda" and query.dtype in (torch.float16, torch.bfloat16)
-            and query.shape[-1] % 8 == 0 and query.shape[-1] <= 256 and _flash_kernel_runs(query.device))
+    """Whether :func:`split_attention` can use the flash kernel for queries like ``query``: inputs the kernel takes
+    (the towers' rule, :func:`~longrl.models.vision_attention.takes_varlen_kernel`), and it runs on this GPU."""
+    return takes_varlen_kernel(query.device, query.dtype, query.shape[-1]) and _flash_kernel_runs(query.device)
 
 
 @functools.lru_cache(maxsize=None)
