@@ -30,16 +30,14 @@ __all__ = ["compile_decode_layers"]
 logger = logging.getLogger(__name__)
 
 
-def compile_decode_layers(model: PreTrainedModel) -> bool:
-    """Route each decoder layer of ``model``'s language model through its compiled forward while decoding; False
-    (nothing changed) where the model has no ``get_decoder().layers``."""
+def compile_decode_layers(model: PreTrainedModel) -> None:
+    """Route each decoder layer of ``model``'s language model through its compiled forward while decoding (a model
+    without ``get_decoder().layers`` is left eager, and says so)."""
     layers = getattr(model.get_decoder(), "layers", None)
     if not layers:
         logger.warning("HF rollout: %s has no decoder layers to compile; decoding eagerly", type(model).__name__)
-        return False
-    for layer in layers:
+    for layer in layers or ():
         layer.forward = _CompiledWhileDecoding(layer.forward)
-    return True
 
 
 class _CompiledWhileDecoding:
