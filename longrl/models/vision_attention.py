@@ -16,6 +16,7 @@ they hold "sdpa": an eager or flash choice stays, and the text model's attention
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,9 +40,25 @@ _KERNEL_MAX_HEAD_DIM = 256
 
 def takes_varlen_kernel(device: torch.device, dtype: torch.dtype, head_dim: int, dropout: float = 0.0) -> bool:
     """Whether a call on ``device`` in ``dtype`` with ``head_dim`` goes to the varlen flash kernel: on CUDA, in 16
-    bits, a head dim the kernel takes, without dropout (the kernel has none) and with torch's ``varlen_attn``."""
+    bits, a head dim the kernel takes, without dropout (the kernel has none), with torch's ``varlen_attn``, and on a
+    GPU the kernel was built for (:func:`_kernel_runs`; a pre-Ampere card has none)."""
     return (varlen_attn is not None and device.type == "cuda" and dtype in _KERNEL_DTYPES
-            and head_dim % _KERNEL_HEAD_DIM_STEP == 0 and head_dim <= _KERNEL_MAX_HEAD_DIM and dropout == 0.0)
+            and head_dim % _KERNEL_HEAD_DIM_STEP == 0 and head_dim <= _KERNEL_MAX_HEAD_DIM and dropout == 0.0
+            and _kernel_runs(device))
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_runs(device: torch.device) -> bool:
+    """One tiny call of the flash kernel (what ``varlen_attn`` calls) on ``device``, once per device and before any
+    CUDA graph capture: False where the build or the GPU lacks it, so the caller takes its fallback instead of
+    failing mid-pass."""
+    try:
+        probe = torch.zeros(2, 1, 8, dtype=torch.bfloat16, device=device)
+        cu = torch.tensor([0, 2], dtype=torch.int32, device=device)
+        torch.ops.aten._flash_attention_forward(probe, probe, probe, cu, cu, 2, 2, 0.0, False, False, scale=1.0)
+        return True
+    except (RuntimeError, NotImplementedError, TypeError):
+        return False
 
 
 def varlen_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,

@@ -111,13 +111,26 @@ def test_a_chosen_implementation_is_kept(choice):
     ("cuda", torch.bfloat16, 264, 0.0, False),  # over 256
     ("cuda", torch.bfloat16, 80, 0.1, False),  # the kernel has no dropout
 ])
-def test_kernel_choice(device, dtype, head_dim, dropout, kernel):
+def test_kernel_choice(device, dtype, head_dim, dropout, kernel, monkeypatch):
+    monkeypatch.setattr(vision_attention, "_kernel_runs", lambda device: True)  # a GPU the kernel was built for
     assert takes_varlen_kernel(torch.device(device), dtype, head_dim, dropout) is kernel
 
 
 def test_no_kernel_without_torch_varlen(monkeypatch):
+    monkeypatch.setattr(vision_attention, "_kernel_runs", lambda device: True)
     monkeypatch.setattr(vision_attention, "varlen_attn", None)
     assert not takes_varlen_kernel(torch.device("cuda"), torch.bfloat16, 80)
+
+
+def test_no_kernel_where_it_does_not_run(monkeypatch):
+    """A GPU without the kernel (pre-Ampere, or a build without flash) takes the loop instead of failing mid-pass."""
+    monkeypatch.setattr(vision_attention, "_kernel_runs", lambda device: False)
+    assert not takes_varlen_kernel(torch.device("cuda"), torch.bfloat16, 80)
+
+
+def test_kernel_probe_fails_cleanly_on_cpu():
+    """The probe's real call: torch has no CPU flash kernel, which the probe reports as False, not an error."""
+    assert vision_attention._kernel_runs(torch.device("cpu")) is False
 
 
 def test_kernel_path_hands_over_packed_chunks(loaded, monkeypatch):

@@ -130,21 +130,10 @@ def _reference_pieces(query: torch.Tensor, keys: torch.Tensor, values: torch.Ten
 
 
 def flash_available(query: torch.Tensor) -> bool:
-    """Whether :func:`split_attention` can use the flash kernel for queries like ``query``: inputs the kernel takes
-    (the towers' rule, :func:`~longrl.models.vision_attention.takes_varlen_kernel`), and it runs on this GPU."""
-    return takes_varlen_kernel(query.device, query.dtype, query.shape[-1]) and _flash_kernel_runs(query.device)
-
-
-@functools.lru_cache(maxsize=None)
-def _flash_kernel_runs(device: torch.device) -> bool:
-    """One tiny variable-length call, outside any CUDA graph capture: False where the build or the GPU lacks it."""
-    try:
-        probe = torch.zeros(2, 1, 8, dtype=torch.bfloat16, device=device)
-        cu = torch.tensor([0, 2], dtype=torch.int32, device=device)
-        torch.ops.aten._flash_attention_forward(probe, probe, probe, cu, cu, 2, 2, 0.0, False, False, scale=1.0)
-        return True
-    except (RuntimeError, NotImplementedError, TypeError):
-        return False
+    """Whether :func:`split_attention` can use the flash kernel for queries like ``query``: the towers' rule
+    (:func:`~longrl.models.vision_attention.takes_varlen_kernel`, which also probes that the kernel runs on this GPU),
+    asked once per engine before its CUDA graphs are captured."""
+    return takes_varlen_kernel(query.device, query.dtype, query.shape[-1])
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
