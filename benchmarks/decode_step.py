@@ -27,6 +27,7 @@ import longrl  # noqa: F401  (before torchvision: the CPU shim)
 import torch
 
 from longrl.models.tokenizer import QwenTokenIds, build_tokenizer
+from longrl.protocol import RESPONSE_MASK
 from longrl.workers.rollout.hf import HFRollout
 from longrl.workers.rollout.sampling import SamplingParams
 from workload import N_ROLLOUTS, make_prompts, model_directory
@@ -45,9 +46,10 @@ def engine_for(engines: dict[bool, HFRollout], path: str, model_dir: Path, gpu: 
     return engine
 
 
-def timed_generate(engine: HFRollout, prompts, tokens: int, n: int) -> tuple[float, float]:
-    """Seconds of one ``generate`` call, and of its part after the prefill (the decoding, with the CUDA graph capture
-    where there is one): the tower pass and the prefill vary from call to call by more than a few steps cost."""
+def timed_generate(engine: HFRollout, prompts, tokens: int, n: int) -> tuple[float, float, int]:
+    """Seconds of one ``generate`` call, of its part after the prefill (the decoding, with the CUDA graph capture
+    where there is one: the tower pass and the prefill vary from call to call by more than a few steps cost), and the
+    tokens its longest sample decoded (the loop stops early when every sample has drawn a stop token)."""
     ids = QwenTokenIds.from_tokenizer(build_tokenizer())
     sampling = SamplingParams(n=n, temperature=1.0, top_p=1.0, top_k=-1, max_new_tokens=tokens,
                               eos_token_ids=(ids.eos_token_id,), pad_token_id=ids.pad_token_id, seed=1)
@@ -70,7 +72,7 @@ def timed_generate(engine: HFRollout, prompts, tokens: int, n: int) -> tuple[flo
         torch.cuda.synchronize()
     start = time.perf_counter()
     try:
-        engine.generate(prompts, sampling)
+        rollout = engine.generate(prompts, sampling)
     finally:
         handle.remove()
     mark()
@@ -78,7 +80,7 @@ def timed_generate(engine: HFRollout, prompts, tokens: int, n: int) -> tuple[flo
         torch.cuda.synchronize()
     total = time.perf_counter() - start
     decoding = marks[0].elapsed_time(marks[1]) / 1000 if gpu else marks[1] - marks[0]
-    return total, decoding
+    return total, decoding, int(rollout.tensors[RESPONSE_MASK].sum(-1).max())
 
 
 def main() -> None:
@@ -102,12 +104,15 @@ def main() -> None:
             for path in args.paths:
                 engine = engine_for(engines, path, model_dir, gpu)
                 timed_generate(engine, prompts, 4, args.n)  # warm-up at this size
-                (short, short_decoding), (_, long_decoding) = (timed_generate(engine, prompts, count, args.n)
-                                                               for count in (args.short, args.long))
-                per_step[path] = (long_decoding - short_decoding) / (args.long - args.short) * 1000
+                (short, short_decoding, short_steps), (_, long_decoding, long_steps) = (
+                    timed_generate(engine, prompts, count, args.n) for count in (args.short, args.long))
+                if long_steps <= short_steps:
+                    raise SystemExit(f"frames {frames}, {path}: every sample stopped within {long_steps} tokens; "
+                                     "no decoding steps to time (raise --long or change the model's seed)")
+                per_step[path] = (long_decoding - short_decoding) / (long_steps - short_steps) * 1000
                 print(f"frames {frames}: prompt {tokens} tokens, n={args.n}, {path}: {per_step[path]:.2f} ms per "
-                      f"decoding step ({args.short} tokens in {short:.2f} s, {short_decoding:.2f} s of it after "
-                      f"the prefill)", flush=True)
+                      f"decoding step ({short_steps} tokens in {short:.2f} s, {short_decoding:.2f} s of it after "
+                      f"the prefill; {long_steps} in the long call)", flush=True)
                 if args.profile:
                     from torch.profiler import ProfilerActivity, profile
 
