@@ -11,8 +11,9 @@ prefill and the CUDA graph capture. Paths
 * ``compiled``: the step captured, its decoder layers compiled (``torch.compile``; the default on CUDA), on a second
   engine with the same weights.
 
-``--profile`` adds a torch profiler table of one ``--short`` run per path. Random weights rarely draw the stop token, so
-every run decodes its full length.
+``--profile`` adds a torch profiler table of the decoding part (from the end of the prefill) of one ``--long`` run per
+path: with ``eager`` each kernel of the step shows, while a CUDA graph's replay shows as one. Random weights rarely draw
+the stop token, so a run decodes its full length (the step counts divided by are those actually decoded).
 
     python benchmarks/decode_step.py --frames 64 512 --paths eager graphs compiled
 """
@@ -46,10 +47,11 @@ def engine_for(engines: dict[bool, HFRollout], path: str, model_dir: Path, gpu: 
     return engine
 
 
-def timed_generate(engine: HFRollout, prompts, tokens: int, n: int) -> tuple[float, float, int]:
+def timed_generate(engine: HFRollout, prompts, tokens: int, n: int, profiler=None) -> tuple[float, float, int]:
     """Seconds of one ``generate`` call, of its part after the prefill (the decoding, with the CUDA graph capture
     where there is one: the tower pass and the prefill vary from call to call by more than a few steps cost), and the
-    tokens its longest sample decoded (the loop stops early when every sample has drawn a stop token)."""
+    tokens its longest sample decoded (the loop stops early when every sample has drawn a stop token). A
+    ``profiler`` given runs over the decoding part only."""
     ids = QwenTokenIds.from_tokenizer(build_tokenizer())
     sampling = SamplingParams(n=n, temperature=1.0, top_p=1.0, top_k=-1, max_new_tokens=tokens,
                               eos_token_ids=(ids.eos_token_id,), pad_token_id=ids.pad_token_id, seed=1)
@@ -66,6 +68,8 @@ def timed_generate(engine: HFRollout, prompts, tokens: int, n: int) -> tuple[flo
     def after_prefill(*_):  # the first forward of the call is the prefill; removed before any capture
         handle.remove()
         mark()
+        if profiler is not None:
+            profiler.start()
 
     handle = engine.model.register_forward_hook(after_prefill)
     if gpu:
@@ -78,6 +82,8 @@ def timed_generate(engine: HFRollout, prompts, tokens: int, n: int) -> tuple[flo
     mark()
     if gpu:
         torch.cuda.synchronize()
+    if profiler is not None:
+        profiler.stop()
     total = time.perf_counter() - start
     decoding = marks[0].elapsed_time(marks[1]) / 1000 if gpu else marks[1] - marks[0]
     return total, decoding, int(rollout.tensors[RESPONSE_MASK].sum(-1).max())
@@ -117,8 +123,8 @@ def main() -> None:
                     from torch.profiler import ProfilerActivity, profile
 
                     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
-                    with profile(activities=activities) as profiler:
-                        timed_generate(engine, prompts, args.short, args.n)
+                    profiler = profile(activities=activities)
+                    timed_generate(engine, prompts, args.long, args.n, profiler)
                     print(profiler.key_averages().table(sort_by="cuda_time_total" if gpu else "cpu_time_total",
                                                         row_limit=20))
             ratios = [f"eager / {path} {per_step['eager'] / per_step[path]:.2f}x" for path in per_step
