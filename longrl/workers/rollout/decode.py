@@ -44,6 +44,7 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
+from longrl.workers.rollout.compiled_layers import decodes_compiled
 from longrl.workers.rollout.draws import RowSampler
 from longrl.workers.rollout.prefix_cache import PrefixCache, prefix_cache_attention_on
 
@@ -129,7 +130,7 @@ class _Decoder:
         text = model.config.get_text_config()
         self.cache = PrefixCache(inputs.attention_mask, n, max_new_tokens,
                                  text.num_attention_heads // text.num_key_value_heads,
-                                 model.get_input_embeddings().weight.dtype)
+                                 model.get_input_embeddings().weight.dtype, compiled=decodes_compiled(model))
         rows = batch * n
         # Response columns' positions per sample: (.., B * n, max_new_tokens); a step reads the fed token's column.
         self.positions = inputs.position_ids[..., width:].repeat_interleave(n, dim=-2).contiguous()

@@ -18,7 +18,8 @@ The softmax is over exactly the keys the sample sees in its own unshared row, so
 
 A decode step keeps every shape fixed for the whole call: the step lives in a device tensor (:attr:`PrefixCache.step`)
 and the slot mask is derived from it on the device, so a step can be captured once in a CUDA graph and replayed per
-token (:mod:`longrl.workers.rollout.decode`).
+token (:mod:`longrl.workers.rollout.decode`). With compiled decoder layers, everything after the prompt part's kernel
+(:func:`merge_step`) is compiled too: its shapes do not depend on the prompt length.
 
 The prefill runs through the same function: each prompt's real columns (after its left padding) in one causal call,
 their keys and values written to the prompt store. No transformers cache object is involved; the state travels as the
@@ -27,8 +28,9 @@ their keys and values written to the prompt store. No transformers cache object 
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,12 +38,14 @@ import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface, PreTrainedModel
 
+from longrl.workers.rollout.compiled_layers import CompiledOrEager
 from longrl.workers.rollout.split_attention import (
     KeySplits,
+    attend_pieces,
     flash_available,
     matmul_accumulated,
+    merge_pieces,
     plan_splits,
-    split_attention,
 )
 
 __all__ = ["ATTENTION_NAME", "PrefixCache", "prefix_cache_attention"]
@@ -53,10 +57,11 @@ class PrefixCache:
     """Stores, mask and step of one rollout call: ``B`` prompts of width ``P`` (``prompt_mask``: their left padding),
     ``n`` samples each, up to ``max_new_tokens`` tokens per sample. ``pieces``: how many pieces each prompt's keys are
     split into (``None``: chosen for the device, see :func:`~longrl.workers.rollout.split_attention.plan_splits`);
-    ``flash``: use the flash kernel for the prompt part (``None``: where it runs)."""
+    ``flash``: use the flash kernel for the prompt part (``None``: where it runs); ``compiled``: run the step's
+    attention after the prompt part (:func:`merge_step`) through ``torch.compile``, as compiled decoder layers do."""
 
     def __init__(self, prompt_mask: torch.Tensor, n: int, max_new_tokens: int, group: int, dtype: torch.dtype,
-                 pieces: int | None = None, flash: bool | None = None):
+                 pieces: int | None = None, flash: bool | None = None, compiled: bool = False):
         self.device = prompt_mask.device
         self.batch, self.prompt_width = prompt_mask.shape
         self.n, self.slot_width, self.group = n, max_new_tokens, group
@@ -73,6 +78,7 @@ class PrefixCache:
                                      device=self.device)
         self.step = torch.full((), -1, dtype=torch.long, device=self.device)  # slot column of the current token
         self.decoding = False  # False: the next forward is the prefill
+        self._merge_step: Callable[..., torch.Tensor] = _compiled_merge_step() if compiled else merge_step
 
     def advance(self) -> None:
         """Move to the next decode step on the device: each sample's next slot column opens for its own query rows."""
@@ -111,35 +117,53 @@ class PrefixCache:
                                      tensor.view(batch, n, kv_heads, 1, dim).transpose(1, 2))
         scale = dim ** -0.5 if scaling is None else scaling
         by_sample = query.reshape(batch, n, kv_heads, group, dim)
-        prompt_out, prompt_lse = split_attention(
+        prompt_out, prompt_lse = attend_pieces(
             by_sample.transpose(2, 3).reshape(batch, n * group, kv_heads, dim), self.prompt_keys[layer],
             self.prompt_values[layer], self.splits, scale, self.flash)
-        own_out, own_lse = self._own_slot_attention(layer, by_sample, scale)
-        lse = torch.logaddexp(prompt_lse, own_lse)
-        out = (torch.exp(prompt_lse - lse)[..., None] * prompt_out
-               + torch.exp(own_lse - lse)[..., None] * own_out)  # (B, n * group, kv, d)
-        # Unfolded and cast in one copy, into the (B * n, 1, heads, d) layout the attention's caller wants.
-        unfolded = query.new_empty(batch * n, 1, kv_heads * group, dim)
-        unfolded.view(batch, n, kv_heads, group, dim).copy_(
-            out.view(batch, n, group, kv_heads, dim).transpose(2, 3))
-        return unfolded.transpose(1, 2)
+        return self._merge_step(prompt_out, prompt_lse, by_sample, self.slot_keys[layer], self.slot_values[layer],
+                                self.slot_mask, self.splits.count, scale)
 
-    def _own_slot_attention(self, layer: int, by_sample: torch.Tensor, scale: float
-                            ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each sample's ``(B, n, kv, group, d)`` query heads over its own slot's columns up to this step:
-        ``(B, n * group, kv, d)`` outputs and ``(B, n * group, kv)`` log-sum-exps, like the prompt part's."""
-        batch, n, kv_heads, group, dim = by_sample.shape
-        rows = batch * kv_heads * n
-        queries = by_sample.permute(0, 2, 1, 3, 4).reshape(rows, group, dim)
-        keys = self.slot_keys[layer].view(rows, self.slot_width, dim)
-        scores = matmul_accumulated(queries, keys.transpose(1, 2)) * scale + self.slot_mask
-        lse = torch.logsumexp(scores, dim=-1)
-        probs = torch.exp(scores - lse[..., None])
-        values = self.slot_values[layer].view(rows, self.slot_width, dim)
-        out = matmul_accumulated(probs.to(values.dtype), values)  # (rows, group, d)
-        out = out.view(batch, kv_heads, n, group, dim).permute(0, 2, 3, 1, 4).reshape(batch, n * group, kv_heads, dim)
-        lse = lse.view(batch, kv_heads, n, group).permute(0, 2, 3, 1).reshape(batch, n * group, kv_heads)
-        return out, lse
+
+def merge_step(prompt_out: torch.Tensor, prompt_lse: torch.Tensor, by_sample: torch.Tensor,
+               slot_keys: torch.Tensor, slot_values: torch.Tensor, slot_mask: torch.Tensor, count: int,
+               scale: float) -> torch.Tensor:
+    """The decode attention after the prompt pieces (:func:`~longrl.workers.rollout.split_attention.attend_pieces`):
+    the pieces merged, each sample's ``(B, n, kv, group, d)`` query heads over its own slot, the two merged and
+    unfolded into the ``(B * n, heads, 1, d)`` layout (a view of a contiguous ``(B * n, 1, heads, d)``) in the queries'
+    type. Tensors whose shapes hold for every layer, step and prompt length: compiled once for the whole call."""
+    batch, n, kv_heads, group, dim = by_sample.shape
+    prompt_out, prompt_lse = merge_pieces(prompt_out, prompt_lse, batch, count, by_sample.dtype)
+    own_out, own_lse = own_slot_attention(by_sample, slot_keys, slot_values, slot_mask, scale)
+    lse = torch.logaddexp(prompt_lse, own_lse)
+    out = (torch.exp(prompt_lse - lse)[..., None] * prompt_out
+           + torch.exp(own_lse - lse)[..., None] * own_out)  # (B, n * group, kv, d)
+    # Unfolded and cast in one copy, into the (B * n, 1, heads, d) layout the attention's caller wants.
+    unfolded = by_sample.new_empty(batch * n, 1, kv_heads * group, dim)
+    unfolded.view(batch, n, kv_heads, group, dim).copy_(out.view(batch, n, group, kv_heads, dim).transpose(2, 3))
+    return unfolded.transpose(1, 2)
+
+
+def own_slot_attention(by_sample: torch.Tensor, slot_keys: torch.Tensor, slot_values: torch.Tensor,
+                       slot_mask: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's ``(B, n, kv, group, d)`` query heads over its own slot's columns up to this step (``slot_mask``):
+    ``(B, n * group, kv, d)`` outputs and ``(B, n * group, kv)`` log-sum-exps, like the prompt part's."""
+    batch, n, kv_heads, group, dim = by_sample.shape
+    rows, width = batch * kv_heads * n, slot_keys.shape[3]
+    queries = by_sample.permute(0, 2, 1, 3, 4).reshape(rows, group, dim)
+    scores = matmul_accumulated(queries, slot_keys.view(rows, width, dim).transpose(1, 2)) * scale + slot_mask
+    lse = torch.logsumexp(scores, dim=-1)
+    probs = torch.exp(scores - lse[..., None])
+    values = slot_values.view(rows, width, dim)
+    out = matmul_accumulated(probs.to(values.dtype), values)  # (rows, group, d)
+    out = out.view(batch, kv_heads, n, group, dim).permute(0, 2, 3, 1, 4).reshape(batch, n * group, kv_heads, dim)
+    lse = lse.view(batch, kv_heads, n, group).permute(0, 2, 3, 1).reshape(batch, n * group, kv_heads)
+    return out, lse
+
+
+@functools.cache
+def _compiled_merge_step() -> Callable[..., torch.Tensor]:
+    """:func:`merge_step` through ``torch.compile``, built at first use (one compilation serves every cache)."""
+    return CompiledOrEager(merge_step, "the decode attention's merge")
 
 
 @torch.compiler.disable  # the compiled decode layers' graphs stay free of the prompt length (compiled_layers.py)

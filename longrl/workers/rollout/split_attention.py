@@ -29,8 +29,8 @@ import torch
 
 from longrl.models.vision_attention import takes_varlen_kernel
 
-__all__ = ["KeySplits", "accumulation_dtype", "flash_available", "matmul_accumulated", "plan_splits",
-           "split_attention"]
+__all__ = ["KeySplits", "accumulation_dtype", "attend_pieces", "flash_available", "matmul_accumulated",
+           "merge_pieces", "plan_splits", "split_attention"]
 
 # A piece has at least this many keys (a thread block's sweep worth its launch and its share of the merge) ...
 _SHORTEST_PIECE = 256
@@ -79,20 +79,32 @@ def split_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tenso
                     use_flash: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention of ``(B, M, kv, d)`` queries over their prompts' ``(T, kv, d)`` keys and values: ``(B, M, kv, d)``
     outputs and ``(B, M, kv)`` log-sum-exps of the scaled scores, both in :func:`accumulation_dtype`."""
-    batch, rows, kv_heads, dim = query.shape
-    pieces = batch * splits.count
+    out, lse = attend_pieces(query, keys, values, splits, scale, use_flash)
+    return merge_pieces(out, lse, query.shape[0], splits.count, query.dtype)
+
+
+def attend_pieces(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, splits: KeySplits, scale: float,
+                  use_flash: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each piece's attention, unmerged: ``(B * S * M, kv, d)`` outputs and ``(B * S * M, kv)`` log-sum-exps, piece
+    after piece. The part of :func:`split_attention` whose shapes depend on the prompts' lengths."""
     if use_flash:
-        out, lse = _flash_pieces(query, keys, values, splits, scale)
-    else:
-        out, lse = _reference_pieces(query, keys, values, splits, scale)
-    out = out.view(batch, splits.count, rows, kv_heads, dim)
-    lse = lse.view(batch, splits.count, rows, kv_heads)
-    if pieces == batch:
-        return out[:, 0].to(accumulation_dtype(query.dtype)), lse[:, 0]
+        return _flash_pieces(query, keys, values, splits, scale)
+    return _reference_pieces(query, keys, values, splits, scale)
+
+
+def merge_pieces(out: torch.Tensor, lse: torch.Tensor, batch: int, count: int, dtype: torch.dtype
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`attend_pieces`' results for ``batch`` prompts of ``count`` pieces merged by their log-sum-exp:
+    ``(B, M, kv, d)`` outputs and ``(B, M, kv)`` log-sum-exps in the :func:`accumulation_dtype` of ``dtype``, the
+    queries' type. Its shapes do not depend on the prompts' lengths (a compiled decode step compiles it once)."""
+    out = out.view(batch, count, -1, *out.shape[1:])
+    lse = lse.view(batch, count, -1, lse.shape[-1])
+    if count == 1:
+        return out[:, 0].to(accumulation_dtype(dtype)), lse[:, 0]
     total = torch.logsumexp(lse, dim=1)
     weights = torch.exp(lse - total[:, None])
     merged = (weights[..., None] * out.to(weights.dtype)).sum(dim=1)
-    return merged.to(accumulation_dtype(query.dtype)), total
+    return merged.to(accumulation_dtype(dtype)), total
 
 
 def _flash_pieces(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, splits: KeySplits,
@@ -126,7 +138,7 @@ def _reference_pieces(query: torch.Tensor, keys: torch.Tensor, values: torch.Ten
         probs = torch.exp(scores - lse[..., None])
         outs.append(torch.bmm(probs, values[start:end].transpose(0, 1).to(dtype)).transpose(0, 1))  # (M, kv, d)
         lses.append(lse.transpose(0, 1))  # (M, kv)
-    return torch.stack(outs), torch.stack(lses)
+    return torch.stack(outs).flatten(0, 1), torch.stack(lses).flatten(0, 1)  # piece after piece, like the flash call
 
 
 def flash_available(query: torch.Tensor) -> bool:
@@ -151,6 +163,7 @@ def _bmm_out_dtype_works(device: torch.device) -> bool:
         return False
 
 
+@torch.compiler.disable  # a compiled caller runs it as it is: the float32-out bmm, not a compiled substitute
 def matmul_accumulated(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Batched ``a @ b`` in :func:`accumulation_dtype` (16-bit inputs are multiplied into float32, without copying
     them to float32 where torch can)."""
