@@ -30,5 +30,7 @@ def prefer_expandable_segments(rollout_engine: str) -> bool:
     True when the setting was made (never without CUDA)."""
     if not (torch.cuda.is_available() and wants_expandable_segments(rollout_engine)):
         return False
-    torch.cuda.memory._set_allocator_settings(EXPANDABLE)
+    # Newer torch names the call for every accelerator and deprecates the CUDA one (a FutureWarning per worker).
+    set_settings = getattr(torch._C, "_accelerator_setAllocatorSettings", None)
+    (set_settings or torch.cuda.memory._set_allocator_settings)(EXPANDABLE)
     return True
