@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,19 @@ def script_env(model_dir: Path, train_files: Path, val_files: Path | None = None
             "VAL_FILES": str(val_files or train_files), "N_GPUS_PER_NODE": str(gpus)}
 
 
+def run_to_exit(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    """``args`` run in ``cwd`` until it exits, its output (text) captured in files. Through pipes the run would also
+    wait for every process holding them: the trainer's orphan reaper (:mod:`longrl.controller.orphan_reaper`) inherits
+    its stderr and outlives it by its grace period, seconds per training run."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        done = subprocess.run(args, cwd=cwd, env=env, stdout=out, stderr=err, text=True, timeout=600)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(args, done.returncode, out.read(), err.read())
+
+
 def _bash(script: str, args: list[str], env: dict[str, str], cwd: Path) -> str:
-    done = subprocess.run(["bash", str(REPO / "examples" / f"{script}.sh"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = run_to_exit(["bash", str(REPO / "examples" / f"{script}.sh"), *args], env, cwd)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from longrl.flow.tiny import build_tiny_pipeline
+
+from script_runs import run_to_exit
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["worker.rollout.height=8", "worker.rollout.width=8", "worker.rollout.num_steps=3", "worker.rollout.n=2",
@@ -32,9 +33,9 @@ def test_flow_script_runs_one_step(tmp_path, script, family, frames):
     model_dir = build_tiny_pipeline(tmp_path / f"tiny-{family}", family, vae=True)
     env = {**os.environ, "MODEL_PATH": str(model_dir), "N_GPUS_PER_NODE": "1", "PYTHON": sys.executable}
     prompts = REPO / "examples/prompts/geneval_colors.jsonl"
-    done = subprocess.run(["bash", str(REPO / "examples" / f"{script}.sh"), str(prompts), *TINY,
-                           f"worker.rollout.num_frames={frames}", f"trainer.save_checkpoint_path={tmp_path / 'ckpt'}"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = run_to_exit(["bash", str(REPO / "examples" / f"{script}.sh"), str(prompts), *TINY,
+                        f"worker.rollout.num_frames={frames}", f"trainer.save_checkpoint_path={tmp_path / 'ckpt'}"],
+                       env, tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     [step] = [json.loads(line) for line in
               (tmp_path / "outputs/logs/longrl_flow" / script / "metrics.jsonl").read_text().splitlines()]
