@@ -21,10 +21,30 @@ the package itself re-exports the Ray-free parts, so ``workers/`` can subclass :
 its methods without importing Ray.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from longrl.controller.colocate import colocate
 from longrl.controller.decorators import CollectiveTimeout, Dispatch, Execute, register
-from longrl.controller.dispatch import RankLayout
-from longrl.controller.worker import Worker, distributed_backend
+
+if TYPE_CHECKING:
+    from longrl.controller.dispatch import RankLayout
+    from longrl.controller.worker import Worker, distributed_backend
 
 __all__ = ["CollectiveTimeout", "Dispatch", "Execute", "RankLayout", "Worker", "colocate", "distributed_backend",
            "register"]
+
+
+def __getattr__(name: str) -> Any:
+    """The names whose modules import torch, loaded on first use: the multi-node bootstrap (``python -m
+    longrl.controller.cluster``, on every node) needs none of them."""
+    if name == "RankLayout":
+        from longrl.controller.dispatch import RankLayout
+
+        return RankLayout
+    if name in ("Worker", "distributed_backend"):
+        from longrl.controller import worker
+
+        return getattr(worker, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,17 +16,22 @@ process group: call ``init_distributed`` from one role (it is a no-op once joine
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from longrl.controller.decorators import MethodSpec, register, registered_methods
-from longrl.controller.dispatch import RankLayout
-from longrl.controller.worker import Worker
+
+if TYPE_CHECKING:
+    from longrl.controller.dispatch import RankLayout
+    from longrl.controller.worker import Worker
 
 __all__ = ["colocate"]
 
 
 def colocate(roles: Mapping[str, type[Worker]]) -> type[Worker]:
     """A Worker class running every role of ``roles`` (name -> Worker subclass) in one actor."""
+    # Imported here: the package re-exports this function, and importing the package must not import torch.
+    from longrl.controller.worker import Worker
+
     if not roles:
         raise ValueError("colocate needs at least one role")
     exposed: dict[str, tuple[str, str]] = {}  # group method -> (role, role method)

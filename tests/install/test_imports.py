@@ -50,6 +50,16 @@ def test_the_torchvision_shim_is_applied_exactly_where_torchvision_fails_alone()
     assert shimmed.stdout.split("\n")[-2] == f"{fails_alone} (3, 4, 3)"
 
 
+def test_longrl_and_the_cluster_bootstrap_import_no_torch():
+    """``import longrl`` sets its defaults and leaves the torchvision shim to torchvision's first import, and the
+    multi-node bootstrap, run several times per node and launch, needs only Ray: neither imports torch, torchvision
+    (with the torch._dynamo it pulls in) or transformers, seconds per process."""
+    result = _python("import sys, longrl.controller.cluster\n"
+                     "print(sorted(m for m in ('torch', 'torchvision', 'transformers') if m in sys.modules))")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[-2] == "[]"
+
+
 @pytest.mark.parametrize("exported, expected", [(None, "NO"), ("YES", "YES")])
 def test_hub_kernels_are_off_unless_the_environment_says_otherwise(exported, expected):
     result = _python("import os, longrl; print(os.environ['USE_HUB_KERNELS'])",
