@@ -144,7 +144,7 @@ def _reference_pieces(query: torch.Tensor, keys: torch.Tensor, values: torch.Ten
 def flash_available(query: torch.Tensor) -> bool:
     """Whether :func:`split_attention` can use the flash kernel for queries like ``query``: the towers' rule
     (:func:`~longrl.models.vision_attention.takes_varlen_kernel`, which also probes that the kernel runs on this GPU),
-    asked once per engine before its CUDA graphs are captured."""
+    asked at each rollout call's prefill, before any CUDA graph capture."""
     return takes_varlen_kernel(query.device, query.dtype, query.shape[-1])
 
 
