@@ -11,9 +11,12 @@ prefill and the CUDA graph capture. Paths
 * ``compiled``: the step captured, its decoder layers compiled (``torch.compile``; the default on CUDA), on a second
   engine with the same weights.
 
-``--profile`` adds a torch profiler table of the decoding part (from the end of the prefill) of one ``--long`` run per
-path: with ``eager`` each kernel of the step shows, while a CUDA graph's replay shows as one. Random weights rarely draw
-the stop token, so a run decodes its full length (the step counts divided by are those actually decoded).
+``--profile`` profiles the decoding part (from the end of the prefill) of one ``--long`` run per path and prints, per
+decoding step, how many kernels ran, their summed time and the span from the first kernel's start to the last one's
+end (span minus sum: time the GPU sat idle between kernels), then the kernels with the most time per step; on a CPU the
+same for the top-level operators. A CUDA graph's replay lists its kernels one by one. ``--trace DIR`` also writes each
+profile as a Chrome trace. Random weights rarely draw the stop token, so a run decodes its full length (the step
+counts divided by are those actually decoded).
 
     python benchmarks/decode_step.py --frames 64 512 --paths eager graphs compiled
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import longrl  # noqa: F401  (before torchvision: the CPU shim)
@@ -89,6 +93,28 @@ def timed_generate(engine: HFRollout, prompts, tokens: int, n: int, profiler=Non
     return total, decoding, int(rollout.tensors[RESPONSE_MASK].sum(-1).max())
 
 
+def kernel_summary(events: list, steps: int, gpu: bool, rows: int = 25) -> str:
+    """Per decoding step of a profile over ``steps`` steps: the GPU's kernels (a CPU's top-level operators), their
+    summed time, the span they cover, and the ``rows`` kernels with the most time."""
+    device = torch.autograd.DeviceType.CUDA if gpu else torch.autograd.DeviceType.CPU
+    ran = [e for e in events if e.device_type == device and (gpu or e.cpu_parent is None)]
+    if not ran:
+        return "no kernels recorded"
+    busy = sum(e.time_range.elapsed_us() for e in ran)
+    span = max(e.time_range.end for e in ran) - min(e.time_range.start for e in ran)
+    totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    for event in ran:
+        totals[event.name][0] += 1
+        totals[event.name][1] += event.time_range.elapsed_us()
+    kind = "kernels" if gpu else "top-level operators"
+    lines = [f"per decoding step ({steps} steps profiled): {len(ran) / steps:.1f} {kind}, {busy / steps / 1000:.3f} ms "
+             f"of their time, {span / steps / 1000:.3f} ms from the first one's start to the last one's end",
+             f"{'per step':>9}{'ms/step':>9}{'us each':>9}  name"]
+    for name, (count, total) in sorted(totals.items(), key=lambda item: -item[1][1])[:rows]:
+        lines.append(f"{count / steps:>9.1f}{total / steps / 1000:>9.3f}{total / count:>9.1f}  {name[:110]}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, nargs="+", default=[64, 512])
@@ -98,6 +124,7 @@ def main() -> None:
     parser.add_argument("--model", choices=("3b", "tiny"), default="3b")
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--trace", type=Path, help="with --profile: write each profile's Chrome trace into this folder")
     args = parser.parse_args()
     gpu = torch.cuda.is_available()
     with model_directory(args.model) as model_dir:
@@ -124,9 +151,13 @@ def main() -> None:
 
                     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
                     profiler = profile(activities=activities)
-                    timed_generate(engine, prompts, args.long, args.n, profiler)
-                    print(profiler.key_averages().table(sort_by="cuda_time_total" if gpu else "cpu_time_total",
-                                                        row_limit=20))
+                    _, _, decoded = timed_generate(engine, prompts, args.long, args.n, profiler)
+                    # The first token comes from the prefill's logits: decoded - 1 decoding steps were profiled.
+                    print(f"frames {frames}, {path}, profile:\n{kernel_summary(profiler.events(), decoded - 1, gpu)}",
+                          flush=True)
+                    if args.trace:
+                        args.trace.mkdir(parents=True, exist_ok=True)
+                        profiler.export_chrome_trace(str(args.trace / f"decode_{frames}_{path}.json"))
             ratios = [f"eager / {path} {per_step['eager'] / per_step[path]:.2f}x" for path in per_step
                       if path != "eager" and "eager" in per_step]
             if ratios:
