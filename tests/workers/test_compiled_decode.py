@@ -1,13 +1,14 @@
 """The HF rollout decoding through compiled decoder layers (longrl/workers/rollout/compiled_layers.py), on the CPU
 in float32: the same samples as the eager layers and log-probs within float32 rounding of the model's float32
 intermediates, amplified by the sharp weights (fused kernels round differently in the last bits), the layers and the
-prompt cache's attention after its prompt part both compiled; the prefill stays eager; and an engine left to choose
+prompt cache's attention after its prompt part both compiled, the latter as one graph; the prefill stays eager; and an engine left to choose
 compiles only a 16-bit model on CUDA."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from longrl.models import get_adapter
 from longrl.workers.rollout import compiled_layers, hf, prefix_cache
@@ -38,6 +39,8 @@ def test_compiled_layers_decode_the_eager_layers_samples(tiny_model_dir, monkeyp
 
     monkeypatch.setattr(torch, "compile", counting_compile)
     prefix_cache._compiled_merge_step.cache_clear()
+    torch._dynamo.reset()  # compile afresh here, so the graph breaks below are this test's
+    counters.clear()
     outs = []
     for compile_decode in (False, True):
         engine = HFRollout(model_dir, dtype=torch.float32, compile_decode=compile_decode)
@@ -49,6 +52,8 @@ def test_compiled_layers_decode_the_eager_layers_samples(tiny_model_dir, monkeyp
     steps = outs[1].tensors["responses"].shape[1]
     # Every decode step, never the prefill, through the layers' and the attention's compiled code alike.
     assert calls == {part: len(layers) * (steps - 1) for part in calls}
+    # The layers' graphs break only around the prompt cache's attention; its merge is one graph, bmms included.
+    assert counters["graph_break"] and all("prefix_cache_attention" in reason for reason in counters["graph_break"])
     assert torch.equal(outs[0].tensors["responses"], outs[1].tensors["responses"])
     torch.testing.assert_close(outs[1].tensors["rollout_log_probs"], outs[0].tensors["rollout_log_probs"],
                                atol=2e-4, rtol=0)

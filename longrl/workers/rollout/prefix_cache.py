@@ -110,28 +110,26 @@ class PrefixCache:
                scaling: float | None) -> torch.Tensor:
         """``(B * n, heads, 1, d)`` queries of the current step; writes the step's keys and values to their slots.
         The output is a ``(B * n, heads, 1, d)`` view of a contiguous ``(B * n, 1, heads, d)`` tensor."""
-        batch, n, group = self.batch, self.n, self.group
         kv_heads, dim = key.shape[1], key.shape[-1]
-        for store, tensor in ((self.slot_keys, key), (self.slot_values, value)):
-            store[layer].index_copy_(3, self.step.view(1),
-                                     tensor.view(batch, n, kv_heads, 1, dim).transpose(1, 2))
         scale = dim ** -0.5 if scaling is None else scaling
-        by_sample = query.reshape(batch, n, kv_heads, group, dim)
-        prompt_out, prompt_lse = attend_pieces(
-            by_sample.transpose(2, 3).reshape(batch, n * group, kv_heads, dim), self.prompt_keys[layer],
-            self.prompt_values[layer], self.splits, scale, self.flash)
-        return self._merge_step(prompt_out, prompt_lse, by_sample, self.slot_keys[layer], self.slot_values[layer],
-                                self.slot_mask, self.splits.count, scale)
+        by_sample = query.reshape(self.batch, self.n, kv_heads, self.group, dim)
+        prompt_out, prompt_lse = attend_pieces(by_sample.transpose(2, 3), self.prompt_keys[layer],
+                                               self.prompt_values[layer], self.splits, scale, self.flash)
+        return self._merge_step(prompt_out, prompt_lse, by_sample, key, value, self.step, self.slot_keys[layer],
+                                self.slot_values[layer], self.slot_mask, self.splits.count, scale)
 
 
-def merge_step(prompt_out: torch.Tensor, prompt_lse: torch.Tensor, by_sample: torch.Tensor,
-               slot_keys: torch.Tensor, slot_values: torch.Tensor, slot_mask: torch.Tensor, count: int,
-               scale: float) -> torch.Tensor:
+def merge_step(prompt_out: torch.Tensor, prompt_lse: torch.Tensor, by_sample: torch.Tensor, key: torch.Tensor,
+               value: torch.Tensor, step: torch.Tensor, slot_keys: torch.Tensor, slot_values: torch.Tensor,
+               slot_mask: torch.Tensor, count: int, scale: float) -> torch.Tensor:
     """The decode attention after the prompt pieces (:func:`~longrl.workers.rollout.split_attention.attend_pieces`):
-    the pieces merged, each sample's ``(B, n, kv, group, d)`` query heads over its own slot, the two merged and
-    unfolded into the ``(B * n, heads, 1, d)`` layout (a view of a contiguous ``(B * n, 1, heads, d)``) in the queries'
-    type. Tensors whose shapes hold for every layer, step and prompt length: compiled once for the whole call."""
+    the step's ``(B * n, kv, 1, d)`` keys and values written to slot column ``step``, the pieces merged, each sample's
+    ``(B, n, kv, group, d)`` query heads over its own slot, the two merged and unfolded into the ``(B * n, heads, 1,
+    d)`` layout (a view of a contiguous ``(B * n, 1, heads, d)``) in the queries' type. Tensors whose shapes hold for
+    every layer, step and prompt length: compiled once for the whole call, as one graph."""
     batch, n, kv_heads, group, dim = by_sample.shape
+    for store, tensor in ((slot_keys, key), (slot_values, value)):
+        store.index_copy_(3, step.view(1), tensor.view(batch, n, kv_heads, 1, dim).transpose(1, 2))
     prompt_out, prompt_lse = merge_pieces(prompt_out, prompt_lse, batch, count, by_sample.dtype)
     own_out, own_lse = own_slot_attention(by_sample, slot_keys, slot_values, slot_mask, scale)
     lse = torch.logaddexp(prompt_lse, own_lse)

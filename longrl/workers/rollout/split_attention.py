@@ -16,7 +16,9 @@ computes each piece's scores, log-sum-exp and weighted sum with plain matmuls in
 split and the merge are the same code on both.
 
 The keys of ``B`` prompts are stored one prompt after another as ``(T, kv_heads, d)`` rows (each prompt's real columns
-only: a left-padded prompt's padding is never stored, so no mask is needed). Queries come as ``(B, M, kv_heads, d)``.
+only: a left-padded prompt's padding is never stored, so no mask is needed). Queries come as ``(B, M, kv_heads, d)``;
+:func:`attend_pieces` also takes ``(B, r1, r2, kv_heads, d)`` whose ``r1 * r2`` rows, in that order, are the ``M`` (a
+decode step's samples and the query heads of each, a strided view), copied once into the kernel's layout.
 """
 
 from __future__ import annotations
@@ -86,10 +88,11 @@ def split_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tenso
 def attend_pieces(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, splits: KeySplits, scale: float,
                   use_flash: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Each piece's attention, unmerged: ``(B * S * M, kv, d)`` outputs and ``(B * S * M, kv)`` log-sum-exps, piece
-    after piece. The part of :func:`split_attention` whose shapes depend on the prompts' lengths."""
+    after piece. The part of :func:`split_attention` whose shapes depend on the prompts' lengths. ``query``: ``(B, M,
+    kv, d)`` or ``(B, r1, r2, kv, d)`` with ``M = r1 * r2`` rows."""
     if use_flash:
         return _flash_pieces(query, keys, values, splits, scale)
-    return _reference_pieces(query, keys, values, splits, scale)
+    return _reference_pieces(query.reshape(query.shape[0], -1, *query.shape[-2:]), keys, values, splits, scale)
 
 
 def merge_pieces(out: torch.Tensor, lse: torch.Tensor, batch: int, count: int, dtype: torch.dtype
@@ -110,9 +113,11 @@ def merge_pieces(out: torch.Tensor, lse: torch.Tensor, batch: int, count: int, d
 def _flash_pieces(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, splits: KeySplits,
                   scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Every (prompt, piece) as one sequence of a variable-length flash-attention call (the prompt's query rows copied
-    once per piece): ``(B * S * M, kv, d)`` outputs in the query dtype, ``(B * S * M, kv)`` float32 log-sum-exps."""
-    batch, rows, kv_heads, dim = query.shape
-    repeated = query[:, None].expand(batch, splits.count, rows, kv_heads, dim).reshape(-1, kv_heads, dim)
+    once per piece, in one copy whatever the query's strides): ``(B * S * M, kv, d)`` outputs in the query dtype,
+    ``(B * S * M, kv)`` float32 log-sum-exps."""
+    batch, kv_heads, dim = query.shape[0], query.shape[-2], query.shape[-1]
+    rows = math.prod(query.shape[1:-2])
+    repeated = query[:, None].expand(batch, splits.count, *query.shape[1:]).reshape(-1, kv_heads, dim)
     out, lse = torch.ops.aten._flash_attention_forward(
         repeated, keys, values, splits.cu_queries, splits.cu_keys, rows, splits.longest, 0.0, False, False,
         scale=scale)[:2]
@@ -163,13 +168,13 @@ def _bmm_out_dtype_works(device: torch.device) -> bool:
         return False
 
 
-@torch.compiler.disable  # a compiled caller runs it as it is: the float32-out bmm, not a compiled substitute
 def matmul_accumulated(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Batched ``a @ b`` in :func:`accumulation_dtype` (16-bit inputs are multiplied into float32, without copying
-    them to float32 where torch can)."""
+    them to float32 where torch can). Traceable: a compiled caller keeps it in its graph (inductor lowers the
+    float32-out bmm on CUDA; the probe runs only eagerly)."""
     dtype = accumulation_dtype(a.dtype)
     if dtype == a.dtype:
         return torch.bmm(a, b)
-    if a.device.type == "cuda" and _bmm_out_dtype_works(a.device):
+    if a.device.type == "cuda" and (torch.compiler.is_compiling() or _bmm_out_dtype_works(a.device)):
         return torch.bmm(a, b, out_dtype=dtype)
     return torch.bmm(a.to(dtype), b.to(dtype))
