@@ -16,13 +16,14 @@ they hold "sdpa": an eager or flash choice stays, and the text model's attention
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from typing import Any
 
 import torch
 from transformers import AttentionInterface, PreTrainedConfig
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from longrl.flash_kernel import takes_flash_kernel
 
 try:  # a prototype API of torch (2.9+); without it every call takes the loop
     from torch.nn.attention.varlen import varlen_attn
@@ -32,33 +33,12 @@ except ImportError:
 __all__ = ["ATTENTION_NAME", "takes_varlen_kernel", "use_varlen_attention", "varlen_attention"]
 
 ATTENTION_NAME = "longrl_varlen_flash"
-# What torch's flash kernel computes: 16-bit inputs, head dims a multiple of 8 up to 256.
-_KERNEL_DTYPES = (torch.float16, torch.bfloat16)
-_KERNEL_HEAD_DIM_STEP = 8
-_KERNEL_MAX_HEAD_DIM = 256
 
 
 def takes_varlen_kernel(device: torch.device, dtype: torch.dtype, head_dim: int, dropout: float = 0.0) -> bool:
-    """Whether a call on ``device`` in ``dtype`` with ``head_dim`` goes to the varlen flash kernel: on CUDA, in 16
-    bits, a head dim the kernel takes, without dropout (the kernel has none), with torch's ``varlen_attn``, and on a
-    GPU the kernel was built for (:func:`_kernel_runs`; a pre-Ampere card has none)."""
-    return (varlen_attn is not None and device.type == "cuda" and dtype in _KERNEL_DTYPES
-            and head_dim % _KERNEL_HEAD_DIM_STEP == 0 and head_dim <= _KERNEL_MAX_HEAD_DIM and dropout == 0.0
-            and _kernel_runs(device))
-
-
-@functools.lru_cache(maxsize=None)
-def _kernel_runs(device: torch.device) -> bool:
-    """One tiny call of the flash kernel (what ``varlen_attn`` calls) on ``device``, once per device and before any
-    CUDA graph capture: False where the build or the GPU lacks it, so the caller takes its fallback instead of
-    failing mid-pass."""
-    try:
-        probe = torch.zeros(2, 1, 8, dtype=torch.bfloat16, device=device)
-        cu = torch.tensor([0, 2], dtype=torch.int32, device=device)
-        torch.ops.aten._flash_attention_forward(probe, probe, probe, cu, cu, 2, 2, 0.0, False, False, scale=1.0)
-        return True
-    except (RuntimeError, NotImplementedError, TypeError):
-        return False
+    """Whether a call goes to the varlen flash kernel: torch has ``varlen_attn`` and its kernel serves the call
+    (:func:`~longrl.flash_kernel.takes_flash_kernel`)."""
+    return varlen_attn is not None and takes_flash_kernel(device, dtype, head_dim, dropout)
 
 
 def varlen_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,

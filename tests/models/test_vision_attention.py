@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from transformers import Qwen2_5_VLConfig
 
 from longrl.models import get_adapter, registered_families
+from longrl import flash_kernel
 from longrl.models import vision_attention
 from longrl.models.vision_attention import ATTENTION_NAME, takes_varlen_kernel, use_varlen_attention
 
@@ -112,25 +113,25 @@ def test_a_chosen_implementation_is_kept(choice):
     ("cuda", torch.bfloat16, 80, 0.1, False),  # the kernel has no dropout
 ])
 def test_kernel_choice(device, dtype, head_dim, dropout, kernel, monkeypatch):
-    monkeypatch.setattr(vision_attention, "_kernel_runs", lambda device: True)  # a GPU the kernel was built for
+    monkeypatch.setattr(flash_kernel, "_kernel_runs", lambda device: True)  # a GPU the kernel was built for
     assert takes_varlen_kernel(torch.device(device), dtype, head_dim, dropout) is kernel
 
 
 def test_no_kernel_without_torch_varlen(monkeypatch):
-    monkeypatch.setattr(vision_attention, "_kernel_runs", lambda device: True)
+    monkeypatch.setattr(flash_kernel, "_kernel_runs", lambda device: True)
     monkeypatch.setattr(vision_attention, "varlen_attn", None)
     assert not takes_varlen_kernel(torch.device("cuda"), torch.bfloat16, 80)
 
 
 def test_no_kernel_where_it_does_not_run(monkeypatch):
     """A GPU without the kernel (pre-Ampere, or a build without flash) takes the loop instead of failing mid-pass."""
-    monkeypatch.setattr(vision_attention, "_kernel_runs", lambda device: False)
+    monkeypatch.setattr(flash_kernel, "_kernel_runs", lambda device: False)
     assert not takes_varlen_kernel(torch.device("cuda"), torch.bfloat16, 80)
 
 
 def test_kernel_probe_fails_cleanly_on_cpu():
     """The probe's real call: torch has no CPU flash kernel, which the probe reports as False, not an error."""
-    assert vision_attention._kernel_runs(torch.device("cpu")) is False
+    assert flash_kernel._kernel_runs(torch.device("cpu")) is False
 
 
 def test_kernel_path_hands_over_packed_chunks(loaded, monkeypatch):

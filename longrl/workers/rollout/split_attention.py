@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from longrl.models.vision_attention import takes_varlen_kernel
+from longrl.flash_kernel import takes_flash_kernel
 
 __all__ = ["KeySplits", "accumulation_dtype", "attend_pieces", "flash_available", "matmul_accumulated",
            "merge_pieces", "plan_splits", "split_attention"]
@@ -147,10 +147,10 @@ def _reference_pieces(query: torch.Tensor, keys: torch.Tensor, values: torch.Ten
 
 
 def flash_available(query: torch.Tensor) -> bool:
-    """Whether :func:`split_attention` can use the flash kernel for queries like ``query``: the towers' rule
-    (:func:`~longrl.models.vision_attention.takes_varlen_kernel`, which also probes that the kernel runs on this GPU),
-    asked at each rollout call's prefill, before any CUDA graph capture."""
-    return takes_varlen_kernel(query.device, query.dtype, query.shape[-1])
+    """Whether :func:`split_attention` can use the flash kernel for queries like ``query``
+    (:func:`~longrl.flash_kernel.takes_flash_kernel`, which also probes that the kernel runs on this GPU), asked at
+    each rollout call's prefill, before any CUDA graph capture."""
+    return takes_flash_kernel(query.device, query.dtype, query.shape[-1])
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
