@@ -7,18 +7,19 @@ caller sharded) and MLPs run unchanged on the local shard.
 
 Masking is by segments, not by a dense mask: every row of the layout is a list of contiguous causal segments (a
 left-padded prompt followed by its right-padded response is one segment; a packed row holds one segment per
-sample). Each segment is one causal SDPA call, so no ``S x S`` mask is ever built (a long video prompt has tens of
-thousands of positions) and positions outside every segment (padding) get a zero output that nothing reads.
+sample), so no ``S x S`` mask is ever built (a long video prompt has tens of thousands of positions) and positions
+outside every segment (padding) get a zero output that nothing reads.
 
 Shared prefixes (the n rollouts of one prompt): a *branch* segment ``(row, start, end, prefix_start, prefix_end)``
 reads a prefix span too. Its queries attend to every key of ``[prefix_start, prefix_end)`` and causally to
-``[start, query]``: one SDPA call with key/value ``cat(prefix, own)`` and a causal mask aligned to the lower right
-(query ``i`` reads keys ``[0, prefix + i]``), so the prompt is computed once while each response sees exactly what
-it sees in its own unshared row. That mask is a bias object, not a tensor, so SDPA keeps its fused (flash) kernels
-on the GPU where a boolean mask would send it to a slower masked kernel.
+``[start, query]``: keys ``cat(prefix, own)`` under a causal mask aligned to the lower right (query ``i`` reads keys
+``[0, prefix + i]``), so the prompt is computed once while each response sees exactly what it sees in its own
+unshared row.
 
-GQA: the kernels read each key/value head for its group of query heads (``enable_gqa``), so neither the sequence's
-keys nor a branch's copy of its prefix is expanded to every query head. With fewer key/value heads than SP ranks,
+The segments are the sequences of one variable-length causal call (:mod:`longrl.mrsp.varlen`): one flash kernel per
+layer on CUDA, SDPA per segment with a lower-right bias object elsewhere. GQA: the kernels read each key/value head
+for its group of query heads, so neither the sequence's keys nor a branch's copy of its prefix is expanded to every
+query head. With fewer key/value heads than SP ranks,
 key/value heads are repeated just enough to split evenly (each query head still reads the key/value head it reads
 without SP).
 
@@ -35,10 +36,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.nn.attention.bias import causal_lower_right
 from transformers import AttentionInterface, PreTrainedModel
 
 from longrl.mrsp.collectives import all_to_all
+from longrl.mrsp.varlen import segments_attention
 
 __all__ = ["ATTENTION_NAME", "AttentionLayout", "kv_head_repeat", "use_mrsp_attention"]
 
@@ -90,23 +91,8 @@ def _mrsp_attention(
     if repeat > 1:
         key, value = key.repeat_interleave(repeat, dim=1), value.repeat_interleave(repeat, dim=1)
     query, key, value = (all_to_all(x, group, scatter_dim=1, gather_dim=2) for x in (query, key, value))
-    gqa = query.shape[1] != key.shape[1]
-    out = query.new_zeros(query.shape)
-    dropout_p = dropout if module.training else 0.0
-    for segment in mrsp_layout.segments:
-        row, start, end = segment[:3]
-        q, k, v = (x[row : row + 1, :, start:end] for x in (query, key, value))
-        if len(segment) == 3 or segment[3] == segment[4]:
-            out[row, :, start:end] = F.scaled_dot_product_attention(
-                q, k, v, is_causal=True, scale=scaling, dropout_p=dropout_p, enable_gqa=gqa)[0]
-            continue
-        prefix_start, prefix_end = segment[3], segment[4]
-        k = torch.cat([key[row : row + 1, :, prefix_start:prefix_end], k], dim=2)
-        v = torch.cat([value[row : row + 1, :, prefix_start:prefix_end], v], dim=2)
-        out[row, :, start:end] = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=causal_lower_right(end - start, k.shape[2]), scale=scaling, dropout_p=dropout_p,
-            enable_gqa=gqa)[0]
-    out = all_to_all(out, group, scatter_dim=2, gather_dim=1)
+    out = segments_attention(query, key, value, mrsp_layout.segments, scaling, dropout if module.training else 0.0)
+    out = all_to_all(out.transpose(1, 2), group, scatter_dim=2, gather_dim=1)
     return out.transpose(1, 2).contiguous(), None
 
 
