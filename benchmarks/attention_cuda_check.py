@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
 import torch
 
 from longrl.mrsp import varlen
+from cuda_timing import median_ms
 
 HEADS, KV_HEADS, DIM = 16, 2, 128
 LAYOUTS = {
@@ -59,19 +59,6 @@ def forward_backward(tensors: list[torch.Tensor], segments: tuple, cotangent: to
 
 def relative(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got.detach().float() - want.detach()).norm() / want.detach().norm())
-
-
-def median_ms(run: Callable[[], object], repeats: int = 3) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        run()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def check_layout(name: str, segments: tuple) -> dict[str, object]:

@@ -18,9 +18,8 @@ import argparse
 import copy
 import functools
 import json
-import statistics
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,6 +31,7 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTra
 
 from longrl.models import vision_attention
 from longrl.models.vision_attention import ATTENTION_NAME, takes_varlen_kernel
+from cuda_timing import median_ms
 from qwen2_5_vl_3b import VISION_3B
 
 SIDE = 448
@@ -108,20 +108,6 @@ def counted_kernel_calls() -> Iterator[list[int]]:
         yield calls
     finally:
         vision_attention.varlen_attn = kernel
-
-
-def median_ms(run: Callable[[], object], repeats: int = 3) -> float:
-    """Median time of ``run`` on the GPU's clock after one warm-up."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        run()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def main() -> None:

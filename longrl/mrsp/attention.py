@@ -35,7 +35,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from transformers import AttentionInterface, PreTrainedModel
 
 from longrl.mrsp.collectives import all_to_all
