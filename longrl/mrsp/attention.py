@@ -19,9 +19,8 @@ unshared row.
 The segments are the sequences of one variable-length causal call (:mod:`longrl.mrsp.varlen`): one flash kernel per
 layer on CUDA, SDPA per segment with a lower-right bias object elsewhere. GQA: the kernels read each key/value head
 for its group of query heads, so neither the sequence's keys nor a branch's copy of its prefix is expanded to every
-query head. With fewer key/value heads than SP ranks,
-key/value heads are repeated just enough to split evenly (each query head still reads the key/value head it reads
-without SP).
+query head. With fewer key/value heads than SP ranks, key/value heads are repeated just enough to split evenly (each
+query head still reads the key/value head it reads without SP).
 
 The layout travels as the ``mrsp_layout`` keyword of the model's forward, which transformers hands down to the
 attention function; gradient checkpointing stores it with the layer's inputs, so recomputation sees it too.
