@@ -23,8 +23,8 @@ _KERNEL_MAX_HEAD_DIM = 256
 
 def takes_flash_kernel(device: torch.device, dtype: torch.dtype, head_dim: int, dropout: float = 0.0) -> bool:
     """Whether a call on ``device`` in ``dtype`` with ``head_dim`` goes to the flash kernel: on CUDA, in 16 bits, a
-    head dim the kernel takes, without dropout (the callers' fallbacks keep its random stream), and on a GPU the
-    kernel was built for (:func:`_kernel_runs`; a pre-Ampere card has none)."""
+    head dim the kernel takes, without dropout (the towers' varlen call has none; the fallbacks apply it), and on a
+    GPU the kernel was built for (:func:`_kernel_runs`; a pre-Ampere card has none)."""
     return (device.type == "cuda" and dtype in _KERNEL_DTYPES and head_dim % _KERNEL_HEAD_DIM_STEP == 0
             and head_dim <= _KERNEL_MAX_HEAD_DIM and dropout == 0.0 and _kernel_runs(device))
 
